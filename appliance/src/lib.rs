@@ -1,1 +1,14 @@
+//! Mimamori appliance firmware. The folders follow the data path (SPEC §2):
+//!
+//! `capture` → `decode` → `flow` → `reassembly` → `app` → `detect` → `events`,
+//! chained per frame by `pipeline`; `replay` runs it over capture files.
 
+pub mod app;
+pub mod capture;
+pub mod decode;
+pub mod detect;
+pub mod events;
+pub mod flow;
+pub mod pipeline;
+pub mod reassembly;
+pub mod replay;

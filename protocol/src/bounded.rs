@@ -41,7 +41,10 @@ impl<const MAX: usize> BoundedString<MAX> {
     pub fn new(s: impl Into<String>) -> Result<Self, StringTooLong> {
         let s = s.into();
         if s.len() > MAX {
-            return Err(StringTooLong { len: s.len(), max: MAX });
+            return Err(StringTooLong {
+                len: s.len(),
+                max: MAX,
+            });
         }
         Ok(Self(s))
     }
@@ -71,7 +74,11 @@ impl<const MAX: usize> BoundedString<MAX> {
     /// Checks the bound after decoding, naming `field` on failure.
     pub(crate) fn check(&self, field: &'static str) -> Result<(), FrameError> {
         if self.0.len() > MAX {
-            return Err(StringTooLong { len: self.0.len(), max: MAX }.in_field(field));
+            return Err(StringTooLong {
+                len: self.0.len(),
+                max: MAX,
+            }
+            .in_field(field));
         }
         Ok(())
     }
@@ -137,8 +144,14 @@ mod test {
 
     #[test]
     fn new_enforces_bound() {
-        assert_eq!(BoundedString::<3>::new("abc").map(|s| s.into_string()), Ok("abc".into()));
-        assert_eq!(BoundedString::<3>::new("abcd"), Err(StringTooLong { len: 4, max: 3 }));
+        assert_eq!(
+            BoundedString::<3>::new("abc").map(|s| s.into_string()),
+            Ok("abc".into())
+        );
+        assert_eq!(
+            BoundedString::<3>::new("abcd"),
+            Err(StringTooLong { len: 4, max: 3 })
+        );
     }
 
     #[test]
@@ -154,7 +167,11 @@ mod test {
         let long = BoundedString::<2>(String::from("abc"));
         assert_eq!(
             long.check("x.y"),
-            Err(FrameError::FieldTooLong { field: "x.y", len: 3, max: 2 })
+            Err(FrameError::FieldTooLong {
+                field: "x.y",
+                len: 3,
+                max: 2
+            })
         );
     }
 }

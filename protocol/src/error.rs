@@ -64,7 +64,9 @@ pub enum FrameError {
         reason: &'static str,
     },
     /// The decoder holds more unconsumed bytes than allowed; the caller did not drain it.
-    #[error("decoder buffer holds {buffered} bytes, the limit is {max}; drain frames with next_frame")]
+    #[error(
+        "decoder buffer holds {buffered} bytes, the limit is {max}; drain frames with next_frame"
+    )]
     BufferFull {
         /// Bytes that would be buffered.
         buffered: usize,
@@ -89,7 +91,11 @@ pub struct StringTooLong {
 impl StringTooLong {
     /// Names the field this string was meant for, turning it into a [`FrameError`].
     pub fn in_field(self, field: &'static str) -> FrameError {
-        FrameError::FieldTooLong { field, len: self.len, max: self.max }
+        FrameError::FieldTooLong {
+            field,
+            len: self.len,
+            max: self.max,
+        }
     }
 }
 
@@ -169,7 +175,11 @@ pub enum HandshakeError {
 
 /// Upgrade advice: the end with the older version is the one to upgrade.
 fn advice(local: Role, ours: u16, theirs: u16) -> &'static str {
-    if theirs > ours { local.upgrade_advice() } else { local.peer().upgrade_advice() }
+    if theirs > ours {
+        local.upgrade_advice()
+    } else {
+        local.peer().upgrade_advice()
+    }
 }
 
 impl HandshakeError {
@@ -178,7 +188,10 @@ impl HandshakeError {
     pub fn refuse_reason(&self) -> Option<RefuseReason> {
         match self {
             HandshakeError::IncompatibleVersion { ours, min, .. } => {
-                Some(RefuseReason::IncompatibleVersion { min: *min, max: *ours })
+                Some(RefuseReason::IncompatibleVersion {
+                    min: *min,
+                    max: *ours,
+                })
             }
             HandshakeError::InvalidHello(_) | HandshakeError::Frame(_) => {
                 Some(RefuseReason::MalformedHello)
@@ -213,12 +226,18 @@ mod test {
             theirs: 1,
             theirs_min: 1,
         };
-        assert!(err.to_string().ends_with("upgrade the cloud service"), "{err}");
+        assert!(
+            err.to_string().ends_with("upgrade the cloud service"),
+            "{err}"
+        );
     }
 
     #[test]
     fn field_names_appear_in_messages() {
         let err = StringTooLong { len: 300, max: 253 }.in_field("alert.sni");
-        assert_eq!(err.to_string(), "`alert.sni` is 300 bytes long, the limit is 253");
+        assert_eq!(
+            err.to_string(),
+            "`alert.sni` is 300 bytes long, the limit is 253"
+        );
     }
 }

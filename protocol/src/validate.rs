@@ -17,7 +17,11 @@ pub trait Validate {
 /// Checks `list.len() <= max`.
 pub(crate) fn list<T>(list: &[T], max: usize, field: &'static str) -> Result<(), FrameError> {
     if list.len() > max {
-        return Err(FrameError::ListTooLong { field, len: list.len(), max });
+        return Err(FrameError::ListTooLong {
+            field,
+            len: list.len(),
+            max,
+        });
     }
     Ok(())
 }
@@ -34,8 +38,16 @@ pub(crate) fn opt<const MAX: usize>(
 }
 
 /// Fails with [`FrameError::InvalidField`] unless `ok`.
-pub(crate) fn ensure(ok: bool, field: &'static str, reason: &'static str) -> Result<(), FrameError> {
-    if ok { Ok(()) } else { Err(FrameError::InvalidField { field, reason }) }
+pub(crate) fn ensure(
+    ok: bool,
+    field: &'static str,
+    reason: &'static str,
+) -> Result<(), FrameError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(FrameError::InvalidField { field, reason })
+    }
 }
 
 impl<T: Validate> Validate for Box<T> {

@@ -4,6 +4,7 @@
 
 pub mod addr;
 pub mod ast;
+pub mod classification;
 pub mod compile;
 pub mod parse;
 

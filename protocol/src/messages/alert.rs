@@ -86,7 +86,10 @@ pub struct Signature {
 impl Signature {
     /// The value of the first metadata pair named `key`.
     pub fn meta(&self, key: &str) -> Option<&str> {
-        self.metadata.iter().find(|m| m.key == key).map(|m| m.value.as_str())
+        self.metadata
+            .iter()
+            .find(|m| m.key == key)
+            .map(|m| m.value.as_str())
     }
 }
 

@@ -35,7 +35,11 @@ impl DeviceId {
         self.0.check(field)?;
         ensure(!self.0.is_empty(), field, "device id is empty")?;
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
-        ensure(self.0.chars().all(allowed), field, "device id has characters outside A-Za-z0-9._:-")
+        ensure(
+            self.0.chars().all(allowed),
+            field,
+            "device id has characters outside A-Za-z0-9._:-",
+        )
     }
 }
 

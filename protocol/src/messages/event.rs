@@ -124,7 +124,7 @@ impl Validate for FileVerdict {
 impl Validate for TrafficSummary {
     fn validate(&self) -> Result<(), FrameError> {
         ensure(
-            self.bucket_start.0 % TRAFFIC_BUCKET_SECS == 0,
+            self.bucket_start.0.is_multiple_of(TRAFFIC_BUCKET_SECS),
             "traffic.bucket_start",
             "not a multiple of 600 s",
         )?;
@@ -151,10 +151,17 @@ impl Validate for Events {
     fn validate(&self) -> Result<(), FrameError> {
         let len = self.events.len();
         if len > MAX_EVENTS_PER_BATCH {
-            return Err(FrameError::BatchTooLong { len, max: MAX_EVENTS_PER_BATCH });
+            return Err(FrameError::BatchTooLong {
+                len,
+                max: MAX_EVENTS_PER_BATCH,
+            });
         }
         let increasing = self.events.windows(2).all(|w| w[0].seq < w[1].seq);
-        ensure(increasing, "events.seq", "sequence numbers do not strictly increase")?;
+        ensure(
+            increasing,
+            "events.seq",
+            "sequence numbers do not strictly increase",
+        )?;
         self.events.iter().try_for_each(|e| e.event.validate())
     }
 }

@@ -22,9 +22,7 @@ pub(crate) mod samples;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use alert::{
-    Alert, Detection, Direction, FlowRef, MetaPair, SCORING_METADATA_KEYS, Signature,
-};
+pub use alert::{Alert, Detection, Direction, FlowRef, MetaPair, SCORING_METADATA_KEYS, Signature};
 pub use command::{Ack, AllowDest, Command, CommandKind, Exception};
 pub use common::{
     Action, DeviceId, HostRef, InternalHost, IpProto, Mac, Mode, Sha256, UnixMs, UnixSecs,

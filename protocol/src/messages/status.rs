@@ -37,7 +37,9 @@ impl Validate for Heartbeat {
         self.firmware.check("heartbeat.firmware")?;
         self.rules_version.check("heartbeat.rules_version")?;
         validate::list(&self.counters, MAX_COUNTERS, "heartbeat.counters")?;
-        self.counters.iter().try_for_each(|c| c.name.check("heartbeat.counters.name"))
+        self.counters
+            .iter()
+            .try_for_each(|c| c.name.check("heartbeat.counters.name"))
     }
 }
 

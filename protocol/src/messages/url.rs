@@ -63,7 +63,9 @@ impl UrlRef {
     }
 
     fn build(authority: &str, path: &str) -> Self {
-        let authority = authority.rsplit_once('@').map_or(authority, |(_, after)| after);
+        let authority = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, after)| after);
         let (host, port) = split_port(authority.trim());
         let path = if path.is_empty() { "/" } else { path };
         UrlRef {
@@ -126,7 +128,10 @@ mod test {
 
     #[test]
     fn accepts_scheme_less_and_ipv6() {
-        assert_eq!(parts(&UrlRef::from_url("example.org/x?y")), ("example.org", None, "/x"));
+        assert_eq!(
+            parts(&UrlRef::from_url("example.org/x?y")),
+            ("example.org", None, "/x")
+        );
         let u = UrlRef::from_url("http://[2001:db8::1]:81/p");
         assert_eq!(parts(&u), ("2001:db8::1", Some(81), "/p"));
         // A path containing "://" is not a scheme.
@@ -144,8 +149,15 @@ mod test {
 
     #[test]
     fn check_refuses_query_in_decoded_path() {
-        let u = UrlRef { host: HostName::truncated("h"), port: None, path: UrlPath::truncated("/a?b") };
-        assert!(matches!(u.check("alert.url"), Err(FrameError::InvalidField { .. })));
+        let u = UrlRef {
+            host: HostName::truncated("h"),
+            port: None,
+            path: UrlPath::truncated("/a?b"),
+        };
+        assert!(matches!(
+            u.check("alert.url"),
+            Err(FrameError::InvalidField { .. })
+        ));
     }
 
     #[test]

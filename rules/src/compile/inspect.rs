@@ -106,8 +106,20 @@ pub type Vars = [u64; 8];
 
 /// Run `steps` over `buf`. Returns whether the buffer matches.
 pub fn inspect(steps: &[CStep], buf: &[u8], vars: &mut Vars) -> bool {
-    let mut budget = BUDGET;
-    run(steps, buf, 0, vars, &mut budget)
+    inspect_new(steps, buf, vars, 0)
+}
+
+/// Like [`inspect`], but the last positive match must end after `min_end`: used on a
+/// stream window whose first `min_end` bytes were already inspected, so an old match is
+/// not reported again. Programs without a positive match ignore `min_end`.
+pub fn inspect_new(steps: &[CStep], buf: &[u8], vars: &mut Vars, min_end: usize) -> bool {
+    let mut cx = Cx { budget: BUDGET, min_end };
+    run(steps, buf, 0, vars, &mut cx)
+}
+
+struct Cx {
+    budget: u32,
+    min_end: usize,
 }
 
 fn val(v: Val, vars: &Vars) -> i64 {
@@ -117,12 +129,12 @@ fn val(v: Val, vars: &Vars) -> i64 {
     }
 }
 
-fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, budget: &mut u32) -> bool {
-    let Some((step, rest)) = steps.split_first() else { return true };
-    if *budget == 0 {
+fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut Cx) -> bool {
+    let Some((step, rest)) = steps.split_first() else { return prev_end == 0 || prev_end > cx.min_end };
+    if cx.budget == 0 {
         return false;
     }
-    *budget -= 1;
+    cx.budget -= 1;
     let len = buf.len() as i64;
     match step {
         CStep::Content(c) => {
@@ -131,18 +143,18 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, budget: &m
                 if start <= end && c.find(buf, start, end).is_some() {
                     return false;
                 }
-                return run(rest, buf, prev_end, vars, budget);
+                return run(rest, buf, prev_end, vars, cx);
             }
             if start > end {
                 return false;
             }
             let mut from = start;
             while let Some(p) = c.find(buf, from, end) {
-                if run(rest, buf, p + c.pattern.len(), vars, budget) {
+                if run(rest, buf, p + c.pattern.len(), vars, cx) {
                     return true;
                 }
                 // only a later relative step can profit from another occurrence
-                if !rest_depends_on_position(rest) || *budget == 0 {
+                if (cx.min_end == 0 && !rest_depends_on_position(rest)) || cx.budget == 0 {
                     return false;
                 }
                 from = p + 1;
@@ -156,7 +168,7 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, budget: &m
                 if matches!(p.re.is_match(subject), Ok(true)) {
                     return false;
                 }
-                return run(rest, buf, prev_end, vars, budget);
+                return run(rest, buf, prev_end, vars, cx);
             }
             let mut at = 0;
             loop {
@@ -164,13 +176,13 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, budget: &m
                     Ok(Some(m)) => m,
                     _ => return false,
                 };
-                if run(rest, buf, base + m.end(), vars, budget) {
+                if run(rest, buf, base + m.end(), vars, cx) {
                     return true;
                 }
-                if !rest_depends_on_position(rest) || *budget == 0 || m.start() >= subject.len() {
+                if (cx.min_end == 0 && !rest_depends_on_position(rest)) || cx.budget == 0 || m.start() >= subject.len() {
                     return false;
                 }
-                *budget = budget.saturating_sub(1);
+                cx.budget = cx.budget.saturating_sub(1);
                 at = m.start() + 1;
             }
         }
@@ -188,7 +200,7 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, budget: &m
                 end = end.div_ceil(a) * a;
             }
             vars[be.var as usize & 7] = v;
-            run(rest, buf, end, vars, budget)
+            run(rest, buf, end, vars, cx)
         }
         CStep::ByteTest(bt) => {
             let pos = val(bt.offset, vars) + if bt.relative { prev_end as i64 } else { 0 };
@@ -210,7 +222,7 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, budget: &m
             if ok == bt.negated {
                 return false;
             }
-            run(rest, buf, prev_end, vars, budget)
+            run(rest, buf, prev_end, vars, cx)
         }
         CStep::ByteJump(bj) => {
             let pos = val(bj.offset, vars) + if bj.relative { prev_end as i64 } else { 0 };
@@ -234,7 +246,7 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, budget: &m
             if new < 0 || new > len {
                 return false;
             }
-            run(rest, buf, new as usize, vars, budget)
+            run(rest, buf, new as usize, vars, cx)
         }
         CStep::IsDataAt { n, relative, negated } => {
             let pos = val(*n, vars) + if *relative { prev_end as i64 } else { 0 };
@@ -242,9 +254,9 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, budget: &m
             if has == *negated {
                 return false;
             }
-            run(rest, buf, prev_end, vars, budget)
+            run(rest, buf, prev_end, vars, cx)
         }
-        CStep::Bsize(cmp) => cmp.matches(buf.len() as u64) && run(rest, buf, prev_end, vars, budget),
+        CStep::Bsize(cmp) => cmp.matches(buf.len() as u64) && run(rest, buf, prev_end, vars, cx),
     }
 }
 
@@ -299,6 +311,18 @@ fn read_num(buf: &[u8], pos: i64, n: u8, enc: NumEncoding) -> Option<u64> {
         return None;
     }
     let pos = pos as usize;
+    if n == 0 {
+        // Suricata accepts 0 bytes: a binary read of nothing is 0; a string read takes the
+        // digits that are there
+        let rest = buf.get(pos..)?;
+        return match enc {
+            NumEncoding::String(base) => {
+                let len = rest.iter().take(20).take_while(|b| (**b as char).is_digit(base)).count();
+                read_num(buf, pos as i64, len as u8, enc)
+            }
+            _ => Some(0),
+        };
+    }
     let bytes = buf.get(pos..pos.checked_add(n as usize)?)?;
     match enc {
         NumEncoding::Big => Some(bytes.iter().fold(0u64, |a, &b| a << 8 | b as u64)),
@@ -414,5 +438,13 @@ mod test {
         assert!(ok(vec![CStep::IsDataAt { n: Val::Lit(3), relative: false, negated: true }], b"abc"));
         assert!(ok(vec![CStep::Bsize(NumCmp::Range(1, 4))], b"abc"));
         assert!(!ok(vec![CStep::Bsize(NumCmp::Lt(3))], b"abc"));
+    }
+
+    #[test]
+    fn only_new_matches_count_on_a_window() {
+        let c = || vec![CStep::Content(CContent::new(&content(b"ab")))];
+        // "ab" at 0 is old (first 3 bytes inspected before); the one at 4 is new
+        assert!(inspect_new(&c(), b"abxxab", &mut [0; 8], 3));
+        assert!(!inspect_new(&c(), b"abxxxx", &mut [0; 8], 3));
     }
 }

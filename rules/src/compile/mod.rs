@@ -10,7 +10,7 @@ mod prefilter;
 
 use crate::ast::{Buffer, PcreSpec, Rule, Step};
 use crate::parse::{ErrorKind, RuleError};
-pub use inspect::{CStep, Vars as InspectVars, inspect};
+pub use inspect::{CStep, Vars as InspectVars, inspect, inspect_new};
 pub use prefilter::{Prefilter, Scratch};
 
 /// A rule ready for detection.

@@ -54,8 +54,7 @@ fn split_header(h: &str) -> Result<Vec<&str>, ErrorKind> {
     Ok(out)
 }
 
-/// Split the option list at unescaped `;` outside quotes. Values keep their escapes except
-/// `\;` which becomes `;` only inside the returned value when it was escaped.
+/// Split the option list at unescaped `;`. Values keep their escapes.
 fn split_options(s: &str) -> Result<Vec<(&str, Option<String>)>, ErrorKind> {
     let mut out = Vec::new();
     let bytes = s.as_bytes();
@@ -69,13 +68,12 @@ fn split_options(s: &str) -> Result<Vec<(&str, Option<String>)>, ErrorKind> {
             break;
         }
         let start = i;
-        let mut in_quote = false;
         let mut end = None;
+        // like Suricata, only an unescaped `;` ends an option (quotes do not protect it)
         while i < bytes.len() {
             match bytes[i] {
                 b'\\' => i += 1,
-                b'"' => in_quote = !in_quote,
-                b';' if !in_quote => {
+                b';' => {
                     end = Some(i);
                     break;
                 }

@@ -350,7 +350,6 @@ impl<'c> Builder<'c> {
                     _ => EventKind::AppLayer,
                 };
                 let ev = need(name, v)?.trim();
-                let ev = ev.split_once('.').map_or(ev, |(_, e)| e);
                 rule.packet_tests.push(PacketTest::Event { kind, name: ev.to_string() });
             }
             "threshold" | "detection_filter" => {

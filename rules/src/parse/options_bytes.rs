@@ -100,14 +100,14 @@ fn tail(kw: &str, parts: &[&str]) -> R<Tail> {
 fn encoding(kw: &str, t: &Tail, nbytes: u8) -> R<NumEncoding> {
     match t.string {
         Some(base) => {
-            if nbytes == 0 || nbytes > 20 {
-                return Err(bad(kw, "string conversion takes 1 to 20 bytes"));
+            if nbytes > 20 {
+                return Err(bad(kw, "string conversion takes at most 20 bytes"));
             }
             Ok(NumEncoding::String(base))
         }
         None => {
-            if !matches!(nbytes, 1..=8) {
-                return Err(bad(kw, "binary conversion takes 1 to 8 bytes"));
+            if nbytes > 8 {
+                return Err(bad(kw, "binary conversion takes at most 8 bytes"));
             }
             Ok(if t.big == Some(false) { NumEncoding::Little } else { NumEncoding::Big })
         }

@@ -1,0 +1,451 @@
+//! Signature detection on one packet (and the stream bytes it completed).
+//!
+//! Each buffer is scanned once with its Hyperscan prefilter; candidate rules are sorted
+//! into Suricata's evaluation order (pass, drop, reject, alert; flowbit setters before
+//! readers; priority) and verified: header, flow, packet keywords, flowbits, every buffer
+//! program, then thresholds. Per-worker state only: no locks, no allocation per packet.
+
+mod threshold;
+
+use std::sync::Arc;
+
+use rules::ast::{Action, Buffer, FlowbitCmd, PacketTest, Proto, Rule};
+use rules::compile::{InspectVars, Ruleset, Scratch, inspect_new};
+
+use crate::decode::{Event, L4, Packet, events};
+use crate::flow::{Dir, Flow};
+use threshold::Thresholds;
+
+/// Packet and stream data presented to detection.
+pub struct Input<'a, 'p> {
+    pub pkt: &'a Packet<'p>,
+    pub dir: Dir,
+    pub now_us: u64,
+    /// Stream window and the index where its new bytes start.
+    pub stream: Option<(&'a [u8], usize)>,
+    /// The packet's TCP direction is reassembled: payload rules use the stream.
+    pub tracked: bool,
+}
+
+/// One matching rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit {
+    pub rule: u32,
+    /// Whether an alert is written (not `noalert`, not held back by a threshold).
+    pub alert: bool,
+}
+
+/// The outcome for one packet.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub hits: Vec<Hit>,
+    /// Prevent mode: a drop/reject rule matched.
+    pub drop: bool,
+    pub reject: bool,
+    /// A pass rule matched.
+    pub pass: bool,
+}
+
+impl Verdict {
+    pub fn clear(&mut self) {
+        self.hits.clear();
+        self.drop = false;
+        self.reject = false;
+        self.pass = false;
+    }
+}
+
+/// Counters of detection work.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DetectCounters {
+    pub candidates: u64,
+    pub verified: u64,
+    pub matches: u64,
+    pub thresholded: u64,
+}
+
+/// Per-rule facts computed once.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    rank: u32,
+    /// Event a rule waits for; `Some(None)` when the name is unknown (never matches).
+    event: Option<Option<Event>>,
+    /// Payload program on the packet (not the stream).
+    packet_payload: bool,
+    /// Payload program only on the stream.
+    stream_only: bool,
+}
+
+/// The detection engine of one worker.
+pub struct Detector {
+    rs: Arc<Ruleset>,
+    scratch: Scratch,
+    meta: Vec<Meta>,
+    cand: Vec<u32>,
+    thresholds: Thresholds,
+    prevent: bool,
+    pub counters: DetectCounters,
+    /// Some rule inspects packet payloads of reassembled TCP too.
+    packet_payload_rules: bool,
+    hdr_buffers: Vec<Buffer>,
+}
+
+fn action_rank(a: Action) -> u32 {
+    match a {
+        Action::Pass => 0,
+        Action::Drop => 1,
+        Action::Reject => 2,
+        Action::Alert => 3,
+    }
+}
+
+fn flowbit_rank(r: &Rule) -> u32 {
+    let sets = r.flowbits.iter().any(|f| matches!(f, FlowbitCmd::Set(_) | FlowbitCmd::Unset(_) | FlowbitCmd::Toggle(_)));
+    let reads = r.flowbits.iter().any(|f| matches!(f, FlowbitCmd::IsSet { .. } | FlowbitCmd::IsNotSet { .. }));
+    match (sets, reads) {
+        (true, false) => 0,
+        (true, true) => 1,
+        (false, true) => 2,
+        _ => 3,
+    }
+}
+
+impl Detector {
+    pub fn new(rs: Arc<Ruleset>, prevent: bool) -> Result<Detector, String> {
+        let scratch = rs.alloc_scratch()?;
+        let mut order: Vec<u32> = (0..rs.rules.len() as u32).collect();
+        order.sort_by_key(|&i| {
+            let r = &rs.rules[i as usize].rule;
+            (action_rank(r.action), flowbit_rank(r), r.priority.unwrap_or(3), i)
+        });
+        let mut meta = vec![Meta { rank: 0, event: None, packet_payload: false, stream_only: false }; rs.rules.len()];
+        let mut packet_payload_rules = false;
+        for (rank, &i) in order.iter().enumerate() {
+            let r = &rs.rules[i as usize].rule;
+            let event = r.packet_tests.iter().find_map(|t| match t {
+                PacketTest::Event { name, .. } => Some(events::lookup(name)),
+                _ => None,
+            });
+            let packet_payload = r.flow.no_stream || r.proto == Proto::TcpPkt;
+            packet_payload_rules |= packet_payload && r.has_payload();
+            meta[i as usize] = Meta {
+                rank: rank as u32,
+                event,
+                packet_payload,
+                stream_only: r.flow.only_stream || r.proto == Proto::TcpStream,
+            };
+        }
+        let hdr_buffers = [Buffer::Ipv4Hdr, Buffer::Ipv6Hdr, Buffer::TcpHdr, Buffer::UdpHdr, Buffer::IcmpV4Hdr, Buffer::IcmpV6Hdr]
+            .into_iter()
+            .filter(|b| rs.uses(*b))
+            .collect();
+        Ok(Detector {
+            rs,
+            scratch,
+            meta,
+            cand: Vec::with_capacity(256),
+            thresholds: Thresholds::default(),
+            prevent,
+            counters: DetectCounters::default(),
+            packet_payload_rules,
+            hdr_buffers,
+        })
+    }
+
+    pub fn ruleset(&self) -> &Arc<Ruleset> {
+        &self.rs
+    }
+
+    /// Inspect one packet. `flow` is the packet's flow when it has one.
+    pub fn inspect(&mut self, inp: &Input<'_, '_>, mut flow: Option<&mut Flow>, v: &mut Verdict) {
+        v.clear();
+        let rs = Arc::clone(&self.rs);
+        self.cand.clear();
+        self.cand.extend_from_slice(&rs.packet_only);
+        let payload = inp.pkt.payload;
+        let pkt_payload = !payload.is_empty() && (!inp.tracked || self.packet_payload_rules);
+        let stream_new = inp.stream.is_some_and(|(w, n)| w.len() > n);
+        if pkt_payload {
+            rs.prefilter(Buffer::Payload, payload, &mut self.scratch, &mut self.cand);
+        }
+        if let Some((w, n)) = inp.stream.filter(|_| stream_new) {
+            // only the new bytes plus the overlap a literal can straddle
+            let from = n.saturating_sub(256);
+            rs.prefilter(Buffer::Payload, &w[from..], &mut self.scratch, &mut self.cand);
+        }
+        if pkt_payload || stream_new {
+            self.cand.extend_from_slice(rs.unfiltered(Buffer::Payload));
+        }
+        for i in 0..self.hdr_buffers.len() {
+            let b = self.hdr_buffers[i];
+            if let Some(data) = hdr_buffer(inp.pkt, b) {
+                rs.prefilter(b, data, &mut self.scratch, &mut self.cand);
+                self.cand.extend_from_slice(rs.unfiltered(b));
+            }
+        }
+        if self.cand.is_empty() {
+            return;
+        }
+        let meta = &self.meta;
+        self.cand.sort_unstable_by_key(|&i| meta[i as usize].rank);
+        self.cand.dedup();
+        self.counters.candidates += self.cand.len() as u64;
+        for ci in 0..self.cand.len() {
+            let id = self.cand[ci];
+            let cr = &rs.rules[id as usize];
+            self.counters.verified += 1;
+            if !self.matches(cr, self.meta[id as usize], inp, flow.as_deref()) {
+                continue;
+            }
+            self.counters.matches += 1;
+            let r = &cr.rule;
+            if let Some(f) = flow.as_deref_mut() {
+                apply_flowbits(r, f);
+            }
+            let mut alert = !r.noalert;
+            for t in [r.threshold, r.detection_filter].into_iter().flatten() {
+                if !self.thresholds.allow(id, &t, inp.pkt, flow.as_deref_mut(), inp.now_us) {
+                    alert = false;
+                    self.counters.thresholded += 1;
+                }
+            }
+            match r.action {
+                Action::Pass => {
+                    v.pass = true;
+                    v.hits.push(Hit { rule: id, alert: false });
+                    return;
+                }
+                Action::Drop | Action::Reject if self.prevent => {
+                    v.drop = true;
+                    v.reject |= r.action == Action::Reject;
+                }
+                _ => {}
+            }
+            v.hits.push(Hit { rule: id, alert });
+        }
+    }
+
+    fn matches(&self, cr: &rules::compile::CompiledRule, m: Meta, inp: &Input<'_, '_>, flow: Option<&Flow>) -> bool {
+        let r = &cr.rule;
+        let p = inp.pkt;
+        let Some(ip) = p.ip else { return r.proto == Proto::PktHdr && m.event.is_some() && self.event_ok(m, p) };
+        if !proto_ok(r.proto, p) {
+            return false;
+        }
+        let (sp, dp) = (p.src_port(), p.dst_port());
+        let fwd = r.src.contains(ip.src) && r.dst.contains(ip.dst) && r.src_ports.contains(sp) && r.dst_ports.contains(dp);
+        if !fwd {
+            let rev = r.bidirectional
+                && r.src.contains(ip.dst)
+                && r.dst.contains(ip.src)
+                && r.src_ports.contains(dp)
+                && r.dst_ports.contains(sp);
+            if !rev {
+                return false;
+            }
+        }
+        if m.event.is_some() && !self.event_ok(m, p) {
+            return false;
+        }
+        // flow options
+        let fo = &r.flow;
+        let established = flow.is_some_and(|f| f.established());
+        if fo.established && !established {
+            return false;
+        }
+        if fo.not_established && established {
+            return false;
+        }
+        if fo.to_server && inp.dir != Dir::ToServer {
+            return false;
+        }
+        if fo.to_client && inp.dir != Dir::ToClient {
+            return false;
+        }
+        if fo.only_frag && p.frag.is_none() {
+            return false;
+        }
+        if fo.no_frag && p.frag.is_some() {
+            return false;
+        }
+        if let Some(a) = r.app_proto {
+            if flow.and_then(|f| f.app_proto) != Some(a) {
+                return false;
+            }
+        }
+        for t in &r.packet_tests {
+            if !packet_test(t, p, inp, flow) {
+                return false;
+            }
+        }
+        if !r.flowbits.is_empty() && !flowbits_ok(r, flow) {
+            return false;
+        }
+        let mut vars: InspectVars = [0; 8];
+        for (buf, steps) in &cr.programs {
+            let ok = match buf {
+                Buffer::Payload => {
+                    let use_stream = inp.tracked && !m.packet_payload;
+                    if use_stream {
+                        match inp.stream {
+                            Some((w, n)) if w.len() > n => inspect_new(steps, w, &mut vars, n),
+                            _ => false,
+                        }
+                    } else if m.stream_only {
+                        false
+                    } else {
+                        !p.payload.is_empty() && inspect_new(steps, p.payload, &mut vars, 0)
+                    }
+                }
+                b => match hdr_buffer(p, *b) {
+                    Some(data) => inspect_new(steps, data, &mut vars, 0),
+                    // application buffers are filled by the app-layer parsers
+                    None => false,
+                },
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn event_ok(&self, m: Meta, p: &Packet<'_>) -> bool {
+        match m.event {
+            Some(Some(e)) => p.events.has(e),
+            Some(None) => false,
+            None => true,
+        }
+    }
+}
+
+fn proto_ok(proto: Proto, p: &Packet<'_>) -> bool {
+    match proto {
+        Proto::Ip | Proto::PktHdr => true,
+        Proto::Tcp | Proto::TcpPkt | Proto::TcpStream => matches!(p.l4, L4::Tcp { .. }),
+        Proto::Udp => matches!(p.l4, L4::Udp { .. }),
+        Proto::Icmp => matches!(p.l4, L4::Icmp { .. }),
+        Proto::Icmpv6 => matches!(p.l4, L4::Icmp { v6: true, .. }),
+        Proto::App(a) => match a {
+            rules::ast::AppProto::Dns => matches!(p.l4, L4::Tcp { .. } | L4::Udp { .. }),
+            _ => matches!(p.l4, L4::Tcp { .. } | L4::Udp { .. }),
+        },
+    }
+}
+
+fn hdr_buffer<'p>(p: &Packet<'p>, b: Buffer) -> Option<&'p [u8]> {
+    let ip = p.ip?;
+    let data = match b {
+        Buffer::Ipv4Hdr if !ip.v6 => p.ip_hdr,
+        Buffer::Ipv6Hdr if ip.v6 => p.ip_hdr,
+        Buffer::TcpHdr if matches!(p.l4, L4::Tcp { .. }) => p.l4_hdr,
+        Buffer::UdpHdr if matches!(p.l4, L4::Udp { .. }) => p.l4_hdr,
+        Buffer::IcmpV4Hdr if matches!(p.l4, L4::Icmp { v6: false, .. }) => p.l4_hdr,
+        Buffer::IcmpV6Hdr if matches!(p.l4, L4::Icmp { v6: true, .. }) => p.l4_hdr,
+        _ => return None,
+    };
+    (!data.is_empty()).then_some(data)
+}
+
+fn flowbits_ok(r: &Rule, flow: Option<&Flow>) -> bool {
+    for fb in &r.flowbits {
+        match fb {
+            FlowbitCmd::IsSet { bits, any } => {
+                let Some(f) = flow else { return false };
+                let ok = if *any { bits.iter().any(|b| f.flowbit(*b)) } else { bits.iter().all(|b| f.flowbit(*b)) };
+                if !ok {
+                    return false;
+                }
+            }
+            FlowbitCmd::IsNotSet { bits, any } => {
+                let Some(f) = flow else { return true };
+                let ok = if *any { bits.iter().any(|b| !f.flowbit(*b)) } else { bits.iter().all(|b| !f.flowbit(*b)) };
+                if !ok {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+fn apply_flowbits(r: &Rule, f: &mut Flow) {
+    for fb in &r.flowbits {
+        match fb {
+            FlowbitCmd::Set(b) => b.iter().for_each(|b| f.set_flowbit(*b, true)),
+            FlowbitCmd::Unset(b) => b.iter().for_each(|b| f.set_flowbit(*b, false)),
+            FlowbitCmd::Toggle(b) => b.iter().for_each(|b| {
+                let on = f.flowbit(*b);
+                f.set_flowbit(*b, !on)
+            }),
+            _ => {}
+        }
+    }
+}
+
+fn flags_ok(t: &rules::ast::TcpFlagsTest, flags: u8) -> bool {
+    use rules::ast::FlagsModifier::*;
+    let f = flags & !t.mask;
+    match t.modifier {
+        Exact => f == t.flags,
+        Plus => f & t.flags == t.flags,
+        Any => t.flags == 0 || f & t.flags != 0,
+        Not => f & t.flags == 0,
+    }
+}
+
+fn dir_sel(sel: rules::ast::FlowDirSel, inp: &Input<'_, '_>, vals: [u64; 2], cmp: rules::ast::NumCmp) -> bool {
+    use rules::ast::FlowDirSel::*;
+    match sel {
+        ToServer => cmp.matches(vals[0]),
+        ToClient => cmp.matches(vals[1]),
+        Either => cmp.matches(vals[0]) || cmp.matches(vals[1]),
+        Both => cmp.matches(vals[0]) && cmp.matches(vals[1]),
+        Sum => {
+            let _ = inp;
+            cmp.matches(vals[0] + vals[1])
+        }
+    }
+}
+
+fn packet_test(t: &PacketTest, p: &Packet<'_>, inp: &Input<'_, '_>, flow: Option<&Flow>) -> bool {
+    let Some(ip) = p.ip else { return false };
+    match t {
+        PacketTest::Dsize(c) => c.matches(p.payload.len() as u64),
+        PacketTest::Ttl(c) => c.matches(ip.ttl as u64),
+        PacketTest::Itype(c) => matches!(p.l4, L4::Icmp { itype, .. } if c.matches(itype as u64)),
+        PacketTest::Icode(c) => matches!(p.l4, L4::Icmp { icode, .. } if c.matches(icode as u64)),
+        PacketTest::IcmpId(v) => matches!(p.l4, L4::Icmp { id, .. } if id == *v),
+        PacketTest::IcmpSeq(v) => matches!(p.l4, L4::Icmp { seq, .. } if seq == *v),
+        PacketTest::TcpFlags(f) => matches!(p.l4, L4::Tcp { flags, .. } if flags_ok(f, flags)),
+        PacketTest::TcpSeq(v) => matches!(p.l4, L4::Tcp { seq, .. } if seq == *v),
+        PacketTest::TcpAck(v) => matches!(p.l4, L4::Tcp { ack, .. } if ack == *v),
+        PacketTest::TcpWindow { value, negated } => matches!(p.l4, L4::Tcp { window, .. } if (window == *value) != *negated),
+        PacketTest::IpProto { proto, negated } => (ip.proto == *proto) != *negated,
+        PacketTest::Id(v) => !ip.v6 && ip.id == *v as u32,
+        PacketTest::FragBits { bits, modifier } => {
+            let t = rules::ast::TcpFlagsTest { flags: *bits, modifier: *modifier, mask: 0 };
+            flags_ok(&t, ip.frag_bits)
+        }
+        PacketTest::SameIp => ip.src == ip.dst,
+        PacketTest::FlowPkts { dir, cmp } => flow.is_some_and(|f| dir_sel(*dir, inp, f.pkts, *cmp)),
+        PacketTest::FlowBytes { dir, cmp } => flow.is_some_and(|f| dir_sel(*dir, inp, f.bytes, *cmp)),
+        PacketTest::FlowAge(c) => flow.is_some_and(|f| c.matches(inp.now_us.saturating_sub(f.first_us) / 1_000_000)),
+        PacketTest::StreamSize { dir, cmp } => flow.is_some_and(|f| {
+            let v = [f.streams[0].delivered(), f.streams[1].delivered()];
+            dir_sel(*dir, inp, v, *cmp)
+        }),
+        PacketTest::AppLayerProtocol { proto, negated, name } => {
+            let got = flow.and_then(|f| f.app_proto);
+            let ok = match proto {
+                Some(a) => got == Some(*a),
+                None if name == "failed" => flow.is_some_and(|f| f.app_failed),
+                None => got.is_none(),
+            };
+            ok != *negated
+        }
+        // handled before (needs the event table)
+        PacketTest::Event { .. } => true,
+    }
+}

@@ -1,0 +1,358 @@
+//! One inspection worker: the stages of the data path chained for each frame —
+//! decode → defrag → flow → TCP reassembly → app detection → detect → verdict → events.
+//!
+//! Sans-IO: frames and their time in, [`Record`]s out. `replay` feeds it from capture
+//! files; the inline bridge will feed it from its ports.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rules::ast::AppProto;
+use rules::compile::Ruleset;
+
+use crate::decode::{self, Events, IpInfo, L4, Packet, defrag};
+use crate::detect::{Detector, Input, Verdict};
+use crate::flow::{Dir, Flow, FlowConfig, FlowTable, tcp};
+use crate::reassembly::ReassemblyCounters;
+
+/// Settings of a worker.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerConfig {
+    /// Inline (IPS) mode: drop/reject rules block.
+    pub prevent: bool,
+    pub tcp: tcp::TcpConfig,
+    pub flow: FlowConfig,
+    pub defrag: defrag::DefragConfig,
+}
+
+/// What kind of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Alert,
+    /// A packet dropped by a rule (`rule` set) or because its flow was dropped.
+    Drop,
+}
+
+/// One output event, with everything EVE needs and nothing borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Record {
+    pub kind: RecordKind,
+    pub ts_us: u64,
+    pub pcap_cnt: u64,
+    pub rule: Option<u32>,
+    /// The alert's packet was blocked.
+    pub blocked: bool,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub icmp: Option<(u8, u8)>,
+    pub flow_id: u64,
+    pub dir: Dir,
+    pub app_proto: Option<AppProto>,
+    pub app_failed: bool,
+    pub eth: Option<([u8; 6], [u8; 6])>,
+    pub vlan: [u16; 2],
+    pub ttl: u8,
+    pub ip_len: u16,
+}
+
+/// Packet-level counters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WorkerCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub non_ip: u64,
+    pub alerts: u64,
+    pub drops: u64,
+    pub flow_dropped_packets: u64,
+    pub passed: u64,
+}
+
+/// One worker's state. Nothing in it is shared with other workers.
+pub struct Worker {
+    cfg: WorkerConfig,
+    det: Detector,
+    flows: FlowTable,
+    defrag: defrag::Defrag,
+    verdict: Verdict,
+    defrag_buf: Vec<u8>,
+    ended: Vec<Flow>,
+    pub counters: WorkerCounters,
+    pub reassembly: ReassemblyCounters,
+}
+
+impl Worker {
+    pub fn new(rs: Arc<Ruleset>, cfg: WorkerConfig) -> Result<Worker, String> {
+        Ok(Worker {
+            det: Detector::new(rs, cfg.prevent)?,
+            flows: FlowTable::new(cfg.flow),
+            defrag: defrag::Defrag::new(cfg.defrag),
+            verdict: Verdict::default(),
+            defrag_buf: Vec::with_capacity(65_536),
+            ended: Vec::new(),
+            counters: WorkerCounters::default(),
+            reassembly: ReassemblyCounters::default(),
+            cfg,
+        })
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.det
+    }
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+    pub fn defrag_counters(&self) -> defrag::DefragCounters {
+        self.defrag.counters
+    }
+
+    /// Process one frame. Records are appended to `out`. Returns whether the frame is
+    /// to be forwarded (false: dropped in prevent mode).
+    pub fn process(&mut self, linktype: u32, frame: &[u8], ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) -> bool {
+        self.counters.packets += 1;
+        self.counters.bytes += frame.len() as u64;
+        let p = decode::decode(linktype, frame);
+        let mut forward = self.handle(&p, ts_us, pcap_cnt, out);
+        if p.frag.is_some() {
+            let mut ev = Events::default();
+            let mut buf = std::mem::take(&mut self.defrag_buf);
+            if self.defrag.add(&p, ts_us, &mut buf, &mut ev) {
+                let mut whole = decode::decode_ip(&buf);
+                whole.eth = p.eth;
+                whole.vlan = p.vlan;
+                for e in ev.iter() {
+                    whole.events.set(e);
+                }
+                forward &= self.handle(&whole, ts_us, pcap_cnt, out);
+            } else if !ev.is_empty() {
+                // an anomaly on a fragment that did not complete a datagram
+                let mut q = p.clone();
+                q.frag = None;
+                for e in ev.iter() {
+                    q.events.set(e);
+                }
+                q.l4 = L4::Other;
+                q.payload = &[];
+                self.inspect_flowless_events(&q, ts_us, pcap_cnt, out);
+            }
+            self.defrag_buf = buf;
+        }
+        forward
+    }
+
+    fn inspect_flowless_events(&mut self, p: &Packet<'_>, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) {
+        let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false };
+        let mut v = std::mem::take(&mut self.verdict);
+        self.det.inspect(&inp, None, &mut v);
+        self.emit(p, &v, None, Dir::ToServer, ts_us, pcap_cnt, out);
+        self.verdict = v;
+    }
+
+    fn handle(&mut self, p: &Packet<'_>, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) -> bool {
+        if p.ip.is_none() {
+            self.counters.non_ip += 1;
+            if !p.events.is_empty() {
+                let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false };
+                let mut v = std::mem::take(&mut self.verdict);
+                self.det.inspect(&inp, None, &mut v);
+                self.emit(p, &v, None, Dir::ToServer, ts_us, pcap_cnt, out);
+                self.verdict = v;
+            }
+            return true;
+        }
+        // expire idle flows and flows evicted for room: inspect what they still hold
+        let ended = &mut self.ended;
+        self.flows.expire(ts_us, &mut |f| ended.push(f));
+        let fi = self.flows.lookup(p, ts_us, &mut |f| ended.push(f));
+        if !self.ended.is_empty() {
+            let mut ended = std::mem::take(&mut self.ended);
+            for f in ended.drain(..) {
+                self.finish_flow(f, out);
+            }
+            self.ended = ended;
+        }
+        let Some(fi) = fi else { return true };
+        let Some(flow) = self.flows.get_mut(fi) else { return true };
+        let dir = flow.dir_of(p);
+        flow.pkts[dir.idx()] += 1;
+        flow.bytes[dir.idx()] += p.ip_packet.len() as u64;
+        flow.last_us = ts_us;
+        flow.last_pcap_cnt = pcap_cnt;
+        if flow.dropped && self.cfg.prevent {
+            self.counters.flow_dropped_packets += 1;
+            let rec = record(RecordKind::Drop, p, flow_ctx(Some(flow)), dir, ts_us, pcap_cnt, None, true);
+            out.push(rec);
+            return false;
+        }
+        if flow.passed {
+            self.counters.passed += 1;
+            return true;
+        }
+        // TCP state and reassembly
+        let mut events = p.events;
+        let mut tracked = false;
+        if let L4::Tcp { seq, ack, flags, sport, dport, .. } = p.l4 {
+            let u = tcp::update(flow, dir, seq, ack, flags, p.payload, &self.cfg.tcp, &mut self.reassembly, &mut events);
+            tracked = u.tracked;
+            let st = std::mem::take(&mut flow.streams[dir.idx()]);
+            if let Some((w, n)) = st.window() {
+                if n == 0 && st.window_offset() == 0 {
+                    flow.detect_app(dir, w, sport, dport);
+                }
+            }
+            flow.streams[dir.idx()] = st;
+            if !tracked && !p.payload.is_empty() {
+                flow.detect_app(dir, p.payload, sport, dport);
+            }
+        } else if let L4::Udp { sport, dport } = p.l4 {
+            flow.detect_app(dir, p.payload, sport, dport);
+        }
+        let pe;
+        let pkt: &Packet<'_> = if events != p.events {
+            pe = Packet { events, ..p.clone() };
+            &pe
+        } else {
+            p
+        };
+        let mut v = std::mem::take(&mut self.verdict);
+        {
+            // the stream is moved out while detection borrows the flow mutably
+            let mut st = std::mem::take(&mut flow.streams[dir.idx()]);
+            let stream = if tracked { st.window() } else { None };
+            let inp = Input { pkt, dir, now_us: ts_us, stream, tracked };
+            self.det.inspect(&inp, Some(flow), &mut v);
+            if tracked {
+                st.consume();
+            }
+            flow.streams[dir.idx()] = st;
+        }
+        if v.pass {
+            // Suricata: a pass rule that matched on a flow passes the flow
+            flow.passed = true;
+        }
+        let fc = flow_ctx(Some(flow));
+        if v.drop {
+            flow.dropped = true;
+        }
+        let forward = !v.drop;
+        self.emit(pkt, &v, Some(fc), dir, ts_us, pcap_cnt, out);
+        self.verdict = v;
+        forward
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(&mut self, p: &Packet<'_>, v: &Verdict, fc: Option<FlowCtx>, dir: Dir, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) {
+        let fc = fc.unwrap_or_default();
+        let blocked = v.drop;
+        let mut drop_rule = None;
+        for h in &v.hits {
+            let r = &self.det.ruleset().rules[h.rule as usize].rule;
+            let is_block = blocked && r.action.blocks();
+            if is_block && drop_rule.is_none() {
+                drop_rule = Some(h.rule);
+            }
+            if h.alert {
+                self.counters.alerts += 1;
+                out.push(record(RecordKind::Alert, p, fc, dir, ts_us, pcap_cnt, Some(h.rule), is_block));
+            }
+        }
+        if blocked {
+            self.counters.drops += 1;
+            out.push(record(RecordKind::Drop, p, fc, dir, ts_us, pcap_cnt, drop_rule, true));
+        }
+    }
+
+    /// A flow ended (timeout, eviction, end of input): inspect the stream bytes it still
+    /// holds (data released by skipping holes, never acknowledged data).
+    fn finish_flow(&mut self, mut f: Flow, out: &mut Vec<Record>) {
+        if f.proto != decode::IPPROTO_TCP || f.dropped || f.passed {
+            return;
+        }
+        for dir in [Dir::ToServer, Dir::ToClient] {
+            let (gap, _) = f.streams[dir.idx()].flush(&self.cfg.tcp.stream, &mut self.reassembly);
+            if f.streams[dir.idx()].window().is_none() {
+                continue;
+            }
+            let (cli, srv) = (f.client, other_end(&f));
+            let (src, dst) = if dir == Dir::ToServer { (cli, srv) } else { (srv, cli) };
+            let mut p = Packet {
+                ip: Some(IpInfo { src: src.0, dst: dst.0, proto: decode::IPPROTO_TCP, ttl: 0, id: 0, frag_bits: 0, v6: src.0.is_ipv6() }),
+                l4: L4::Tcp { sport: src.1, dport: dst.1, seq: 0, ack: 0, flags: decode::tcp_flags::ACK, window: 0 },
+                ..Packet::default()
+            };
+            if gap {
+                p.events.set(decode::Event::StreamReassemblySeqGap);
+            }
+            let (ts, cnt) = (f.last_us, f.last_pcap_cnt);
+            let mut v = std::mem::take(&mut self.verdict);
+            {
+                let mut st = std::mem::take(&mut f.streams[dir.idx()]);
+                let inp = Input { pkt: &p, dir, now_us: ts, stream: st.window(), tracked: true };
+                self.det.inspect(&inp, Some(&mut f), &mut v);
+                st.consume();
+                f.streams[dir.idx()] = st;
+            }
+            let fc = flow_ctx(Some(&f));
+            self.emit(&p, &v, Some(fc), dir, ts, cnt, out);
+            self.verdict = v;
+        }
+    }
+
+    /// End of input: finish every flow.
+    pub fn finish(&mut self, out: &mut Vec<Record>) {
+        let mut all = Vec::new();
+        self.flows.drain(&mut |f| all.push(f));
+        for f in all {
+            self.finish_flow(f, out);
+        }
+    }
+}
+
+fn other_end(f: &Flow) -> (IpAddr, u16) {
+    let k = f.key_endpoints();
+    if k.0 == f.client { k.1 } else { k.0 }
+}
+
+/// Flow facts copied into records.
+#[derive(Debug, Default, Clone, Copy)]
+struct FlowCtx {
+    id: u64,
+    app: Option<AppProto>,
+    failed: bool,
+}
+
+fn flow_ctx(f: Option<&Flow>) -> FlowCtx {
+    f.map_or_else(FlowCtx::default, |f| FlowCtx { id: f.id, app: f.app_proto, failed: f.app_failed })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(kind: RecordKind, p: &Packet<'_>, fc: FlowCtx, dir: Dir, ts_us: u64, pcap_cnt: u64, rule: Option<u32>, blocked: bool) -> Record {
+    let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    let ip = p.ip;
+    Record {
+        kind,
+        ts_us,
+        pcap_cnt,
+        rule,
+        blocked,
+        src: ip.map_or(unspecified, |i| i.src),
+        dst: ip.map_or(unspecified, |i| i.dst),
+        sport: p.src_port(),
+        dport: p.dst_port(),
+        proto: ip.map_or(0, |i| i.proto),
+        icmp: match p.l4 {
+            L4::Icmp { itype, icode, .. } => Some((itype, icode)),
+            _ => None,
+        },
+        flow_id: fc.id,
+        dir,
+        app_proto: fc.app,
+        app_failed: fc.failed,
+        eth: p.eth,
+        vlan: p.vlan,
+        ttl: ip.map_or(0, |i| i.ttl),
+        ip_len: p.ip_packet.len() as u16,
+    }
+}
