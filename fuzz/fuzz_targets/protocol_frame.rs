@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
 fn check<T: Message + PartialEq + Debug>(stream: &[u8], piece: usize) {
     let streamed = streaming::<T>(stream, piece);
     let stateless = stateless::<T>(stream);
-    assert_eq!(streamed, stateless, "streaming and stateless decoders disagree");
+    assert_eq!(
+        streamed, stateless,
+        "streaming and stateless decoders disagree"
+    );
     for msg in &streamed {
         round_trip(msg);
     }

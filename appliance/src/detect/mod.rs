@@ -44,6 +44,8 @@ pub struct Verdict {
     pub reject: bool,
     /// A pass rule matched.
     pub pass: bool,
+    /// The pass applies to the whole flow (rules on a transport or app protocol).
+    pub pass_flow: bool,
 }
 
 impl Verdict {
@@ -52,6 +54,7 @@ impl Verdict {
         self.drop = false;
         self.reject = false;
         self.pass = false;
+        self.pass_flow = false;
     }
 }
 
@@ -126,7 +129,8 @@ impl Detector {
                 PacketTest::Event { name, .. } => Some(events::lookup(name)),
                 _ => None,
             });
-            let packet_payload = r.flow.no_stream || r.proto == Proto::TcpPkt;
+            // ip rules and `no_stream` / `tcp-pkt` rules look at packets, not the stream
+            let packet_payload = r.flow.no_stream || matches!(r.proto, Proto::TcpPkt | Proto::Ip);
             packet_payload_rules |= packet_payload && r.has_payload();
             meta[i as usize] = Meta {
                 rank: rank as u32,
@@ -212,6 +216,7 @@ impl Detector {
             match r.action {
                 Action::Pass => {
                     v.pass = true;
+                    v.pass_flow = !matches!(r.proto, Proto::Ip | Proto::PktHdr);
                     v.hits.push(Hit { rule: id, alert: false });
                     return;
                 }

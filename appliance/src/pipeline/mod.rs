@@ -228,8 +228,7 @@ impl Worker {
             }
             flow.streams[dir.idx()] = st;
         }
-        if v.pass {
-            // Suricata: a pass rule that matched on a flow passes the flow
+        if v.pass_flow {
             flow.passed = true;
         }
         let fc = flow_ctx(Some(flow));
