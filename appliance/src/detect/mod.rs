@@ -25,6 +25,8 @@ pub struct Input<'a, 'p> {
     pub stream: Option<(&'a [u8], usize)>,
     /// The packet's TCP direction is reassembled: payload rules use the stream.
     pub tracked: bool,
+    /// Application protocol detection completed on this packet.
+    pub app_detected_now: bool,
 }
 
 /// One matching rule.
@@ -77,6 +79,8 @@ struct Meta {
     packet_payload: bool,
     /// Payload program only on the stream.
     stream_only: bool,
+    /// Only `app-layer-protocol` decides: match on the packet that completed detection.
+    pd_only: bool,
 }
 
 /// The detection engine of one worker.
@@ -121,7 +125,7 @@ impl Detector {
             let r = &rs.rules[i as usize].rule;
             (action_rank(r.action), flowbit_rank(r), r.priority.unwrap_or(3), i)
         });
-        let mut meta = vec![Meta { rank: 0, event: None, packet_payload: false, stream_only: false }; rs.rules.len()];
+        let mut meta = vec![Meta { rank: 0, event: None, packet_payload: false, stream_only: false, pd_only: false }; rs.rules.len()];
         let mut packet_payload_rules = false;
         for (rank, &i) in order.iter().enumerate() {
             let r = &rs.rules[i as usize].rule;
@@ -137,6 +141,9 @@ impl Detector {
                 event,
                 packet_payload,
                 stream_only: r.flow.only_stream || r.proto == Proto::TcpStream,
+                pd_only: r.programs.is_empty()
+                    && !r.packet_tests.is_empty()
+                    && r.packet_tests.iter().all(|t| matches!(t, PacketTest::AppLayerProtocol { .. })),
             };
         }
         let hdr_buffers = [Buffer::Ipv4Hdr, Buffer::Ipv6Hdr, Buffer::TcpHdr, Buffer::UdpHdr, Buffer::IcmpV4Hdr, Buffer::IcmpV6Hdr]
@@ -250,6 +257,9 @@ impl Detector {
             }
         }
         if m.event.is_some() && !self.event_ok(m, p) {
+            return false;
+        }
+        if m.pd_only && !inp.app_detected_now {
             return false;
         }
         // flow options
@@ -442,11 +452,15 @@ fn packet_test(t: &PacketTest, p: &Packet<'_>, inp: &Input<'_, '_>, flow: Option
             dir_sel(*dir, inp, v, *cmp)
         }),
         PacketTest::AppLayerProtocol { proto, negated, name } => {
-            let got = flow.and_then(|f| f.app_proto);
+            let Some(f) = flow else { return false };
+            // nothing is known until detection is done (found or failed)
+            if f.app_proto.is_none() && !f.app_failed {
+                return false;
+            }
             let ok = match proto {
-                Some(a) => got == Some(*a),
-                None if name == "failed" => flow.is_some_and(|f| f.app_failed),
-                None => got.is_none(),
+                Some(a) => f.app_proto == Some(*a),
+                None if name == "failed" => f.app_failed,
+                None => f.app_proto.is_none(),
             };
             ok != *negated
         }

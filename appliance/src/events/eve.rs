@@ -42,12 +42,13 @@ struct Eve<'a> {
     event_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     vlan: Option<Vec<u16>>,
-    src_ip: IpAddr,
+    src_ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     src_port: Option<u16>,
-    dest_ip: IpAddr,
+    dest_ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     dest_port: Option<u16>,
+    ip_v: u8,
     proto: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     icmp_type: Option<u8>,
@@ -76,6 +77,20 @@ pub fn proto_name(p: u8) -> String {
         51 => "AH".into(),
         132 => "SCTP".into(),
         n => n.to_string(),
+    }
+}
+
+/// Suricata writes IPv6 addresses in full (`2001:0db8:0000:...`).
+pub fn ip_str(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            format!(
+                "{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}",
+                s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+            )
+        }
     }
 }
 
@@ -147,9 +162,10 @@ impl<W: Write> EveWriter<W> {
                 RecordKind::Drop => "drop",
             },
             vlan: (!vlan.is_empty()).then_some(vlan),
-            src_ip: rec.src,
+            src_ip: ip_str(rec.src),
             src_port: has_ports.then_some(rec.sport),
-            dest_ip: rec.dst,
+            dest_ip: ip_str(rec.dst),
+            ip_v: if rec.src.is_ipv6() { 6 } else { 4 },
             dest_port: has_ports.then_some(rec.dport),
             proto: proto_name(rec.proto),
             icmp_type: rec.icmp.map(|i| i.0),

@@ -143,7 +143,7 @@ impl Worker {
     }
 
     fn inspect_flowless_events(&mut self, p: &Packet<'_>, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) {
-        let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false };
+        let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false, app_detected_now: false };
         let mut v = std::mem::take(&mut self.verdict);
         self.det.inspect(&inp, None, &mut v);
         self.emit(p, &v, None, Dir::ToServer, ts_us, pcap_cnt, out);
@@ -154,7 +154,7 @@ impl Worker {
         if p.ip.is_none() {
             self.counters.non_ip += 1;
             if !p.events.is_empty() {
-                let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false };
+                let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false, app_detected_now: false };
                 let mut v = std::mem::take(&mut self.verdict);
                 self.det.inspect(&inp, None, &mut v);
                 self.emit(p, &v, None, Dir::ToServer, ts_us, pcap_cnt, out);
@@ -193,6 +193,7 @@ impl Worker {
         // TCP state and reassembly
         let mut events = p.events;
         let mut tracked = false;
+        let app_known_before = flow.app_proto.is_some() || flow.app_failed;
         if let L4::Tcp { seq, ack, flags, sport, dport, .. } = p.l4 {
             let u = tcp::update(flow, dir, seq, ack, flags, p.payload, &self.cfg.tcp, &mut self.reassembly, &mut events);
             tracked = u.tracked;
@@ -221,7 +222,8 @@ impl Worker {
             // the stream is moved out while detection borrows the flow mutably
             let mut st = std::mem::take(&mut flow.streams[dir.idx()]);
             let stream = if tracked { st.window() } else { None };
-            let inp = Input { pkt, dir, now_us: ts_us, stream, tracked };
+            let app_detected_now = !app_known_before && (flow.app_proto.is_some() || flow.app_failed);
+            let inp = Input { pkt, dir, now_us: ts_us, stream, tracked, app_detected_now };
             self.det.inspect(&inp, Some(flow), &mut v);
             if tracked {
                 st.consume();
@@ -288,7 +290,7 @@ impl Worker {
             let mut v = std::mem::take(&mut self.verdict);
             {
                 let mut st = std::mem::take(&mut f.streams[dir.idx()]);
-                let inp = Input { pkt: &p, dir, now_us: ts, stream: st.window(), tracked: true };
+                let inp = Input { pkt: &p, dir, now_us: ts, stream: st.window(), tracked: true, app_detected_now: false };
                 self.det.inspect(&inp, Some(&mut f), &mut v);
                 st.consume();
                 f.streams[dir.idx()] = st;
