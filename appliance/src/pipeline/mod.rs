@@ -113,41 +113,27 @@ impl Worker {
     pub fn process(&mut self, linktype: u32, frame: &[u8], ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) -> bool {
         self.counters.packets += 1;
         self.counters.bytes += frame.len() as u64;
-        let p = decode::decode(linktype, frame);
-        let mut forward = self.handle(&p, ts_us, pcap_cnt, out);
-        if p.frag.is_some() {
-            let mut ev = Events::default();
-            let mut buf = std::mem::take(&mut self.defrag_buf);
-            if self.defrag.add(&p, ts_us, &mut buf, &mut ev) {
-                let mut whole = decode::decode_ip(&buf);
-                whole.eth = p.eth;
-                whole.vlan = p.vlan;
-                for e in ev.iter() {
-                    whole.events.set(e);
-                }
-                forward &= self.handle(&whole, ts_us, pcap_cnt, out);
-            } else if !ev.is_empty() {
-                // an anomaly on a fragment that did not complete a datagram
-                let mut q = p.clone();
-                q.frag = None;
-                for e in ev.iter() {
-                    q.events.set(e);
-                }
-                q.l4 = L4::Other;
-                q.payload = &[];
-                self.inspect_flowless_events(&q, ts_us, pcap_cnt, out);
-            }
-            self.defrag_buf = buf;
+        let mut p = decode::decode(linktype, frame);
+        if p.frag.is_none() {
+            return self.handle(&p, ts_us, pcap_cnt, out);
         }
+        // a fragment: add it first so its anomalies (overlap, too large) are on the
+        // fragment itself; then the fragment and, when complete, the datagram are inspected
+        let mut ev = Events::default();
+        let mut buf = std::mem::take(&mut self.defrag_buf);
+        let complete = self.defrag.add(&p, ts_us, &mut buf, &mut ev);
+        for e in ev.iter() {
+            p.events.set(e);
+        }
+        let mut forward = self.handle(&p, ts_us, pcap_cnt, out);
+        if complete {
+            let mut whole = decode::decode_ip(&buf);
+            whole.eth = p.eth;
+            whole.vlan = p.vlan;
+            forward &= self.handle(&whole, ts_us, pcap_cnt, out);
+        }
+        self.defrag_buf = buf;
         forward
-    }
-
-    fn inspect_flowless_events(&mut self, p: &Packet<'_>, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) {
-        let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false, app_detected_now: false };
-        let mut v = std::mem::take(&mut self.verdict);
-        self.det.inspect(&inp, None, &mut v);
-        self.emit(p, &v, None, Dir::ToServer, ts_us, pcap_cnt, out);
-        self.verdict = v;
     }
 
     fn handle(&mut self, p: &Packet<'_>, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) -> bool {
