@@ -357,7 +357,8 @@ pub struct ByteTest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ByteJump {
-    pub nbytes: u8,
+    /// Bytes to read; a `byte_extract` variable is allowed (Suricata 7+).
+    pub nbytes: Val,
     pub offset: Val,
     pub relative: bool,
     pub enc: NumEncoding,
@@ -432,6 +433,8 @@ pub enum ThresholdKind {
     Both,
     /// `detection_filter`: alert on every hit after the count is exceeded.
     DetectionFilter,
+    /// `backoff`: alert on hit `count`, then `count * multiplier`, `count * multiplier²`, ...
+    Backoff { multiplier: u32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -469,6 +469,8 @@ fn ipv6<'a>(d: &'a [u8], p: &mut Packet<'a>, depth: u8) {
     }
     info.proto = next;
     p.ip = Some(info);
+    // `ipv6.hdr` covers the extension headers too
+    p.ip_hdr = &d[..off.min(d.len())];
     if let Some(f) = frag {
         p.frag = Some(f);
         p.payload = &d[f.payload_start..];
@@ -675,7 +677,7 @@ fn tcp_options(opts: &[u8], p: &mut Packet<'_>) {
             2 => l != 4,      // mss
             3 => l != 3,      // window scale
             4 => l != 2,      // sack permitted
-            5 => l < 10 || (l - 2) % 8 != 0, // sack
+            5 => (l - 2) % 8 != 0, // sack (an empty one is allowed)
             8 => l != 10,     // timestamp
             _ => false,
         };

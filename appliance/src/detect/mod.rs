@@ -7,6 +7,8 @@
 
 mod threshold;
 
+pub use threshold::State as ThresholdState;
+
 use std::sync::Arc;
 
 use rules::ast::{Action, Buffer, FlowbitCmd, PacketTest, Proto, Rule};

@@ -20,21 +20,32 @@ enum Key {
 
 #[derive(Default)]
 pub struct Thresholds {
-    table: HashMap<(u32, Key), (u32, u64), FxBuild>,
+    table: HashMap<(u32, Key), State, FxBuild>,
 }
 
-/// Update a (count, window start) pair and decide.
-fn decide(state: &mut (u32, u64), t: &Threshold, now_us: u64) -> bool {
+/// (count in the window, window start, next alerting count for backoff).
+pub type State = (u32, u64, u64);
+
+/// Update a state and decide.
+fn decide(state: &mut State, t: &Threshold, now_us: u64) -> bool {
     let window = t.seconds as u64 * 1_000_000;
     if state.0 == 0 || now_us.saturating_sub(state.1) > window {
-        *state = (0, now_us);
+        *state = (0, now_us, t.count as u64);
     }
     state.0 = state.0.saturating_add(1);
     match t.kind {
+        ThresholdKind::Backoff { multiplier } => {
+            if state.0 as u64 == state.2 {
+                state.2 = state.2.saturating_mul(multiplier as u64);
+                true
+            } else {
+                false
+            }
+        }
         ThresholdKind::Limit => state.0 <= t.count,
         ThresholdKind::Threshold => {
             if state.0 >= t.count {
-                *state = (0, now_us);
+                *state = (0, now_us, 0);
                 true
             } else {
                 false
@@ -60,15 +71,11 @@ impl Thresholds {
                 let idx = match f.thresholds.iter().position(|e| e.0 == sid) {
                     Some(i) => i,
                     None => {
-                        f.thresholds.push((sid, 0, now_us));
+                        f.thresholds.push((sid, (0, now_us, 0)));
                         f.thresholds.len() - 1
                     }
                 };
-                let e = &mut f.thresholds[idx];
-                let mut st = (e.1, e.2);
-                let ok = decide(&mut st, t, now_us);
-                (e.1, e.2) = st;
-                return ok;
+                return decide(&mut f.thresholds[idx].1, t, now_us);
             }
         };
         if self.table.len() >= MAX_ENTRIES && !self.table.contains_key(&(id, key)) {
@@ -78,7 +85,7 @@ impl Thresholds {
                 self.table.clear();
             }
         }
-        let st = self.table.entry((id, key)).or_insert((0, now_us));
+        let st = self.table.entry((id, key)).or_insert((0, now_us, 0));
         decide(st, t, now_us)
     }
 }
@@ -92,7 +99,7 @@ mod test {
     }
 
     fn run(th: Threshold, n: usize) -> Vec<bool> {
-        let mut st = (0, 0);
+        let mut st = (0, 0, 0);
         (0..n).map(|i| decide(&mut st, &th, 1 + i as u64)).collect()
     }
 
@@ -102,12 +109,15 @@ mod test {
         assert_eq!(run(t(ThresholdKind::Threshold, 2), 4), [false, true, false, true]);
         assert_eq!(run(t(ThresholdKind::Both, 2), 4), [false, true, false, false]);
         assert_eq!(run(t(ThresholdKind::DetectionFilter, 2), 4), [false, false, true, true]);
+        let hits = run(t(ThresholdKind::Backoff { multiplier: 2 }, 3), 25);
+        let at: Vec<usize> = hits.iter().enumerate().filter(|(_, h)| **h).map(|(i, _)| i + 1).collect();
+        assert_eq!(at, [3, 6, 12, 24]);
     }
 
     #[test]
     fn window_resets() {
         let th = t(ThresholdKind::Limit, 1);
-        let mut st = (0, 0);
+        let mut st = (0, 0, 0);
         assert!(decide(&mut st, &th, 1));
         assert!(!decide(&mut st, &th, 2));
         assert!(decide(&mut st, &th, 2 + 61_000_000));

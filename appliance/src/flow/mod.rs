@@ -125,8 +125,8 @@ pub struct Flow {
     pub passed: bool,
     /// The sid of the rule that dropped the flow.
     pub drop_sid: Option<(u32, u32, u32)>,
-    /// Per-flow threshold state (sid, count, window start).
-    pub thresholds: Vec<(u32, u32, u64)>,
+    /// Per-flow threshold state by rule.
+    pub thresholds: Vec<(u32, crate::detect::ThresholdState)>,
 }
 
 impl Flow {

@@ -226,7 +226,12 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut C
         }
         CStep::ByteJump(bj) => {
             let pos = val(bj.offset, vars) + if bj.relative { prev_end as i64 } else { 0 };
-            let Some(v) = read_num(buf, pos, bj.nbytes, bj.enc) else { return false };
+            let nbytes = val(bj.nbytes, vars);
+            if !(0..=20).contains(&nbytes) || (nbytes > 8 && !matches!(bj.enc, NumEncoding::String(_))) {
+                return false;
+            }
+            let nbytes = nbytes as u8;
+            let Some(v) = read_num(buf, pos, nbytes, bj.enc) else { return false };
             let v = match bj.bitmask {
                 Some(m) => apply_mask(v, m),
                 None => v,
@@ -240,7 +245,7 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut C
             } else if bj.from_end {
                 len
             } else {
-                pos + bj.nbytes as i64
+                pos + nbytes as i64
             };
             let new = base.saturating_add(jump).saturating_add(bj.post_offset);
             if new < 0 || new > len {
@@ -249,8 +254,9 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut C
             run(rest, buf, new as usize, vars, cx)
         }
         CStep::IsDataAt { n, relative, negated } => {
-            let pos = val(*n, vars) + if *relative { prev_end as i64 } else { 0 };
-            let has = pos < len;
+            // Suricata: absolute `isdataat:n` needs a byte at offset n; relative needs n
+            // bytes after the previous match
+            let has = if *relative { prev_end as i64 + val(*n, vars) <= len } else { val(*n, vars) < len };
             if has == *negated {
                 return false;
             }
@@ -411,7 +417,7 @@ mod test {
         assert!(!ok(vec![CStep::ByteTest(bt)], &[0, 1]));
         // jump over a length-prefixed field then find "z" right after it
         let bj = ByteJump {
-            nbytes: 1,
+            nbytes: Val::Lit(1),
             offset: Val::Lit(0),
             relative: false,
             enc: NumEncoding::Big,

@@ -607,7 +607,7 @@ fn parse_flags(kw: &str, v: &str) -> R<TcpFlagsTest> {
 
 fn parse_threshold(kw: &str, v: &str) -> R<Threshold> {
     let mut kind = if kw == "detection_filter" { Some(ThresholdKind::DetectionFilter) } else { None };
-    let (mut track, mut count, mut seconds) = (None, None, None);
+    let (mut track, mut count, mut seconds, mut multiplier) = (None, None, None, None);
     for part in v.split(',').map(str::trim) {
         let (k, val) = part.split_once(' ').map(|(a, b)| (a.trim(), b.trim())).ok_or_else(|| bad(kw, format!("`{part}` is not `key value`")))?;
         match k {
@@ -616,6 +616,7 @@ fn parse_threshold(kw: &str, v: &str) -> R<Threshold> {
                     "limit" => ThresholdKind::Limit,
                     "threshold" => ThresholdKind::Threshold,
                     "both" => ThresholdKind::Both,
+                    "backoff" => ThresholdKind::Backoff { multiplier: 0 },
                     o => return Err(bad(kw, format!("unknown type `{o}`"))),
                 })
             }
@@ -631,14 +632,31 @@ fn parse_threshold(kw: &str, v: &str) -> R<Threshold> {
             }
             "count" => count = Some(num(kw, val)?),
             "seconds" => seconds = Some(num(kw, val)?),
+            "multiplier" => multiplier = Some(num::<u32>(kw, val)?),
             "unique_on" => return Err(bad(kw, "unique_on is not supported")),
             o => return Err(bad(kw, format!("unknown field `{o}`"))),
         }
     }
+    let mut kind = kind.ok_or_else(|| bad(kw, "missing type"))?;
+    if let ThresholdKind::Backoff { .. } = kind {
+        let m = multiplier.ok_or_else(|| bad(kw, "backoff needs a multiplier"))?;
+        if m < 2 {
+            return Err(bad(kw, "backoff multiplier must be at least 2"));
+        }
+        kind = ThresholdKind::Backoff { multiplier: m };
+        // backoff has no time window
+        seconds = seconds.or(Some(u32::MAX));
+    } else if multiplier.is_some() {
+        return Err(bad(kw, "multiplier only goes with type backoff"));
+    }
+    let count = count.ok_or_else(|| bad(kw, "missing count"))?;
+    if count == 0 {
+        return Err(bad(kw, "count must be at least 1"));
+    }
     Ok(Threshold {
-        kind: kind.ok_or_else(|| bad(kw, "missing type"))?,
+        kind,
         track: track.ok_or_else(|| bad(kw, "missing track"))?,
-        count: count.ok_or_else(|| bad(kw, "missing count"))?,
+        count,
         seconds: seconds.ok_or_else(|| bad(kw, "missing seconds"))?,
     })
 }

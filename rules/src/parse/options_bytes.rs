@@ -153,9 +153,14 @@ pub(super) fn byte_jump(b: &mut Builder<'_>, v: &str) -> R<ByteJump> {
     if parts.len() < 2 {
         return Err(bad(KW, "expected <bytes>,<offset>[,...]"));
     }
-    let n = nbytes(KW, parts[0])?;
+    let n = b.var_val(KW, parts[0])?;
     let offset = b.var_val(KW, parts[1])?;
     let t = tail(KW, &parts[2..])?;
+    let enc_n = match n {
+        Val::Lit(v) if !(0..=20).contains(&v) => return Err(bad(KW, format!("`{v}` is not a byte count"))),
+        Val::Lit(v) => v as u8,
+        Val::Var(_) => 1,
+    };
     if t.from_beginning && t.from_end {
         return Err(bad(KW, "from_beginning and from_end together"));
     }
@@ -163,7 +168,7 @@ pub(super) fn byte_jump(b: &mut Builder<'_>, v: &str) -> R<ByteJump> {
         nbytes: n,
         offset,
         relative: t.relative,
-        enc: encoding(KW, &t, n)?,
+        enc: encoding(KW, &t, enc_n)?,
         multiplier: t.multiplier.unwrap_or(1),
         align: t.align,
         from_beginning: t.from_beginning,

@@ -62,7 +62,7 @@ fn payload_keywords() {
     assert_eq!(r.nvars, 1);
     let steps = &r.programs[0].steps;
     assert!(matches!(steps[2], Step::ByteTest(ByteTest { value: Val::Var(0), enc: NumEncoding::String(10), .. })));
-    assert!(matches!(steps[3], Step::ByteJump(ByteJump { post_offset: -1, enc: NumEncoding::Little, .. })));
+    assert!(matches!(steps[3], Step::ByteJump(ByteJump { post_offset: -1, enc: NumEncoding::Little, nbytes: Val::Lit(2), .. })));
     assert!(matches!(steps[4], Step::IsDataAt { negated: true, relative: true, .. }));
     assert!(matches!(&steps[5], Step::Content(c) if c.depth == Some(Val::Lit(1))));
     assert!(parse(r#"alert tcp any any -> any any (byte_test:9,=,1,0; sid:8;)"#).is_err());
