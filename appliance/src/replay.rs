@@ -171,6 +171,10 @@ pub fn replay<W: std::io::Write>(
                 sum.truncated_files += 1;
                 tracing::warn!(file = %path.display(), frames = s.frames, "capture ends inside a record; frames before it were processed");
             }
+            Ok(s) if s.damaged.is_some() => {
+                sum.truncated_files += 1;
+                tracing::warn!(file = %path.display(), frames = s.frames, reason = s.damaged.as_deref().unwrap_or(""), "capture is damaged; frames before the damage were processed");
+            }
             Ok(_) => {}
             Err(e) => return Err(e.into()),
         }

@@ -41,6 +41,23 @@ impl AddrSet {
     pub fn is_any(&self) -> bool {
         self.any
     }
+    /// Number of addresses covered, IPv4 and IPv6 counted separately (saturating).
+    pub fn size(&self) -> (u64, u128) {
+        let v4 = self.v4.iter().map(|(a, b)| (*b - *a) as u64 + 1).sum();
+        let v6 = self.v6.iter().fold(0u128, |acc, (a, b)| acc.saturating_add((*b - *a).saturating_add(1)));
+        (v4, v6)
+    }
+
+    /// The IPv4 ranges (inclusive).
+    pub fn v4_ranges(&self) -> &[(u32, u32)] {
+        &self.v4
+    }
+
+    /// The IPv6 ranges (inclusive).
+    pub fn v6_ranges(&self) -> &[(u128, u128)] {
+        &self.v6
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         if self.any {
             return true;

@@ -160,6 +160,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for (reason, n) in replay::group_failures(&loaded.failures) {
                 writeln!(stdout, "  {n:6}  {reason}")?;
             }
+            writeln!(stdout, "detection layout:")?;
+            for (b, lits, unf) in loaded.ruleset.buffer_stats() {
+                writeln!(stdout, "  {b:?}: {lits} prefilter literals, {unf} rules without a literal")?;
+            }
+            writeln!(stdout, "  packet-keyword rules without buffers: {}", loaded.ruleset.packet_only.len())?;
+            writeln!(
+                stdout,
+                "  header-only rules (address index, once per flow direction): {} ({} always candidates)",
+                loaded.ruleset.ip_only.rules,
+                loaded.ruleset.ip_only.always.len()
+            )?;
             writeln!(
                 stdout,
                 "parse {:.2}s, compile {:.2}s",

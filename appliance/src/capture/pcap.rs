@@ -33,11 +33,14 @@ pub struct Frame<'a> {
 const READ_BUF: usize = 1 << 20;
 
 /// What reading a capture ended with.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ReadSummary {
     pub frames: u64,
     /// The file ended inside a record (a cut-short capture); frames before it were read.
     pub truncated: bool,
+    /// Reading stopped at a damaged record (bad length, bad block); frames before it were
+    /// read. Holds the reason.
+    pub damaged: Option<String>,
 }
 
 /// Read every frame of a capture, calling `on_frame` for each. Returns how it ended.
@@ -85,8 +88,13 @@ pub fn read_frames<R: Read + Send>(r: R, shown: &str, on_frame: &mut dyn FnMut(&
                 sum.truncated = true;
                 break;
             }
+            Err(PcapError::BufferTooSmall) => {
+                sum.damaged = Some(format!("record {} is larger than {} bytes (bad length field)", sum.frames + 1, READ_BUF));
+                break;
+            }
             Err(e) => {
-                return Err(CaptureError::Malformed { path: shown.to_string(), frames: sum.frames, reason: format!("{e:?}") });
+                sum.damaged = Some(format!("record {} is malformed: {e:?}", sum.frames + 1));
+                break;
             }
         }
     }

@@ -29,6 +29,9 @@ pub struct Input<'a, 'p> {
     pub tracked: bool,
     /// Application protocol detection completed on this packet.
     pub app_detected_now: bool,
+    /// First packet of its flow in this direction (or a packet without a flow): header-only
+    /// rules are evaluated.
+    pub first_in_dir: bool,
 }
 
 /// One matching rule.
@@ -175,6 +178,11 @@ impl Detector {
         let rs = Arc::clone(&self.rs);
         self.cand.clear();
         self.cand.extend_from_slice(&rs.packet_only);
+        if inp.first_in_dir {
+            if let Some(ip) = inp.pkt.ip {
+                rs.ip_only.lookup(ip.src, ip.dst, &mut self.cand);
+            }
+        }
         let payload = inp.pkt.payload;
         let pkt_payload = !payload.is_empty() && (!inp.tracked || self.packet_payload_rules);
         let stream_new = inp.stream.is_some_and(|(w, n)| w.len() > n);

@@ -70,6 +70,24 @@ pub struct WorkerCounters {
     pub passed: u64,
 }
 
+/// A copy of every byte range detection scans (packet payloads, new stream bytes), for
+/// benchmarking the matcher alone on exactly the pipeline's input.
+#[derive(Debug, Default)]
+pub struct ScanTap {
+    pub data: Vec<u8>,
+    pub ranges: Vec<(usize, usize)>,
+}
+
+impl ScanTap {
+    fn add(&mut self, b: &[u8]) {
+        if !b.is_empty() {
+            let s = self.data.len();
+            self.data.extend_from_slice(b);
+            self.ranges.push((s, self.data.len()));
+        }
+    }
+}
+
 /// One worker's state. Nothing in it is shared with other workers.
 pub struct Worker {
     cfg: WorkerConfig,
@@ -81,6 +99,8 @@ pub struct Worker {
     ended: Vec<Flow>,
     pub counters: WorkerCounters,
     pub reassembly: ReassemblyCounters,
+    /// Benchmarks only: record what detection scans.
+    pub tap: Option<ScanTap>,
 }
 
 impl Worker {
@@ -94,6 +114,7 @@ impl Worker {
             ended: Vec::new(),
             counters: WorkerCounters::default(),
             reassembly: ReassemblyCounters::default(),
+            tap: None,
             cfg,
         })
     }
@@ -140,7 +161,7 @@ impl Worker {
         if p.ip.is_none() {
             self.counters.non_ip += 1;
             if !p.events.is_empty() {
-                let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false, app_detected_now: false };
+                let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false, app_detected_now: false, first_in_dir: true };
                 let mut v = std::mem::take(&mut self.verdict);
                 self.det.inspect(&inp, None, &mut v);
                 self.emit(p, &v, None, Dir::ToServer, ts_us, pcap_cnt, out);
@@ -209,7 +230,14 @@ impl Worker {
             let mut st = std::mem::take(&mut flow.streams[dir.idx()]);
             let stream = if tracked { st.window() } else { None };
             let app_detected_now = !app_known_before && (flow.app_proto.is_some() || flow.app_failed);
-            let inp = Input { pkt, dir, now_us: ts_us, stream, tracked, app_detected_now };
+            if let Some(tap) = self.tap.as_mut() {
+                match stream {
+                    Some((w, n)) => tap.add(&w[n..]),
+                    None => tap.add(pkt.payload),
+                }
+            }
+            let first_in_dir = flow.pkts[dir.idx()] == 1;
+            let inp = Input { pkt, dir, now_us: ts_us, stream, tracked, app_detected_now, first_in_dir };
             self.det.inspect(&inp, Some(flow), &mut v);
             if tracked {
                 st.consume();
@@ -274,7 +302,7 @@ impl Worker {
             let mut v = std::mem::take(&mut self.verdict);
             {
                 let mut st = std::mem::take(&mut f.streams[dir.idx()]);
-                let inp = Input { pkt: &p, dir, now_us: ts, stream: st.window(), tracked: true, app_detected_now: false };
+                let inp = Input { pkt: &p, dir, now_us: ts, stream: st.window(), tracked: true, app_detected_now: false, first_in_dir: false };
                 self.det.inspect(&inp, Some(&mut f), &mut v);
                 st.consume();
                 f.streams[dir.idx()] = st;

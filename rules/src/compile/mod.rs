@@ -6,6 +6,7 @@
 //! usable literal are candidates for every buffer of their kind.
 
 pub mod inspect;
+pub mod iponly;
 mod prefilter;
 
 use crate::ast::{Buffer, PcreSpec, Rule, Step};
@@ -35,8 +36,12 @@ pub struct Ruleset {
     prefilters: Vec<Option<Prefilter>>,
     /// Per buffer: rules that have a program on it but no prefilter literal.
     unfiltered: Vec<Vec<u32>>,
-    /// Rules without any buffer program (header, flow and packet keywords only).
+    /// Rules without any buffer program that test packet or flow keywords: candidates for
+    /// every packet.
     pub packet_only: Vec<u32>,
+    /// Header-only rules (addresses, ports, protocol; Suricata's "IP-only"): looked up by
+    /// address, once per flow direction.
+    pub ip_only: iponly::IpOnlyIndex,
     pub flowbit_count: usize,
 }
 
@@ -116,6 +121,18 @@ fn fast_pattern(rule: &Rule) -> Option<(Buffer, Vec<u8>, bool)> {
     best.map(|(b, c)| (b, c.pattern.clone(), c.nocase))
 }
 
+/// A rule decided by addresses, ports and protocol alone (flowbits may be set, thresholds
+/// apply): Suricata evaluates these once per flow direction.
+pub fn is_ip_only(r: &Rule) -> bool {
+    use crate::ast::{FlowbitCmd, Proto};
+    r.programs.is_empty()
+        && r.packet_tests.is_empty()
+        && r.flow == crate::ast::FlowOpts::default()
+        && r.app_proto.is_none()
+        && matches!(r.proto, Proto::Ip | Proto::Tcp | Proto::Udp | Proto::Icmp)
+        && r.flowbits.iter().all(|f| !matches!(f, FlowbitCmd::IsSet { .. } | FlowbitCmd::IsNotSet { .. }))
+}
+
 impl Ruleset {
     /// Compile parsed rules. Rules that fail (a pcre that does not compile, ...) are
     /// returned as errors; the others form the set.
@@ -131,6 +148,7 @@ impl Ruleset {
         let mut literals: Vec<Vec<(Vec<u8>, bool, u32)>> = vec![Vec::new(); Buffer::COUNT];
         let mut unfiltered = vec![Vec::new(); Buffer::COUNT];
         let mut packet_only = Vec::new();
+        let mut ip_only = Vec::new();
         for (i, c) in compiled.iter_mut().enumerate() {
             let id = i as u32;
             match fast_pattern(&c.rule) {
@@ -143,6 +161,7 @@ impl Ruleset {
                         unfiltered[buf.index()].push(id);
                         c.prefilter_buffer = Some(*buf);
                     }
+                    None if is_ip_only(&c.rule) => ip_only.push(id),
                     None => packet_only.push(id),
                 },
             }
@@ -171,7 +190,11 @@ impl Ruleset {
                 }
             }
         }
-        let set = Ruleset { rules: compiled, prefilters, unfiltered, packet_only, flowbit_count };
+        let ip_only = iponly::IpOnlyIndex::build(ip_only.iter().map(|&id| {
+            let r = &compiled[id as usize].rule;
+            (id, &r.src, &r.dst, r.bidirectional)
+        }));
+        let set = Ruleset { rules: compiled, prefilters, unfiltered, packet_only, ip_only, flowbit_count };
         (set, failures)
     }
 
@@ -200,6 +223,21 @@ impl Ruleset {
         if let Some(p) = &self.prefilters[buf.index()] {
             p.scan(data, scratch, out);
         }
+    }
+
+    /// Per buffer with rules: (buffer, distinct prefilter literals, rules without a literal).
+    pub fn buffer_stats(&self) -> Vec<(Buffer, usize, usize)> {
+        let mut v = Vec::new();
+        for (i, p) in self.prefilters.iter().enumerate() {
+            let lits = p.as_ref().map_or(0, |p| p.len());
+            let unf = self.unfiltered[i].len();
+            if lits + unf > 0 {
+                if let Some(b) = self.rules.iter().filter_map(|r| r.prefilter_buffer).find(|b| b.index() == i) {
+                    v.push((b, lits, unf));
+                }
+            }
+        }
+        v
     }
 
     /// The prefilter database of a buffer, for benchmarks of the matcher alone.
