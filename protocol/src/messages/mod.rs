@@ -8,6 +8,7 @@
 //! Variant order is part of the wire format (postcard encodes the variant index): append new
 //! variants at the end and bump [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION).
 
+mod activation;
 mod alert;
 mod command;
 mod common;
@@ -22,6 +23,7 @@ pub(crate) mod samples;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use activation::{ACTIVATION_DEVICE, Activate, Activated, MAX_PEM_LEN, Pem};
 pub use alert::{Alert, Detection, Direction, FlowRef, MetaPair, SCORING_METADATA_KEYS, Signature};
 pub use command::{Ack, AllowDest, Command, CommandKind, Exception};
 pub use common::{
@@ -48,6 +50,8 @@ pub enum UpMsg {
     BundleStatus(BundleStatus),
     /// Outcome of a command.
     CommandResult(CommandResult),
+    /// Redeem an activation code (only on a connection without a client certificate).
+    Activate(Activate),
 }
 
 /// Cloud → appliance.
@@ -61,6 +65,8 @@ pub enum DownMsg {
     Ack(Ack),
     /// Something for the appliance to do.
     Command(Command),
+    /// Activation succeeded: the device certificate.
+    Activated(Activated),
 }
 
 impl Validate for UpMsg {
@@ -71,6 +77,7 @@ impl Validate for UpMsg {
             UpMsg::Events(m) => m.validate(),
             UpMsg::BundleStatus(m) => m.validate(),
             UpMsg::CommandResult(m) => m.validate(),
+            UpMsg::Activate(m) => m.validate(),
         }
     }
 }
@@ -81,6 +88,7 @@ impl Validate for DownMsg {
             DownMsg::HelloAck(_) | DownMsg::Ack(_) => Ok(()),
             DownMsg::Refused(m) => m.reason.validate(),
             DownMsg::Command(m) => m.validate(),
+            DownMsg::Activated(m) => m.validate(),
         }
     }
 }

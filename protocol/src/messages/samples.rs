@@ -169,6 +169,10 @@ pub(crate) fn up() -> Vec<UpMsg> {
             ok: false,
             message: s("no such host"),
         }),
+        UpMsg::Activate(super::Activate {
+            code: s("K7QW-2M9D-XP4R"),
+            csr_pem: s("-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"),
+        }),
     ]
 }
 
@@ -227,6 +231,11 @@ pub(crate) fn down() -> Vec<DownMsg> {
             reason: RefuseReason::ContractEnded,
         }),
         DownMsg::Ack(Ack { upto_seq: 103 }),
+        DownMsg::Activated(super::Activated {
+            device: super::DeviceId::new("dev-0001").unwrap(),
+            cert_pem: s("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+            ca_pem: s("-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"),
+        }),
     ];
     msgs.extend(
         cmds.into_iter()
