@@ -1,9 +1,14 @@
-//! `mimamori-cloud`: the watch service. Only the command-line surface exists so far; the
-//! service itself (ingest, store, scoring, mails, portal) is built by the cloud issue.
+//! `mimamori-cloud`: the watch service and its operator CLI.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
+use mimamori_cloud::admin::cli;
+
 #[derive(Parser)]
-#[command(name = "mimamori-cloud", version, about = "Mimamori cloud watch service")]
+#[command(name = "mimamori-cloud", version, about = "Mimamori cloud watch service: ingest, ★ scoring, mails, stop notices, admin")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -11,21 +16,58 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve ingest, admin API and portal (not built yet).
+    /// Run the service: ingest (mutual TLS), admin API, mail sender, heartbeat watch.
     Serve {
-        /// Path of the service's TOML configuration.
+        /// The service's TOML configuration (see cloud/mimamori-cloud.example.toml).
         #[arg(long)]
-        config: std::path::PathBuf,
+        config: PathBuf,
+    },
+    /// Operator commands against a running service.
+    Admin {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        cmd: cli::Cmd,
+    },
+    /// Check a configuration file and print it with defaults filled in.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
     let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::Serve { config } => anyhow::bail!(
-            "mimamori-cloud serve is not built yet (config {}); protocol version {}",
-            config.display(),
-            protocol::PROTOCOL_VERSION
-        ),
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let res = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Serve { config } => {
+                let cfg = mimamori_cloud::config::Config::load(&config)?;
+                mimamori_cloud::serve::serve(cfg).await
+            }
+            Cmd::Admin { target, cmd } => cli::run(target, cmd).await,
+            Cmd::CheckConfig { config } => {
+                let cfg = mimamori_cloud::config::Config::load(&config)?;
+                println!("{cfg:#?}");
+                Ok(())
+            }
+        }
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -1,0 +1,662 @@
+//! The operators' HTTP API (axum, bearer token, loopback by default). `admin::cli` is its
+//! client. Every listing answers JSON.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::App;
+use crate::contract::{self, Date};
+use crate::notify;
+use crate::score::Level;
+use crate::store::{AlertStatus, Contract, Customer, Device, DeviceStatus, Dispatch, MaintenanceNotice, StoreError};
+
+/// Shared by the handlers.
+#[derive(Clone)]
+pub struct Api {
+    pub app: Arc<App>,
+    pub force_daily: Arc<tokio::sync::Notify>,
+}
+
+/// An API error: status and a message meant for the operator.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+            StoreError::Refused(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, m),
+            e => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+type R<T> = Result<Json<T>, ApiError>;
+
+fn bad(m: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::UNPROCESSABLE_ENTITY, m.into())
+}
+
+fn not_found(m: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, m.into())
+}
+
+fn refused(m: impl Into<String>) -> StoreError {
+    StoreError::Refused(m.into())
+}
+
+/// The router, with token authentication on every route.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/v1/customers", get(list_customers).post(add_customer))
+        .route("/v1/customers/{id}", put(update_customer))
+        .route("/v1/contracts", get(list_contracts).post(add_contract))
+        .route("/v1/contracts/{id}/end", post(end_contract))
+        .route("/v1/contracts/{id}/recipients", put(set_recipients))
+        .route("/v1/contracts/{id}/exceptions", put(set_exceptions))
+        .route("/v1/contracts/{id}/insurance", get(insurance))
+        .route("/v1/contracts/{id}/dispatches", post(add_dispatch))
+        .route("/v1/devices", get(list_devices).post(add_devices))
+        .route("/v1/devices/{id}/revoke", post(revoke_device))
+        .route("/v1/alerts", get(list_alerts))
+        .route("/v1/alerts/{id}", get(get_alert))
+        .route("/v1/alerts/{id}/rerate", post(rerate))
+        .route("/v1/alerts/{id}/resolve", post(resolve))
+        .route("/v1/maintenance", get(list_notices).post(add_notice))
+        .route("/v1/firmware", post(announce_firmware))
+        .route("/v1/export", get(export))
+        .route("/v1/ops/daily-check", post(daily_check))
+        .route("/v1/ops/status", get(status))
+        .route("/v1/ca", get(ca))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), auth))
+        .with_state(api)
+}
+
+async fn auth(State(api): State<Api>, headers: HeaderMap, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let ok = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_eq(t.as_bytes(), api.app.admin_token.as_bytes()));
+    if !ok {
+        return ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
+    }
+    next.run(req).await
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn list_customers(State(api): State<Api>) -> R<Vec<Customer>> {
+    Ok(Json(api.app.store.read(|rx| rx.customers())?))
+}
+
+async fn add_customer(State(api): State<Api>, Json(mut c): Json<Customer>) -> R<Customer> {
+    if c.company.trim().is_empty() {
+        return Err(bad("company must not be empty"));
+    }
+    let c = api.app.store.write(|tx| {
+        c.id = tx.next_id("customer")?;
+        tx.put_customer(&c)?;
+        Ok(c)
+    })?;
+    Ok(Json(c))
+}
+
+/// Fields to change; absent ones stay.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerUpdate {
+    company: Option<String>,
+    contact_name: Option<String>,
+    contact_department: Option<String>,
+    contact_title: Option<String>,
+    contact_email: Option<String>,
+    address: Option<String>,
+    phone: Option<String>,
+}
+
+async fn update_customer(State(api): State<Api>, Path(id): Path<u64>, Json(u): Json<CustomerUpdate>) -> R<Customer> {
+    if let Some(e) = &u.contact_email {
+        if !e.is_empty() {
+            notify::valid_address(e).map_err(bad)?;
+        }
+    }
+    let c = api.app.store.write(|tx| {
+        let mut c = tx.customer(id)?.ok_or_else(|| StoreError::NotFound(format!("customer {id}")))?;
+        macro_rules! set {
+            ($($f:ident),*) => {$(if let Some(v) = u.$f.clone() { c.$f = v; })*};
+        }
+        set!(company, contact_name, contact_department, contact_title, contact_email, address, phone);
+        tx.put_customer(&c)?;
+        Ok(c)
+    })?;
+    Ok(Json(c))
+}
+
+async fn list_contracts(State(api): State<Api>) -> R<Vec<Contract>> {
+    Ok(Json(api.app.store.read(|rx| rx.contracts())?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewContract {
+    customer_id: u64,
+    name: String,
+    application_date: Date,
+    #[serde(default)]
+    start_next_month: bool,
+    #[serde(default)]
+    recipients: Vec<String>,
+}
+
+async fn add_contract(State(api): State<Api>, Json(n): Json<NewContract>) -> R<Contract> {
+    let recipients = notify::valid_recipients(&n.recipients).map_err(bad)?;
+    let (start, paid_start) = contract::contract_dates(n.application_date, n.start_next_month);
+    let c = api.app.store.write(|tx| {
+        tx.customer(n.customer_id)?.ok_or_else(|| StoreError::NotFound(format!("customer {}", n.customer_id)))?;
+        let c = Contract {
+            id: tx.next_id("contract")?,
+            customer_id: n.customer_id,
+            name: n.name.clone(),
+            application_date: n.application_date,
+            start,
+            paid_start,
+            ended: None,
+            recipients: recipients.clone(),
+            auto_isolation: false,
+            exceptions: Vec::new(),
+        };
+        tx.put_contract(&c)?;
+        Ok(c)
+    })?;
+    Ok(Json(c))
+}
+
+#[derive(Serialize)]
+pub struct Ended {
+    contract: Contract,
+    revoked_devices: Vec<String>,
+    purged_alerts: usize,
+}
+
+async fn end_contract(State(api): State<Api>, Path(id): Path<u64>) -> R<Ended> {
+    let now = api.app.now();
+    let today = Date::of_ms(now, api.app.cfg.utc_offset_secs());
+    let out = api.app.store.write(|tx| {
+        let mut c = tx.contract(id)?.ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
+        if c.ended.is_some() {
+            return Err(refused(format!("contract {id} already ended on {}", c.ended.unwrap_or(today))));
+        }
+        c.ended = Some(today);
+        let mut revoked = Vec::new();
+        for mut d in tx.devices()? {
+            if d.contract_id == id && d.status != DeviceStatus::Revoked {
+                // the certificate is refused from now on; a wipe is sent when the
+                // command channel exists (the connection is refused with ContractEnded)
+                d.status = DeviceStatus::Revoked;
+                tx.put_device(&d)?;
+                revoked.push(d.id.clone());
+            }
+        }
+        let purged = tx.purge_contract_alerts(id)?;
+        c.recipients.clear();
+        tx.put_contract(&c)?;
+        Ok(Ended { contract: c, revoked_devices: revoked, purged_alerts: purged })
+    })?;
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipients {
+    recipients: Vec<String>,
+}
+
+async fn set_recipients(State(api): State<Api>, Path(id): Path<u64>, Json(r): Json<Recipients>) -> R<Contract> {
+    let list = notify::valid_recipients(&r.recipients).map_err(bad)?;
+    let c = api.app.store.write(|tx| {
+        let mut c = tx.contract(id)?.ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
+        c.recipients = list.clone();
+        tx.put_contract(&c)?;
+        Ok(c)
+    })?;
+    Ok(Json(c))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exceptions {
+    exceptions: Vec<String>,
+}
+
+async fn set_exceptions(State(api): State<Api>, Path(id): Path<u64>, Json(e): Json<Exceptions>) -> R<Contract> {
+    for x in &e.exceptions {
+        let ok = matches!(x.split_once(':'), Some(("sid" | "host" | "domain" | "hash", v)) if !v.is_empty());
+        if !ok {
+            return Err(bad(format!("exception `{x}` must be sid:N, host:IP, domain:NAME or hash:SHA256")));
+        }
+    }
+    let c = api.app.store.write(|tx| {
+        let mut c = tx.contract(id)?.ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
+        c.exceptions = e.exceptions.clone();
+        tx.put_contract(&c)?;
+        Ok(c)
+    })?;
+    Ok(Json(c))
+}
+
+#[derive(Serialize)]
+pub struct DeviceView {
+    #[serde(flatten)]
+    device: Device,
+    online: bool,
+}
+
+async fn list_devices(State(api): State<Api>) -> R<Vec<DeviceView>> {
+    let now = api.app.now();
+    let stop = api.app.cfg.timing.stop_after.as_millis() as i64;
+    let live = api.app.liveness.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut v: Vec<DeviceView> = api
+        .app
+        .store
+        .read(|rx| rx.devices())?
+        .into_iter()
+        .map(|mut d| {
+            if let Some(l) = live.get(&d.id) {
+                d.last_heartbeat_ms = Some(l.last_ms.max(d.last_heartbeat_ms.unwrap_or(0)));
+                if !l.firmware.is_empty() {
+                    d.firmware = l.firmware.clone();
+                }
+                if !l.rules_version.is_empty() {
+                    d.rules_version = l.rules_version.clone();
+                }
+            }
+            let online = d.status == DeviceStatus::Active && d.last_heartbeat_ms.is_some_and(|t| now - t <= stop);
+            DeviceView { device: d, online }
+        })
+        .collect();
+    v.sort_by(|a, b| a.device.id.cmp(&b.device.id));
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDevices {
+    contract_id: u64,
+    #[serde(default)]
+    name: String,
+    #[serde(default = "one")]
+    count: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Serialize)]
+pub struct NewDevice {
+    device_id: String,
+    activation_code: String,
+}
+
+async fn add_devices(State(api): State<Api>, Json(n): Json<NewDevices>) -> R<Vec<NewDevice>> {
+    if n.count == 0 || n.count > 100_000 {
+        return Err(bad("count must be between 1 and 100000"));
+    }
+    let now = api.app.now();
+    let out = api.app.store.write(|tx| {
+        let c = tx.contract(n.contract_id)?.ok_or_else(|| StoreError::NotFound(format!("contract {}", n.contract_id)))?;
+        if c.ended.is_some() {
+            return Err(refused(format!("contract {} has ended", c.id)));
+        }
+        let mut out = Vec::with_capacity(n.count);
+        for _ in 0..n.count {
+            let num = tx.next_id("device")?;
+            let id = format!("dev-{num:06}");
+            let code = crate::identity::new_activation_code();
+            tx.put_device(&Device {
+                id: id.clone(),
+                contract_id: n.contract_id,
+                name: n.name.clone(),
+                status: DeviceStatus::Pending,
+                created_ms: now,
+                activated_ms: None,
+                cert_serial: None,
+                last_heartbeat_ms: None,
+                firmware: String::new(),
+                rules_version: String::new(),
+                stopped_since_ms: None,
+                last_seq: 0,
+            })?;
+            tx.put_code(&crate::identity::code_hash(&code), &id)?;
+            out.push(NewDevice { device_id: id, activation_code: code });
+        }
+        Ok(out)
+    })?;
+    Ok(Json(out))
+}
+
+async fn revoke_device(State(api): State<Api>, Path(id): Path<String>) -> R<Device> {
+    let d = api.app.store.write(|tx| {
+        let mut d = tx.device(&id)?.ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
+        d.status = DeviceStatus::Revoked;
+        tx.put_device(&d)?;
+        Ok(d)
+    })?;
+    Ok(Json(d))
+}
+
+#[derive(Deserialize, Default)]
+pub struct AlertFilter {
+    contract: Option<u64>,
+    level: Option<String>,
+    device: Option<String>,
+    host: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_alerts(State(api): State<Api>, Query(f): Query<AlertFilter>) -> R<Vec<crate::store::AlertRecord>> {
+    let level = match &f.level {
+        Some(l) => Some(Level::parse(l).ok_or_else(|| bad(format!("unknown level `{l}` (high, medium, low, investigating, info)")))?),
+        None => None,
+    };
+    let limit = f.limit.unwrap_or(1000).min(100_000);
+    let all = api.app.store.read(|rx| match f.contract {
+        Some(c) => rx.alerts_of(c, usize::MAX),
+        None => rx.all_alerts(),
+    })?;
+    let mut v: Vec<_> = all
+        .into_iter()
+        .filter(|a| level.is_none_or(|l| a.level == l))
+        .filter(|a| f.device.as_ref().is_none_or(|d| &a.device == d))
+        .filter(|a| f.host.as_ref().is_none_or(|h| a.event.flow().internal_ip.to_string() == *h))
+        .collect();
+    v.sort_by(|a, b| b.id.cmp(&a.id));
+    v.truncate(limit);
+    Ok(Json(v))
+}
+
+async fn get_alert(State(api): State<Api>, Path(id): Path<u64>) -> R<crate::store::AlertRecord> {
+    api.app.store.read(|rx| rx.alert(id))?.map(Json).ok_or_else(|| not_found(format!("alert {id}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rerate {
+    level: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn rerate(State(api): State<Api>, Path(id): Path<u64>, Json(r): Json<Rerate>) -> R<crate::store::AlertRecord> {
+    let level = Level::parse(&r.level).ok_or_else(|| bad(format!("unknown level `{}`", r.level)))?;
+    let now = api.app.now();
+    let tz = api.app.cfg.utc_offset_secs();
+    let a = api.app.store.write(|tx| {
+        let mut a = tx.alert(id)?.ok_or_else(|| StoreError::NotFound(format!("alert {id}")))?;
+        let old = a.level;
+        if old == level {
+            return Err(refused(format!("alert {id} is already {}", level.label_ja())));
+        }
+        a.level = level;
+        a.history.push(format!("{}: {} → {} {}", crate::clock::format_local(now, tz), old.stars(), level.stars(), r.note));
+        tx.put_alert(&a)?;
+        if let Some(c) = tx.contract(a.contract_id)? {
+            if level.important() {
+                let (s, b) = notify::compose::rerate_mail(&c, &a, old, &r.note, tz);
+                notify::queue_to_contract(tx, now, c.id, &s, &b, "rerate")?;
+            }
+        }
+        Ok(a)
+    })?;
+    api.app.mail_queued.notify_one();
+    Ok(Json(a))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolve {
+    result: String,
+    /// Final level after the investigation (default: info).
+    #[serde(default)]
+    level: Option<String>,
+}
+
+async fn resolve(State(api): State<Api>, Path(id): Path<u64>, Json(r): Json<Resolve>) -> R<crate::store::AlertRecord> {
+    if r.result.trim().is_empty() {
+        return Err(bad("the investigation result must not be empty"));
+    }
+    let level = match &r.level {
+        Some(l) => Level::parse(l).ok_or_else(|| bad(format!("unknown level `{l}`")))?,
+        None => Level::Info,
+    };
+    let now = api.app.now();
+    let tz = api.app.cfg.utc_offset_secs();
+    let a = api.app.store.write(|tx| {
+        let mut a = tx.alert(id)?.ok_or_else(|| StoreError::NotFound(format!("alert {id}")))?;
+        if a.level != Level::Investigating || a.status == AlertStatus::Resolved {
+            return Err(refused(format!("alert {id} is not an open 調査中 alert")));
+        }
+        a.level = level;
+        a.status = AlertStatus::Resolved;
+        a.history.push(format!("{}: 調査完了 → {} {}", crate::clock::format_local(now, tz), level.stars(), r.result));
+        tx.put_alert(&a)?;
+        if let Some(c) = tx.contract(a.contract_id)? {
+            let (s, b) = notify::compose::result_mail(&c, &a, &r.result, tz);
+            notify::queue_to_contract(tx, now, c.id, &s, &b, "investigation-result")?;
+        }
+        Ok(a)
+    })?;
+    api.app.mail_queued.notify_one();
+    Ok(Json(a))
+}
+
+async fn list_notices(State(api): State<Api>) -> R<Vec<MaintenanceNotice>> {
+    Ok(Json(api.app.store.read(|rx| rx.notices())?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNotice {
+    title: String,
+    #[serde(default)]
+    body: String,
+    starts: String,
+    ends: String,
+    #[serde(default)]
+    emergency: bool,
+}
+
+async fn add_notice(State(api): State<Api>, Json(n): Json<NewNotice>) -> R<MaintenanceNotice> {
+    let tz = api.app.cfg.utc_offset_secs();
+    let now = api.app.now();
+    let starts = Date::parse(n.starts.split(' ').next().unwrap_or("")).map_err(bad)?;
+    Date::parse(n.ends.split(' ').next().unwrap_or("")).map_err(bad)?;
+    if !n.emergency {
+        // planned work is announced at least a month ahead
+        let today = Date::of_ms(now, tz);
+        if starts.days() - today.days() < 28 {
+            return Err(bad(format!("planned maintenance must be announced at least a month ahead (starts {starts}); use emergency for urgent work")));
+        }
+    }
+    let notice = api.app.store.write(|tx| {
+        let n = MaintenanceNotice {
+            id: tx.next_id("notice")?,
+            title: n.title.clone(),
+            body: n.body.clone(),
+            starts: n.starts.clone(),
+            ends: n.ends.clone(),
+            emergency: n.emergency,
+            created_ms: now,
+        };
+        tx.put_notice(&n)?;
+        Ok(n)
+    })?;
+    Ok(Json(notice))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firmware {
+    version: String,
+    #[serde(default)]
+    notes: String,
+    #[serde(default = "default_apply")]
+    apply: String,
+}
+
+fn default_apply() -> String {
+    "次回の再起動時に自動で適用されます".into()
+}
+
+async fn announce_firmware(State(api): State<Api>, Json(f): Json<Firmware>) -> R<serde_json::Value> {
+    let now = api.app.now();
+    let n = api.app.store.write(|tx| {
+        let mut n = 0;
+        for c in tx.contracts()? {
+            if c.ended.is_none() {
+                let (s, b) = notify::compose::firmware_mail(&c, &f.version, &f.notes, &f.apply);
+                n += notify::queue_to_contract(tx, now, c.id, &s, &b, "firmware")?;
+            }
+        }
+        Ok(n)
+    })?;
+    api.app.mail_queued.notify_one();
+    Ok(Json(serde_json::json!({ "mails_queued": n })))
+}
+
+#[derive(Serialize)]
+pub struct Insurance {
+    contract_id: u64,
+    paid_start: Date,
+    insurance_year: Option<(Date, Date)>,
+    high_alert_dates: Vec<Date>,
+    dispatches: Vec<Dispatch>,
+    eligible_today: Result<(), String>,
+}
+
+fn high_dates(app: &App, contract: u64) -> Result<Vec<Date>, StoreError> {
+    let tz = app.cfg.utc_offset_secs();
+    Ok(app
+        .store
+        .read(|rx| rx.alerts_of(contract, usize::MAX))?
+        .into_iter()
+        .filter(|a| a.level == Level::High)
+        .map(|a| Date::of_ms(a.event.time_ms(), tz))
+        .collect())
+}
+
+async fn insurance(State(api): State<Api>, Path(id): Path<u64>) -> R<Insurance> {
+    let c = api.app.store.read(|rx| rx.contract(id))?.ok_or_else(|| not_found(format!("contract {id}")))?;
+    let today = Date::of_ms(api.app.now(), api.app.cfg.utc_offset_secs());
+    let highs = high_dates(&api.app, id)?;
+    let dispatches = api.app.store.read(|rx| rx.dispatches_of(id))?;
+    let covered: Vec<Date> = dispatches.iter().filter(|d| d.covered).map(|d| d.date).collect();
+    let eligible = contract::check_dispatch(c.paid_start, c.ended, today, 0, &highs, &covered).map_err(|e| e.to_string());
+    Ok(Json(Insurance {
+        contract_id: id,
+        paid_start: c.paid_start,
+        insurance_year: contract::insurance_year(c.paid_start, today),
+        high_alert_dates: highs,
+        dispatches,
+        eligible_today: eligible,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDispatch {
+    date: Date,
+    amount_yen: u32,
+    #[serde(default)]
+    note: String,
+}
+
+async fn add_dispatch(State(api): State<Api>, Path(id): Path<u64>, Json(n): Json<NewDispatch>) -> R<Dispatch> {
+    let c = api.app.store.read(|rx| rx.contract(id))?.ok_or_else(|| not_found(format!("contract {id}")))?;
+    let highs = high_dates(&api.app, id)?;
+    let d = api.app.store.write(|tx| {
+        let covered: Vec<Date> = tx.dispatches_of(id)?.iter().filter(|d| d.covered).map(|d| d.date).collect();
+        contract::check_dispatch(c.paid_start, c.ended, n.date, n.amount_yen, &highs, &covered).map_err(|e| refused(format!("not covered: {e}")))?;
+        let d = Dispatch { id: tx.next_id("dispatch")?, contract_id: id, date: n.date, amount_yen: n.amount_yen, covered: true, note: n.note.clone() };
+        tx.put_dispatch(&d)?;
+        Ok(d)
+    })?;
+    Ok(Json(d))
+}
+
+/// Anonymized export (SPEC §5.5): no customer identifiers, IPs pseudonymized, URLs reduced
+/// to the domain. One JSON object per line.
+async fn export(State(api): State<Api>) -> Result<Response, ApiError> {
+    use sha2::{Digest, Sha256};
+    let salt = api.app.store.write(|tx| {
+        if let Some(s) = tx.meta("export_salt")? {
+            return Ok(s);
+        }
+        let mut s = [0u8; 16];
+        rand::Rng::fill(&mut rand::rng(), &mut s);
+        tx.set_meta("export_salt", &s)?;
+        Ok(s.to_vec())
+    })?;
+    let pseudo = |ip: &std::net::IpAddr| {
+        let mut h = Sha256::new();
+        h.update(&salt);
+        h.update(ip.to_string().as_bytes());
+        format!("ip-{}", &hex::encode(h.finalize())[..12])
+    };
+    let mut out = String::new();
+    for a in api.app.store.read(|rx| rx.all_alerts())? {
+        let f = a.event.flow();
+        let site = a.event.site();
+        let domain = site.split('/').next().unwrap_or("").to_string();
+        let what = match &a.event {
+            crate::store::StoredEvent::Alert(x) => match &x.detection {
+                protocol::messages::Detection::Signature(s) => serde_json::json!({"sid": s.sid, "msg": s.msg.as_str(), "classtype": s.classtype.as_ref().map(|c| c.as_str())}),
+                protocol::messages::Detection::Category { category } => serde_json::json!({"category": category.as_str()}),
+            },
+            crate::store::StoredEvent::File(x) => serde_json::json!({"sha256": x.sha256.to_string(), "threat": x.threat.as_str()}),
+        };
+        let line = serde_json::json!({
+            "time_ms": a.event.time_ms(),
+            "level": a.level,
+            "direction": format!("{:?}", f.direction).to_lowercase(),
+            "internal": pseudo(&f.internal_ip),
+            "external": pseudo(&f.external_ip),
+            "external_port": f.external_port,
+            "domain": if domain.is_empty() { None } else { Some(domain) },
+            "detection": what,
+            "action": format!("{:?}", a.event.action()).to_lowercase(),
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+}
+
+async fn daily_check(State(api): State<Api>) -> R<serde_json::Value> {
+    api.force_daily.notify_one();
+    Ok(Json(serde_json::json!({ "daily_check": "triggered" })))
+}
+
+async fn status(State(api): State<Api>) -> R<serde_json::Value> {
+    let (alerts, outbox, devices) = api.app.store.read(|rx| Ok((rx.alert_count()?, rx.outbox()?.len(), rx.devices()?.len())))?;
+    let connected: usize = api.app.connections.lock().unwrap_or_else(|e| e.into_inner()).values().sum();
+    Ok(Json(serde_json::json!({ "alerts": alerts, "outbox": outbox, "devices": devices, "connections": connected, "started_ms": api.app.started_ms })))
+}
+
+async fn ca(State(api): State<Api>) -> Result<Response, ApiError> {
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], api.app.identity.ca_pem.clone()).into_response())
+}

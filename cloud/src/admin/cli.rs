@@ -1,0 +1,386 @@
+//! `mimamori-cloud admin …`: the operators' command line, a client of the admin API.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+/// Where the API is and how to authenticate.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// The service's config: API address and token are taken from it.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// API base URL (default: from --config, else http://127.0.0.1:7080).
+    #[arg(long, global = true)]
+    pub api: Option<String>,
+    /// Bearer token (default: from --config or `<data_dir>/admin.token`, or $MIMAMORI_ADMIN_TOKEN).
+    #[arg(long, global = true, env = "MIMAMORI_ADMIN_TOKEN")]
+    pub token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Customers (company and contact data).
+    Customer {
+        #[command(subcommand)]
+        cmd: CustomerCmd,
+    },
+    /// Contracts: dates, notification addresses, exceptions, end.
+    Contract {
+        #[command(subcommand)]
+        cmd: ContractCmd,
+    },
+    /// Appliances: add (→ activation code), list, revoke.
+    Device {
+        #[command(subcommand)]
+        cmd: DeviceCmd,
+    },
+    /// Alerts: list, show, re-rate, resolve 調査中.
+    Alert {
+        #[command(subcommand)]
+        cmd: AlertCmd,
+    },
+    /// Maintenance notices shown in the portal.
+    Maintenance {
+        #[command(subcommand)]
+        cmd: MaintenanceCmd,
+    },
+    /// Announce a firmware version to every active contract by mail.
+    Firmware {
+        #[arg(long)]
+        version: String,
+        #[arg(long, default_value = "")]
+        notes: String,
+    },
+    /// Insurance status and dispatch records.
+    Insurance {
+        #[command(subcommand)]
+        cmd: InsuranceCmd,
+    },
+    /// Anonymized export of all alerts (JSONL on stdout).
+    Export,
+    /// Operations.
+    Ops {
+        #[command(subcommand)]
+        cmd: OpsCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CustomerCmd {
+    Add {
+        #[arg(long)]
+        company: String,
+        #[arg(long, default_value = "")]
+        contact_name: String,
+        #[arg(long, default_value = "")]
+        contact_email: String,
+        #[arg(long, default_value = "")]
+        phone: String,
+        #[arg(long, default_value = "")]
+        address: String,
+    },
+    /// Change fields; those not given stay.
+    Update {
+        id: u64,
+        #[arg(long)]
+        company: Option<String>,
+        #[arg(long)]
+        contact_name: Option<String>,
+        #[arg(long)]
+        contact_department: Option<String>,
+        #[arg(long)]
+        contact_title: Option<String>,
+        #[arg(long)]
+        contact_email: Option<String>,
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContractCmd {
+    /// Add a contract; start and paid start follow from the application date (SPEC §5.5).
+    Add {
+        #[arg(long)]
+        customer: u64,
+        #[arg(long)]
+        name: String,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        application_date: String,
+        /// Start on the 1st of next month even when applying on the 1st–5th.
+        #[arg(long)]
+        start_next_month: bool,
+        /// Notification address (repeat, at most 3).
+        #[arg(long = "email")]
+        emails: Vec<String>,
+    },
+    List,
+    /// Set the notification addresses (at most 3).
+    Emails {
+        id: u64,
+        #[arg(required = true)]
+        emails: Vec<String>,
+    },
+    /// Set exceptions: sid:N, host:IP, domain:NAME, hash:SHA256.
+    Exceptions { id: u64, exceptions: Vec<String> },
+    /// End a contract: certificates revoked, customer data purged.
+    End { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCmd {
+    /// Add appliances to a contract; prints device ids and one-time activation codes.
+    Add {
+        #[arg(long)]
+        contract: u64,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+    List,
+    Revoke { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertCmd {
+    List {
+        #[arg(long)]
+        contract: Option<u64>,
+        /// high, medium, low, investigating, info
+        #[arg(long)]
+        level: Option<String>,
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    Show { id: u64 },
+    /// Change an alert's level; the customer gets a mail.
+    Rerate {
+        id: u64,
+        #[arg(long)]
+        level: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Close a 調査中 alert with the investigation result; the customer gets a mail.
+    Resolve {
+        id: u64,
+        #[arg(long)]
+        result: String,
+        #[arg(long)]
+        level: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MaintenanceCmd {
+    Add {
+        #[arg(long)]
+        title: String,
+        #[arg(long, default_value = "")]
+        body: String,
+        #[arg(long)]
+        starts: String,
+        #[arg(long)]
+        ends: String,
+        #[arg(long)]
+        emergency: bool,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InsuranceCmd {
+    Status { contract: u64 },
+    /// Record an on-site dispatch; refused (with the reason) when not covered.
+    Dispatch {
+        contract: u64,
+        #[arg(long)]
+        date: String,
+        #[arg(long)]
+        amount: u32,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OpsCmd {
+    /// Run the daily stop check now.
+    RunDailyCheck,
+    /// Service status.
+    Status,
+    /// Print the device CA certificate (appliances need it for `activate --ca`).
+    Ca,
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<reqwest::Response> {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| anyhow::anyhow!("cannot reach the admin API at {}: {e}", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let msg = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["error"].as_str().map(String::from)).unwrap_or(text);
+            anyhow::bail!("{status}: {msg}");
+        }
+        Ok(resp)
+    }
+    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        Ok(self.call(method, path, body).await?.json().await?)
+    }
+}
+
+fn resolve_target(t: &Target) -> anyhow::Result<(String, String)> {
+    let cfg = match &t.config {
+        Some(p) => Some(crate::config::Config::load(p)?),
+        None => None,
+    };
+    let base = t.api.clone().unwrap_or_else(|| match &cfg {
+        Some(c) => format!("http://{}", c.admin.listen),
+        None => "http://127.0.0.1:7080".into(),
+    });
+    let token = match (&t.token, &cfg) {
+        (Some(t), _) => t.clone(),
+        (None, Some(c)) if !c.admin.token.is_empty() => c.admin.token.clone(),
+        (None, Some(c)) => std::fs::read_to_string(c.data_dir.join("admin.token"))
+            .map(|s| s.trim().to_string())
+            .map_err(|e| anyhow::anyhow!("no --token and cannot read {}: {e}", c.data_dir.join("admin.token").display()))?,
+        (None, None) => anyhow::bail!("give --config, --token or MIMAMORI_ADMIN_TOKEN"),
+    };
+    Ok((base.trim_end_matches('/').to_string(), token))
+}
+
+fn print(v: &Value, json: bool, cols: &[&str]) {
+    if json || !v.is_array() {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        return;
+    }
+    println!("{}", cols.join("\t"));
+    for row in v.as_array().into_iter().flatten() {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let x = c.split('.').fold(row, |acc, k| &acc[k]);
+                match x {
+                    Value::String(s) => s.clone(),
+                    Value::Null => "-".into(),
+                    other => other.to_string(),
+                }
+            })
+            .collect();
+        println!("{}", cells.join("\t"));
+    }
+}
+
+/// Run one admin command.
+pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (base, token) = resolve_target(&t)?;
+    let c = Client { http: reqwest::Client::builder().build()?, base, token };
+    use reqwest::Method as M;
+    let j = t.json;
+    match cmd {
+        Cmd::Customer { cmd } => match cmd {
+            CustomerCmd::Add { company, contact_name, contact_email, phone, address } => {
+                let v = c.json(M::POST, "/v1/customers", Some(json!({"id": 0, "company": company, "contact_name": contact_name, "contact_email": contact_email, "phone": phone, "address": address}))).await?;
+                print(&v, j, &[]);
+            }
+            CustomerCmd::Update { id, company, contact_name, contact_department, contact_title, contact_email, address, phone } => {
+                let mut body = serde_json::Map::new();
+                for (k, v) in [("company", company), ("contact_name", contact_name), ("contact_department", contact_department), ("contact_title", contact_title), ("contact_email", contact_email), ("address", address), ("phone", phone)] {
+                    if let Some(v) = v {
+                        body.insert(k.into(), Value::String(v));
+                    }
+                }
+                print(&c.json(M::PUT, &format!("/v1/customers/{id}"), Some(Value::Object(body))).await?, j, &[]);
+            }
+            CustomerCmd::List => print(&c.json(M::GET, "/v1/customers", None).await?, j, &["id", "company", "contact_name", "contact_email"]),
+        },
+        Cmd::Contract { cmd } => match cmd {
+            ContractCmd::Add { customer, name, application_date, start_next_month, emails } => {
+                let v = c.json(M::POST, "/v1/contracts", Some(json!({"customer_id": customer, "name": name, "application_date": application_date, "start_next_month": start_next_month, "recipients": emails}))).await?;
+                print(&v, j, &[]);
+            }
+            ContractCmd::List => print(&c.json(M::GET, "/v1/contracts", None).await?, j, &["id", "customer_id", "name", "start", "paid_start", "ended", "recipients"]),
+            ContractCmd::Emails { id, emails } => print(&c.json(M::PUT, &format!("/v1/contracts/{id}/recipients"), Some(json!({"recipients": emails}))).await?, j, &[]),
+            ContractCmd::Exceptions { id, exceptions } => print(&c.json(M::PUT, &format!("/v1/contracts/{id}/exceptions"), Some(json!({"exceptions": exceptions}))).await?, j, &[]),
+            ContractCmd::End { id } => print(&c.json(M::POST, &format!("/v1/contracts/{id}/end"), None).await?, j, &[]),
+        },
+        Cmd::Device { cmd } => match cmd {
+            DeviceCmd::Add { contract, name, count } => {
+                let v = c.json(M::POST, "/v1/devices", Some(json!({"contract_id": contract, "name": name, "count": count}))).await?;
+                print(&v, j, &["device_id", "activation_code"]);
+            }
+            DeviceCmd::List => print(&c.json(M::GET, "/v1/devices", None).await?, j, &["id", "contract_id", "status", "online", "last_heartbeat_ms", "firmware", "rules_version"]),
+            DeviceCmd::Revoke { id } => print(&c.json(M::POST, &format!("/v1/devices/{id}/revoke"), None).await?, j, &[]),
+        },
+        Cmd::Alert { cmd } => match cmd {
+            AlertCmd::List { contract, level, device, host, limit } => {
+                let mut q = vec![format!("limit={limit}")];
+                if let Some(x) = contract {
+                    q.push(format!("contract={x}"));
+                }
+                if let Some(x) = level {
+                    q.push(format!("level={x}"));
+                }
+                if let Some(x) = device {
+                    q.push(format!("device={x}"));
+                }
+                if let Some(x) = host {
+                    q.push(format!("host={x}"));
+                }
+                let v = c.json(M::GET, &format!("/v1/alerts?{}", q.join("&")), None).await?;
+                print(&v, j, &["id", "contract_id", "device", "level", "reason", "mailed", "deduplicated", "status"]);
+            }
+            AlertCmd::Show { id } => print(&c.json(M::GET, &format!("/v1/alerts/{id}"), None).await?, true, &[]),
+            AlertCmd::Rerate { id, level, note } => print(&c.json(M::POST, &format!("/v1/alerts/{id}/rerate"), Some(json!({"level": level, "note": note}))).await?, j, &[]),
+            AlertCmd::Resolve { id, result, level } => print(&c.json(M::POST, &format!("/v1/alerts/{id}/resolve"), Some(json!({"result": result, "level": level}))).await?, j, &[]),
+        },
+        Cmd::Maintenance { cmd } => match cmd {
+            MaintenanceCmd::Add { title, body, starts, ends, emergency } => {
+                print(&c.json(M::POST, "/v1/maintenance", Some(json!({"title": title, "body": body, "starts": starts, "ends": ends, "emergency": emergency}))).await?, j, &[])
+            }
+            MaintenanceCmd::List => print(&c.json(M::GET, "/v1/maintenance", None).await?, j, &["id", "title", "starts", "ends", "emergency"]),
+        },
+        Cmd::Firmware { version, notes } => print(&c.json(M::POST, "/v1/firmware", Some(json!({"version": version, "notes": notes}))).await?, j, &[]),
+        Cmd::Insurance { cmd } => match cmd {
+            InsuranceCmd::Status { contract } => print(&c.json(M::GET, &format!("/v1/contracts/{contract}/insurance"), None).await?, true, &[]),
+            InsuranceCmd::Dispatch { contract, date, amount, note } => {
+                print(&c.json(M::POST, &format!("/v1/contracts/{contract}/dispatches"), Some(json!({"date": date, "amount_yen": amount, "note": note}))).await?, j, &[])
+            }
+        },
+        Cmd::Export => {
+            let text = c.call(M::GET, "/v1/export", None).await?.text().await?;
+            print!("{text}");
+        }
+        Cmd::Ops { cmd } => match cmd {
+            OpsCmd::RunDailyCheck => print(&c.json(M::POST, "/v1/ops/daily-check", None).await?, j, &[]),
+            OpsCmd::Status => print(&c.json(M::GET, "/v1/ops/status", None).await?, true, &[]),
+            OpsCmd::Ca => print!("{}", c.call(M::GET, "/v1/ca", None).await?.text().await?),
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! `mimamori-cloud serve --config <toml>`: every setting, documented here. The doc comments
+//! are the user documentation; `cloud/mimamori-cloud.example.toml` shows them in use.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: String, source: Box<toml::de::Error> },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded store (redb), the device CA and the server key live.
+    pub data_dir: PathBuf,
+    /// Time zone for mails and the daily check: `Asia/Tokyo` (default), `UTC`, or a fixed
+    /// offset such as `+09:00`.
+    #[serde(default = "default_tz")]
+    pub time_zone: String,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    #[serde(default)]
+    pub timing: TimingConfig,
+    /// Path of a scoring policy TOML replacing the built-in default (SPEC §5.2).
+    #[serde(default)]
+    pub scoring_policy: Option<PathBuf>,
+}
+
+fn default_tz() -> String {
+    "Asia/Tokyo".into()
+}
+
+/// The appliance-facing TLS listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Address to listen on.
+    #[serde(default = "default_ingest_listen")]
+    pub listen: SocketAddr,
+    /// Host names and IP addresses put in the server certificate (appliances verify the
+    /// name they connect to). `localhost` and `127.0.0.1` are always included.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+    /// Simultaneous connections accepted in total.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Simultaneous connections per device (a second one replaces nothing; it is refused).
+    #[serde(default = "default_per_device")]
+    pub max_connections_per_device: usize,
+    /// Events accepted per device per second, averaged; above it the connection waits.
+    #[serde(default = "default_rate")]
+    pub max_events_per_sec_per_device: u32,
+    /// Idle time after which a silent connection is closed.
+    #[serde(default = "default_idle", with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+fn default_ingest_listen() -> SocketAddr {
+    "0.0.0.0:7443".parse().expect("valid default")
+}
+fn default_max_connections() -> usize {
+    20_000
+}
+fn default_per_device() -> usize {
+    2
+}
+fn default_rate() -> u32 {
+    5_000
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: default_ingest_listen(),
+            server_names: Vec::new(),
+            max_connections: default_max_connections(),
+            max_connections_per_device: default_per_device(),
+            max_events_per_sec_per_device: default_rate(),
+            idle_timeout: default_idle(),
+        }
+    }
+}
+
+/// The operators' HTTP API (used by `mimamori-cloud admin`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on; loopback by default.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// Bearer token operators must present. Empty: a random token is generated at first
+    /// start and written to `<data_dir>/admin.token`.
+    #[serde(default)]
+    pub token: String,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    "127.0.0.1:7080".parse().expect("valid default")
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: default_admin_listen(), token: String::new() }
+    }
+}
+
+/// How mails leave.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// SMTP relay host.
+    #[serde(default = "default_smtp_host")]
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// Upgrade with STARTTLS (required when true).
+    #[serde(default)]
+    pub starttls: bool,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Sender address.
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// Timeout of one delivery attempt.
+    #[serde(default = "default_smtp_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_smtp_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_smtp_port() -> u16 {
+    25
+}
+fn default_from() -> String {
+    "Mimamori <noreply@mimamori.invalid>".into()
+}
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: default_smtp_host(),
+            port: default_smtp_port(),
+            starttls: false,
+            username: None,
+            password: None,
+            from: default_from(),
+            timeout: default_smtp_timeout(),
+        }
+    }
+}
+
+/// Timing of notifications and the heartbeat watch. Durations are written `90s`, `5m`,
+/// `2h`, `3d` or as plain seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimingConfig {
+    /// Important alerts of one contract are collected this long before one mail goes out.
+    #[serde(default = "d60s", with = "duration")]
+    pub mail_window: Duration,
+    /// The same (appliance, host, signature or file hash) is not mailed again within this.
+    #[serde(default = "d72h", with = "duration")]
+    pub dedup_window: Duration,
+    /// Two distinct ★★☆ alerts of one host within this escalate to ★★★.
+    #[serde(default = "d24h", with = "duration")]
+    pub escalation_window: Duration,
+    /// No heartbeat for this long: the appliance is stopped.
+    #[serde(default = "d5m", with = "duration")]
+    pub stop_after: Duration,
+    /// Local time (`HH:MM`) of the daily check that re-notifies still-stopped appliances.
+    #[serde(default = "default_daily")]
+    pub daily_check_at: String,
+    /// After the cloud starts, no stop notice until this has passed (its own downtime is
+    /// not the appliances' fault).
+    #[serde(default = "d10m", with = "duration")]
+    pub startup_grace: Duration,
+    /// First retry delay of a failed mail; doubles up to `mail_retry_max`.
+    #[serde(default = "d10s", with = "duration")]
+    pub mail_retry_min: Duration,
+    #[serde(default = "d10m", with = "duration")]
+    pub mail_retry_max: Duration,
+}
+
+fn d10s() -> Duration {
+    Duration::from_secs(10)
+}
+fn d60s() -> Duration {
+    Duration::from_secs(60)
+}
+fn d5m() -> Duration {
+    Duration::from_secs(300)
+}
+fn d10m() -> Duration {
+    Duration::from_secs(600)
+}
+fn d24h() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn d72h() -> Duration {
+    Duration::from_secs(72 * 3600)
+}
+fn default_daily() -> String {
+    "09:00".into()
+}
+
+impl Default for TimingConfig {
+    fn default() -> Self {
+        TimingConfig {
+            mail_window: d60s(),
+            dedup_window: d72h(),
+            escalation_window: d24h(),
+            stop_after: d5m(),
+            daily_check_at: default_daily(),
+            startup_grace: d10m(),
+            mail_retry_min: d10s(),
+            mail_retry_max: d10m(),
+        }
+    }
+}
+
+/// `90s`, `5m`, `2h`, `3d`, `250ms` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "sec" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h, d)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+mod duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: shown.clone(), source: e })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown, source: Box::new(e) })?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    pub fn check(&self) -> Result<(), ConfigError> {
+        crate::clock::parse_tz(&self.time_zone).map_err(|r| ConfigError::Invalid { field: "time_zone", reason: r })?;
+        crate::clock::parse_hhmm(&self.timing.daily_check_at)
+            .map_err(|r| ConfigError::Invalid { field: "timing.daily_check_at", reason: r })?;
+        if self.timing.mail_window.is_zero() {
+            return Err(ConfigError::Invalid { field: "timing.mail_window", reason: "must be above zero".into() });
+        }
+        Ok(())
+    }
+
+    /// UTC offset of the configured time zone, in seconds.
+    pub fn utc_offset_secs(&self) -> i64 {
+        crate::clock::parse_tz(&self.time_zone).unwrap_or(9 * 3600)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = toml::from_str::<Config>("data_dir = \"/tmp/x\"\nbogus = 1\n").unwrap_err();
+        assert!(e.to_string().contains("bogus"));
+        let c: Config = toml::from_str("data_dir = \"/tmp/x\"\n[timing]\nstop_after = \"3s\"\n").unwrap();
+        assert_eq!(c.timing.stop_after, Duration::from_secs(3));
+        assert_eq!(c.timing.mail_window, Duration::from_secs(60));
+        assert_eq!(c.time_zone, "Asia/Tokyo");
+        assert!(c.check().is_ok());
+    }
+}

@@ -1,0 +1,213 @@
+//! Contract dates and insurance rules (SPEC §5.5), as pure functions.
+//!
+//! - Application date D → contract start = D when D is the 1st–5th of a month (or, by
+//!   choice, the 1st of next month), otherwise the 1st of next month.
+//! - Paid period starts the 1st of the month after the contract start.
+//! - Insurance year: from the paid start, renewed yearly. A ★★★ alert inside an insurance
+//!   year makes the contract eligible for one covered on-site dispatch in that insurance
+//!   year, requested within 30 days of that alert, up to ¥50,000.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{civil, days_from_civil};
+
+/// A calendar date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Date {
+    pub y: i32,
+    pub m: u32,
+    pub d: u32,
+}
+
+impl Date {
+    pub fn new(y: i32, m: u32, d: u32) -> Result<Date, String> {
+        if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+            return Err(format!("{y:04}-{m:02}-{d:02} is not a date"));
+        }
+        Ok(Date { y, m, d })
+    }
+    pub fn parse(s: &str) -> Result<Date, String> {
+        let mut it = s.trim().splitn(3, '-');
+        let bad = || format!("`{s}` is not a date (YYYY-MM-DD)");
+        let y = it.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let m = it.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let d = it.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        Date::new(y, m, d)
+    }
+    pub fn days(self) -> i64 {
+        days_from_civil(self.y as i64, self.m, self.d)
+    }
+    pub fn from_days(n: i64) -> Date {
+        let (y, m, d) = civil(n);
+        Date { y: y as i32, m, d }
+    }
+    /// The date of a time, in the given UTC offset.
+    pub fn of_ms(ms: i64, offset_secs: i64) -> Date {
+        Date::from_days((ms.div_euclid(1000) + offset_secs).div_euclid(86_400))
+    }
+    pub fn first_of_next_month(self) -> Date {
+        if self.m == 12 { Date { y: self.y + 1, m: 1, d: 1 } } else { Date { y: self.y, m: self.m + 1, d: 1 } }
+    }
+    /// Same day `n` years later (29 February becomes 28 February).
+    pub fn plus_years(self, n: i32) -> Date {
+        let y = self.y + n;
+        Date { y, m: self.m, d: self.d.min(days_in_month(y, self.m)) }
+    }
+}
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.y, self.m, self.d)
+    }
+}
+
+impl TryFrom<String> for Date {
+    type Error = String;
+    fn try_from(s: String) -> Result<Date, String> {
+        Date::parse(&s)
+    }
+}
+
+impl From<Date> for String {
+    fn from(d: Date) -> String {
+        d.to_string()
+    }
+}
+
+fn days_in_month(y: i32, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// Contract start and paid start for an application date.
+pub fn contract_dates(application: Date, start_next_month: bool) -> (Date, Date) {
+    let start = if application.d <= 5 && !start_next_month { application } else { application.first_of_next_month() };
+    (start, start.first_of_next_month())
+}
+
+/// Most a covered dispatch may cost, in yen.
+pub const DISPATCH_LIMIT_YEN: u32 = 50_000;
+/// Days after the ★★★ alert within which a dispatch must be requested.
+pub const DISPATCH_REQUEST_DAYS: i64 = 30;
+
+/// Why a dispatch is not covered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DispatchRefusal {
+    #[error("the paid period starts on {paid_start}; insurance does not cover earlier dispatches")]
+    BeforePaidStart { paid_start: Date },
+    #[error("no ★★★ alert in the insurance year {year_start} – {year_end}")]
+    NoHighAlert { year_start: Date, year_end: Date },
+    #[error("requested {days} days after the ★★★ alert of {alert}; it must be within {DISPATCH_REQUEST_DAYS} days")]
+    TooLate { alert: Date, days: i64 },
+    #[error("a covered dispatch was already made on {previous} in the insurance year {year_start} – {year_end}")]
+    AlreadyUsed { previous: Date, year_start: Date, year_end: Date },
+    #[error("¥{amount} is above the ¥{DISPATCH_LIMIT_YEN} limit")]
+    OverLimit { amount: u32 },
+    #[error("the contract ended on {0}")]
+    Ended(Date),
+}
+
+/// The insurance year containing `day`: [start, next start).
+pub fn insurance_year(paid_start: Date, day: Date) -> Option<(Date, Date)> {
+    if day < paid_start {
+        return None;
+    }
+    let mut n = day.y - paid_start.y;
+    if paid_start.plus_years(n) > day {
+        n -= 1;
+    }
+    Some((paid_start.plus_years(n), paid_start.plus_years(n + 1)))
+}
+
+/// Decide whether a dispatch requested on `day` is covered. `high_alerts` are the dates of
+/// the contract's ★★★ alerts, `dispatches` the dates of earlier covered dispatches.
+pub fn check_dispatch(
+    paid_start: Date,
+    ended: Option<Date>,
+    day: Date,
+    amount: u32,
+    high_alerts: &[Date],
+    dispatches: &[Date],
+) -> Result<(), DispatchRefusal> {
+    if let Some(e) = ended {
+        if day > e {
+            return Err(DispatchRefusal::Ended(e));
+        }
+    }
+    let Some((ys, ye)) = insurance_year(paid_start, day) else {
+        return Err(DispatchRefusal::BeforePaidStart { paid_start });
+    };
+    if amount > DISPATCH_LIMIT_YEN {
+        return Err(DispatchRefusal::OverLimit { amount });
+    }
+    if let Some(prev) = dispatches.iter().copied().find(|d| *d >= ys && *d < ye) {
+        return Err(DispatchRefusal::AlreadyUsed { previous: prev, year_start: ys, year_end: ye });
+    }
+    let in_year: Vec<Date> = high_alerts.iter().copied().filter(|a| *a >= ys && *a < ye && *a <= day).collect();
+    let Some(latest) = in_year.iter().copied().max() else {
+        return Err(DispatchRefusal::NoHighAlert { year_start: ys, year_end: ye });
+    };
+    let days = day.days() - latest.days();
+    if days > DISPATCH_REQUEST_DAYS {
+        return Err(DispatchRefusal::TooLate { alert: latest, days });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn d(s: &str) -> Date {
+        Date::parse(s).unwrap()
+    }
+
+    #[test]
+    fn contract_start_by_application_day() {
+        // 1st and 5th: starts that day; paid from the 1st of the next month
+        assert_eq!(contract_dates(d("2026-04-01"), false), (d("2026-04-01"), d("2026-05-01")));
+        assert_eq!(contract_dates(d("2026-04-05"), false), (d("2026-04-05"), d("2026-05-01")));
+        // 6th and 31st: starts the 1st of next month; paid from the month after
+        assert_eq!(contract_dates(d("2026-04-06"), false), (d("2026-05-01"), d("2026-06-01")));
+        assert_eq!(contract_dates(d("2026-12-31"), false), (d("2027-01-01"), d("2027-02-01")));
+        // on the 1st–5th a customer may choose the 1st of next month
+        assert_eq!(contract_dates(d("2026-04-03"), true), (d("2026-05-01"), d("2026-06-01")));
+        assert!(Date::parse("2026-02-30").is_err());
+        assert!(Date::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn insurance_rules() {
+        let paid = d("2026-05-01");
+        let alerts = [d("2026-06-10")];
+        // inside 30 days of the ★★★ alert: covered
+        assert_eq!(check_dispatch(paid, None, d("2026-07-10"), 50_000, &alerts, &[]), Ok(()));
+        // 31 days after: refused
+        assert!(matches!(check_dispatch(paid, None, d("2026-07-11"), 1, &alerts, &[]), Err(DispatchRefusal::TooLate { days: 31, .. })));
+        // a second dispatch in the same insurance year: refused
+        assert!(matches!(
+            check_dispatch(paid, None, d("2026-06-20"), 1, &[d("2026-06-15")], &[d("2026-06-12")]),
+            Err(DispatchRefusal::AlreadyUsed { .. })
+        ));
+        // next insurance year: a new alert makes it eligible again
+        assert_eq!(check_dispatch(paid, None, d("2027-05-03"), 1, &[d("2027-05-02")], &[d("2026-06-12")]), Ok(()));
+        // before the paid start: refused, even with an alert
+        assert!(matches!(
+            check_dispatch(paid, None, d("2026-04-20"), 1, &[d("2026-04-19")], &[]),
+            Err(DispatchRefusal::BeforePaidStart { .. })
+        ));
+        // an alert before the paid start does not count
+        assert!(matches!(
+            check_dispatch(paid, None, d("2026-05-10"), 1, &[d("2026-04-28")], &[]),
+            Err(DispatchRefusal::NoHighAlert { .. })
+        ));
+        assert!(matches!(check_dispatch(paid, None, d("2026-06-11"), 60_000, &alerts, &[]), Err(DispatchRefusal::OverLimit { .. })));
+        assert_eq!(insurance_year(paid, d("2027-04-30")), Some((d("2026-05-01"), d("2027-05-01"))));
+    }
+}

@@ -1,0 +1,314 @@
+//! Ingest: the appliance-facing listener. TLS 1.3; a client certificate from the device CA
+//! identifies the appliance (mutual TLS); a connection without one may only activate.
+//! Frames are decoded with the protocol's limits; a malformed or oversized frame closes
+//! that connection only, with a logged reason. Batches are acknowledged after the writer
+//! committed them.
+
+pub mod process;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use protocol::messages::{Ack, Activated, DeviceId, DownMsg, HelloAck, RefuseReason, Refused, UpMsg, ACTIVATION_DEVICE};
+use protocol::{FrameDecoder, encode_frame, handshake};
+
+use crate::App;
+use crate::store::DeviceStatus;
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame: {0}")]
+    Frame(#[from] protocol::FrameError),
+    #[error("handshake: {0}")]
+    Handshake(#[from] protocol::HandshakeError),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("idle for too long")]
+    Idle,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Accept connections forever.
+pub async fn serve(app: Arc<App>, listener: TcpListener) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&app.identity.server_config));
+    let limit = Arc::new(Semaphore::new(app.cfg.ingest.max_connections));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => {
+                backoff = Duration::from_millis(10);
+                x
+            }
+            Err(e) => {
+                // out of file descriptors and the like: back off instead of spinning
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; refusing");
+            drop(sock);
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let app = Arc::clone(&app);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let peer_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.as_ref().to_vec());
+            match session(&app, tls, peer_cert).await {
+                Ok(dev) => tracing::debug!(%peer, device = %dev, "connection closed"),
+                Err(e) => tracing::info!(%peer, error = %e, "connection closed"),
+            }
+        });
+    }
+}
+
+/// Framed reading and writing on one connection.
+struct Conn<S> {
+    io: S,
+    dec: FrameDecoder,
+    buf: Vec<u8>,
+    idle: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    async fn next(&mut self) -> Result<Option<UpMsg>, SessionError> {
+        loop {
+            if let Some(m) = self.dec.next_frame::<UpMsg>()? {
+                return Ok(Some(m));
+            }
+            let n = match tokio::time::timeout(self.idle, self.io.read(&mut self.buf)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(SessionError::Idle),
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            self.dec.push(&self.buf[..n])?;
+        }
+    }
+    async fn next_body(&mut self) -> Result<Option<Vec<u8>>, SessionError> {
+        loop {
+            if let Some(b) = self.dec.next_body()? {
+                return Ok(Some(b.to_vec()));
+            }
+            let n = match tokio::time::timeout(self.idle, self.io.read(&mut self.buf)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(SessionError::Idle),
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            self.dec.push(&self.buf[..n])?;
+        }
+    }
+    async fn send(&mut self, m: &DownMsg) -> Result<(), SessionError> {
+        let f = encode_frame(m)?;
+        self.io.write_all(&f).await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+    async fn refuse(&mut self, reason: RefuseReason) -> SessionError {
+        let why = format!("{reason:?}");
+        let _ = self.send(&DownMsg::Refused(Refused { reason })).await;
+        let _ = self.io.shutdown().await;
+        SessionError::Refused(why)
+    }
+}
+
+/// One connection: handshake, then activation or the event stream. Returns the device id.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(app: &App, io: S, peer_cert: Option<Vec<u8>>) -> Result<String, SessionError> {
+    let mut c = Conn { io, dec: FrameDecoder::new(), buf: vec![0u8; 64 * 1024], idle: app.cfg.ingest.idle_timeout };
+    let Some(first) = c.next_body().await? else { return Err(SessionError::Other("closed before Hello".into())) };
+    let (hello, version) = match handshake::read_hello(&first) {
+        Ok(x) => x,
+        Err(e) => {
+            let reason = e.refuse_reason().unwrap_or(RefuseReason::MalformedHello);
+            c.refuse(reason).await;
+            return Err(e.into());
+        }
+    };
+    let Some(cert) = peer_cert else {
+        // no client certificate: activation only
+        if hello.device.as_str() != ACTIVATION_DEVICE {
+            return Err(c.refuse(RefuseReason::UnknownDevice).await);
+        }
+        c.send(&DownMsg::HelloAck(HelloAck { version })).await?;
+        return activate(app, &mut c).await;
+    };
+    let Some((cert_device, serial)) = crate::identity::peer_identity(&cert) else {
+        return Err(c.refuse(RefuseReason::UnknownDevice).await);
+    };
+    if cert_device != hello.device.as_str() {
+        return Err(c.refuse(RefuseReason::DeviceMismatch).await);
+    }
+    let device = match app.store.read(|rx| rx.device(&cert_device)) {
+        Ok(Some(d)) => d,
+        Ok(None) => return Err(c.refuse(RefuseReason::UnknownDevice).await),
+        Err(e) => return Err(SessionError::Other(e.to_string())),
+    };
+    if device.status != DeviceStatus::Active || device.cert_serial.as_deref() != Some(serial.as_str()) {
+        tracing::warn!(device = %cert_device, "refused: revoked or replaced certificate");
+        return Err(c.refuse(RefuseReason::UnknownDevice).await);
+    }
+    let contract = app.store.read(|rx| rx.contract(device.contract_id)).map_err(|e| SessionError::Other(e.to_string()))?;
+    if contract.as_ref().is_none_or(|k| k.ended.is_some()) {
+        return Err(c.refuse(RefuseReason::ContractEnded).await);
+    }
+    // connections per device
+    let busy = {
+        let mut m = app.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(cert_device.clone()).or_insert(0);
+        if *n >= app.cfg.ingest.max_connections_per_device {
+            true
+        } else {
+            *n += 1;
+            false
+        }
+    };
+    if busy {
+        return Err(c.refuse(RefuseReason::Busy).await);
+    }
+    let _guard = ConnGuard { app, device: cert_device.clone() };
+    c.send(&DownMsg::HelloAck(HelloAck { version })).await?;
+    app.alive(&cert_device, Some(hello.firmware.as_str()), Some(hello.rules_version.as_str()));
+    tracing::info!(device = %cert_device, firmware = %hello.firmware.as_str(), "appliance connected");
+    let rate = app.cfg.ingest.max_events_per_sec_per_device.max(1) as f64;
+    let mut bucket = TokenBucket::new(rate);
+    loop {
+        let Some(msg) = c.next().await? else { return Ok(cert_device) };
+        match msg {
+            UpMsg::Events(ev) => {
+                if let Some(wait) = bucket.take(ev.events.len() as f64) {
+                    tokio::time::sleep(wait).await;
+                }
+                if ev.events.is_empty() {
+                    continue;
+                }
+                let upto = app
+                    .writer
+                    .store(&cert_device, device.contract_id, ev.events)
+                    .await
+                    .map_err(SessionError::Other)?;
+                app.mail_queued.notify_one();
+                c.send(&DownMsg::Ack(Ack { upto_seq: upto })).await?;
+                app.alive(&cert_device, None, None);
+            }
+            UpMsg::Heartbeat(h) => app.alive(&cert_device, Some(h.firmware.as_str()), Some(h.rules_version.as_str())),
+            UpMsg::CommandResult(r) => tracing::info!(device = %cert_device, id = r.command_id, ok = r.ok, message = %r.message.as_str(), "command result"),
+            UpMsg::BundleStatus(b) => tracing::info!(device = %cert_device, status = ?b, "bundle status"),
+            UpMsg::Hello(_) | UpMsg::Activate(_) => {
+                return Err(SessionError::Other("unexpected Hello/Activate in an established session".into()));
+            }
+        }
+    }
+}
+
+struct ConnGuard<'a> {
+    app: &'a App,
+    device: String,
+}
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        let mut m = self.app.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.device) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.device);
+            }
+        }
+    }
+}
+
+/// Redeem an activation code: issue the device certificate, once.
+async fn activate<S: AsyncRead + AsyncWrite + Unpin>(app: &App, c: &mut Conn<S>) -> Result<String, SessionError> {
+    let Some(UpMsg::Activate(req)) = c.next().await? else {
+        return Err(c.refuse(RefuseReason::MalformedHello).await);
+    };
+    let hash = crate::identity::code_hash(req.code.as_str());
+    let now = app.now();
+    let issued = app.store.write(|tx| {
+        let Some(dev_id) = tx.code_device(&hash)? else { return Ok(Err("unknown or already used activation code".to_string())) };
+        let Some(mut d) = tx.device(&dev_id)? else { return Ok(Err("device no longer exists".to_string())) };
+        if d.status != DeviceStatus::Pending {
+            return Ok(Err("device already activated or revoked".to_string()));
+        }
+        let (cert, serial) = match app.identity.issue_device_cert(&d.id, req.csr_pem.as_str()) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        d.status = DeviceStatus::Active;
+        d.activated_ms = Some(now);
+        d.cert_serial = Some(serial);
+        tx.put_device(&d)?;
+        tx.remove_code(&hash)?;
+        Ok(Ok((d.id, cert)))
+    });
+    match issued {
+        Ok(Ok((dev, cert))) => {
+            let device = DeviceId::new(&dev).map_err(|e| SessionError::Other(e.to_string()))?;
+            let msg = DownMsg::Activated(Activated {
+                device,
+                cert_pem: protocol::messages::Pem::new(cert).map_err(|e| SessionError::Other(e.to_string()))?,
+                ca_pem: protocol::messages::Pem::new(app.identity.ca_pem.clone()).map_err(|e| SessionError::Other(e.to_string()))?,
+            });
+            c.send(&msg).await?;
+            let _ = c.io.shutdown().await;
+            tracing::info!(device = %dev, "appliance activated");
+            Ok(dev)
+        }
+        Ok(Err(why)) => {
+            tracing::warn!(reason = %why, "activation refused");
+            let reason = RefuseReason::Other(protocol::bounded::Text::truncated(&why));
+            Err(c.refuse(reason).await)
+        }
+        Err(e) => Err(SessionError::Other(e.to_string())),
+    }
+}
+
+/// Events per second per device, averaged over a second's burst.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: f64) -> Self {
+        TokenBucket { rate, tokens: rate, last: Instant::now() }
+    }
+    /// Take `n`; returns how long to wait when the bucket is short.
+    fn take(&mut self, n: f64) -> Option<Duration> {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        self.tokens -= n;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+    }
+}

@@ -1,0 +1,82 @@
+//! `mimamori-cloud serve`: open the store and the CA, start every task.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::score::Scorer;
+use crate::store::Store;
+use crate::{App, admin, heartbeat, ingest, notify};
+
+/// Build the shared state (also used by tests with their own clock).
+pub fn build(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
+    let store = Arc::new(Store::open(&cfg.data_dir).with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?);
+    let identity = Identity::load_or_create(&cfg.data_dir, &cfg.ingest.server_names).context("device CA and server certificate")?;
+    let scorer = match &cfg.scoring_policy {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Scorer::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => Scorer::default_policy(),
+    };
+    let token = if cfg.admin.token.is_empty() {
+        let p = cfg.data_dir.join("admin.token");
+        match std::fs::read_to_string(&p) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => {
+                let t = hex::encode(rand::random::<[u8; 24]>());
+                std::fs::write(&p, &t).with_context(|| format!("writing {}", p.display()))?;
+                t
+            }
+        }
+    } else {
+        cfg.admin.token.clone()
+    };
+    let writer = ingest::writer::spawn(Arc::clone(&store), scorer.clone(), cfg.timing.clone(), Arc::clone(&clock), Default::default());
+    let started_ms = clock.now_ms();
+    Ok(Arc::new(App {
+        cfg,
+        store,
+        identity,
+        scorer,
+        clock,
+        started_ms,
+        liveness: Default::default(),
+        connections: Default::default(),
+        mail_queued: tokio::sync::Notify::new(),
+        writer,
+        admin_token: token,
+    }))
+}
+
+/// Run the service until interrupted.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let app = build(cfg, Arc::new(SystemClock))?;
+    let ingest_l = tokio::net::TcpListener::bind(app.cfg.ingest.listen)
+        .await
+        .with_context(|| format!("binding ingest {}", app.cfg.ingest.listen))?;
+    let admin_l = tokio::net::TcpListener::bind(app.cfg.admin.listen)
+        .await
+        .with_context(|| format!("binding admin API {}", app.cfg.admin.listen))?;
+    tracing::info!(ingest = %ingest_l.local_addr()?, admin = %admin_l.local_addr()?, data = %app.cfg.data_dir.display(), "mimamori-cloud serving");
+    eprintln!("mimamori-cloud: ingest on {}, admin API on http://{}", ingest_l.local_addr()?, admin_l.local_addr()?);
+    let force_daily = Arc::new(tokio::sync::Notify::new());
+    let router = admin::api::router(admin::api::Api { app: Arc::clone(&app), force_daily: Arc::clone(&force_daily) });
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(ingest::serve(Arc::clone(&app), ingest_l));
+    tasks.spawn(notify::sender::run(Arc::clone(&app), Default::default()));
+    tasks.spawn(heartbeat::run(Arc::clone(&app), force_daily));
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(admin_l, router).await {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    });
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        r = tasks.join_next() => tracing::error!(result = ?r, "a service task stopped"),
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! What the cloud stores. Values are JSON in redb tables (readable with any redb tool, and
+//! tolerant of added optional fields).
+
+use serde::{Deserialize, Serialize};
+
+use crate::contract::Date;
+use crate::score::Level;
+
+/// A customer company (SPEC §5.5 changeable data).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Customer {
+    pub id: u64,
+    pub company: String,
+    #[serde(default)]
+    pub contact_name: String,
+    #[serde(default)]
+    pub contact_department: String,
+    #[serde(default)]
+    pub contact_title: String,
+    #[serde(default)]
+    pub contact_email: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub phone: String,
+}
+
+/// A contract: one office's service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Contract {
+    pub id: u64,
+    pub customer_id: u64,
+    pub name: String,
+    pub application_date: Date,
+    pub start: Date,
+    pub paid_start: Date,
+    #[serde(default)]
+    pub ended: Option<Date>,
+    /// Notification addresses, at most 3.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Auto-isolation of hosts with ★★★ alerts (off by default).
+    #[serde(default)]
+    pub auto_isolation: bool,
+    /// Exceptions: suppressed signatures (`gid:sid`), hosts (IP) and domains.
+    #[serde(default)]
+    pub exceptions: Vec<String>,
+}
+
+/// Activation and liveness of one appliance.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// Created, code not redeemed yet.
+    Pending,
+    Active,
+    Revoked,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub contract_id: u64,
+    pub name: String,
+    pub status: DeviceStatus,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub activated_ms: Option<i64>,
+    /// Serial number (hex) of the issued certificate.
+    #[serde(default)]
+    pub cert_serial: Option<String>,
+    #[serde(default)]
+    pub last_heartbeat_ms: Option<i64>,
+    #[serde(default)]
+    pub firmware: String,
+    #[serde(default)]
+    pub rules_version: String,
+    /// A stop notice was sent and no recovery seen since.
+    #[serde(default)]
+    pub stopped_since_ms: Option<i64>,
+    /// Highest sequence number stored.
+    #[serde(default)]
+    pub last_seq: u64,
+}
+
+/// Lifecycle of an alert in operators' hands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    #[default]
+    Open,
+    /// An 調査中 alert closed with an investigation result.
+    Resolved,
+}
+
+/// A stored alert: what the appliance sent, and what the cloud made of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AlertRecord {
+    pub id: u64,
+    pub contract_id: u64,
+    pub device: String,
+    pub seq: u64,
+    pub received_ms: i64,
+    pub event: StoredEvent,
+    pub level: Level,
+    /// One line saying why it has this level.
+    pub reason: String,
+    /// Mailed, or only recorded (a duplicate within the dedup window, or not important).
+    #[serde(default)]
+    pub mailed: bool,
+    #[serde(default)]
+    pub deduplicated: bool,
+    #[serde(default)]
+    pub status: AlertStatus,
+    #[serde(default)]
+    pub history: Vec<String>,
+}
+
+/// The detection as the appliance reported it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredEvent {
+    Alert(protocol::messages::Alert),
+    File(protocol::messages::FileVerdict),
+}
+
+impl StoredEvent {
+    pub fn flow(&self) -> &protocol::messages::FlowRef {
+        match self {
+            StoredEvent::Alert(a) => &a.flow,
+            StoredEvent::File(f) => &f.flow,
+        }
+    }
+    /// Appliance time of the detection (ms).
+    pub fn time_ms(&self) -> i64 {
+        match self {
+            StoredEvent::Alert(a) => a.time.0 as i64,
+            StoredEvent::File(f) => f.time.0 as i64,
+        }
+    }
+    /// What the 72 h dedup and the escalation compare: signature, category or file hash.
+    pub fn dedup_subject(&self) -> String {
+        use protocol::messages::Detection;
+        match self {
+            StoredEvent::Alert(a) => match &a.detection {
+                Detection::Signature(s) => format!("sig:{}:{}", s.gid, s.sid),
+                Detection::Category { category } => format!("cat:{}:{}", category.as_str(), self.site()),
+            },
+            StoredEvent::File(f) => format!("hash:{}", f.sha256),
+        }
+    }
+    /// Threat / signature description.
+    pub fn what(&self) -> String {
+        use protocol::messages::Detection;
+        match self {
+            StoredEvent::Alert(a) => match &a.detection {
+                Detection::Signature(s) => format!("{} (sid {})", s.msg.as_str(), s.sid),
+                Detection::Category { category } => format!("カテゴリ「{}」のサイト", category.as_str()),
+            },
+            StoredEvent::File(f) => format!("{} ({})", f.threat.as_str(), f.name.as_ref().map(|n| n.as_str()).unwrap_or("ファイル名不明")),
+        }
+    }
+    /// URL (host and path), SNI or DNS name, if any.
+    pub fn site(&self) -> String {
+        let (url, sni, dns) = match self {
+            StoredEvent::Alert(a) => (a.url.as_ref(), a.sni.as_ref(), a.dns_name.as_ref()),
+            StoredEvent::File(f) => (f.url.as_ref(), f.sni.as_ref(), None),
+        };
+        if let Some(u) = url {
+            return format!("{}{}", u.host(), u.path());
+        }
+        sni.or(dns).map(|s| s.as_str().to_string()).unwrap_or_default()
+    }
+    pub fn action(&self) -> protocol::messages::Action {
+        match self {
+            StoredEvent::Alert(a) => a.action,
+            StoredEvent::File(f) => f.action,
+        }
+    }
+}
+
+/// A batching window of important alerts of one contract.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Window {
+    pub closes_ms: i64,
+    pub alerts: Vec<u64>,
+}
+
+/// A mail waiting in the durable outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Mail {
+    pub id: u64,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub created_ms: i64,
+    pub next_attempt_ms: i64,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// What it is about, for logs and tests (`alerts`, `stop`, `recovery`, ...).
+    pub kind: String,
+}
+
+/// A maintenance notice shown in the portal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MaintenanceNotice {
+    pub id: u64,
+    pub title: String,
+    pub body: String,
+    pub starts: String,
+    pub ends: String,
+    pub emergency: bool,
+    pub created_ms: i64,
+}
+
+/// A recorded on-site dispatch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Dispatch {
+    pub id: u64,
+    pub contract_id: u64,
+    pub date: Date,
+    pub amount_yen: u32,
+    pub covered: bool,
+    pub note: String,
+}
