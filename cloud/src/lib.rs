@@ -15,6 +15,8 @@ pub mod notify;
 pub mod score;
 pub mod serve;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -120,3 +120,79 @@ fn excepted(c: &Contract, e: &StoredEvent) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::contract::Date;
+    use crate::store::{Contract, Store};
+    use crate::testutil::*;
+    use protocol::messages::{Action, Direction, Event, SeqEvent};
+
+    fn setup(name: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("mimamori-proc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        store
+            .write(|tx| {
+                tx.put_contract(&Contract {
+                    id: 1,
+                    customer_id: 1,
+                    name: "テスト商店".into(),
+                    application_date: Date::parse("2026-01-05").unwrap(),
+                    start: Date::parse("2026-01-05").unwrap(),
+                    paid_start: Date::parse("2026-02-01").unwrap(),
+                    ended: None,
+                    recipients: vec!["a@example.com".into(), "b@example.com".into(), "c@example.com".into()],
+                    auto_isolation: false,
+                    exceptions: vec!["sid:999".into()],
+                })
+            })
+            .unwrap();
+        (store, dir)
+    }
+
+    fn ev(seq: u64, a: protocol::messages::Alert) -> SeqEvent {
+        SeqEvent { seq, event: Event::Alert(a) }
+    }
+
+    #[test]
+    fn idempotent_scored_batched_and_deduplicated() {
+        let (store, dir) = setup("all");
+        let sc = Scorer::default_policy();
+        let t = TimingConfig::default();
+        let high = sig_alert(1, Direction::Outbound, "trojan-activity", &[("confidence", "High")], Action::Blocked);
+        let med_a = sig_alert(2, Direction::Outbound, "trojan-activity", &[("confidence", "Low")], Action::Allowed);
+        let med_b = sig_alert(3, Direction::Outbound, "trojan-activity", &[("confidence", "Medium")], Action::Allowed);
+        let excepted = sig_alert(999, Direction::Outbound, "trojan-activity", &[("confidence", "High")], Action::Allowed);
+        let batch = vec![ev(1, high.clone()), ev(2, med_a), ev(3, med_b), ev(4, excepted)];
+        let r = store.write(|tx| store_batch(tx, &sc, &t, 1000, "dev-1", 1, &batch)).unwrap();
+        assert_eq!(r, (4, 4, 0));
+        // the same batch again: stored once
+        let r = store.write(|tx| store_batch(tx, &sc, &t, 2000, "dev-1", 1, &batch)).unwrap();
+        assert_eq!(r, (4, 0, 4));
+        let alerts = store.read(|rx| rx.alerts_of(1, 100)).unwrap();
+        assert_eq!(alerts.len(), 4);
+        let by_seq = |s: u64| alerts.iter().find(|a| a.seq == s).unwrap().clone();
+        assert_eq!(by_seq(1).level, Level::High);
+        assert_eq!(by_seq(2).level, Level::Medium);
+        // a second distinct ★★☆ of the same host within 24 h escalates
+        assert_eq!(by_seq(3).level, Level::High);
+        assert!(by_seq(3).reason.contains("引き上げ"));
+        assert_eq!(by_seq(4).level, Level::Info);
+        // the same signature again later (within 72 h): stored, not mailed
+        let r = store.write(|tx| store_batch(tx, &sc, &t, 3000, "dev-1", 1, &[ev(5, high)])).unwrap();
+        assert_eq!(r.1, 1);
+        let again = store.read(|rx| rx.alerts_of(1, 1)).unwrap().remove(0);
+        assert!(again.deduplicated && !again.mailed);
+        // the window closes after 60 s: one mail per address with the highest level and the count
+        assert_eq!(store.write(|tx| crate::notify::close_due_windows(tx, 30_000, 9 * 3600)).unwrap(), 0);
+        assert_eq!(store.write(|tx| crate::notify::close_due_windows(tx, 61_001, 9 * 3600)).unwrap(), 3);
+        let mails = store.read(|rx| rx.outbox()).unwrap();
+        assert_eq!(mails.len(), 3);
+        assert!(mails.iter().all(|m| m.subject == "【Mimamori】重要アラート ★★★ (3件) テスト商店"), "{:?}", mails[0].subject);
+        assert!(mails[0].body.contains("198.18.0.10") && mails[0].body.contains("c2.example/gate.php"));
+        assert!(!mails[0].body.contains("id=1"), "the query string never leaves the appliance");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
