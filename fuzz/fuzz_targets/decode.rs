@@ -51,7 +51,13 @@ alert ip any any -> any any (msg:"gap"; stream-event:reassembly_seq_gap; sid:19;
 alert ip any any -> any any (msg:"tcp too small"; decode-event:tcp.pkt_too_small; sid:20;)
 "#;
 
-const LINKTYPES: [u32; 5] = [linktype::ETHERNET, linktype::RAW, linktype::LINUX_SLL, linktype::NULL, linktype::PPP];
+const LINKTYPES: [u32; 5] = [
+    linktype::ETHERNET,
+    linktype::RAW,
+    linktype::LINUX_SLL,
+    linktype::NULL,
+    linktype::PPP,
+];
 
 /// Bytes before each frame: length (u16 LE) and clock step.
 const FRAME_HEADER: usize = 3;
@@ -65,31 +71,53 @@ fn ruleset() -> &'static Arc<Ruleset> {
         let mut ctx = rules::ParseCtx::default();
         let mut report = rules::LoadReport::default();
         rules::parse::load_text(RULES, "fuzz.rules", &mut ctx, &mut report);
-        assert!(report.failures.is_empty(), "fuzz rules do not parse: {:?}", report.failures);
+        assert!(
+            report.failures.is_empty(),
+            "fuzz rules do not parse: {:?}",
+            report.failures
+        );
         let (rs, failures) = Ruleset::compile(report.rules, ctx.flowbit_count());
-        assert!(failures.is_empty(), "fuzz rules do not compile: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "fuzz rules do not compile: {failures:?}"
+        );
         Arc::new(rs)
     })
 }
 
 fn config(opts: u8) -> WorkerConfig {
-    let mut cfg = WorkerConfig { prevent: true, ..Default::default() };
+    let mut cfg = WorkerConfig {
+        prevent: true,
+        ..Default::default()
+    };
     cfg.tcp.midstream = opts & OPT_MIDSTREAM != 0;
     if opts & OPT_SMALL != 0 {
         cfg.flow.max_flows = 4;
         cfg.defrag.max_trackers = 2;
-        cfg.tcp.stream = StreamConfig { depth: 4096, max_ooo_bytes: 1024, max_ooo_segments: 4 };
+        cfg.tcp.stream = StreamConfig {
+            depth: 4096,
+            max_ooo_bytes: 1024,
+            max_ooo_segments: 4,
+        };
     }
     cfg
 }
 
 fn linktype_of(b: u8) -> u32 {
     let lt = u32::from(b);
-    if LINKTYPES.contains(&lt) { lt } else { LINKTYPES[usize::from(b) % LINKTYPES.len()] }
+    if LINKTYPES.contains(&lt) {
+        lt
+    } else {
+        LINKTYPES[usize::from(b) % LINKTYPES.len()]
+    }
 }
 
 fn clock_step_us(dt: u8) -> u64 {
-    if dt < 128 { u64::from(dt) * 1_000 } else { u64::from(dt - 128) * 10_000_000 }
+    if dt < 128 {
+        u64::from(dt) * 1_000
+    } else {
+        u64::from(dt - 128) * 10_000_000
+    }
 }
 
 /// The frames of the input, with their clock steps.
@@ -122,7 +150,9 @@ fuzz_target!(|data: &[u8]| {
         check(rs, &records, ts_us, cnt);
         if !forward {
             assert!(
-                records.iter().any(|r| r.kind == RecordKind::Drop && r.pcap_cnt == cnt),
+                records
+                    .iter()
+                    .any(|r| r.kind == RecordKind::Drop && r.pcap_cnt == cnt),
                 "frame {cnt} dropped without a drop record: {records:?}"
             );
         }
@@ -134,9 +164,15 @@ fuzz_target!(|data: &[u8]| {
 
 fn check(rs: &Ruleset, records: &[Record], ts_us: u64, cnt: u64) {
     for r in records {
-        assert!(r.ts_us <= ts_us && r.pcap_cnt <= cnt, "record from the future: {r:?}");
+        assert!(
+            r.ts_us <= ts_us && r.pcap_cnt <= cnt,
+            "record from the future: {r:?}"
+        );
         if let Some(rule) = r.rule {
-            assert!((rule as usize) < rs.rules.len(), "record names no rule of the set: {r:?}");
+            assert!(
+                (rule as usize) < rs.rules.len(),
+                "record names no rule of the set: {r:?}"
+            );
         }
     }
 }

@@ -21,7 +21,9 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use mimamori_appliance::reassembly::{RETAIN, ReassemblyCounters, SegmentOutcome, Stream, StreamConfig};
+use mimamori_appliance::reassembly::{
+    RETAIN, ReassemblyCounters, SegmentOutcome, Stream, StreamConfig,
+};
 
 /// Bytes of the configuration prefix.
 const CONFIG_LEN: usize = 5;
@@ -100,15 +102,22 @@ struct Model {
 
 impl Model {
     fn restart(&mut self) {
-        *self = Model { max_unconsumed: self.max_unconsumed, ..Model::default() };
+        *self = Model {
+            max_unconsumed: self.max_unconsumed,
+            ..Model::default()
+        };
     }
 
     /// Record a segment sent at sequence `seq`, as seen from the stream's position.
     fn sent(&mut self, st: &Stream, seq: u32, data: &[u8]) {
-        let Some(next_seq) = st.next_seq() else { return };
+        let Some(next_seq) = st.next_seq() else {
+            return;
+        };
         let off = st.delivered() as i64 + i64::from(seq.wrapping_sub(next_seq) as i32);
         for (i, &b) in data.iter().enumerate() {
-            let Ok(o) = u64::try_from(off + i as i64) else { continue };
+            let Ok(o) = u64::try_from(off + i as i64) else {
+                continue;
+            };
             self.sent.entry(o).or_default()[usize::from(b >> 6)] |= 1 << (b & 63);
         }
     }
@@ -122,7 +131,9 @@ impl Model {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((cfg, ops)) = data.split_first_chunk::<CONFIG_LEN>() else { return };
+    let Some((cfg, ops)) = data.split_first_chunk::<CONFIG_LEN>() else {
+        return;
+    };
     let cfg = StreamConfig {
         depth: u64::from(u16::from_le_bytes([cfg[0], cfg[1]])),
         max_ooo_bytes: usize::from(u16::from_le_bytes([cfg[2], cfg[3]])),
@@ -141,7 +152,13 @@ fuzz_target!(|data: &[u8]| {
     check(&st, &cfg, &m);
 });
 
-fn step(st: &mut Stream, cfg: &StreamConfig, c: &mut ReassemblyCounters, m: &mut Model, op: Op<'_>) {
+fn step(
+    st: &mut Stream,
+    cfg: &StreamConfig,
+    c: &mut ReassemblyCounters,
+    m: &mut Model,
+    op: Op<'_>,
+) {
     match op {
         Op::SetIsn(isn) => {
             st.set_isn(isn);
@@ -150,7 +167,11 @@ fn step(st: &mut Stream, cfg: &StreamConfig, c: &mut ReassemblyCounters, m: &mut
         Op::PickUp(seq) => {
             st.pick_up(seq);
             m.restart();
-            assert_eq!(st.next_seq(), Some(seq), "pick_up starts at its sequence number");
+            assert_eq!(
+                st.next_seq(),
+                Some(seq),
+                "pick_up starts at its sequence number"
+            );
         }
         Op::Add(delta, d) => {
             let seq = st.next_seq().unwrap_or(0).wrapping_add(delta as i32 as u32);
@@ -161,13 +182,19 @@ fn step(st: &mut Stream, cfg: &StreamConfig, c: &mut ReassemblyCounters, m: &mut
             let before = st.delivered();
             let ack = st.next_seq().unwrap_or(0).wrapping_add(delta as i32 as u32);
             let (gap, n) = st.acked(ack, cfg, c);
-            assert!(gap || n == 0, "acked released {n} bytes without skipping a hole");
+            assert!(
+                gap || n == 0,
+                "acked released {n} bytes without skipping a hole"
+            );
             check_progress(st, before, n, gap);
             m.delivered(n, gap);
         }
         Op::Consume => {
             st.consume();
-            assert!(st.window().is_none(), "window still has new bytes after consume");
+            assert!(
+                st.window().is_none(),
+                "window still has new bytes after consume"
+            );
             m.unconsumed = 0;
             m.gap_since_consume = false;
         }
@@ -182,55 +209,111 @@ fn step(st: &mut Stream, cfg: &StreamConfig, c: &mut ReassemblyCounters, m: &mut
     }
 }
 
-fn add(st: &mut Stream, cfg: &StreamConfig, c: &mut ReassemblyCounters, m: &mut Model, seq: u32, d: &[u8]) {
+fn add(
+    st: &mut Stream,
+    cfg: &StreamConfig,
+    c: &mut ReassemblyCounters,
+    m: &mut Model,
+    seq: u32,
+    d: &[u8],
+) {
     let started = st.is_started();
     let before = st.delivered();
     m.sent(st, seq, d);
     let o: SegmentOutcome = st.add(seq, d, cfg, c);
     if d.is_empty() || !started {
-        assert_eq!(o, SegmentOutcome::default(), "empty or unstarted add did something");
+        assert_eq!(
+            o,
+            SegmentOutcome::default(),
+            "empty or unstarted add did something"
+        );
     }
     if o.queued || o.retransmission {
-        assert_eq!(o.new_bytes, 0, "queued or old segment delivered bytes: {o:?}");
+        assert_eq!(
+            o.new_bytes, 0,
+            "queued or old segment delivered bytes: {o:?}"
+        );
     }
-    assert!(!(o.queued && o.retransmission), "segment both queued and old: {o:?}");
+    assert!(
+        !(o.queued && o.retransmission),
+        "segment both queued and old: {o:?}"
+    );
     check_progress(st, before, o.new_bytes, o.gap);
     m.delivered(o.new_bytes, o.gap);
 }
 
 /// `delivered()` grows by the new bytes; more only when a hole was skipped.
 fn check_progress(st: &Stream, before: u64, new_bytes: usize, gap: bool) {
-    assert!(st.delivered() >= before, "delivered went back from {before} to {}", st.delivered());
+    assert!(
+        st.delivered() >= before,
+        "delivered went back from {before} to {}",
+        st.delivered()
+    );
     let grown = st.delivered() - before;
     if gap {
-        assert!(grown >= new_bytes as u64, "delivered grew {grown} < {new_bytes} new bytes");
+        assert!(
+            grown >= new_bytes as u64,
+            "delivered grew {grown} < {new_bytes} new bytes"
+        );
     } else {
-        assert_eq!(grown, new_bytes as u64, "delivered grew {grown}, reported {new_bytes} new bytes");
+        assert_eq!(
+            grown, new_bytes as u64,
+            "delivered grew {grown}, reported {new_bytes} new bytes"
+        );
     }
 }
 
 fn check(st: &Stream, cfg: &StreamConfig, m: &Model) {
     if cfg.depth > 0 {
-        assert!(m.total_new <= cfg.depth, "{} bytes delivered beyond depth {}", m.total_new, cfg.depth);
+        assert!(
+            m.total_new <= cfg.depth,
+            "{} bytes delivered beyond depth {}",
+            m.total_new,
+            cfg.depth
+        );
     }
     let bound = 2 * (RETAIN + m.max_unconsumed) + 64 + cfg.max_ooo_bytes;
     assert!(st.memory() <= bound, "memory {} above {bound}", st.memory());
     let Some((w, new_at)) = st.window() else {
-        assert!(m.unconsumed == 0 || m.gap_since_consume, "{} new bytes reported but no window", m.unconsumed);
+        assert!(
+            m.unconsumed == 0 || m.gap_since_consume,
+            "{} new bytes reported but no window",
+            m.unconsumed
+        );
         return;
     };
-    assert!(new_at < w.len(), "new-byte index {new_at} not below window length {}", w.len());
-    assert!(new_at <= RETAIN, "{new_at} retained bytes, more than {RETAIN}");
+    assert!(
+        new_at < w.len(),
+        "new-byte index {new_at} not below window length {}",
+        w.len()
+    );
+    assert!(
+        new_at <= RETAIN,
+        "{new_at} retained bytes, more than {RETAIN}"
+    );
     let fresh = w.len() - new_at;
     if m.gap_since_consume {
-        assert!(fresh <= m.unconsumed, "{fresh} new bytes in window, {} reported", m.unconsumed);
+        assert!(
+            fresh <= m.unconsumed,
+            "{fresh} new bytes in window, {} reported",
+            m.unconsumed
+        );
     } else {
-        assert_eq!(fresh, m.unconsumed, "new bytes in window differ from those reported");
+        assert_eq!(
+            fresh, m.unconsumed,
+            "new bytes in window differ from those reported"
+        );
     }
     let base = st.window_offset();
     for (i, &b) in w.iter().enumerate() {
         let off = base + i as u64;
-        let ok = m.sent.get(&off).is_some_and(|s| s[usize::from(b >> 6)] & (1 << (b & 63)) != 0);
-        assert!(ok, "window byte {b:#04x} at stream offset {off} was never sent there");
+        let ok = m
+            .sent
+            .get(&off)
+            .is_some_and(|s| s[usize::from(b >> 6)] & (1 << (b & 63)) != 0);
+        assert!(
+            ok,
+            "window byte {b:#04x} at stream offset {off} was never sent there"
+        );
     }
 }

@@ -39,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
         "enabled rules neither parsed nor failed"
     );
     for e in &report.failures {
-        assert!((1..=lines).contains(&e.line), "failure points at line {} of {lines}: {e}", e.line);
+        assert!(
+            (1..=lines).contains(&e.line),
+            "failure points at line {} of {lines}: {e}",
+            e.line
+        );
     }
     let parsed = report.rules.len();
     let (rs, failures) = Ruleset::compile(report.rules, ctx.flowbit_count());
@@ -50,12 +54,22 @@ fuzz_target!(|data: &[u8]| {
             _ => rejected += 1,
         }
     }
-    assert_eq!(rs.rules.len() + rejected, parsed, "rules lost in compilation");
+    assert_eq!(
+        rs.rules.len() + rejected,
+        parsed,
+        "rules lost in compilation"
+    );
     if rs.rules.is_empty() {
         return;
     }
-    let mut worker = Worker::new(Arc::new(rs), WorkerConfig { prevent: true, ..Default::default() })
-        .expect("a worker for a compiled set");
+    let mut worker = Worker::new(
+        Arc::new(rs),
+        WorkerConfig {
+            prevent: true,
+            ..Default::default()
+        },
+    )
+    .expect("a worker for a compiled set");
     let mut records = Vec::new();
     for (i, frame) in traffic().iter().enumerate() {
         let ts = 1_600_000_000_000_000 + i as u64 * 1_000;
@@ -70,8 +84,10 @@ const CPORT: u16 = 40_000;
 const ISN_C: u32 = 1_000;
 const ISN_S: u32 = 5_000;
 const REQUEST: &[u8] = b"GET /admin/index.php?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: fuzz\r\nCookie: a=b\r\n\r\n";
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Type: text/html\r\nContent-Length: 4\r\n\r\nbody";
-const DNS_QUERY: &[u8] = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01";
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Type: text/html\r\nContent-Length: 4\r\n\r\nbody";
+const DNS_QUERY: &[u8] =
+    b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01";
 const PING: &[u8] = b"\x08\x00\x00\x00\x00\x01\x00\x01abcdefghijklmnopqrstuvwxyz0123456789";
 
 /// The fixed frames (raw IPv4), built once.
@@ -85,8 +101,26 @@ fn traffic() -> &'static [Vec<u8>] {
             tcp(CLIENT, SERVER, CPORT, 80, ISN_C, 0, SYN, b""),
             tcp(SERVER, CLIENT, 80, CPORT, ISN_S, ISN_C + 1, SYN | ACK, b""),
             tcp(CLIENT, SERVER, CPORT, 80, ISN_C + 1, ISN_S + 1, ACK, b""),
-            tcp(CLIENT, SERVER, CPORT, 80, ISN_C + 1, ISN_S + 1, PSH | ACK, REQUEST),
-            tcp(SERVER, CLIENT, 80, CPORT, ISN_S + 1, req_end, PSH | ACK, RESPONSE),
+            tcp(
+                CLIENT,
+                SERVER,
+                CPORT,
+                80,
+                ISN_C + 1,
+                ISN_S + 1,
+                PSH | ACK,
+                REQUEST,
+            ),
+            tcp(
+                SERVER,
+                CLIENT,
+                80,
+                CPORT,
+                ISN_S + 1,
+                req_end,
+                PSH | ACK,
+                RESPONSE,
+            ),
             tcp(CLIENT, SERVER, CPORT, 80, req_end, resp_end, ACK, b""),
             ipv4(CLIENT, SERVER, 17, &udp(5353, 53, DNS_QUERY)),
             ipv4(CLIENT, SERVER, 1, PING),
@@ -106,7 +140,16 @@ fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+fn tcp(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut t = Vec::with_capacity(20 + payload.len());
     t.extend_from_slice(&sport.to_be_bytes());
     t.extend_from_slice(&dport.to_be_bytes());
