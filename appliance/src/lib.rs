@@ -1,7 +1,8 @@
 //! Mimamori appliance firmware. The folders follow the data path (SPEC §2):
 //!
 //! `capture` → `decode` → `flow` → `reassembly` → `app` → `detect` → `events`,
-//! chained per frame by `pipeline`; `replay` runs it over capture files.
+//! chained per frame by `pipeline`; `replay` runs it over capture files; `uplink` spools
+//! alerts and sends them to the cloud.
 
 pub mod app;
 pub mod capture;
@@ -12,3 +13,4 @@ pub mod flow;
 pub mod pipeline;
 pub mod reassembly;
 pub mod replay;
+pub mod uplink;

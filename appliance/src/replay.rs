@@ -12,7 +12,7 @@ use rules::{ParseCtx, RuleError, Vars};
 
 use crate::capture::pcap;
 use crate::events::eve::EveWriter;
-use crate::pipeline::{Worker, WorkerConfig};
+use crate::pipeline::{Record, Worker, WorkerConfig};
 
 /// A `--set KEY=VALUE` that could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +150,18 @@ pub fn replay<W: std::io::Write>(
     pcaps: &[PathBuf],
     eve: &mut EveWriter<W>,
 ) -> anyhow::Result<(ReplaySummary, Worker)> {
+    replay_with(loaded, settings, pcaps, eve, &mut |_| {})
+}
+
+/// As [`replay`], and every record is also handed to `sink` once written as EVE (e.g. to
+/// spool alerts for the uplink).
+pub fn replay_with<W: std::io::Write>(
+    loaded: &Loaded,
+    settings: &Settings,
+    pcaps: &[PathBuf],
+    eve: &mut EveWriter<W>,
+    sink: &mut dyn FnMut(&Record),
+) -> anyhow::Result<(ReplaySummary, Worker)> {
     let mut worker = Worker::new(Arc::clone(&loaded.ruleset), settings.worker).map_err(anyhow::Error::msg)?;
     let mut records = Vec::with_capacity(64);
     let mut sum = ReplaySummary::default();
@@ -164,6 +176,7 @@ pub fn replay<W: std::io::Write>(
                 if let Err(e) = eve.write(&r, &loaded.ruleset) {
                     io_err.get_or_insert(e);
                 }
+                sink(&r);
             }
         });
         match res {
@@ -185,6 +198,7 @@ pub fn replay<W: std::io::Write>(
     worker.finish(&mut records);
     for r in records.drain(..) {
         eve.write(&r, &loaded.ruleset)?;
+        sink(&r);
     }
     eve.flush()?;
     sum.elapsed = t0.elapsed();

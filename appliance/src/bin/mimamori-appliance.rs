@@ -10,9 +10,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use mimamori_appliance::events::eve::EveWriter;
 use mimamori_appliance::replay::{self, Settings};
+use mimamori_appliance::uplink::offline::{self, OfflineUplink};
+use mimamori_appliance::uplink::simulate::{self, SimulateOptions};
+use mimamori_appliance::uplink::{self as up, AlertConverter, CloudAddr};
 
 #[derive(Parser)]
-#[command(name = "mimamori-appliance", version, about = "Mimamori UTM appliance: inline inspection, offline replay, rule checks")]
+#[command(name = "mimamori-appliance", version, about = "Mimamori UTM appliance: inline inspection, offline replay, rule checks, cloud uplink")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -45,9 +48,69 @@ enum Cmd {
         /// Print nothing on standard error but errors.
         #[arg(long, short)]
         quiet: bool,
+        /// Also send the alerts to the cloud through the uplink configured in this TOML file
+        /// (see `uplink.example.toml`): they are spooled first, then sent until acknowledged
+        /// or `drain_timeout_secs` passed. Exits non-zero if anything is left in the spool.
+        #[arg(long, value_name = "TOML")]
+        uplink: Option<PathBuf>,
         /// pcap or pcapng files, processed in order as one capture.
         #[arg(required = true)]
         pcaps: Vec<PathBuf>,
+    },
+    /// Redeem a one-time activation code for this appliance's device certificate.
+    Activate {
+        /// Cloud address, host:port (the host must be named in the cloud's certificate).
+        #[arg(long, value_name = "HOST:PORT")]
+        cloud: String,
+        /// The activation code the operator handed out.
+        #[arg(long)]
+        code: String,
+        /// Folder for the key, the certificate, the identity and the spool.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// PEM file of the CA that signed the cloud's server certificate.
+        #[arg(long, value_name = "PEM")]
+        ca: PathBuf,
+        /// Replace an existing identity in the state folder.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run many simulated appliances (heartbeats and synthetic alerts) against a cloud.
+    Simulate {
+        /// Number of devices.
+        #[arg(long)]
+        devices: usize,
+        /// Cloud address, host:port.
+        #[arg(long, value_name = "HOST:PORT")]
+        cloud: String,
+        /// PEM file of the CA that signed the cloud's server certificate.
+        #[arg(long, value_name = "PEM")]
+        ca: PathBuf,
+        /// Activation codes, one per line: line i activates device i (devices already
+        /// activated need none).
+        #[arg(long, value_name = "FILE")]
+        codes: PathBuf,
+        /// Device i keeps its identity (and spool) in <DIR>/dev-<i>.
+        #[arg(long, value_name = "DIR")]
+        state_root: PathBuf,
+        /// Alerts per second across all devices; 0 sends heartbeats only.
+        #[arg(long, default_value_t = 0.0, value_name = "ALERTS_PER_SEC")]
+        rate: f64,
+        /// Seconds of alert generation (or of heartbeats only, with rate 0).
+        #[arg(long, default_value_t = 10, value_name = "SECS")]
+        duration: u64,
+        /// Seconds between heartbeats of each device.
+        #[arg(long, default_value_t = 60, value_name = "S")]
+        heartbeat_secs: u64,
+        /// Keep spools in memory instead of redb files (cloud load tests).
+        #[arg(long)]
+        memory_spool: bool,
+        /// Seconds to wait for every alert to be acknowledged after generating.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        drain_timeout_secs: u64,
+        /// Events per batch (1 to 512).
+        #[arg(long, default_value_t = 256)]
+        batch_max: usize,
     },
     /// Parse and compile rules; report every failure and a summary.
     Rules {
@@ -91,7 +154,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Replay { rules, eve, mode, sets, quiet, pcaps } => {
+        Cmd::Replay { rules, eve, mode, sets, quiet, uplink, pcaps } => {
             let mut settings = Settings::new(mode == Mode::Prevent);
             for s in &sets {
                 settings.apply(s).context("--set")?;
@@ -118,8 +181,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 Box::new(BufWriter::new(File::create(&eve).with_context(|| format!("creating {}", eve.display()))?))
             };
+            // open the uplink before the replay: a missing identity is reported at once
+            let mut uplink = match &uplink {
+                Some(path) => Some(OfflineUplink::open(path).with_context(|| format!("uplink {}", path.display()))?),
+                None => None,
+            };
+            let home_net = settings.vars.parse_addr("$HOME_NET").map_err(|e| anyhow::anyhow!("HOME_NET: {e}"))?;
+            let mut converter = AlertConverter::new(&loaded.ruleset, &loaded.classes, &home_net);
             let mut writer = EveWriter::new(out, loaded.classes.clone());
-            let (s, worker) = replay::replay(&loaded, &settings, &pcaps, &mut writer)?;
+            let (s, worker) = replay::replay_with(&loaded, &settings, &pcaps, &mut writer, &mut |r| {
+                if let Some(up) = uplink.as_mut()
+                    && let Some(alert) = converter.convert(r)
+                {
+                    up.push(alert);
+                }
+            })?;
             if !quiet {
                 let secs = s.elapsed.as_secs_f64().max(1e-9);
                 eprintln!(
@@ -142,7 +218,56 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     d.fragments, d.reassembled, d.timeouts, d.evicted, d.too_large, worker.counters.non_ip
                 );
             }
+            match uplink {
+                Some(up) => {
+                    if converter.counters.outside_home_net > 0 {
+                        tracing::warn!(
+                            alerts = converter.counters.outside_home_net,
+                            "alerts without an endpoint in HOME_NET: the flow's client was taken as the internal host"
+                        );
+                    }
+                    let rules_version = offline::local_rules_version(&loaded.ruleset);
+                    let proto_mode = if mode == Mode::Prevent { protocol::messages::Mode::Prevent } else { protocol::messages::Mode::Detect };
+                    send_report(up.run(&rules_version, proto_mode)?, quiet)
+                }
+                None => Ok(ExitCode::SUCCESS),
+            }
+        }
+        Cmd::Activate { cloud, code, state_dir, ca, force } => {
+            let opts = up::ActivateOptions {
+                cloud: CloudAddr::parse(&cloud).context("--cloud")?,
+                code,
+                state_dir,
+                ca_file: ca,
+                force,
+                firmware: up::FIRMWARE_VERSION.to_string(),
+                rules_version: "none".to_string(),
+            };
+            let device = runtime()?.block_on(up::activate(&opts))?;
+            eprintln!("activated: device {device}, identity stored in {}", opts.state_dir.display());
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Simulate { devices, cloud, ca, codes, state_root, rate, duration, heartbeat_secs, memory_spool, drain_timeout_secs, batch_max } => {
+            anyhow::ensure!(rate >= 0.0 && rate.is_finite(), "--rate must be a number >= 0");
+            anyhow::ensure!(heartbeat_secs >= 1, "--heartbeat-secs must be at least 1");
+            anyhow::ensure!((1..=512).contains(&batch_max), "--batch-max must be 1 to 512");
+            let opts = SimulateOptions {
+                devices,
+                cloud: CloudAddr::parse(&cloud).context("--cloud")?,
+                ca_file: ca,
+                codes_file: codes,
+                state_root,
+                rate,
+                duration: std::time::Duration::from_secs(duration),
+                heartbeat: std::time::Duration::from_secs(heartbeat_secs),
+                memory_spool,
+                drain_timeout: std::time::Duration::from_secs(drain_timeout_secs),
+                batch_max,
+                max_events: up::spool::DEFAULT_MAX_EVENTS,
+            };
+            let summary = runtime()?.block_on(simulate::simulate(&opts))?;
+            eprintln!("{summary}");
+            Ok(if summary.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Cmd::Rules { cmd: RulesCmd::Check { paths, write_loaded, sets, quiet } } => {
             let mut settings = Settings::new(false);
@@ -188,4 +313,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// Prints what `replay --uplink` achieved; non-zero if anything stays in the spool.
+fn send_report(r: offline::OfflineReport, quiet: bool) -> anyhow::Result<ExitCode> {
+    let line = format!(
+        "uplink: {} alerts spooled, {} refused (spool full), {} events sent, {} acknowledged, {} left in the spool (cloud {})",
+        r.spooled, r.refused, r.sent, r.acked, r.left, r.cloud
+    );
+    if r.left == 0 && r.refused == 0 && r.problem.is_none() {
+        if !quiet {
+            eprintln!("{line}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("{line}");
+    match &r.problem {
+        Some(p) => eprintln!("error: uplink: {p}; they are sent on the next run"),
+        None if r.refused > 0 => eprintln!("error: uplink: {} alerts were refused because the spool is full", r.refused),
+        None => eprintln!("error: uplink: {} events were not acknowledged; they are sent on the next run", r.left),
+    }
+    Ok(ExitCode::from(1))
 }

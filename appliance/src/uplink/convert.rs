@@ -1,0 +1,248 @@
+//! Pipeline records → protocol alerts: what leaves the appliance about a detection.
+//!
+//! Only alert records are sent (drops are the same detections seen as packets). The alert
+//! carries what SPEC §3.4 allows: time, the flow's addresses seen from the office (internal
+//! side = the endpoint in `HOME_NET`), the internal MAC, the rule (id, message, classtype,
+//! severity and the metadata pairs the cloud's ★ scoring reads) and the action.
+
+use protocol::bounded::{MetaValue, Name, Text};
+use protocol::limits::MAX_METADATA;
+use protocol::messages::{
+    Action, Alert, Detection, Direction, FlowRef, IpProto, Mac, MetaPair, SCORING_METADATA_KEYS, Signature, UnixMs,
+};
+use rules::addr::AddrSet;
+use rules::ast::Rule;
+use rules::classification::Classifications;
+use rules::compile::Ruleset;
+
+use crate::flow::Dir;
+use crate::pipeline::{Record, RecordKind};
+
+/// Severity of a rule without `priority` and without a known classtype (Suricata's default).
+const DEFAULT_SEVERITY: u8 = 3;
+
+/// What happened to the records offered to [`AlertConverter::convert`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ConvertCounters {
+    /// Alerts produced.
+    pub alerts: u64,
+    /// Records that are not alerts (drops), not sent.
+    pub not_alerts: u64,
+    /// Alerts whose flow has no endpoint in `HOME_NET`: the flow's client was taken as the
+    /// internal host and the direction as outbound.
+    pub outside_home_net: u64,
+}
+
+/// Turns records of one rule set into [`Alert`]s.
+pub struct AlertConverter<'a> {
+    ruleset: &'a Ruleset,
+    classes: &'a Classifications,
+    home_net: &'a AddrSet,
+    /// Totals so far.
+    pub counters: ConvertCounters,
+}
+
+impl<'a> AlertConverter<'a> {
+    /// A converter for records produced with `ruleset`; `home_net` is `$HOME_NET`.
+    pub fn new(ruleset: &'a Ruleset, classes: &'a Classifications, home_net: &'a AddrSet) -> Self {
+        AlertConverter { ruleset, classes, home_net, counters: ConvertCounters::default() }
+    }
+
+    /// The alert for `rec`, or `None` if the record is not an alert.
+    pub fn convert(&mut self, rec: &Record) -> Option<Alert> {
+        let rule = match (rec.kind, rec.rule) {
+            (RecordKind::Alert, Some(i)) => &self.ruleset.rules.get(i as usize)?.rule,
+            _ => {
+                self.counters.not_alerts += 1;
+                return None;
+            }
+        };
+        let (flow, in_home_net) = flow_ref(rec, self.home_net);
+        if !in_home_net {
+            self.counters.outside_home_net += 1;
+        }
+        self.counters.alerts += 1;
+        Some(Alert {
+            time: UnixMs(rec.ts_us / 1000),
+            flow,
+            detection: Detection::Signature(signature(rule, self.classes)),
+            url: None,
+            sni: None,
+            dns_name: None,
+            action: if rec.blocked { Action::Blocked } else { Action::Allowed },
+        })
+    }
+}
+
+/// The rule as the cloud scores it.
+pub fn signature(rule: &Rule, classes: &Classifications) -> Signature {
+    let class_prio = rule.classtype.as_deref().and_then(|c| classes.get(c)).map(|(_, p)| p);
+    Signature {
+        gid: rule.gid,
+        sid: rule.sid,
+        rev: rule.rev,
+        msg: Text::truncated(&rule.msg),
+        classtype: rule.classtype.as_deref().map(Name::truncated),
+        severity: rule.priority.or(class_prio).unwrap_or(DEFAULT_SEVERITY),
+        metadata: scoring_metadata(&rule.metadata),
+    }
+}
+
+/// The metadata pairs the cloud's scoring reads, in rule order, at most [`MAX_METADATA`].
+pub fn scoring_metadata(pairs: &[(String, String)]) -> Vec<MetaPair> {
+    pairs
+        .iter()
+        .filter(|(k, _)| SCORING_METADATA_KEYS.contains(&k.as_str()))
+        .take(MAX_METADATA)
+        .map(|(k, v)| MetaPair { key: Name::truncated(k), value: MetaValue::truncated(v) })
+        .collect()
+}
+
+/// The flow seen from the office, and whether an endpoint was in `HOME_NET`.
+fn flow_ref(rec: &Record, home_net: &AddrSet) -> (FlowRef, bool) {
+    // the record is one packet; the flow's client is its source when it goes to the server
+    let src = (rec.src, rec.sport);
+    let dst = (rec.dst, rec.dport);
+    let (client, server) = if rec.dir == Dir::ToServer { (src, dst) } else { (dst, src) };
+    let (internal, external, direction, known) =
+        match (home_net.contains(client.0), home_net.contains(server.0)) {
+            (true, false) => (client, server, Direction::Outbound, true),
+            (false, true) => (server, client, Direction::Inbound, true),
+            (true, true) => (client, server, Direction::Internal, true),
+            (false, false) => (client, server, Direction::Outbound, false),
+        };
+    let has_ports = matches!(rec.proto, 6 | 17 | 132);
+    let internal_is_src = internal == src;
+    let internal_mac = rec.eth.map_or([0; 6], |(s, d)| if internal_is_src { s } else { d });
+    let flow = FlowRef {
+        proto: ip_proto(rec.proto),
+        direction,
+        internal_ip: internal.0,
+        internal_port: has_ports.then_some(internal.1),
+        internal_mac: Mac(internal_mac),
+        external_ip: external.0,
+        external_port: has_ports.then_some(external.1),
+    };
+    (flow, known)
+}
+
+/// The protocol number as the wire type.
+pub fn ip_proto(p: u8) -> IpProto {
+    match p {
+        6 => IpProto::Tcp,
+        17 => IpProto::Udp,
+        1 => IpProto::Icmp,
+        58 => IpProto::Icmpv6,
+        n => IpProto::Other(n),
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::replay::load_rules;
+    use crate::uplink::testutil::TempDir;
+
+    const RULE: &str = "alert tcp $HOME_NET any -> $EXTERNAL_NET 443 (msg:\"ET MALWARE Test C2\"; \
+        flow:established,to_server; content:\"x\"; classtype:trojan-activity; sid:2030001; rev:3; \
+        metadata: attack_target Client_Endpoint, created_at 2020_01_01, signature_severity Major, \
+        confidence High, deployment Perimeter;)";
+
+    fn loaded() -> (crate::replay::Loaded, TempDir) {
+        let dir = TempDir::new("convert");
+        let path = dir.path().join("t.rules");
+        std::fs::write(&path, RULE).unwrap();
+        let loaded = load_rules(std::slice::from_ref(&path), rules::Vars::default()).unwrap();
+        assert_eq!(loaded.ruleset.rules.len(), 1, "{:?}", loaded.failures);
+        (loaded, dir)
+    }
+
+    fn record(src: [u8; 4], dst: [u8; 4], dir: Dir) -> Record {
+        Record {
+            kind: RecordKind::Alert,
+            ts_us: 1_700_000_000_123_456,
+            pcap_cnt: 4,
+            rule: Some(0),
+            blocked: false,
+            src: IpAddr::from(src),
+            dst: IpAddr::from(dst),
+            sport: 50_000,
+            dport: 443,
+            proto: 6,
+            icmp: None,
+            flow_id: 1,
+            dir,
+            app_proto: None,
+            app_failed: false,
+            eth: Some(([1; 6], [2; 6])),
+            vlan: [0; 2],
+            ttl: 64,
+            ip_len: 60,
+        }
+    }
+
+    fn home() -> AddrSet {
+        rules::Vars::default().parse_addr("$HOME_NET").unwrap()
+    }
+
+    #[test]
+    fn outbound_alert_carries_rule_and_scoring_metadata() {
+        let (loaded, _dir) = loaded();
+        let home = home();
+        let mut conv = AlertConverter::new(&loaded.ruleset, &loaded.classes, &home);
+        let alert = conv.convert(&record([192, 168, 1, 10], [203, 0, 113, 5], Dir::ToServer)).unwrap();
+        assert_eq!(alert.time, UnixMs(1_700_000_000_123));
+        assert_eq!(alert.action, Action::Allowed);
+        let f = alert.flow;
+        assert_eq!(f.direction, Direction::Outbound);
+        assert_eq!(f.internal_ip, IpAddr::from(Ipv4Addr::new(192, 168, 1, 10)));
+        assert_eq!((f.internal_port, f.external_port), (Some(50_000), Some(443)));
+        assert_eq!(f.internal_mac, Mac([1; 6]), "internal host is the source");
+        let Detection::Signature(sig) = alert.detection else { panic!("signature") };
+        assert_eq!((sig.gid, sig.sid, sig.rev, sig.severity), (1, 2_030_001, 3, 1));
+        assert_eq!(sig.msg, "ET MALWARE Test C2");
+        assert_eq!(sig.classtype.as_deref(), Some("trojan-activity"));
+        let keys: Vec<&str> = sig.metadata.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(keys, ["attack_target", "signature_severity", "confidence"]);
+        assert_eq!(sig.meta("signature_severity"), Some("Major"));
+    }
+
+    #[test]
+    fn direction_and_mac_follow_home_net() {
+        let (loaded, _dir) = loaded();
+        let home = home();
+        let mut conv = AlertConverter::new(&loaded.ruleset, &loaded.classes, &home);
+        // reply packet of an inbound flow: source is the internal server
+        let mut rec = record([10, 0, 0, 5], [198, 51, 100, 7], Dir::ToClient);
+        rec.blocked = true;
+        let a = conv.convert(&rec).unwrap();
+        assert_eq!(a.flow.direction, Direction::Inbound);
+        assert_eq!(a.flow.internal_ip, IpAddr::from([10, 0, 0, 5]));
+        assert_eq!(a.flow.internal_mac, Mac([1; 6]));
+        assert_eq!(a.action, Action::Blocked);
+        // packet to an internal host from outside
+        let a = conv.convert(&record([198, 51, 100, 7], [10, 0, 0, 5], Dir::ToServer)).unwrap();
+        assert_eq!((a.flow.direction, a.flow.internal_mac), (Direction::Inbound, Mac([2; 6])));
+        let a = conv.convert(&record([10, 0, 0, 5], [10, 0, 0, 6], Dir::ToServer)).unwrap();
+        assert_eq!(a.flow.direction, Direction::Internal);
+        let a = conv.convert(&record([8, 8, 8, 8], [9, 9, 9, 9], Dir::ToServer)).unwrap();
+        assert_eq!((a.flow.direction, a.flow.internal_ip), (Direction::Outbound, IpAddr::from([8, 8, 8, 8])));
+        assert_eq!(conv.counters, ConvertCounters { alerts: 4, not_alerts: 0, outside_home_net: 1 });
+        let mut drop = record([10, 0, 0, 5], [10, 0, 0, 6], Dir::ToServer);
+        drop.kind = RecordKind::Drop;
+        assert!(conv.convert(&drop).is_none());
+        assert_eq!(conv.counters.not_alerts, 1);
+    }
+
+    #[test]
+    fn metadata_is_bounded_and_truncated() {
+        let long = "v".repeat(1000);
+        let mut pairs: Vec<(String, String)> = vec![("confidence".into(), long.clone())];
+        pairs.extend((0..100).map(|_| ("signature_severity".to_string(), "Minor".to_string())));
+        let meta = scoring_metadata(&pairs);
+        assert_eq!(meta.len(), MAX_METADATA);
+        assert_eq!(meta[0].value.len(), MetaValue::MAX);
+    }
+}

@@ -1,0 +1,48 @@
+//! The uplink to the cloud (SPEC §3.4, §4): the last stage of the data path.
+//!
+//! ```text
+//! Record ─convert→ Alert ─→ spool (redb, seq) ─→ session (TLS 1.3, mutual) ─→ cloud
+//!                                ↑                        │
+//!                                └──── ack(upto_seq) ─────┘
+//! ```
+//!
+//! * [`activate`]: one-time code → key pair, CSR, device certificate, stored in the state
+//!   folder ([`identity`]).
+//! * [`spool`]: events are stored first and deleted only when acknowledged; per-device
+//!   sequence numbers are never reused.
+//! * [`client`]: the [`Uplink`] task reconnects forever with backoff ([`backoff`]) and runs
+//!   one [`session`] at a time: batches (bounded in size and in flight), heartbeats, acks,
+//!   commands. [`counters`] counts every retry, refusal and discarded event.
+//! * [`convert`]: pipeline records to protocol alerts; [`simulate`]: many synthetic devices.
+//! * [`config`]: the TOML settings of `replay --uplink`; [`offline`]: that run.
+
+pub mod activate;
+pub mod backoff;
+pub mod client;
+pub mod config;
+pub mod conn;
+pub mod convert;
+pub mod counters;
+pub mod identity;
+pub mod offline;
+pub mod session;
+pub mod simulate;
+pub mod spool;
+pub mod tls;
+
+#[cfg(test)]
+mod testutil;
+#[cfg(test)]
+mod tests;
+
+pub use activate::{ActivateError, ActivateOptions, activate};
+pub use client::{DrainError, Uplink, UplinkHandle, UplinkOptions};
+pub use config::UplinkConfig;
+pub use convert::AlertConverter;
+pub use counters::CountersSnapshot;
+pub use identity::{Identity, StateDir};
+pub use spool::{MemorySpool, RedbSpool, Spool, SpoolError};
+pub use tls::CloudAddr;
+
+/// Firmware version announced in `Hello` and heartbeats.
+pub const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,349 @@
+//! One connection to the cloud: handshake, then events, heartbeats, acks and commands
+//! concurrently until the connection fails or the uplink shuts down.
+//!
+//! Flow control: at most `max_in_flight` unacknowledged batches. A new connection starts
+//! sending from the oldest spooled event, so everything unacknowledged is sent again; the
+//! cloud stores by (device, seq), which makes that safe.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::bounded::Text;
+use protocol::messages::{Command, CommandResult, Events, Heartbeat, Hello, RefuseReason, SeqEvent};
+use protocol::{DownMsg, FrameError, HandshakeError, UpMsg, check_reply, encode_frame};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
+
+use super::activate::down_name;
+use super::client::{Shared, UplinkOptions, spool_call};
+use super::conn::{self, ConnError, FrameReader};
+use super::counters::add;
+use super::spool::SpoolError;
+
+type Stream = TlsStream<TcpStream>;
+
+/// Answer to every command until commands are implemented.
+const NOT_SUPPORTED: &str = "not supported by this firmware yet";
+
+/// Messages buffered between the reader task and the session.
+const READ_QUEUE: usize = 256;
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The connection failed or closed.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// The cloud refused the connection.
+    #[error("the cloud at {addr} refused the connection: {reason}")]
+    Refused {
+        /// The cloud address.
+        addr: String,
+        /// Its reason.
+        reason: RefuseReason,
+    },
+    /// The cloud ended the TLS connection with an alert before accepting the `Hello`:
+    /// usually it refused the device certificate (revoked, unknown CA).
+    #[error("the cloud at {addr} refused the device certificate (TLS alert {alert})")]
+    CertificateRefused {
+        /// The cloud address.
+        addr: String,
+        /// The alert, e.g. `CertificateRevoked`.
+        alert: String,
+    },
+    /// The version handshake failed.
+    #[error("{addr}: {cause}")]
+    Handshake {
+        /// The cloud address.
+        addr: String,
+        /// The fault.
+        cause: HandshakeError,
+    },
+    /// The cloud sent a message that has no meaning here.
+    #[error("{addr} sent an unexpected {got}")]
+    Unexpected {
+        /// The cloud address.
+        addr: String,
+        /// The message kind.
+        got: &'static str,
+    },
+    /// Events were sent but nothing came back.
+    #[error("{addr}: no acknowledgement for {secs} s")]
+    AckTimeout {
+        /// The cloud address.
+        addr: String,
+        /// The time limit.
+        secs: u64,
+    },
+    /// The spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+impl SessionError {
+    /// Whether retrying is pointless until an operator acts: the device is unknown or its
+    /// contract ended.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, SessionError::Refused { reason: RefuseReason::UnknownDevice | RefuseReason::ContractEnded, .. })
+    }
+}
+
+/// How a session ended.
+pub(crate) struct SessionEnd {
+    /// `Ok` when the uplink was shut down.
+    pub result: Result<(), SessionError>,
+    /// The cloud accepted the session and it proved healthy (acked events or lasted).
+    pub stable: bool,
+}
+
+/// Runs one connection until it ends.
+pub(crate) async fn run(shared: &Arc<Shared>, opts: &UplinkOptions, shutdown: &mut watch::Receiver<bool>) -> SessionEnd {
+    let addr = opts.cloud.to_string();
+    let handshake = tokio::select! {
+        r = handshake(shared, opts, &addr) => r,
+        // connecting can take up to `io_timeout`; shutting down need not wait for it
+        _ = shutdown.changed() => return SessionEnd { result: Ok(()), stable: false },
+    };
+    let mut session = match handshake {
+        Ok(s) => s,
+        Err(e) => return SessionEnd { result: Err(e), stable: false },
+    };
+    let started = Instant::now();
+    let result = session.serve(shutdown).await;
+    if result.is_ok() {
+        // close_notify, so the cloud sees an orderly end
+        let _ = tokio::time::timeout(Duration::from_secs(1), session.writer.shutdown()).await;
+    }
+    session.reader.abort();
+    let stable = session.acked_any || started.elapsed() >= opts.stable_after;
+    SessionEnd { result, stable }
+}
+
+/// A TLS alert before the `HelloAck` is the cloud refusing the certificate; other
+/// connection errors stay as they are.
+fn before_ack(e: ConnError) -> SessionError {
+    match &e {
+        ConnError::Tls { addr, cause } | ConnError::Io { addr, cause } => match conn::tls_alert(cause) {
+            Some(alert) => SessionError::CertificateRefused { addr: addr.clone(), alert: format!("{alert:?}") },
+            None => e.into(),
+        },
+        _ => e.into(),
+    }
+}
+
+/// Connects, sends `Hello`, checks the answer.
+async fn handshake<'a>(shared: &'a Arc<Shared>, opts: &'a UplinkOptions, addr: &str) -> Result<Session<'a>, SessionError> {
+    let stream = super::tls::connect(&opts.cloud, Arc::clone(&opts.tls), opts.io_timeout).await.map_err(before_ack)?;
+    let (rd, mut writer) = tokio::io::split(stream);
+    let hello = Hello::new(opts.device.clone(), opts.firmware.clone(), opts.rules_version.clone());
+    write(&mut writer, &UpMsg::Hello(hello), addr, opts.io_timeout).await.map_err(before_ack)?;
+    let mut reader = FrameReader::new(rd, addr);
+    let reply = tokio::time::timeout(opts.io_timeout, reader.next())
+        .await
+        .map_err(|_| ConnError::Timeout { addr: addr.into(), what: "waiting for HelloAck", secs: opts.io_timeout.as_secs() })?
+        .map_err(before_ack)?;
+    check_reply(&reply).map_err(|cause| match cause {
+        HandshakeError::Refused(reason) => SessionError::Refused { addr: addr.into(), reason },
+        cause => SessionError::Handshake { addr: addr.into(), cause },
+    })?;
+    add(&shared.counters.sessions, 1);
+    tracing::info!(cloud = %addr, device = %opts.device, "uplink connected");
+    let (tx, rx) = mpsc::channel(READ_QUEUE);
+    let reader = tokio::spawn(read_loop(reader, tx));
+    Ok(Session {
+        shared,
+        opts,
+        addr: addr.to_string(),
+        writer,
+        rx,
+        reader,
+        sent_upto: 0,
+        in_flight: VecDeque::new(),
+        ack_clock: Instant::now(),
+        acked_any: false,
+    })
+}
+
+/// Forwards the cloud's messages to the session; ends after the first error.
+async fn read_loop(mut reader: FrameReader<ReadHalf<Stream>>, tx: mpsc::Sender<Result<DownMsg, ConnError>>) {
+    loop {
+        let msg = reader.next().await;
+        let failed = msg.is_err();
+        if tx.send(msg).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Writes one message within the time limit.
+async fn write(w: &mut WriteHalf<Stream>, msg: &UpMsg, addr: &str, limit: Duration) -> Result<(), ConnError> {
+    tokio::time::timeout(limit, conn::send(w, msg, addr))
+        .await
+        .map_err(|_| ConnError::Timeout { addr: addr.into(), what: "writing", secs: limit.as_secs() })?
+}
+
+struct Session<'a> {
+    shared: &'a Arc<Shared>,
+    opts: &'a UplinkOptions,
+    addr: String,
+    writer: WriteHalf<Stream>,
+    rx: mpsc::Receiver<Result<DownMsg, ConnError>>,
+    reader: tokio::task::JoinHandle<()>,
+    /// Highest sequence number sent on this connection.
+    sent_upto: u64,
+    /// Last sequence number of each unacknowledged batch, oldest first.
+    in_flight: VecDeque<u64>,
+    /// The ack timeout runs from here: the last message from the cloud, or the moment the
+    /// in-flight window stopped being empty, whichever is later.
+    ack_clock: Instant,
+    acked_any: bool,
+}
+
+impl Session<'_> {
+    async fn serve(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), SessionError> {
+        // the cloud sees the appliance alive at once, before any events
+        self.heartbeat().await?;
+        let period = self.opts.heartbeat;
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.fill().await?;
+            let can_send = self.in_flight.len() < self.opts.max_in_flight;
+            let waiting_ack = !self.in_flight.is_empty();
+            let ack_deadline = self.ack_clock + self.opts.ack_timeout;
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ok(()),
+                // before messages, so that a busy connection still sends heartbeats
+                _ = heartbeat.tick() => self.heartbeat().await?,
+                msg = self.rx.recv() => match msg {
+                    Some(Ok(msg)) => self.on_message(msg).await?,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(ConnError::Closed { addr: self.addr.clone() }.into()),
+                },
+                _ = self.shared.wake.notified(), if can_send => {}
+                _ = tokio::time::sleep_until(ack_deadline), if waiting_ack => {
+                    return Err(SessionError::AckTimeout { addr: self.addr.clone(), secs: self.opts.ack_timeout.as_secs() });
+                }
+            }
+        }
+    }
+
+    /// Sends spooled events while the in-flight window has room.
+    async fn fill(&mut self) -> Result<(), SessionError> {
+        while self.in_flight.len() < self.opts.max_in_flight {
+            let (after, max) = (self.sent_upto, self.opts.batch_max);
+            let batch = match spool_call(&self.shared.spool, move |s| s.pending(after, max)).await {
+                Ok(batch) => batch,
+                Err(SpoolError::Corrupt { seq, reason }) => {
+                    tracing::error!(seq, %reason, "spooled event cannot be decoded; removed from the spool");
+                    self.discard(seq).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
+            self.send_batch(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a batch, split until each part fits in a frame.
+    async fn send_batch(&mut self, mut batch: Vec<SeqEvent>) -> Result<(), SessionError> {
+        while !batch.is_empty() {
+            let mut take = batch.len();
+            let frame = loop {
+                let part = Events { events: batch[..take].to_vec() };
+                match encode_frame(&UpMsg::Events(part)) {
+                    Ok(frame) => break Some(frame),
+                    Err(FrameError::TooLarge { .. }) if take > 1 => take /= 2,
+                    // one event breaks a limit: go one at a time to find it
+                    Err(_) if take > 1 => take = 1,
+                    Err(e) => {
+                        tracing::error!(seq = batch[0].seq, error = %e, "spooled event cannot be sent; removed from the spool");
+                        break None;
+                    }
+                }
+            };
+            let last = batch[take - 1].seq;
+            match frame {
+                Some(frame) => {
+                    tokio::time::timeout(self.opts.io_timeout, conn::send_frame(&mut self.writer, &frame, &self.addr))
+                        .await
+                        .map_err(|_| ConnError::Timeout { addr: self.addr.clone(), what: "writing", secs: self.opts.io_timeout.as_secs() })??;
+                    if self.in_flight.is_empty() {
+                        self.ack_clock = Instant::now();
+                    }
+                    self.in_flight.push_back(last);
+                    add(&self.shared.counters.events_sent, take as u64);
+                    add(&self.shared.counters.batches_sent, 1);
+                }
+                None => self.discard(last).await?,
+            }
+            self.sent_upto = last;
+            batch.drain(..take);
+        }
+        Ok(())
+    }
+
+    async fn discard(&mut self, seq: u64) -> Result<(), SessionError> {
+        self.shared.remove(|c| &c.events_discarded, move |s| s.discard(&[seq])).await?;
+        self.sent_upto = self.sent_upto.max(seq);
+        Ok(())
+    }
+
+    async fn on_message(&mut self, msg: DownMsg) -> Result<(), SessionError> {
+        self.ack_clock = Instant::now();
+        match msg {
+            DownMsg::Ack(ack) => self.on_ack(ack.upto_seq).await,
+            DownMsg::Command(cmd) => self.on_command(cmd).await,
+            DownMsg::Refused(r) => Err(SessionError::Refused { addr: self.addr.clone(), reason: r.reason }),
+            other => Err(SessionError::Unexpected { addr: self.addr.clone(), got: down_name(&other) }),
+        }
+    }
+
+    async fn on_ack(&mut self, upto: u64) -> Result<(), SessionError> {
+        let counters = &self.shared.counters;
+        if upto > self.sent_upto {
+            // never trust an ack for data this connection did not carry
+            add(&counters.acks_beyond_sent, 1);
+            tracing::warn!(upto, sent = self.sent_upto, "ack beyond what was sent; applied up to what was sent");
+        }
+        let upto = upto.min(self.sent_upto);
+        let removed = self.shared.remove(|c| &c.events_acked, move |s| s.ack(upto)).await?;
+        while self.in_flight.front().is_some_and(|last| *last <= upto) {
+            self.in_flight.pop_front();
+        }
+        self.acked_any |= removed > 0;
+        self.shared.progress.notify_waiters();
+        Ok(())
+    }
+
+    async fn on_command(&mut self, cmd: Command) -> Result<(), SessionError> {
+        tracing::info!(id = cmd.id, command = ?cmd.cmd, "command from the cloud; not supported by this firmware yet");
+        add(&self.shared.counters.commands_refused, 1);
+        let result = CommandResult { command_id: cmd.id, ok: false, message: Text::truncated(NOT_SUPPORTED) };
+        Ok(write(&mut self.writer, &UpMsg::CommandResult(result), &self.addr, self.opts.io_timeout).await?)
+    }
+
+    async fn heartbeat(&mut self) -> Result<(), SessionError> {
+        let snapshot = self.shared.snapshot().await;
+        let hb = Heartbeat {
+            uptime_s: self.shared.started.elapsed().as_secs(),
+            firmware: self.opts.firmware.clone(),
+            rules_version: self.opts.rules_version.clone(),
+            mode: self.opts.mode,
+            counters: snapshot.heartbeat_counters(),
+        };
+        write(&mut self.writer, &UpMsg::Heartbeat(hb), &self.addr, self.opts.io_timeout).await?;
+        add(&self.shared.counters.heartbeats_sent, 1);
+        Ok(())
+    }
+}
