@@ -417,3 +417,29 @@ fn stop_notice_daily_reminder_recovery_and_grace() {
     let new: Vec<String> = smtp.mails()[before..].iter().map(|m| subject(&m.1)).collect();
     assert!(new.iter().all(|s| !s.contains("機器停止")), "no stop notice during the grace period: {new:?} (device {dev})");
 }
+
+#[test]
+fn garbage_on_the_ingest_port_does_not_disturb_other_devices() {
+    use std::io::Write;
+    let dir = tempdir("cloud-garbage");
+    let smtp = Smtp::start(&dir.join("mail"), free_port());
+    let c = Cloud::start(&dir, smtp.port, "startup_grace = \"1h\"");
+    let (_, _, code) = provision(&c, &["a@example.com"]);
+    assert!(activate(&c, &dir.join("st"), &code).status.success());
+    // several connections send garbage: plain bytes, a huge length prefix, half a frame
+    let mut junk = Vec::new();
+    for payload in [b"GET / HTTP/1.1\r\n\r\n".to_vec(), vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3], vec![0x16, 3, 3, 0, 10, 1, 0]] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", c.ingest)).unwrap();
+        let _ = s.write_all(&payload);
+        junk.push(s);
+    }
+    // a real device still delivers everything
+    let up = uplink_toml(&dir, &dir.join("st"), 30);
+    let out = replay_uplink(&dir, &up, C2_RULES);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let produced = std::fs::read_to_string(dir.join("eve.json")).unwrap().lines().filter(|l| l.contains("\"alert\"")).count();
+    assert_eq!(c.alerts().len(), produced);
+    drop(junk);
+    // and the service is still up
+    assert!(c.admin(&["ops", "status"])["alerts"].as_u64().unwrap() as usize == produced);
+}

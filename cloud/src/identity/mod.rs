@@ -69,7 +69,9 @@ fn ca_params() -> Result<CertificateParams, IdentityError> {
 fn serial() -> SerialNumber {
     let mut b = [0u8; 16];
     rand::rng().fill(&mut b);
-    b[0] &= 0x7f;
+    // positive and without a leading zero byte, so the DER encoding (and so the serial the
+    // TLS layer reports) is exactly these 16 bytes
+    b[0] = (b[0] & 0x7f) | 0x40;
     SerialNumber::from_slice(&b)
 }
 

@@ -312,3 +312,74 @@ impl TokenBucket {
         (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use protocol::messages::{DeviceId, Hello};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn app(name: &str) -> Arc<App> {
+        let dir = std::env::temp_dir().join(format!("mimamori-ingest-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg: crate::config::Config = toml::from_str(&format!("data_dir = {dir:?}\n[admin]\ntoken = \"t\"\n")).unwrap();
+        crate::serve::build(cfg, Arc::new(crate::clock::ManualClock::new(1_000))).unwrap()
+    }
+
+    async fn exchange(app: &Arc<App>, frames: Vec<Vec<u8>>) -> (Result<String, SessionError>, Vec<DownMsg>) {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let app2 = Arc::clone(app);
+        let task = tokio::spawn(async move { session(&app2, server, None).await });
+        for f in frames {
+            client.write_all(&f).await.unwrap();
+        }
+        client.shutdown().await.unwrap();
+        let mut buf = Vec::new();
+        let _ = client.read_to_end(&mut buf).await;
+        let mut dec = FrameDecoder::new();
+        dec.push(&buf).unwrap();
+        let mut msgs = Vec::new();
+        while let Ok(Some(m)) = dec.next_frame::<DownMsg>() {
+            msgs.push(m);
+        }
+        (task.await.unwrap(), msgs)
+    }
+
+    fn hello(dev: &str) -> Vec<u8> {
+        let h = Hello::new(DeviceId::new(dev).unwrap(), protocol::bounded::Name::truncated("1.0"), protocol::bounded::Name::truncated("r1"));
+        encode_frame(&UpMsg::Hello(h)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_client_without_a_certificate_cannot_speak_for_a_device() {
+        let app = app("nocert");
+        let (res, msgs) = exchange(&app, vec![hello("dev-000001")]).await;
+        assert!(matches!(res, Err(SessionError::Refused(_))));
+        assert!(matches!(msgs.as_slice(), [DownMsg::Refused(Refused { reason: RefuseReason::UnknownDevice })]), "{msgs:?}");
+    }
+
+    #[tokio::test]
+    async fn garbage_and_oversized_frames_close_only_that_connection() {
+        let app = app("garbage");
+        let (res, _) = exchange(&app, vec![vec![0xff, 0xff, 0xff, 0xff, 0, 0]]).await;
+        assert!(matches!(res, Err(SessionError::Frame(_))), "{res:?}");
+        let (res, msgs) = exchange(&app, vec![vec![0, 0, 0, 3, 0xde, 0xad, 0xbe]]).await;
+        assert!(res.is_err());
+        assert!(msgs.iter().all(|m| matches!(m, DownMsg::Refused(_))));
+        // the service still answers the next client
+        let (res, msgs) = exchange(&app, vec![hello(ACTIVATION_DEVICE)]).await;
+        assert!(matches!(msgs.first(), Some(DownMsg::HelloAck(_))), "{msgs:?} {res:?}");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_activation_code_is_refused() {
+        let app = app("code");
+        let act = UpMsg::Activate(protocol::messages::Activate {
+            code: protocol::bounded::Text::truncated("AAAA-BBBB-CCCC-DDDD"),
+            csr_pem: protocol::messages::Pem::truncated("-----BEGIN CERTIFICATE REQUEST-----"),
+        });
+        let (res, msgs) = exchange(&app, vec![hello(ACTIVATION_DEVICE), encode_frame(&act).unwrap()]).await;
+        assert!(res.is_err());
+        assert!(matches!(msgs.last(), Some(DownMsg::Refused(_))), "{msgs:?}");
+    }
+}
