@@ -68,3 +68,20 @@ pub fn file_verdict(action: Action) -> FileVerdict {
         action,
     }
 }
+
+/// A contract with the given addresses and exceptions.
+pub fn contract(recipients: &[&str], exceptions: &[&str]) -> crate::store::Contract {
+    let d = |s: &str| crate::contract::Date::parse(s).expect("date");
+    crate::store::Contract {
+        id: 1,
+        customer_id: 1,
+        name: "テスト商店".into(),
+        application_date: d("2026-01-05"),
+        start: d("2026-01-05"),
+        paid_start: d("2026-02-01"),
+        ended: None,
+        recipients: recipients.iter().map(|s| s.to_string()).collect(),
+        auto_isolation: false,
+        exceptions: exceptions.iter().map(|s| s.to_string()).collect(),
+    }
+}

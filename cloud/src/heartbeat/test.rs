@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::Config;
 use crate::contract::Date;
-use crate::store::{Contract, Device, DeviceStatus, Store};
+use crate::store::{Device, DeviceStatus, Store};
 
 fn setup(name: &str) -> (Store, Config, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("mimamori-hb-{name}-{}", std::process::id()));
@@ -14,18 +14,7 @@ fn setup(name: &str) -> (Store, Config, std::path::PathBuf) {
     let store = Store::open(&dir).unwrap();
     store
         .write(|tx| {
-            tx.put_contract(&Contract {
-                id: 1,
-                customer_id: 1,
-                name: "テスト商店".into(),
-                application_date: Date::parse("2026-01-05").unwrap(),
-                start: Date::parse("2026-01-05").unwrap(),
-                paid_start: Date::parse("2026-02-01").unwrap(),
-                ended: None,
-                recipients: vec!["a@example.com".into(), "b@example.com".into()],
-                auto_isolation: false,
-                exceptions: vec![],
-            })?;
+            tx.put_contract(&crate::testutil::contract(&["a@example.com", "b@example.com"], &[]))?;
             for (id, status) in [("dev-1", DeviceStatus::Active), ("dev-pending", DeviceStatus::Pending)] {
                 tx.put_device(&Device {
                     id: id.into(),

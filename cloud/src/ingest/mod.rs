@@ -98,18 +98,9 @@ struct Conn<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn next(&mut self) -> Result<Option<UpMsg>, SessionError> {
-        loop {
-            if let Some(m) = self.dec.next_frame::<UpMsg>()? {
-                return Ok(Some(m));
-            }
-            let n = match tokio::time::timeout(self.idle, self.io.read(&mut self.buf)).await {
-                Ok(r) => r?,
-                Err(_) => return Err(SessionError::Idle),
-            };
-            if n == 0 {
-                return Ok(None);
-            }
-            self.dec.push(&self.buf[..n])?;
+        match self.next_body().await? {
+            Some(b) => Ok(Some(protocol::decode_body::<UpMsg>(&b)?)),
+            None => Ok(None),
         }
     }
     async fn next_body(&mut self) -> Result<Option<Vec<u8>>, SessionError> {

@@ -124,8 +124,7 @@ fn excepted(c: &Contract, e: &StoredEvent) -> Option<String> {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::contract::Date;
-    use crate::store::{Contract, Store};
+    use crate::store::Store;
     use crate::testutil::*;
     use protocol::messages::{Action, Direction, Event, SeqEvent};
 
@@ -134,20 +133,7 @@ mod test {
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).unwrap();
         store
-            .write(|tx| {
-                tx.put_contract(&Contract {
-                    id: 1,
-                    customer_id: 1,
-                    name: "テスト商店".into(),
-                    application_date: Date::parse("2026-01-05").unwrap(),
-                    start: Date::parse("2026-01-05").unwrap(),
-                    paid_start: Date::parse("2026-02-01").unwrap(),
-                    ended: None,
-                    recipients: vec!["a@example.com".into(), "b@example.com".into(), "c@example.com".into()],
-                    auto_isolation: false,
-                    exceptions: vec!["sid:999".into()],
-                })
-            })
+            .write(|tx| tx.put_contract(&contract(&["a@example.com", "b@example.com", "c@example.com"], &["sid:999"])))
             .unwrap();
         (store, dir)
     }
