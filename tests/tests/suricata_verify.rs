@@ -7,7 +7,7 @@ use mimamori_tests::{appliance, corpus, run, tools};
 
 /// Lenient passes on the 107 tests that need no application-layer keyword, reached by
 /// this engine (a silent engine passes 18). Raise it when the engine improves.
-const MIN_LENIENT_PASSES: usize = 87;
+const MIN_LENIENT_PASSES: usize = 90;
 
 #[test]
 fn suricata_verify_no_app_layer() {

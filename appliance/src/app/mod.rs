@@ -4,6 +4,8 @@
 
 use rules::ast::AppProto;
 
+pub mod http;
+
 const HTTP_METHODS: &[&[u8]] = &[
     b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"CONNECT ", b"TRACE ", b"PATCH ",
     b"PROPFIND ", b"MKCOL ", b"COPY ", b"MOVE ", b"LOCK ", b"UNLOCK ", b"SEARCH ", b"SUBSCRIBE ",

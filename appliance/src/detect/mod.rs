@@ -32,6 +32,8 @@ pub struct Input<'a, 'p> {
     /// First packet of its flow in this direction (or a packet without a flow): header-only
     /// rules are evaluated.
     pub first_in_dir: bool,
+    /// HTTP transactions of the flow; those marked dirty are inspected.
+    pub http: Option<&'a crate::app::http::HttpState>,
 }
 
 /// One matching rule.
@@ -46,6 +48,8 @@ pub struct Hit {
 #[derive(Debug, Default)]
 pub struct Verdict {
     pub hits: Vec<Hit>,
+    /// (transaction id, rule) pairs that matched on an HTTP transaction.
+    pub tx_hits: Vec<(u64, u32)>,
     /// Prevent mode: a drop/reject rule matched.
     pub drop: bool,
     pub reject: bool,
@@ -58,6 +62,7 @@ pub struct Verdict {
 impl Verdict {
     pub fn clear(&mut self) {
         self.hits.clear();
+        self.tx_hits.clear();
         self.drop = false;
         self.reject = false;
         self.pass = false;
@@ -100,6 +105,8 @@ pub struct Detector {
     /// Some rule inspects packet payloads of reassembled TCP too.
     packet_payload_rules: bool,
     hdr_buffers: Vec<Buffer>,
+    /// Application buffers some rule inspects.
+    http_buffers: Vec<Buffer>,
 }
 
 fn action_rank(a: Action) -> u32 {
@@ -155,7 +162,12 @@ impl Detector {
             .into_iter()
             .filter(|b| rs.uses(*b))
             .collect();
+        let http_buffers = (0..Buffer::COUNT)
+            .filter_map(|i| rs.rules.iter().filter_map(|r| r.prefilter_buffer).find(|b| b.index() == i))
+            .filter(|b| b.app_proto() == Some(rules::ast::AppProto::Http) || *b == Buffer::FileData)
+            .collect();
         Ok(Detector {
+            http_buffers,
             rs,
             scratch,
             meta,
@@ -204,9 +216,43 @@ impl Detector {
                 self.cand.extend_from_slice(rs.unfiltered(b));
             }
         }
-        if self.cand.is_empty() {
+        if !self.cand.is_empty() {
+            self.run_candidates(&rs, inp, None, &mut flow, v);
+        }
+        if v.pass {
             return;
         }
+        if let Some(http) = inp.http {
+            for ti in http.dirty() {
+                let tx = &http.txs[ti];
+                self.cand.clear();
+                let to_client = inp.dir == Dir::ToClient;
+                for i in 0..self.http_buffers.len() {
+                    let b = self.http_buffers[i];
+                    if let Some(data) = tx.get_dir(b, to_client) {
+                        rs.prefilter(b, data, &mut self.scratch, &mut self.cand);
+                        self.cand.extend_from_slice(rs.unfiltered(b));
+                    }
+                }
+                self.cand.retain(|r| !tx.alerted.contains(r));
+                if !self.cand.is_empty() {
+                    self.run_candidates(&rs, inp, Some(tx), &mut flow, v);
+                }
+                if v.pass {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn run_candidates(
+        &mut self,
+        rs: &Arc<Ruleset>,
+        inp: &Input<'_, '_>,
+        tx: Option<&crate::app::http::Tx>,
+        flow: &mut Option<&mut Flow>,
+        v: &mut Verdict,
+    ) {
         let meta = &self.meta;
         self.cand.sort_unstable_by_key(|&i| meta[i as usize].rank);
         self.cand.dedup();
@@ -215,8 +261,11 @@ impl Detector {
             let id = self.cand[ci];
             let cr = &rs.rules[id as usize];
             self.counters.verified += 1;
-            if !self.matches(cr, self.meta[id as usize], inp, flow.as_deref()) {
+            if !self.matches(cr, self.meta[id as usize], inp, flow.as_deref(), tx) {
                 continue;
+            }
+            if let Some(t) = tx {
+                v.tx_hits.push((t.id, id));
             }
             self.counters.matches += 1;
             let r = &cr.rule;
@@ -247,7 +296,7 @@ impl Detector {
         }
     }
 
-    fn matches(&self, cr: &rules::compile::CompiledRule, m: Meta, inp: &Input<'_, '_>, flow: Option<&Flow>) -> bool {
+    fn matches(&self, cr: &rules::compile::CompiledRule, m: Meta, inp: &Input<'_, '_>, flow: Option<&Flow>, tx: Option<&crate::app::http::Tx>) -> bool {
         let r = &cr.rule;
         let p = inp.pkt;
         let Some(ip) = p.ip else { return r.proto == Proto::PktHdr && m.event.is_some() && self.event_ok(m, p) };
@@ -322,9 +371,8 @@ impl Detector {
                         !p.payload.is_empty() && inspect_new(steps, p.payload, &mut vars, 0)
                     }
                 }
-                b => match hdr_buffer(p, *b) {
+                b => match hdr_buffer(p, *b).or_else(|| tx.and_then(|t| t.get_dir(*b, inp.dir == Dir::ToClient))) {
                     Some(data) => inspect_new(steps, data, &mut vars, 0),
-                    // application buffers are filled by the app-layer parsers
                     None => false,
                 },
             };

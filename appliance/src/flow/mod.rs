@@ -125,6 +125,8 @@ pub struct Flow {
     pub passed: bool,
     /// The sid of the rule that dropped the flow.
     pub drop_sid: Option<(u32, u32, u32)>,
+    /// HTTP transactions, once the flow is detected as HTTP.
+    pub http: Option<Box<crate::app::http::HttpState>>,
     /// Per-flow threshold state by rule.
     pub thresholds: Vec<(u32, crate::detect::ThresholdState)>,
 }
@@ -164,6 +166,7 @@ impl Flow {
             dropped: false,
             passed: false,
             drop_sid: None,
+            http: None,
             thresholds: Vec::new(),
         }
     }

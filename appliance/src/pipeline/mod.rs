@@ -161,7 +161,7 @@ impl Worker {
         if p.ip.is_none() {
             self.counters.non_ip += 1;
             if !p.events.is_empty() {
-                let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false, app_detected_now: false, first_in_dir: true };
+                let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false, app_detected_now: false, first_in_dir: true, http: None };
                 let mut v = std::mem::take(&mut self.verdict);
                 self.det.inspect(&inp, None, &mut v);
                 self.emit(p, &v, None, Dir::ToServer, ts_us, pcap_cnt, out);
@@ -224,6 +224,14 @@ impl Worker {
         } else {
             p
         };
+        // HTTP: new in-order bytes of this direction go to the parser
+        if tracked && flow.app_proto == Some(AppProto::Http) {
+            let st = &flow.streams[dir.idx()];
+            if let Some((w, n)) = st.window() {
+                let http = flow.http.get_or_insert_with(Default::default);
+                http.feed(dir == Dir::ToServer, &w[n..]);
+            }
+        }
         let mut v = std::mem::take(&mut self.verdict);
         {
             // the stream is moved out while detection borrows the flow mutably
@@ -237,8 +245,20 @@ impl Worker {
                 }
             }
             let first_in_dir = flow.pkts[dir.idx()] == 1;
-            let inp = Input { pkt, dir, now_us: ts_us, stream, tracked, app_detected_now, first_in_dir };
+            let http = flow.http.take();
+            let inp = Input { pkt, dir, now_us: ts_us, stream, tracked, app_detected_now, first_in_dir, http: http.as_deref() };
             self.det.inspect(&inp, Some(flow), &mut v);
+            flow.http = http;
+            if let Some(h) = flow.http.as_mut() {
+                for (txid, rule) in &v.tx_hits {
+                    if let Some(t) = h.txs.iter_mut().find(|t| t.id == *txid) {
+                        t.alerted.push(*rule);
+                    }
+                }
+                for t in h.txs.iter_mut() {
+                    t.dirty = false;
+                }
+            }
             if tracked {
                 st.consume();
             }
@@ -302,7 +322,7 @@ impl Worker {
             let mut v = std::mem::take(&mut self.verdict);
             {
                 let mut st = std::mem::take(&mut f.streams[dir.idx()]);
-                let inp = Input { pkt: &p, dir, now_us: ts, stream: st.window(), tracked: true, app_detected_now: false, first_in_dir: false };
+                let inp = Input { pkt: &p, dir, now_us: ts, stream: st.window(), tracked: true, app_detected_now: false, first_in_dir: false, http: None };
                 self.det.inspect(&inp, Some(&mut f), &mut v);
                 st.consume();
                 f.streams[dir.idx()] = st;

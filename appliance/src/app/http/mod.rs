@@ -1,0 +1,142 @@
+//! HTTP/1.x over the reassembled streams of a flow: requests and responses parsed with
+//! httparse into transactions whose buffers the detection engine inspects (`http.uri`,
+//! `http.host`, `http.user_agent`, `http.header`, `http.stat_code`, `file.data`, …).
+//!
+//! Bounded everywhere: header blocks, bodies, transactions per flow. Anomalies stop the
+//! parser for that direction (counted) rather than abort anything.
+
+mod parser;
+
+use rules::ast::Buffer;
+
+pub use parser::normalize_uri;
+
+/// Header block larger than this is not HTTP we inspect.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Body bytes kept per transaction and direction.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Transactions kept per flow (pipelining).
+pub const MAX_TXS: usize = 16;
+
+/// One request/response pair and its buffers.
+#[derive(Debug, Default)]
+pub struct Tx {
+    pub id: u64,
+    bufs: Vec<(Buffer, Vec<u8>)>,
+    /// Header buffers of the response (`http.header` and friends are per direction).
+    resp_headers: Vec<(Buffer, Vec<u8>)>,
+    /// The request headers are complete.
+    pub request_done: bool,
+    /// The response headers are complete.
+    pub response_started: bool,
+    /// The response body is complete.
+    pub response_done: bool,
+    /// Rules that already alerted on this transaction.
+    pub alerted: Vec<u32>,
+    /// Something changed since detection last looked.
+    pub dirty: bool,
+}
+
+/// Buffers that exist in both directions: a to_client rule sees the response's.
+fn per_direction(b: Buffer) -> bool {
+    matches!(
+        b,
+        Buffer::HttpHeader
+            | Buffer::HttpHeaderRaw
+            | Buffer::HttpHeaderNames
+            | Buffer::HttpContentType
+            | Buffer::HttpContentLen
+            | Buffer::HttpConnection
+            | Buffer::HttpCookie
+    )
+}
+
+impl Tx {
+    /// A buffer as seen from one direction.
+    pub fn get_dir(&self, b: Buffer, to_client: bool) -> Option<&[u8]> {
+        if to_client && per_direction(b) {
+            return self.resp_headers.iter().find(|(k, _)| *k == b).map(|(_, v)| v.as_slice());
+        }
+        self.get(b)
+    }
+    pub fn get(&self, b: Buffer) -> Option<&[u8]> {
+        self.bufs.iter().find(|(k, _)| *k == b).map(|(_, v)| v.as_slice())
+    }
+    fn set_response_header(&mut self, b: Buffer, v: Vec<u8>) {
+        if per_direction(b) {
+            self.resp_headers.retain(|(k, _)| *k != b);
+            self.resp_headers.push((b, v));
+            self.dirty = true;
+        } else {
+            self.set(b, v);
+        }
+    }
+    fn set(&mut self, b: Buffer, v: Vec<u8>) {
+        match self.bufs.iter_mut().find(|(k, _)| *k == b) {
+            Some(e) => e.1 = v,
+            None => self.bufs.push((b, v)),
+        }
+        self.dirty = true;
+    }
+    fn append(&mut self, b: Buffer, data: &[u8], cap: usize) {
+        let i = match self.bufs.iter().position(|(k, _)| *k == b) {
+            Some(i) => i,
+            None => {
+                self.bufs.push((b, Vec::new()));
+                self.bufs.len() - 1
+            }
+        };
+        let v = &mut self.bufs[i].1;
+        let room = cap.saturating_sub(v.len());
+        v.extend_from_slice(&data[..data.len().min(room)]);
+        self.dirty = true;
+    }
+}
+
+/// Counters of the HTTP parser.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HttpCounters {
+    pub requests: u64,
+    pub responses: u64,
+    pub parse_errors: u64,
+    pub body_truncated: u64,
+}
+
+/// The HTTP state of one flow.
+#[derive(Debug, Default)]
+pub struct HttpState {
+    pub txs: Vec<Tx>,
+    next_id: u64,
+    req: parser::Side,
+    resp: parser::Side,
+    pub counters: HttpCounters,
+}
+
+impl HttpState {
+    /// Feed new in-order bytes of one direction.
+    pub fn feed(&mut self, to_server: bool, data: &[u8]) {
+        if to_server {
+            parser::feed_request(self, data);
+        } else {
+            parser::feed_response(self, data);
+        }
+        while self.txs.len() > MAX_TXS {
+            self.txs.remove(0);
+        }
+    }
+
+    /// The transactions detection should look at (changed since last time).
+    pub fn dirty(&self) -> impl Iterator<Item = usize> + '_ {
+        self.txs.iter().enumerate().filter(|(_, t)| t.dirty).map(|(i, _)| i)
+    }
+
+    fn new_tx(&mut self) -> &mut Tx {
+        self.next_id += 1;
+        self.txs.push(Tx { id: self.next_id, ..Default::default() });
+        let n = self.txs.len() - 1;
+        &mut self.txs[n]
+    }
+}
+
+#[cfg(test)]
+mod test;

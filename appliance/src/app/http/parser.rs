@@ -1,0 +1,387 @@
+//! Incremental HTTP/1.x message parsing (httparse for the header block; bodies by
+//! Content-Length, chunked encoding or connection close).
+
+use rules::ast::Buffer;
+
+use super::{HttpState, MAX_BODY_BYTES, MAX_HEADER_BYTES};
+
+/// Body framing.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    #[default]
+    None,
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailer,
+}
+
+/// Parser state of one direction.
+#[derive(Debug, Default)]
+pub struct Side {
+    buf: Vec<u8>,
+    body: Body,
+    /// Transaction (by id) the current body belongs to.
+    tx: u64,
+    failed: bool,
+}
+
+const MAX_CHUNK_LINE: usize = 1024;
+
+fn header_end(b: &[u8]) -> Option<usize> {
+    memchr::memmem::find(b, b"\r\n\r\n").map(|i| i + 4).or_else(|| memchr::memmem::find(b, b"\n\n").map(|i| i + 2))
+}
+
+/// Percent-decode and remove dot segments from the path (libhtp-like normalization).
+pub fn normalize_uri(raw: &[u8]) -> Vec<u8> {
+    let mut dec = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            let h = (raw[i + 1] as char).to_digit(16);
+            let l = (raw[i + 2] as char).to_digit(16);
+            if let (Some(h), Some(l)) = (h, l) {
+                dec.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        dec.push(raw[i]);
+        i += 1;
+    }
+    let qpos = dec.iter().position(|c| *c == b'?').unwrap_or(dec.len());
+    let (path, query) = dec.split_at(qpos);
+    if !path.starts_with(b"/") {
+        return dec;
+    }
+    let mut out: Vec<&[u8]> = Vec::new();
+    for seg in path[1..].split(|c| *c == b'/') {
+        match seg {
+            b"." => {}
+            b".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut n = Vec::with_capacity(dec.len());
+    for s in &out {
+        n.push(b'/');
+        n.extend_from_slice(s);
+    }
+    if n.is_empty() || path.ends_with(b"/.") || path.ends_with(b"/..") {
+        n.push(b'/');
+    }
+    n.extend_from_slice(query);
+    n
+}
+
+fn lower(v: &[u8]) -> Vec<u8> {
+    v.to_ascii_lowercase()
+}
+
+fn header_buffers(headers: &[httparse::Header<'_>]) -> Vec<(Buffer, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut all = Vec::new();
+    let mut names = b"\r\n".to_vec();
+    for h in headers {
+        all.extend_from_slice(h.name.as_bytes());
+        all.extend_from_slice(b": ");
+        let v = trim(h.value);
+        all.extend_from_slice(v);
+        all.extend_from_slice(b"\r\n");
+        names.extend_from_slice(h.name.as_bytes());
+        names.extend_from_slice(b"\r\n");
+        let b = match h.name.to_ascii_lowercase().as_str() {
+            "user-agent" => Some(Buffer::HttpUserAgent),
+            "cookie" | "set-cookie" => Some(Buffer::HttpCookie),
+            "content-type" => Some(Buffer::HttpContentType),
+            "content-length" => Some(Buffer::HttpContentLen),
+            "referer" => Some(Buffer::HttpReferer),
+            "accept" => Some(Buffer::HttpAccept),
+            "accept-language" => Some(Buffer::HttpAcceptLang),
+            "accept-encoding" => Some(Buffer::HttpAcceptEnc),
+            "connection" => Some(Buffer::HttpConnection),
+            "server" => Some(Buffer::HttpServer),
+            "location" => Some(Buffer::HttpLocation),
+            _ => None,
+        };
+        if let Some(b) = b {
+            if !out.iter().any(|(k, _)| *k == b) {
+                out.push((b, v.to_vec()));
+            }
+        }
+    }
+    names.extend_from_slice(b"\r\n");
+    out.push((Buffer::HttpHeader, all));
+    out.push((Buffer::HttpHeaderNames, names));
+    out
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let s = v.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(v.len());
+    let e = v.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(s, |e| e + 1);
+    &v[s..e.max(s)]
+}
+
+fn header_value<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a [u8]> {
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| trim(h.value))
+}
+
+fn body_of(headers: &[httparse::Header<'_>]) -> Body {
+    if header_value(headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().windows(7).any(|w| w == b"chunked")) {
+        return Body::Chunked(Chunk::Size);
+    }
+    match header_value(headers, "content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok()) {
+        Some(0) => Body::None,
+        Some(n) => Body::Length(n),
+        None => Body::None,
+    }
+}
+
+/// Feed request-direction bytes.
+pub fn feed_request(st: &mut HttpState, mut data: &[u8]) {
+    while !data.is_empty() && !st.req.failed {
+        if st.req.body != Body::None {
+            let used = body_bytes(st, true, data);
+            data = &data[used..];
+            continue;
+        }
+        let before = st.req.buf.len();
+        let take = data.len().min(MAX_HEADER_BYTES + 4 - before.min(MAX_HEADER_BYTES));
+        st.req.buf.extend_from_slice(&data[..take]);
+        let Some(end) = header_end(&st.req.buf) else {
+            if st.req.buf.len() >= MAX_HEADER_BYTES {
+                st.req.failed = true;
+                st.counters.parse_errors += 1;
+            }
+            return;
+        };
+        // bytes of `data` after the header block
+        let consumed = end - before;
+        let block = std::mem::take(&mut st.req.buf);
+        request_headers(st, &block[..end]);
+        data = &data[consumed.min(data.len())..];
+    }
+}
+
+fn request_headers(st: &mut HttpState, block: &[u8]) {
+    // tolerate leading empty lines between pipelined requests
+    let start = block.iter().position(|c| *c != b'\r' && *c != b'\n').unwrap_or(block.len());
+    let block = &block[start..];
+    if block.is_empty() {
+        return;
+    }
+    let mut hs = [httparse::EMPTY_HEADER; 96];
+    let mut req = httparse::Request::new(&mut hs);
+    let parsed = httparse::ParserConfig::default()
+        .allow_multiple_spaces_in_request_line_delimiters(true)
+        .ignore_invalid_headers_in_requests(true)
+        .parse_request(&mut req, block);
+    let Ok(httparse::Status::Complete(hlen)) = parsed else {
+        st.req.failed = true;
+        st.counters.parse_errors += 1;
+        return;
+    };
+    st.counters.requests += 1;
+    let method = req.method.unwrap_or("").as_bytes().to_vec();
+    let uri = req.path.unwrap_or("").as_bytes().to_vec();
+    let version = format!("HTTP/1.{}", req.version.unwrap_or(1)).into_bytes();
+    let line_end = block.iter().position(|c| *c == b'\n').unwrap_or(block.len());
+    let line = trim(&block[..line_end]).to_vec();
+    let host_raw = header_value(req.headers, "host").map(|v| v.to_vec());
+    let mut bufs = header_buffers(req.headers);
+    let body = body_of(req.headers);
+    let raw_headers = block[line_end.saturating_add(1).min(hlen)..hlen].to_vec();
+    let tx = st.new_tx();
+    tx.set(Buffer::HttpMethod, method);
+    tx.set(Buffer::HttpUri, normalize_uri(&uri));
+    tx.set(Buffer::HttpUriRaw, uri);
+    tx.set(Buffer::HttpProtocol, version);
+    tx.set(Buffer::HttpRequestLine, line.clone());
+    let mut start = line;
+    start.extend_from_slice(b"\r\n");
+    start.extend_from_slice(&raw_headers);
+    tx.set(Buffer::HttpStart, start);
+    tx.set(Buffer::HttpHeaderRaw, raw_headers);
+    if let Some(h) = host_raw {
+        let host = h.split(|c| *c == b':').next().unwrap_or(&h);
+        tx.set(Buffer::HttpHost, lower(host));
+        tx.set(Buffer::HttpHostRaw, h.clone());
+    }
+    for (b, v) in bufs.drain(..) {
+        tx.set(b, v);
+    }
+    tx.request_done = true;
+    let id = tx.id;
+    st.req.body = body;
+    st.req.tx = id;
+}
+
+/// Feed response-direction bytes.
+pub fn feed_response(st: &mut HttpState, mut data: &[u8]) {
+    while !data.is_empty() && !st.resp.failed {
+        if st.resp.body != Body::None {
+            let used = body_bytes(st, false, data);
+            data = &data[used..];
+            continue;
+        }
+        let before = st.resp.buf.len();
+        let take = data.len().min(MAX_HEADER_BYTES + 4 - before.min(MAX_HEADER_BYTES));
+        st.resp.buf.extend_from_slice(&data[..take]);
+        let Some(end) = header_end(&st.resp.buf) else {
+            if st.resp.buf.len() >= MAX_HEADER_BYTES {
+                st.resp.failed = true;
+                st.counters.parse_errors += 1;
+            }
+            return;
+        };
+        let consumed = end - before;
+        let block = std::mem::take(&mut st.resp.buf);
+        response_headers(st, &block[..end]);
+        data = &data[consumed.min(data.len())..];
+    }
+}
+
+fn response_headers(st: &mut HttpState, block: &[u8]) {
+    let start = block.iter().position(|c| *c != b'\r' && *c != b'\n').unwrap_or(block.len());
+    let block = &block[start..];
+    if block.is_empty() {
+        return;
+    }
+    let mut hs = [httparse::EMPTY_HEADER; 96];
+    let mut resp = httparse::Response::new(&mut hs);
+    let parsed = httparse::ParserConfig::default()
+        .allow_spaces_after_header_name_in_responses(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .parse_response(&mut resp, block);
+    let Ok(httparse::Status::Complete(hlen)) = parsed else {
+        st.resp.failed = true;
+        st.counters.parse_errors += 1;
+        return;
+    };
+    st.counters.responses += 1;
+    let code = resp.code.unwrap_or(0);
+    let line_end = block.iter().position(|c| *c == b'\n').unwrap_or(block.len());
+    let line = trim(&block[..line_end]).to_vec();
+    let mut body = body_of(resp.headers);
+    if body == Body::None && header_value(resp.headers, "content-length").is_none() && !(code < 200 || code == 204 || code == 304) {
+        body = Body::UntilClose;
+    }
+    let bufs = header_buffers(resp.headers);
+    let raw_headers = block[line_end.saturating_add(1).min(hlen)..hlen].to_vec();
+    // the oldest request without a response; a response without a request gets its own tx
+    let idx = match st.txs.iter().position(|t| t.request_done && !t.response_started) {
+        Some(i) => i,
+        None => {
+            st.new_tx();
+            st.txs.len() - 1
+        }
+    };
+    let tx = &mut st.txs[idx];
+    tx.response_started = true;
+    tx.set(Buffer::HttpStatCode, code.to_string().into_bytes());
+    tx.set(Buffer::HttpStatMsg, resp.reason.unwrap_or("").as_bytes().to_vec());
+    tx.set(Buffer::HttpResponseLine, line);
+    for (b, v) in bufs {
+        tx.set_response_header(b, v);
+    }
+    tx.set_response_header(Buffer::HttpHeaderRaw, raw_headers);
+    if body == Body::None {
+        tx.response_done = true;
+    }
+    let id = tx.id;
+    st.resp.body = body;
+    st.resp.tx = id;
+}
+
+/// Consume body bytes; returns how many of `data` were used.
+fn body_bytes(st: &mut HttpState, request: bool, data: &[u8]) -> usize {
+    let (side, target) = if request { (&mut st.req, Buffer::HttpRequestBody) } else { (&mut st.resp, Buffer::FileData) };
+    let tx_id = side.tx;
+    let mut used = 0;
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    let mut done = false;
+    while used < data.len() && !done {
+        let rest = &data[used..];
+        match side.body {
+            Body::None => break,
+            Body::UntilClose => {
+                out.push((used, data.len()));
+                used = data.len();
+            }
+            Body::Length(n) => {
+                let k = (n as usize).min(rest.len());
+                out.push((used, used + k));
+                used += k;
+                let left = n - k as u64;
+                side.body = if left == 0 { Body::None } else { Body::Length(left) };
+                done = left == 0;
+            }
+            Body::Chunked(Chunk::Size) | Body::Chunked(Chunk::Trailer) | Body::Chunked(Chunk::DataEnd) => {
+                let Some(nl) = rest.iter().position(|c| *c == b'\n') else {
+                    side.buf.extend_from_slice(rest);
+                    used = data.len();
+                    if side.buf.len() > MAX_CHUNK_LINE {
+                        side.failed = true;
+                    }
+                    break;
+                };
+                let mut line = std::mem::take(&mut side.buf);
+                line.extend_from_slice(&rest[..nl]);
+                used += nl + 1;
+                let l = trim(&line);
+                side.body = match side.body {
+                    Body::Chunked(Chunk::DataEnd) => Body::Chunked(Chunk::Size),
+                    Body::Chunked(Chunk::Trailer) => {
+                        if l.is_empty() {
+                            done = true;
+                            Body::None
+                        } else {
+                            Body::Chunked(Chunk::Trailer)
+                        }
+                    }
+                    _ => {
+                        let hex: Vec<u8> = l.iter().take_while(|c| c.is_ascii_hexdigit()).copied().collect();
+                        match std::str::from_utf8(&hex).ok().and_then(|h| u64::from_str_radix(h, 16).ok()) {
+                            Some(0) => Body::Chunked(Chunk::Trailer),
+                            Some(n) => Body::Chunked(Chunk::Data(n)),
+                            None if l.is_empty() => Body::Chunked(Chunk::Size),
+                            None => {
+                                side.failed = true;
+                                Body::None
+                            }
+                        }
+                    }
+                };
+            }
+            Body::Chunked(Chunk::Data(n)) => {
+                let k = (n as usize).min(rest.len());
+                out.push((used, used + k));
+                used += k;
+                let left = n - k as u64;
+                side.body = if left == 0 { Body::Chunked(Chunk::DataEnd) } else { Body::Chunked(Chunk::Data(left)) };
+            }
+        }
+    }
+    if let Some(tx) = st.txs.iter_mut().find(|t| t.id == tx_id) {
+        for (s, e) in out {
+            let before = tx.get(target).map_or(0, |b| b.len());
+            if before + (e - s) > MAX_BODY_BYTES {
+                st.counters.body_truncated += 1;
+            }
+            tx.append(target, &data[s..e], MAX_BODY_BYTES);
+        }
+        if done && !request {
+            tx.response_done = true;
+        }
+    }
+    used.max(1).min(data.len())
+}

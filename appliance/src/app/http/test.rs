@@ -1,0 +1,53 @@
+use super::*;
+
+#[test]
+fn request_and_response_buffers() {
+    let mut st = HttpState::default();
+    st.feed(true, b"GET /a/./b/../c%2ephp?x=1 HTTP/1.1\r\nHost: Example.COM:8080\r\nUser-Agent: evil/1.0\r\nCookie: s=1\r\n\r\n");
+    let tx = &st.txs[0];
+    assert!(tx.request_done);
+    assert_eq!(tx.get(Buffer::HttpMethod), Some(&b"GET"[..]));
+    assert_eq!(tx.get(Buffer::HttpUri), Some(&b"/a/c.php?x=1"[..]));
+    assert_eq!(tx.get(Buffer::HttpUriRaw), Some(&b"/a/./b/../c%2ephp?x=1"[..]));
+    assert_eq!(tx.get(Buffer::HttpHost), Some(&b"example.com"[..]));
+    assert_eq!(tx.get(Buffer::HttpUserAgent), Some(&b"evil/1.0"[..]));
+    assert_eq!(tx.get(Buffer::HttpHeaderNames), Some(&b"\r\nHost\r\nUser-Agent\r\nCookie\r\n\r\n"[..]));
+    // a chunked response split at awkward places
+    for part in [&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n5\r\nhel"[..], b"lo\r\n6\r\n world\r\n0\r\n\r\n"] {
+        st.feed(false, part);
+    }
+    let tx = &st.txs[0];
+    assert_eq!(tx.get(Buffer::HttpStatCode), Some(&b"200"[..]));
+    assert_eq!(tx.get(Buffer::FileData), Some(&b"hello world"[..]));
+    assert!(tx.response_done);
+    assert_eq!(tx.get_dir(Buffer::HttpContentType, true), Some(&b"text/plain"[..]));
+    assert_eq!(tx.get_dir(Buffer::HttpContentType, false), None);
+}
+
+#[test]
+fn pipelining_and_bodies() {
+    let mut st = HttpState::default();
+    st.feed(true, b"POST /up HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcdGET /next HTTP/1.1\r\n\r\n");
+    assert_eq!(st.txs.len(), 2);
+    assert_eq!(st.txs[0].get(Buffer::HttpRequestBody), Some(&b"abcd"[..]));
+    assert_eq!(st.txs[1].get(Buffer::HttpUri), Some(&b"/next"[..]));
+    st.feed(false, b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert_eq!(st.txs[0].get(Buffer::HttpStatCode), Some(&b"204"[..]));
+    assert_eq!(st.txs[1].get(Buffer::FileData), Some(&b"ok"[..]));
+}
+
+#[test]
+fn garbage_and_bounds() {
+    let mut st = HttpState::default();
+    st.feed(true, &vec![b'A'; MAX_HEADER_BYTES * 2]);
+    assert!(st.txs.is_empty());
+    let mut st = HttpState::default();
+    st.feed(true, b"GET / HTTP/1.1\r\n\r\n");
+    st.feed(false, b"HTTP/1.1 200 OK\r\n\r\n");
+    st.feed(false, &vec![b'x'; MAX_BODY_BYTES * 2]);
+    assert_eq!(st.txs[0].get(Buffer::FileData).map(|b| b.len()), Some(MAX_BODY_BYTES));
+    for n in 0..40 {
+        let mut st = HttpState::default();
+        st.feed(true, &b"GET /x HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"[..n.min(55)]);
+    }
+}
