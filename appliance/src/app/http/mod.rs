@@ -35,6 +35,23 @@ pub struct Tx {
     pub alerted: Vec<u32>,
     /// Something changed since detection last looked.
     pub dirty: bool,
+    /// Decoder of a compressed response body (gzip / deflate), fed as bytes arrive.
+    decoder: Option<Decoder>,
+}
+
+/// Incremental decompression into a bounded output.
+pub(crate) enum Decoder {
+    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    Zlib(flate2::write::ZlibDecoder<Vec<u8>>),
+    Deflate(flate2::write::DeflateDecoder<Vec<u8>>),
+    /// Undecodable: the raw bytes are kept instead.
+    Failed,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoder")
+    }
 }
 
 /// Buffers that exist in both directions: a to_client rule sees the response's.
@@ -78,6 +95,48 @@ impl Tx {
         }
         self.dirty = true;
     }
+    pub(crate) fn set_encoding(&mut self, enc: &[u8]) {
+        let e = enc.to_ascii_lowercase();
+        let e = e.split(|c| *c == b',').next_back().map(|s| s.trim_ascii()).unwrap_or(b"");
+        self.decoder = match e {
+            b"gzip" | b"x-gzip" => Some(Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new()))),
+            b"deflate" => Some(Decoder::Zlib(flate2::write::ZlibDecoder::new(Vec::new()))),
+            _ => None,
+        };
+    }
+
+    /// Append response body bytes to `file.data`, decompressing when the response is
+    /// compressed (output bounded by `cap`).
+    pub(crate) fn append_body(&mut self, data: &[u8], cap: usize) {
+        use std::io::Write;
+        let Some(dec) = self.decoder.as_mut() else {
+            self.append(Buffer::FileData, data, cap);
+            return;
+        };
+        // a zlib stream that does not start like one is raw deflate
+        if let Decoder::Zlib(z) = dec {
+            if z.get_ref().is_empty() && z.total_in() == 0 && data.first().is_some_and(|b| b & 0x0f != 8) {
+                *dec = Decoder::Deflate(flate2::write::DeflateDecoder::new(Vec::new()));
+            }
+        }
+        let (ok, out) = match dec {
+            Decoder::Gzip(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), d.get_ref().clone()),
+            Decoder::Zlib(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), d.get_ref().clone()),
+            Decoder::Deflate(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), d.get_ref().clone()),
+            Decoder::Failed => (false, Vec::new()),
+        };
+        if ok {
+            let mut out = out;
+            out.truncate(cap);
+            self.set(Buffer::FileData, out);
+        } else {
+            if !matches!(dec, Decoder::Failed) {
+                *dec = Decoder::Failed;
+            }
+            self.append(Buffer::FileData, data, cap);
+        }
+    }
+
     fn append(&mut self, b: Buffer, data: &[u8], cap: usize) {
         let i = match self.bufs.iter().position(|(k, _)| *k == b) {
             Some(i) => i,

@@ -272,6 +272,13 @@ fn response_headers(st: &mut HttpState, block: &[u8]) {
     let line_end = block.iter().position(|c| *c == b'\n').unwrap_or(block.len());
     let line = trim(&block[..line_end]).to_vec();
     let mut body = body_of(resp.headers);
+    // like libhtp: chunked transfer coding is not honoured on an HTTP/1.0 response
+    if resp.version == Some(0) && matches!(body, Body::Chunked(_)) {
+        body = match header_value(resp.headers, "content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok()) {
+            Some(n) if n > 0 => Body::Length(n),
+            _ => Body::UntilClose,
+        };
+    }
     if body == Body::None && header_value(resp.headers, "content-length").is_none() && !(code < 200 || code == 204 || code == 304) {
         body = Body::UntilClose;
     }
@@ -294,6 +301,9 @@ fn response_headers(st: &mut HttpState, block: &[u8]) {
         tx.set_response_header(b, v);
     }
     tx.set_response_header(Buffer::HttpHeaderRaw, raw_headers);
+    if let Some(enc) = header_value(resp.headers, "content-encoding") {
+        tx.set_encoding(enc);
+    }
     if body == Body::None {
         tx.response_done = true;
     }
@@ -355,8 +365,10 @@ fn body_bytes(st: &mut HttpState, request: bool, data: &[u8]) -> usize {
                             Some(n) => Body::Chunked(Chunk::Data(n)),
                             None if l.is_empty() => Body::Chunked(Chunk::Size),
                             None => {
-                                side.failed = true;
-                                Body::None
+                                // not chunked after all: what follows is the body itself
+                                // (the line just read included)
+                                out.push((used - nl - 1, used));
+                                Body::UntilClose
                             }
                         }
                     }
@@ -377,7 +389,11 @@ fn body_bytes(st: &mut HttpState, request: bool, data: &[u8]) -> usize {
             if before + (e - s) > MAX_BODY_BYTES {
                 st.counters.body_truncated += 1;
             }
-            tx.append(target, &data[s..e], MAX_BODY_BYTES);
+            if request {
+                tx.append(target, &data[s..e], MAX_BODY_BYTES);
+            } else {
+                tx.append_body(&data[s..e], MAX_BODY_BYTES);
+            }
         }
         if done && !request {
             tx.response_done = true;

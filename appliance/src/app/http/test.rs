@@ -51,3 +51,26 @@ fn garbage_and_bounds() {
         st.feed(true, &b"GET /x HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"[..n.min(55)]);
     }
 }
+
+#[test]
+fn gzip_and_deflate_bodies_are_decoded() {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR").unwrap();
+    let body = gz.finish().unwrap();
+    let mut st = HttpState::default();
+    st.feed(true, b"GET /e HTTP/1.1\r\n\r\n");
+    st.feed(false, format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+    for c in body.chunks(7) {
+        st.feed(false, c);
+    }
+    assert!(st.txs[0].get(Buffer::FileData).unwrap().ends_with(b"$EICAR"));
+    let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    d.write_all(b"raw deflate body").unwrap();
+    let body = d.finish().unwrap();
+    let mut st = HttpState::default();
+    st.feed(true, b"GET /d HTTP/1.1\r\n\r\n");
+    st.feed(false, format!("HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+    st.feed(false, &body);
+    assert_eq!(st.txs[0].get(Buffer::FileData), Some(&b"raw deflate body"[..]));
+}
