@@ -146,6 +146,44 @@ fn body_of(headers: &[httparse::Header<'_>]) -> Body {
     }
 }
 
+/// Rewrite an odd first line (`HTTP/1.01`, `HTTP/1.10`, tabs, …) into one httparse takes:
+/// servers and clients tolerate these, so an inspector must too. `request` selects the
+/// line's layout; returns the rewritten block.
+fn tolerant_first_line(block: &[u8], request: bool) -> Option<Vec<u8>> {
+    let nl = block.iter().position(|c| *c == b'\n')?;
+    let line = trim(&block[..nl]);
+    let parts: Vec<&[u8]> = line.split(|c| *c == b' ' || *c == b'\t').filter(|p| !p.is_empty()).collect();
+    let mut out = Vec::with_capacity(block.len() + 8);
+    if request {
+        let (m, u) = (parts.first()?, parts.get(1)?);
+        out.extend_from_slice(m);
+        out.push(b' ');
+        out.extend_from_slice(u);
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+    } else {
+        let proto = parts.first()?;
+        if !proto.to_ascii_uppercase().starts_with(b"HTTP/") {
+            return None;
+        }
+        let code = parts.get(1)?;
+        if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        out.extend_from_slice(if proto.starts_with(b"HTTP/1.0") && proto.len() == 8 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+        out.extend_from_slice(code);
+        out.push(b' ');
+        for (i, p) in parts.iter().skip(2).enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(p);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&block[nl + 1..]);
+    Some(out)
+}
+
 /// Feed request-direction bytes.
 pub fn feed_request(st: &mut HttpState, mut data: &[u8]) {
     while !data.is_empty() && !st.req.failed {
@@ -179,12 +217,24 @@ fn request_headers(st: &mut HttpState, block: &[u8]) {
     if block.is_empty() {
         return;
     }
+    let fixed;
+    let mut block = block;
     let mut hs = [httparse::EMPTY_HEADER; 96];
     let mut req = httparse::Request::new(&mut hs);
-    let parsed = httparse::ParserConfig::default()
-        .allow_multiple_spaces_in_request_line_delimiters(true)
-        .ignore_invalid_headers_in_requests(true)
-        .parse_request(&mut req, block);
+    let cfg = {
+        let mut c = httparse::ParserConfig::default();
+        c.allow_multiple_spaces_in_request_line_delimiters(true).ignore_invalid_headers_in_requests(true);
+        c
+    };
+    let mut parsed = cfg.parse_request(&mut req, block);
+    if parsed.is_err() {
+        if let Some(f) = tolerant_first_line(block, true) {
+            fixed = f;
+            block = &fixed;
+            req = httparse::Request::new(&mut hs);
+            parsed = cfg.parse_request(&mut req, block);
+        }
+    }
     let Ok(httparse::Status::Complete(hlen)) = parsed else {
         st.req.failed = true;
         st.counters.parse_errors += 1;
@@ -256,12 +306,24 @@ fn response_headers(st: &mut HttpState, block: &[u8]) {
     if block.is_empty() {
         return;
     }
+    let fixed;
+    let mut block = block;
     let mut hs = [httparse::EMPTY_HEADER; 96];
     let mut resp = httparse::Response::new(&mut hs);
-    let parsed = httparse::ParserConfig::default()
-        .allow_spaces_after_header_name_in_responses(true)
-        .allow_obsolete_multiline_headers_in_responses(true)
-        .parse_response(&mut resp, block);
+    let cfg = {
+        let mut c = httparse::ParserConfig::default();
+        c.allow_spaces_after_header_name_in_responses(true).allow_obsolete_multiline_headers_in_responses(true);
+        c
+    };
+    let mut parsed = cfg.parse_response(&mut resp, block);
+    if parsed.is_err() {
+        if let Some(f) = tolerant_first_line(block, false) {
+            fixed = f;
+            block = &fixed;
+            resp = httparse::Response::new(&mut hs);
+            parsed = cfg.parse_response(&mut resp, block);
+        }
+    }
     let Ok(httparse::Status::Complete(hlen)) = parsed else {
         st.resp.failed = true;
         st.counters.parse_errors += 1;
