@@ -101,12 +101,14 @@ pub struct Worker {
     pub reassembly: ReassemblyCounters,
     /// Benchmarks only: record what detection scans.
     pub tap: Option<ScanTap>,
+    /// Some rule inspects an HTTP body: bodies are kept (and decompressed).
+    keep_bodies: bool,
 }
 
 impl Worker {
     pub fn new(rs: Arc<Ruleset>, cfg: WorkerConfig) -> Result<Worker, String> {
         Ok(Worker {
-            det: Detector::new(rs, cfg.prevent)?,
+            det: Detector::new(Arc::clone(&rs), cfg.prevent)?,
             flows: FlowTable::new(cfg.flow),
             defrag: defrag::Defrag::new(cfg.defrag),
             verdict: Verdict::default(),
@@ -115,6 +117,7 @@ impl Worker {
             counters: WorkerCounters::default(),
             reassembly: ReassemblyCounters::default(),
             tap: None,
+            keep_bodies: rs.uses(rules::ast::Buffer::FileData) || rs.uses(rules::ast::Buffer::HttpRequestBody),
             cfg,
         })
     }
@@ -228,8 +231,14 @@ impl Worker {
         if tracked && flow.app_proto == Some(AppProto::Http) {
             let st = &flow.streams[dir.idx()];
             if let Some((w, n)) = st.window() {
-                let http = flow.http.get_or_insert_with(Default::default);
+                let keep = self.keep_bodies;
+                let http = flow.http.get_or_insert_with(|| Box::new(crate::app::http::HttpState::new(keep)));
                 http.feed(dir == Dir::ToServer, &w[n..]);
+            }
+            if let (Some(h), L4::Tcp { flags, .. }) = (flow.http.as_mut(), p.l4) {
+                if flags & (decode::tcp_flags::FIN | decode::tcp_flags::RST) != 0 {
+                    h.closing(dir == Dir::ToServer);
+                }
             }
         }
         let mut v = std::mem::take(&mut self.verdict);
@@ -258,6 +267,8 @@ impl Worker {
                 for t in h.txs.iter_mut() {
                     t.dirty = false;
                 }
+                // a transaction whose response is complete and inspected is finished
+                h.txs.retain(|t| !t.response_done);
             }
             if tracked {
                 st.consume();

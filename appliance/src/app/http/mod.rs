@@ -14,9 +14,12 @@ pub use parser::normalize_uri;
 /// Header block larger than this is not HTTP we inspect.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Body bytes kept per transaction and direction.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// (Suricata's default request/response body limit is 100 KiB.)
+pub const MAX_BODY_BYTES: usize = 100 * 1024;
 /// Transactions kept per flow (pipelining).
 pub const MAX_TXS: usize = 16;
+/// A growing body is inspected again after this many more bytes.
+pub const INSPECT_STEP: usize = MAX_BODY_BYTES;
 
 /// One request/response pair and its buffers.
 #[derive(Debug, Default)]
@@ -109,6 +112,9 @@ impl Tx {
     /// compressed (output bounded by `cap`).
     pub(crate) fn append_body(&mut self, data: &[u8], cap: usize) {
         use std::io::Write;
+        if self.decoder.is_some() && self.get(Buffer::FileData).map_or(0, |b| b.len()) >= cap {
+            return;
+        }
         let Some(dec) = self.decoder.as_mut() else {
             self.append(Buffer::FileData, data, cap);
             return;
@@ -119,16 +125,15 @@ impl Tx {
                 *dec = Decoder::Deflate(flate2::write::DeflateDecoder::new(Vec::new()));
             }
         }
+        // new output is moved out of the decoder, so nothing is copied twice
         let (ok, out) = match dec {
-            Decoder::Gzip(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), d.get_ref().clone()),
-            Decoder::Zlib(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), d.get_ref().clone()),
-            Decoder::Deflate(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), d.get_ref().clone()),
+            Decoder::Gzip(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), std::mem::take(d.get_mut())),
+            Decoder::Zlib(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), std::mem::take(d.get_mut())),
+            Decoder::Deflate(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), std::mem::take(d.get_mut())),
             Decoder::Failed => (false, Vec::new()),
         };
         if ok {
-            let mut out = out;
-            out.truncate(cap);
-            self.set(Buffer::FileData, out);
+            self.append(Buffer::FileData, &out, cap);
         } else {
             if !matches!(dec, Decoder::Failed) {
                 *dec = Decoder::Failed;
@@ -148,7 +153,8 @@ impl Tx {
         let v = &mut self.bufs[i].1;
         let room = cap.saturating_sub(v.len());
         v.extend_from_slice(&data[..data.len().min(room)]);
-        self.dirty = true;
+        // bodies are inspected when complete, full, or every INSPECT_STEP bytes — not
+        // on every segment (the caller marks completion)
     }
 }
 
@@ -169,10 +175,17 @@ pub struct HttpState {
     req: parser::Side,
     resp: parser::Side,
     pub counters: HttpCounters,
+    /// Keep body bytes at all (some rule inspects a body buffer).
+    pub keep_bodies: bool,
 }
 
 impl HttpState {
     /// Feed new in-order bytes of one direction.
+    /// A state that keeps bodies only when a rule inspects them.
+    pub fn new(keep_bodies: bool) -> HttpState {
+        HttpState { keep_bodies, ..Default::default() }
+    }
+
     pub fn feed(&mut self, to_server: bool, data: &[u8]) {
         if to_server {
             parser::feed_request(self, data);
@@ -187,6 +200,16 @@ impl HttpState {
     /// The transactions detection should look at (changed since last time).
     pub fn dirty(&self) -> impl Iterator<Item = usize> + '_ {
         self.txs.iter().enumerate().filter(|(_, t)| t.dirty).map(|(i, _)| i)
+    }
+
+    /// The connection is closing in one direction: a body that runs until close is done.
+    pub fn closing(&mut self, to_server: bool) {
+        if !to_server {
+            if let Some(t) = self.txs.iter_mut().rev().find(|t| t.response_started && !t.response_done) {
+                t.response_done = true;
+                t.dirty = true;
+            }
+        }
     }
 
     fn new_tx(&mut self) -> &mut Tx {

@@ -445,7 +445,11 @@ fn body_bytes(st: &mut HttpState, request: bool, data: &[u8]) -> usize {
             }
         }
     }
+    if !st.keep_bodies {
+        out.clear();
+    }
     if let Some(tx) = st.txs.iter_mut().find(|t| t.id == tx_id) {
+        let before_all = tx.get(target).map_or(0, |b| b.len());
         for (s, e) in out {
             let before = tx.get(target).map_or(0, |b| b.len());
             if before + (e - s) > MAX_BODY_BYTES {
@@ -459,6 +463,12 @@ fn body_bytes(st: &mut HttpState, request: bool, data: &[u8]) -> usize {
         }
         if done && !request {
             tx.response_done = true;
+        }
+        let after = tx.get(target).map_or(0, |b| b.len());
+        let stepped = after / super::INSPECT_STEP != before_all / super::INSPECT_STEP;
+        let full = after >= MAX_BODY_BYTES && before_all < MAX_BODY_BYTES;
+        if done || stepped || full {
+            tx.dirty = true;
         }
     }
     used.max(1).min(data.len())

@@ -2,7 +2,7 @@ use super::*;
 
 #[test]
 fn request_and_response_buffers() {
-    let mut st = HttpState::default();
+    let mut st = HttpState::new(true);
     st.feed(true, b"GET /a/./b/../c%2ephp?x=1 HTTP/1.1\r\nHost: Example.COM:8080\r\nUser-Agent: evil/1.0\r\nCookie: s=1\r\n\r\n");
     let tx = &st.txs[0];
     assert!(tx.request_done);
@@ -26,7 +26,7 @@ fn request_and_response_buffers() {
 
 #[test]
 fn pipelining_and_bodies() {
-    let mut st = HttpState::default();
+    let mut st = HttpState::new(true);
     st.feed(true, b"POST /up HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcdGET /next HTTP/1.1\r\n\r\n");
     assert_eq!(st.txs.len(), 2);
     assert_eq!(st.txs[0].get(Buffer::HttpRequestBody), Some(&b"abcd"[..]));
@@ -38,16 +38,16 @@ fn pipelining_and_bodies() {
 
 #[test]
 fn garbage_and_bounds() {
-    let mut st = HttpState::default();
+    let mut st = HttpState::new(true);
     st.feed(true, &vec![b'A'; MAX_HEADER_BYTES * 2]);
     assert!(st.txs.is_empty());
-    let mut st = HttpState::default();
+    let mut st = HttpState::new(true);
     st.feed(true, b"GET / HTTP/1.1\r\n\r\n");
     st.feed(false, b"HTTP/1.1 200 OK\r\n\r\n");
     st.feed(false, &vec![b'x'; MAX_BODY_BYTES * 2]);
     assert_eq!(st.txs[0].get(Buffer::FileData).map(|b| b.len()), Some(MAX_BODY_BYTES));
     for n in 0..40 {
-        let mut st = HttpState::default();
+        let mut st = HttpState::new(true);
         st.feed(true, &b"GET /x HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"[..n.min(55)]);
     }
 }
@@ -58,7 +58,7 @@ fn gzip_and_deflate_bodies_are_decoded() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR").unwrap();
     let body = gz.finish().unwrap();
-    let mut st = HttpState::default();
+    let mut st = HttpState::new(true);
     st.feed(true, b"GET /e HTTP/1.1\r\n\r\n");
     st.feed(false, format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
     for c in body.chunks(7) {
@@ -68,7 +68,7 @@ fn gzip_and_deflate_bodies_are_decoded() {
     let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     d.write_all(b"raw deflate body").unwrap();
     let body = d.finish().unwrap();
-    let mut st = HttpState::default();
+    let mut st = HttpState::new(true);
     st.feed(true, b"GET /d HTTP/1.1\r\n\r\n");
     st.feed(false, format!("HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
     st.feed(false, &body);
