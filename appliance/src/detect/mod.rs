@@ -50,6 +50,8 @@ pub struct Verdict {
     pub hits: Vec<Hit>,
     /// (transaction id, rule) pairs that matched on an HTTP transaction.
     pub tx_hits: Vec<(u64, u32)>,
+    /// Prefilter results per (transaction, buffer, direction, length) to remember.
+    pub tx_cache: Vec<(u64, Buffer, bool, usize, Vec<u32>)>,
     /// Prevent mode: a drop/reject rule matched.
     pub drop: bool,
     pub reject: bool,
@@ -63,6 +65,7 @@ impl Verdict {
     pub fn clear(&mut self) {
         self.hits.clear();
         self.tx_hits.clear();
+        self.tx_cache.clear();
         self.drop = false;
         self.reject = false;
         self.pass = false;
@@ -230,7 +233,15 @@ impl Detector {
                 for i in 0..self.http_buffers.len() {
                     let b = self.http_buffers[i];
                     if let Some(data) = tx.get_dir(b, to_client) {
-                        rs.prefilter(b, data, &mut self.scratch, &mut self.cand);
+                        // a buffer that has not changed since it was last scanned on this
+                        // transaction gives the same candidates: reuse them
+                        if let Some(c) = tx.cached(b, to_client, data.len()) {
+                            self.cand.extend_from_slice(c);
+                        } else {
+                            let start = self.cand.len();
+                            rs.prefilter(b, data, &mut self.scratch, &mut self.cand);
+                            v.tx_cache.push((tx.id, b, to_client, data.len(), self.cand[start..].to_vec()));
+                        }
                         self.cand.extend_from_slice(rs.unfiltered(b));
                     }
                 }

@@ -264,6 +264,11 @@ impl Worker {
                         t.alerted.push(*rule);
                     }
                 }
+                for (txid, b, dir, len, cands) in v.tx_cache.drain(..) {
+                    if let Some(t) = h.txs.iter_mut().find(|t| t.id == txid) {
+                        t.remember(b, dir, len, cands);
+                    }
+                }
                 for t in h.txs.iter_mut() {
                     t.dirty = false;
                 }

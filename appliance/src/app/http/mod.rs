@@ -40,6 +40,8 @@ pub struct Tx {
     pub dirty: bool,
     /// Decoder of a compressed response body (gzip / deflate), fed as bytes arrive.
     decoder: Option<Decoder>,
+    /// Prefilter candidates of buffers already scanned: (buffer, direction, length, rules).
+    scan_cache: Vec<(Buffer, bool, usize, Vec<u32>)>,
 }
 
 /// Incremental decompression into a bounded output.
@@ -72,6 +74,17 @@ fn per_direction(b: Buffer) -> bool {
 }
 
 impl Tx {
+    /// Candidates remembered for a buffer of this length.
+    pub fn cached(&self, b: Buffer, to_client: bool, len: usize) -> Option<&[u32]> {
+        self.scan_cache.iter().find(|(k, d, l, _)| *k == b && *d == to_client && *l == len).map(|(_, _, _, c)| c.as_slice())
+    }
+
+    /// Remember the candidates of a scanned buffer.
+    pub fn remember(&mut self, b: Buffer, to_client: bool, len: usize, cands: Vec<u32>) {
+        self.scan_cache.retain(|(k, d, _, _)| !(*k == b && *d == to_client));
+        self.scan_cache.push((b, to_client, len, cands));
+    }
+
     /// A buffer as seen from one direction.
     pub fn get_dir(&self, b: Buffer, to_client: bool) -> Option<&[u8]> {
         if to_client && per_direction(b) {
