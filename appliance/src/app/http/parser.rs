@@ -185,27 +185,45 @@ fn tolerant_first_line(block: &[u8], request: bool) -> Option<Vec<u8>> {
 }
 
 /// Feed request-direction bytes.
-pub fn feed_request(st: &mut HttpState, mut data: &[u8]) {
-    while !data.is_empty() && !st.req.failed {
-        if st.req.body != Body::None {
-            let used = body_bytes(st, true, data);
+pub fn feed_request(st: &mut HttpState, data: &[u8]) {
+    feed(st, true, data)
+}
+
+/// Feed response-direction bytes.
+pub fn feed_response(st: &mut HttpState, data: &[u8]) {
+    feed(st, false, data)
+}
+
+/// Header blocks and bodies of one direction, as bytes arrive.
+fn feed(st: &mut HttpState, request: bool, mut data: &[u8]) {
+    loop {
+        let side = if request { &mut st.req } else { &mut st.resp };
+        if data.is_empty() || side.failed {
+            return;
+        }
+        if side.body != Body::None {
+            let used = body_bytes(st, request, data);
             data = &data[used..];
             continue;
         }
-        let before = st.req.buf.len();
+        let before = side.buf.len();
         let take = data.len().min(MAX_HEADER_BYTES + 4 - before.min(MAX_HEADER_BYTES));
-        st.req.buf.extend_from_slice(&data[..take]);
-        let Some(end) = header_end(&st.req.buf) else {
-            if st.req.buf.len() >= MAX_HEADER_BYTES {
-                st.req.failed = true;
+        side.buf.extend_from_slice(&data[..take]);
+        let Some(end) = header_end(&side.buf) else {
+            if side.buf.len() >= MAX_HEADER_BYTES {
+                side.failed = true;
                 st.counters.parse_errors += 1;
             }
             return;
         };
         // bytes of `data` after the header block
         let consumed = end - before;
-        let block = std::mem::take(&mut st.req.buf);
-        request_headers(st, &block[..end]);
+        let block = std::mem::take(&mut side.buf);
+        if request {
+            request_headers(st, &block[..end]);
+        } else {
+            response_headers(st, &block[..end]);
+        }
         data = &data[consumed.min(data.len())..];
     }
 }
@@ -273,31 +291,6 @@ fn request_headers(st: &mut HttpState, block: &[u8]) {
     let id = tx.id;
     st.req.body = body;
     st.req.tx = id;
-}
-
-/// Feed response-direction bytes.
-pub fn feed_response(st: &mut HttpState, mut data: &[u8]) {
-    while !data.is_empty() && !st.resp.failed {
-        if st.resp.body != Body::None {
-            let used = body_bytes(st, false, data);
-            data = &data[used..];
-            continue;
-        }
-        let before = st.resp.buf.len();
-        let take = data.len().min(MAX_HEADER_BYTES + 4 - before.min(MAX_HEADER_BYTES));
-        st.resp.buf.extend_from_slice(&data[..take]);
-        let Some(end) = header_end(&st.resp.buf) else {
-            if st.resp.buf.len() >= MAX_HEADER_BYTES {
-                st.resp.failed = true;
-                st.counters.parse_errors += 1;
-            }
-            return;
-        };
-        let consumed = end - before;
-        let block = std::mem::take(&mut st.resp.buf);
-        response_headers(st, &block[..end]);
-        data = &data[consumed.min(data.len())..];
-    }
 }
 
 fn response_headers(st: &mut HttpState, block: &[u8]) {
