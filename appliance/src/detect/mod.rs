@@ -98,7 +98,9 @@ struct Meta {
 
 /// The detection engine of one worker.
 pub struct Detector {
-    rs: Arc<Ruleset>,
+    /// The shared ruleset; moved out (not cloned) while a packet is inspected, so no
+    /// reference count shared by workers is touched per packet.
+    rs: Option<Arc<Ruleset>>,
     scratch: Scratch,
     meta: Vec<Meta>,
     cand: Vec<u32>,
@@ -171,7 +173,7 @@ impl Detector {
             .collect();
         Ok(Detector {
             http_buffers,
-            rs,
+            rs: Some(rs),
             scratch,
             meta,
             cand: Vec::with_capacity(256),
@@ -184,13 +186,18 @@ impl Detector {
     }
 
     pub fn ruleset(&self) -> &Arc<Ruleset> {
-        &self.rs
+        self.rs.as_ref().expect("the ruleset is only moved out during inspect")
     }
 
     /// Inspect one packet. `flow` is the packet's flow when it has one.
-    pub fn inspect(&mut self, inp: &Input<'_, '_>, mut flow: Option<&mut Flow>, v: &mut Verdict) {
+    pub fn inspect(&mut self, inp: &Input<'_, '_>, flow: Option<&mut Flow>, v: &mut Verdict) {
         v.clear();
-        let rs = Arc::clone(&self.rs);
+        let Some(rs) = self.rs.take() else { return };
+        self.inspect_with(&rs, inp, flow, v);
+        self.rs = Some(rs);
+    }
+
+    fn inspect_with(&mut self, rs: &Arc<Ruleset>, inp: &Input<'_, '_>, mut flow: Option<&mut Flow>, v: &mut Verdict) {
         self.cand.clear();
         self.cand.extend_from_slice(&rs.packet_only);
         if inp.first_in_dir {
@@ -220,7 +227,7 @@ impl Detector {
             }
         }
         if !self.cand.is_empty() {
-            self.run_candidates(&rs, inp, None, &mut flow, v);
+            self.run_candidates(rs, inp, None, &mut flow, v);
         }
         if v.pass {
             return;
@@ -247,7 +254,7 @@ impl Detector {
                 }
                 self.cand.retain(|r| !tx.alerted.contains(r));
                 if !self.cand.is_empty() {
-                    self.run_candidates(&rs, inp, Some(tx), &mut flow, v);
+                    self.run_candidates(rs, inp, Some(tx), &mut flow, v);
                 }
                 if v.pass {
                     return;
