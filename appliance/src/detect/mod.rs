@@ -251,6 +251,13 @@ impl Detector {
                         }
                         self.cand.extend_from_slice(rs.unfiltered(b));
                     }
+                    if b == Buffer::FileData && !tx.alt_bodies.is_empty() {
+                        // other readings of an odd response
+                        for alt in &tx.alt_bodies {
+                            rs.prefilter(b, alt, &mut self.scratch, &mut self.cand);
+                        }
+                        self.cand.extend_from_slice(rs.unfiltered(b));
+                    }
                 }
                 self.cand.retain(|r| !tx.alerted.contains(r));
                 if !self.cand.is_empty() {
@@ -389,9 +396,10 @@ impl Detector {
                         !p.payload.is_empty() && inspect_new(steps, p.payload, &mut vars, 0)
                     }
                 }
-                b => match hdr_buffer(p, *b).or_else(|| tx.and_then(|t| t.get_dir(*b, inp.dir == Dir::ToClient))) {
+                b => match hdr_buffer(p, *b) {
                     Some(data) => inspect_new(steps, data, &mut vars, 0),
-                    None => false,
+                    // any instance of an application buffer
+                    None => tx.is_some_and(|t| t.instances(*b, inp.dir == Dir::ToClient).any(|d| inspect_new(steps, d, &mut vars, 0))),
                 },
             };
             if !ok {

@@ -273,7 +273,7 @@ impl Worker {
                     t.dirty = false;
                 }
                 // a transaction whose response is complete and inspected is finished
-                h.txs.retain(|t| !t.response_done);
+                h.retire_done();
             }
             if tracked {
                 st.consume();

@@ -5,6 +5,7 @@
 //! Bounded everywhere: header blocks, bodies, transactions per flow. Anomalies stop the
 //! parser for that direction (counted) rather than abort anything.
 
+pub mod evasion;
 mod parser;
 
 use rules::ast::Buffer;
@@ -42,11 +43,18 @@ pub struct Tx {
     decoder: Option<Decoder>,
     /// Prefilter candidates of buffers already scanned: (buffer, direction, length, rules).
     scan_cache: Vec<(Buffer, bool, usize, Vec<u32>)>,
+    /// Other plausible readings of an odd response's body (see [`evasion`]): more
+    /// instances of `file.data`.
+    pub alt_bodies: Vec<Vec<u8>>,
+    /// An odd response is still being copied raw; the transaction stays until its
+    /// alternate bodies were inspected.
+    pub pending_alt: bool,
 }
 
 /// Incremental decompression into a bounded output.
 pub(crate) enum Decoder {
-    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    /// Collecting a gzip member header (parsed leniently, see [`evasion::gzip_body`]).
+    GzipHeader(Vec<u8>),
     Zlib(flate2::write::ZlibDecoder<Vec<u8>>),
     Deflate(flate2::write::DeflateDecoder<Vec<u8>>),
     /// Undecodable: the raw bytes are kept instead.
@@ -57,6 +65,19 @@ impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Decoder")
     }
+}
+
+/// Feed a decompressor; bytes after the end of the compressed stream (a gzip trailer,
+/// padding) are ignored. False on a decoding error.
+fn write_until_end(d: &mut impl std::io::Write, mut data: &[u8]) -> bool {
+    while !data.is_empty() {
+        match d.write(data) {
+            Ok(0) => break,
+            Ok(n) => data = &data[n..],
+            Err(_) => return false,
+        }
+    }
+    d.flush().is_ok()
 }
 
 /// Buffers that exist in both directions: a to_client rule sees the response's.
@@ -92,6 +113,12 @@ impl Tx {
         }
         self.get(b)
     }
+    /// Every instance of a buffer: the parsed one, then for `file.data` the alternate
+    /// readings of an odd response.
+    pub fn instances(&self, b: Buffer, to_client: bool) -> impl Iterator<Item = &[u8]> {
+        let alts: &[Vec<u8>] = if b == Buffer::FileData { &self.alt_bodies } else { &[] };
+        self.get_dir(b, to_client).into_iter().chain(alts.iter().map(|v| v.as_slice()))
+    }
     pub fn get(&self, b: Buffer) -> Option<&[u8]> {
         self.bufs.iter().find(|(k, _)| *k == b).map(|(_, v)| v.as_slice())
     }
@@ -115,7 +142,7 @@ impl Tx {
         let e = enc.to_ascii_lowercase();
         let e = e.split(|c| *c == b',').next_back().map(|s| s.trim_ascii()).unwrap_or(b"");
         self.decoder = match e {
-            b"gzip" | b"x-gzip" => Some(Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new()))),
+            b"gzip" | b"x-gzip" => Some(Decoder::GzipHeader(Vec::new())),
             b"deflate" => Some(Decoder::Zlib(flate2::write::ZlibDecoder::new(Vec::new()))),
             _ => None,
         };
@@ -124,7 +151,6 @@ impl Tx {
     /// Append response body bytes to `file.data`, decompressing when the response is
     /// compressed (output bounded by `cap`).
     pub(crate) fn append_body(&mut self, data: &[u8], cap: usize) {
-        use std::io::Write;
         if self.decoder.is_some() && self.get(Buffer::FileData).map_or(0, |b| b.len()) >= cap {
             return;
         }
@@ -132,6 +158,29 @@ impl Tx {
             self.append(Buffer::FileData, data, cap);
             return;
         };
+        let mut data = data;
+        let hdr;
+        if let Decoder::GzipHeader(h) = dec {
+            h.extend_from_slice(&data[..data.len().min(1024)]);
+            match evasion::gzip_body(h) {
+                Some(rest) => {
+                    hdr = rest.to_vec();
+                    data = &hdr;
+                    *dec = Decoder::Deflate(flate2::write::DeflateDecoder::new(Vec::new()));
+                }
+                // not gzip after all: keep the bytes as they are
+                None if h.len() >= 10 && !h.starts_with(b"\x1f\x8b") => {
+                    hdr = std::mem::take(h);
+                    data = &hdr;
+                    *dec = Decoder::Failed;
+                }
+                None if h.len() > 1024 => {
+                    *dec = Decoder::Failed;
+                    return;
+                }
+                None => return,
+            }
+        }
         // a zlib stream that does not start like one is raw deflate
         if let Decoder::Zlib(z) = dec {
             if z.get_ref().is_empty() && z.total_in() == 0 && data.first().is_some_and(|b| b & 0x0f != 8) {
@@ -140,9 +189,9 @@ impl Tx {
         }
         // new output is moved out of the decoder, so nothing is copied twice
         let (ok, out) = match dec {
-            Decoder::Gzip(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), std::mem::take(d.get_mut())),
-            Decoder::Zlib(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), std::mem::take(d.get_mut())),
-            Decoder::Deflate(d) => (d.write_all(data).and_then(|_| d.flush()).is_ok(), std::mem::take(d.get_mut())),
+            Decoder::GzipHeader(_) => (true, Vec::new()),
+            Decoder::Zlib(d) => (write_until_end(d, data), std::mem::take(d.get_mut())),
+            Decoder::Deflate(d) => (write_until_end(d, data), std::mem::take(d.get_mut())),
             Decoder::Failed => (false, Vec::new()),
         };
         if ok {
@@ -177,6 +226,8 @@ pub struct HttpCounters {
     pub requests: u64,
     pub responses: u64,
     pub parse_errors: u64,
+    /// Responses read a second way because their header block was odd.
+    pub odd_responses: u64,
     pub body_truncated: u64,
 }
 
@@ -218,11 +269,17 @@ impl HttpState {
     /// The connection is closing in one direction: a body that runs until close is done.
     pub fn closing(&mut self, to_server: bool) {
         if !to_server {
+            parser::response_closing(self);
             if let Some(t) = self.txs.iter_mut().rev().find(|t| t.response_started && !t.response_done) {
                 t.response_done = true;
                 t.dirty = true;
             }
         }
+    }
+
+    /// Drop the transactions that are complete and were inspected.
+    pub fn retire_done(&mut self) {
+        self.txs.retain(|t| !t.response_done || t.pending_alt);
     }
 
     fn new_tx(&mut self) -> &mut Tx {

@@ -31,12 +31,98 @@ pub struct Side {
     /// Transaction (by id) the current body belongs to.
     tx: u64,
     failed: bool,
+    /// Raw copy of an odd response and what follows it (responses only; bounded), for
+    /// the second reading of [`super::evasion`].
+    raw: Option<Vec<u8>>,
+    raw_tx: u64,
 }
+
+/// Bytes of an odd response kept raw.
+const MAX_RAW: usize = MAX_HEADER_BYTES + MAX_BODY_BYTES;
 
 const MAX_CHUNK_LINE: usize = 1024;
 
+/// End of the header block: the first empty line, lines ending in LF or CRLF.
 fn header_end(b: &[u8]) -> Option<usize> {
-    memchr::memmem::find(b, b"\r\n\r\n").map(|i| i + 4).or_else(|| memchr::memmem::find(b, b"\n\n").map(|i| i + 2))
+    memchr::memchr_iter(b'\n', b).find_map(|i| match b.get(i + 1..i + 3) {
+        Some([b'\n', _]) | Some([b'\n']) => Some(i + 2),
+        Some([b'\r', b'\n']) => Some(i + 3),
+        None if b.get(i + 1) == Some(&b'\n') => Some(i + 2),
+        _ => None,
+    })
+}
+
+/// The start of a response direction's message does not look like HTTP (an HTTP/0.9
+/// reply, garbage, another protocol): needs `n` bytes to tell.
+fn not_http_start(buf: &[u8]) -> bool {
+    let s = buf.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(buf.len());
+    let b = &buf[s..];
+    b.len() >= 5 && !b[..5].eq_ignore_ascii_case(b"HTTP/")
+}
+
+/// Start keeping the raw bytes of an odd response for transaction `tx`.
+fn start_raw(st: &mut HttpState, tx: u64, first: &[u8], rest: &[u8]) {
+    if !st.keep_bodies || st.resp.raw.is_some() {
+        return;
+    }
+    let mut raw = Vec::with_capacity((first.len() + rest.len()).min(MAX_RAW));
+    raw.extend_from_slice(&first[..first.len().min(MAX_RAW)]);
+    raw.extend_from_slice(&rest[..rest.len().min(MAX_RAW - raw.len())]);
+    st.resp.raw = Some(raw);
+    st.resp.raw_tx = tx;
+    st.counters.odd_responses += 1;
+    if let Some(t) = st.txs.iter_mut().find(|t| t.id == tx) {
+        t.pending_alt = true;
+    }
+}
+
+/// Append to the raw copy; once full it is read.
+fn raw_append(st: &mut HttpState, data: &[u8]) {
+    let Some(raw) = st.resp.raw.as_mut() else { return };
+    let room = MAX_RAW - raw.len().min(MAX_RAW);
+    raw.extend_from_slice(&data[..data.len().min(room)]);
+    if raw.len() >= MAX_RAW {
+        finish_raw(st);
+    }
+}
+
+/// The response direction closes: a header block that never ended is odd too (clients
+/// take lines of blanks or bare CRs as its end); then the raw copy is read.
+pub(super) fn response_closing(st: &mut HttpState) {
+    if st.resp.raw.is_none() && !st.resp.buf.is_empty() && st.keep_bodies {
+        let first = std::mem::take(&mut st.resp.buf);
+        let i = response_tx(st);
+        st.txs[i].response_started = true;
+        let id = st.txs[i].id;
+        start_raw(st, id, &first, &[]);
+    }
+    finish_raw(st);
+}
+
+/// Derive the alternate bodies of the odd response kept raw.
+fn finish_raw(st: &mut HttpState) {
+    let Some(raw) = st.resp.raw.take() else { return };
+    let id = st.resp.raw_tx;
+    let Some(tx) = st.txs.iter_mut().find(|t| t.id == id) else { return };
+    let mut alts = super::evasion::alternate_bodies(&raw, MAX_BODY_BYTES);
+    let primary = tx.get(Buffer::FileData);
+    alts.retain(|a| Some(a.as_slice()) != primary);
+    tx.alt_bodies = alts;
+    tx.pending_alt = false;
+    tx.response_started = true;
+    tx.response_done = true;
+    tx.dirty = true;
+}
+
+/// Transaction for a response: the oldest request still without one, else a new one.
+fn response_tx(st: &mut HttpState) -> usize {
+    match st.txs.iter().position(|t| t.request_done && !t.response_started) {
+        Some(i) => i,
+        None => {
+            st.new_tx();
+            st.txs.len() - 1
+        }
+    }
 }
 
 /// Percent-decode and remove dot segments from the path (libhtp-like normalization).
@@ -196,6 +282,9 @@ pub fn feed_response(st: &mut HttpState, data: &[u8]) {
 
 /// Header blocks and bodies of one direction, as bytes arrive.
 fn feed(st: &mut HttpState, request: bool, mut data: &[u8]) {
+    if !request {
+        raw_append(st, data);
+    }
     loop {
         let side = if request { &mut st.req } else { &mut st.resp };
         if data.is_empty() || side.failed {
@@ -209,6 +298,19 @@ fn feed(st: &mut HttpState, request: bool, mut data: &[u8]) {
         let before = side.buf.len();
         let take = data.len().min(MAX_HEADER_BYTES + 4 - before.min(MAX_HEADER_BYTES));
         side.buf.extend_from_slice(&data[..take]);
+        if !request && not_http_start(&side.buf) {
+            // not an HTTP response: kept raw for the second reading, the parser stops
+            let first = std::mem::take(&mut side.buf);
+            side.failed = true;
+            st.counters.parse_errors += 1;
+            let i = response_tx(st);
+            st.txs[i].response_started = true;
+            let id = st.txs[i].id;
+            if st.resp.raw.is_none() {
+                start_raw(st, id, &first, &data[take..]);
+            }
+            return;
+        }
         let Some(end) = header_end(&side.buf) else {
             if side.buf.len() >= MAX_HEADER_BYTES {
                 side.failed = true;
@@ -219,12 +321,17 @@ fn feed(st: &mut HttpState, request: bool, mut data: &[u8]) {
         // bytes of `data` after the header block
         let consumed = end - before;
         let block = std::mem::take(&mut side.buf);
+        data = &data[consumed.min(data.len())..];
         if request {
             request_headers(st, &block[..end]);
         } else {
-            response_headers(st, &block[..end]);
+            let fresh = st.resp.raw.is_none();
+            if let Some(id) = response_headers(st, &block[..end]) {
+                if fresh && (st.resp.failed || super::evasion::looks_odd(trim_start_lines(&block[..end]))) {
+                    start_raw(st, id, &block[..end], data);
+                }
+            }
         }
-        data = &data[consumed.min(data.len())..];
     }
 }
 
@@ -293,11 +400,17 @@ fn request_headers(st: &mut HttpState, block: &[u8]) {
     st.req.tx = id;
 }
 
-fn response_headers(st: &mut HttpState, block: &[u8]) {
+fn trim_start_lines(block: &[u8]) -> &[u8] {
     let start = block.iter().position(|c| *c != b'\r' && *c != b'\n').unwrap_or(block.len());
-    let block = &block[start..];
+    &block[start..]
+}
+
+/// Parse a response header block; the transaction it belongs to. A block httparse
+/// cannot read still gets its transaction (read the second way, see [`super::evasion`]).
+fn response_headers(st: &mut HttpState, block: &[u8]) -> Option<u64> {
+    let block = trim_start_lines(block);
     if block.is_empty() {
-        return;
+        return None;
     }
     let fixed;
     let mut block = block;
@@ -320,7 +433,9 @@ fn response_headers(st: &mut HttpState, block: &[u8]) {
     let Ok(httparse::Status::Complete(hlen)) = parsed else {
         st.resp.failed = true;
         st.counters.parse_errors += 1;
-        return;
+        let i = response_tx(st);
+        st.txs[i].response_started = true;
+        return Some(st.txs[i].id);
     };
     st.counters.responses += 1;
     let code = resp.code.unwrap_or(0);
@@ -340,13 +455,7 @@ fn response_headers(st: &mut HttpState, block: &[u8]) {
     let bufs = header_buffers(resp.headers);
     let raw_headers = block[line_end.saturating_add(1).min(hlen)..hlen].to_vec();
     // the oldest request without a response; a response without a request gets its own tx
-    let idx = match st.txs.iter().position(|t| t.request_done && !t.response_started) {
-        Some(i) => i,
-        None => {
-            st.new_tx();
-            st.txs.len() - 1
-        }
-    };
+    let idx = response_tx(st);
     let tx = &mut st.txs[idx];
     tx.response_started = true;
     tx.set(Buffer::HttpStatCode, code.to_string().into_bytes());
@@ -365,6 +474,7 @@ fn response_headers(st: &mut HttpState, block: &[u8]) {
     let id = tx.id;
     st.resp.body = body;
     st.resp.tx = id;
+    Some(id)
 }
 
 /// Consume body bytes; returns how many of `data` were used.
