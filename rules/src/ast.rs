@@ -135,7 +135,22 @@ pub enum Buffer {
     Ja3Hash,
     Ja3String,
     Ja3sHash,
+    Ja3sString,
+    /// Client random in to_server, server random in to_client (32 bytes; `_time` the
+    /// first 4, `_bytes` the other 28).
+    TlsRandom,
+    TlsRandomTime,
+    TlsRandomBytes,
+    /// Each DER certificate of the server chain (multi-buffer).
+    TlsCerts,
     DnsQuery,
+    /// Names of the question / answer / authority / additional sections (multi-buffers);
+    /// `dns.response.rrname` is all of a response's names.
+    DnsQueriesRrname,
+    DnsAnswersRrname,
+    DnsAuthoritiesRrname,
+    DnsAdditionalsRrname,
+    DnsResponseRrname,
     SshProto,
     SshSoftware,
     /// IPv4/IPv6/TCP/UDP/ICMP headers as raw bytes (`ipv4.hdr`, `tcp.hdr`, ...).
@@ -188,6 +203,16 @@ impl Buffer {
             "ja3.hash" | "ja3_hash" => Ja3Hash,
             "ja3.string" | "ja3_string" => Ja3String,
             "ja3s.hash" => Ja3sHash,
+            "ja3s.string" => Ja3sString,
+            "tls.random" => TlsRandom,
+            "tls.random_time" => TlsRandomTime,
+            "tls.random_bytes" => TlsRandomBytes,
+            "tls.certs" => TlsCerts,
+            "dns.queries.rrname" => DnsQueriesRrname,
+            "dns.answers.rrname" => DnsAnswersRrname,
+            "dns.authorities.rrname" => DnsAuthoritiesRrname,
+            "dns.additionals.rrname" => DnsAdditionalsRrname,
+            "dns.response.rrname" => DnsResponseRrname,
             "dns.query" | "dns_query" => DnsQuery,
             "ssh.proto" | "ssh_proto" => SshProto,
             "ssh.software" | "ssh_software" => SshSoftware,
@@ -229,8 +254,12 @@ impl Buffer {
         match self {
             Payload | Ipv4Hdr | Ipv6Hdr | TcpHdr | UdpHdr | IcmpV4Hdr | IcmpV6Hdr => None,
             TlsSni | TlsCertSubject | TlsCertIssuer | TlsCertSerial | TlsCertFingerprint
-            | Ja3Hash | Ja3String | Ja3sHash => Some(AppProto::Tls),
-            DnsQuery => Some(AppProto::Dns),
+            | Ja3Hash | Ja3String | Ja3sHash | Ja3sString | TlsRandom | TlsRandomTime | TlsRandomBytes | TlsCerts => {
+                Some(AppProto::Tls)
+            }
+            DnsQuery | DnsQueriesRrname | DnsAnswersRrname | DnsAuthoritiesRrname | DnsAdditionalsRrname | DnsResponseRrname => {
+                Some(AppProto::Dns)
+            }
             SshProto | SshSoftware => Some(AppProto::Ssh),
             FileData | FileName => None,
             _ => Some(AppProto::Http),
@@ -501,6 +530,29 @@ pub enum PacketTest {
     AppLayerProtocol { proto: Option<AppProto>, negated: bool, name: String },
     /// `decode-event` / `stream-event` / `app-layer-event`: name of the event.
     Event { kind: EventKind, name: String },
+    /// An integer fact of an application transaction (`tls.cert_chain_len:>2`,
+    /// `dns.opcode:!0`, `tls_cert_notafter:>2015`).
+    AppNum { num: AppNum, cmp: NumCmp },
+}
+
+/// Integer facts of application transactions that rules compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AppNum {
+    TlsCertChainLen,
+    /// Unix seconds.
+    TlsCertNotBefore,
+    TlsCertNotAfter,
+    DnsOpcode,
+    DnsRcode,
+}
+
+impl AppNum {
+    pub fn app_proto(self) -> AppProto {
+        match self {
+            AppNum::TlsCertChainLen | AppNum::TlsCertNotBefore | AppNum::TlsCertNotAfter => AppProto::Tls,
+            AppNum::DnsOpcode | AppNum::DnsRcode => AppProto::Dns,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

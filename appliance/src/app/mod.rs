@@ -1,10 +1,73 @@
-//! Application layer. For now: protocol detection by content (Suricata's `app_proto`),
-//! so rules written for `http`, `tls`, `ssh`, ... apply to the right flows whatever the
-//! port. Parsers for HTTP, TLS and DNS come with the application-layer work.
+//! Application layer: protocol detection by content (Suricata's `app_proto`), so rules
+//! written for `http`, `tls`, `dns`, ... apply to the right flows whatever the port; and
+//! the per-flow parser state whose transactions ([`Tx`]) detection inspects.
 
 use rules::ast::AppProto;
 
 pub mod http;
+pub mod tx;
+
+pub use tx::Tx;
+
+/// The application-layer state of one flow.
+#[derive(Debug)]
+pub enum AppState {
+    Http(http::HttpState),
+}
+
+impl AppState {
+    /// A parser for a detected protocol, if there is one.
+    pub fn for_proto(p: AppProto, keep_bodies: bool) -> Option<AppState> {
+        match p {
+            AppProto::Http => Some(AppState::Http(http::HttpState::new(keep_bodies))),
+            _ => None,
+        }
+    }
+
+    /// Feed new in-order bytes (TCP) or a datagram (UDP) of one direction.
+    pub fn feed(&mut self, to_server: bool, data: &[u8]) {
+        match self {
+            AppState::Http(h) => h.feed(to_server, data),
+        }
+    }
+
+    /// One direction is closing (FIN/RST) or the flow ends.
+    pub fn closing(&mut self, to_server: bool) {
+        match self {
+            AppState::Http(h) => h.closing(to_server),
+        }
+    }
+
+    pub fn txs(&self) -> &[Tx] {
+        match self {
+            AppState::Http(h) => &h.txs,
+        }
+    }
+
+    pub fn txs_mut(&mut self) -> &mut [Tx] {
+        match self {
+            AppState::Http(h) => &mut h.txs,
+        }
+    }
+
+    /// Drop the transactions that are complete and were inspected.
+    pub fn retire_done(&mut self) {
+        match self {
+            AppState::Http(h) => h.retire_done(),
+        }
+    }
+
+    /// The transactions detection should look at (changed since last time).
+    pub fn dirty(&self) -> impl Iterator<Item = usize> + '_ {
+        self.txs().iter().enumerate().filter(|(_, t)| t.dirty).map(|(i, _)| i)
+    }
+
+    pub fn http(&self) -> Option<&http::HttpState> {
+        match self {
+            AppState::Http(h) => Some(h),
+        }
+    }
+}
 
 const HTTP_METHODS: &[&[u8]] = &[
     b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"CONNECT ", b"TRACE ", b"PATCH ",

@@ -32,8 +32,8 @@ pub struct Input<'a, 'p> {
     /// First packet of its flow in this direction (or a packet without a flow): header-only
     /// rules are evaluated.
     pub first_in_dir: bool,
-    /// HTTP transactions of the flow; those marked dirty are inspected.
-    pub http: Option<&'a crate::app::http::HttpState>,
+    /// Application state of the flow; transactions marked dirty are inspected.
+    pub app: Option<&'a crate::app::AppState>,
 }
 
 /// One matching rule.
@@ -111,7 +111,9 @@ pub struct Detector {
     packet_payload_rules: bool,
     hdr_buffers: Vec<Buffer>,
     /// Application buffers some rule inspects.
-    http_buffers: Vec<Buffer>,
+    app_buffers: Vec<Buffer>,
+    /// Rules comparing integer facts of transactions (`tls.cert_chain_len`, …).
+    app_num_rules: Vec<u32>,
 }
 
 fn action_rank(a: Action) -> u32 {
@@ -167,12 +169,16 @@ impl Detector {
             .into_iter()
             .filter(|b| rs.uses(*b))
             .collect();
-        let http_buffers = (0..Buffer::COUNT)
+        let app_buffers = (0..Buffer::COUNT)
             .filter_map(|i| rs.rules.iter().filter_map(|r| r.prefilter_buffer).find(|b| b.index() == i))
-            .filter(|b| b.app_proto() == Some(rules::ast::AppProto::Http) || *b == Buffer::FileData)
+            .filter(|b| b.app_proto().is_some() || matches!(b, Buffer::FileData | Buffer::FileName))
+            .collect();
+        let app_num_rules = (0..rs.rules.len() as u32)
+            .filter(|&i| rs.rules[i as usize].rule.packet_tests.iter().any(|t| matches!(t, PacketTest::AppNum { .. })))
             .collect();
         Ok(Detector {
-            http_buffers,
+            app_buffers,
+            app_num_rules,
             rs: Some(rs),
             scratch,
             meta,
@@ -232,13 +238,13 @@ impl Detector {
         if v.pass {
             return;
         }
-        if let Some(http) = inp.http {
-            for ti in http.dirty() {
-                let tx = &http.txs[ti];
+        if let Some(app) = inp.app {
+            for ti in app.dirty() {
+                let tx = &app.txs()[ti];
                 self.cand.clear();
                 let to_client = inp.dir == Dir::ToClient;
-                for i in 0..self.http_buffers.len() {
-                    let b = self.http_buffers[i];
+                for i in 0..self.app_buffers.len() {
+                    let b = self.app_buffers[i];
                     if let Some(data) = tx.get_dir(b, to_client) {
                         // a buffer that has not changed since it was last scanned on this
                         // transaction gives the same candidates: reuse them
@@ -251,13 +257,19 @@ impl Detector {
                         }
                         self.cand.extend_from_slice(rs.unfiltered(b));
                     }
-                    if b == Buffer::FileData && !tx.alt_bodies.is_empty() {
-                        // other readings of an odd response
-                        for alt in &tx.alt_bodies {
-                            rs.prefilter(b, alt, &mut self.scratch, &mut self.cand);
-                        }
+                    // more instances of a multi-valued buffer (other DNS names, other
+                    // certificates, other readings of an odd HTTP body)
+                    let mut extra = false;
+                    for data in tx.extras(b) {
+                        rs.prefilter(b, data, &mut self.scratch, &mut self.cand);
+                        extra = true;
+                    }
+                    if extra {
                         self.cand.extend_from_slice(rs.unfiltered(b));
                     }
+                }
+                if !tx.nums.is_empty() {
+                    self.cand.extend_from_slice(&self.app_num_rules);
                 }
                 self.cand.retain(|r| !tx.alerted.contains(r));
                 if !self.cand.is_empty() {
@@ -274,7 +286,7 @@ impl Detector {
         &mut self,
         rs: &Arc<Ruleset>,
         inp: &Input<'_, '_>,
-        tx: Option<&crate::app::http::Tx>,
+        tx: Option<&crate::app::Tx>,
         flow: &mut Option<&mut Flow>,
         v: &mut Verdict,
     ) {
@@ -321,7 +333,7 @@ impl Detector {
         }
     }
 
-    fn matches(&self, cr: &rules::compile::CompiledRule, m: Meta, inp: &Input<'_, '_>, flow: Option<&Flow>, tx: Option<&crate::app::http::Tx>) -> bool {
+    fn matches(&self, cr: &rules::compile::CompiledRule, m: Meta, inp: &Input<'_, '_>, flow: Option<&Flow>, tx: Option<&crate::app::Tx>) -> bool {
         let r = &cr.rule;
         let p = inp.pkt;
         let Some(ip) = p.ip else { return r.proto == Proto::PktHdr && m.event.is_some() && self.event_ok(m, p) };
@@ -373,7 +385,7 @@ impl Detector {
             }
         }
         for t in &r.packet_tests {
-            if !packet_test(t, p, inp, flow) {
+            if !packet_test(t, p, inp, flow, tx) {
                 return false;
             }
         }
@@ -508,7 +520,7 @@ fn dir_sel(sel: rules::ast::FlowDirSel, inp: &Input<'_, '_>, vals: [u64; 2], cmp
     }
 }
 
-fn packet_test(t: &PacketTest, p: &Packet<'_>, inp: &Input<'_, '_>, flow: Option<&Flow>) -> bool {
+fn packet_test(t: &PacketTest, p: &Packet<'_>, inp: &Input<'_, '_>, flow: Option<&Flow>, tx: Option<&crate::app::Tx>) -> bool {
     let Some(ip) = p.ip else { return false };
     match t {
         PacketTest::Dsize(c) => c.matches(p.payload.len() as u64),
@@ -550,5 +562,6 @@ fn packet_test(t: &PacketTest, p: &Packet<'_>, inp: &Input<'_, '_>, flow: Option
         }
         // handled before (needs the event table)
         PacketTest::Event { .. } => true,
+        PacketTest::AppNum { num, cmp } => tx.and_then(|t| t.num(*num)).is_some_and(|v| cmp.matches(v.max(0) as u64)),
     }
 }

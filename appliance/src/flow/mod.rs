@@ -126,7 +126,7 @@ pub struct Flow {
     /// The sid of the rule that dropped the flow.
     pub drop_sid: Option<(u32, u32, u32)>,
     /// HTTP transactions, once the flow is detected as HTTP.
-    pub http: Option<Box<crate::app::http::HttpState>>,
+    pub app: Option<Box<crate::app::AppState>>,
     /// Per-flow threshold state by rule.
     pub thresholds: Vec<(u32, crate::detect::ThresholdState)>,
 }
@@ -166,7 +166,7 @@ impl Flow {
             dropped: false,
             passed: false,
             drop_sid: None,
-            http: None,
+            app: None,
             thresholds: Vec::new(),
         }
     }

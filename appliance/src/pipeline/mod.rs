@@ -164,7 +164,7 @@ impl Worker {
         if p.ip.is_none() {
             self.counters.non_ip += 1;
             if !p.events.is_empty() {
-                let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false, app_detected_now: false, first_in_dir: true, http: None };
+                let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false, app_detected_now: false, first_in_dir: true, app: None };
                 let mut v = std::mem::take(&mut self.verdict);
                 self.det.inspect(&inp, None, &mut v);
                 self.emit(p, &v, None, Dir::ToServer, ts_us, pcap_cnt, out);
@@ -227,20 +227,9 @@ impl Worker {
         } else {
             p
         };
-        // HTTP: new in-order bytes of this direction go to the parser
-        if tracked && flow.app_proto == Some(AppProto::Http) {
-            let st = &flow.streams[dir.idx()];
-            if let Some((w, n)) = st.window() {
-                let keep = self.keep_bodies;
-                let http = flow.http.get_or_insert_with(|| Box::new(crate::app::http::HttpState::new(keep)));
-                http.feed(dir == Dir::ToServer, &w[n..]);
-            }
-            if let (Some(h), L4::Tcp { flags, .. }) = (flow.http.as_mut(), p.l4) {
-                if flags & (decode::tcp_flags::FIN | decode::tcp_flags::RST) != 0 {
-                    h.closing(dir == Dir::ToServer);
-                }
-            }
-        }
+        // application layer: new in-order bytes of this direction (or the datagram) go
+        // to the flow's parser
+        app_feed(self.keep_bodies, flow, dir, tracked, pkt);
         let mut v = std::mem::take(&mut self.verdict);
         {
             // the stream is moved out while detection borrows the flow mutably
@@ -254,27 +243,11 @@ impl Worker {
                 }
             }
             let first_in_dir = flow.pkts[dir.idx()] == 1;
-            let http = flow.http.take();
-            let inp = Input { pkt, dir, now_us: ts_us, stream, tracked, app_detected_now, first_in_dir, http: http.as_deref() };
+            let app = flow.app.take();
+            let inp = Input { pkt, dir, now_us: ts_us, stream, tracked, app_detected_now, first_in_dir, app: app.as_deref() };
             self.det.inspect(&inp, Some(flow), &mut v);
-            flow.http = http;
-            if let Some(h) = flow.http.as_mut() {
-                for (txid, rule) in &v.tx_hits {
-                    if let Some(t) = h.txs.iter_mut().find(|t| t.id == *txid) {
-                        t.alerted.push(*rule);
-                    }
-                }
-                for (txid, b, dir, len, cands) in v.tx_cache.drain(..) {
-                    if let Some(t) = h.txs.iter_mut().find(|t| t.id == txid) {
-                        t.remember(b, dir, len, cands);
-                    }
-                }
-                for t in h.txs.iter_mut() {
-                    t.dirty = false;
-                }
-                // a transaction whose response is complete and inspected is finished
-                h.retire_done();
-            }
+            flow.app = app;
+            after_app_inspect(flow, &mut v);
             if tracked {
                 st.consume();
             }
@@ -324,7 +297,22 @@ impl Worker {
         for dir in [Dir::ToServer, Dir::ToClient] {
             // holes are skipped silently here: Suricata raises no gap event at flow end
             let _ = f.streams[dir.idx()].flush(&self.cfg.tcp.stream, &mut self.reassembly);
-            if f.streams[dir.idx()].window().is_none() {
+            // the application parser gets the last bytes and the end of the direction
+            if let Some(proto) = f.app_proto {
+                let st = &f.streams[dir.idx()];
+                let data = st.window().map_or(&[][..], |(w, n)| &w[n..]);
+                if f.app.is_none() && !data.is_empty() {
+                    f.app = crate::app::AppState::for_proto(proto, self.keep_bodies).map(Box::new);
+                }
+                if let Some(app) = f.app.as_mut() {
+                    if !data.is_empty() {
+                        app.feed(dir == Dir::ToServer, data);
+                    }
+                    app.closing(dir == Dir::ToServer);
+                }
+            }
+            let app_dirty = f.app.as_ref().is_some_and(|a| a.dirty().next().is_some());
+            if f.streams[dir.idx()].window().is_none() && !app_dirty {
                 continue;
             }
             let (cli, srv) = (f.client, other_end(&f));
@@ -338,8 +326,11 @@ impl Worker {
             let mut v = std::mem::take(&mut self.verdict);
             {
                 let mut st = std::mem::take(&mut f.streams[dir.idx()]);
-                let inp = Input { pkt: &p, dir, now_us: ts, stream: st.window(), tracked: true, app_detected_now: false, first_in_dir: false, http: None };
+                let app = f.app.take();
+                let inp = Input { pkt: &p, dir, now_us: ts, stream: st.window(), tracked: true, app_detected_now: false, first_in_dir: false, app: app.as_deref() };
                 self.det.inspect(&inp, Some(&mut f), &mut v);
+                f.app = app;
+                after_app_inspect(&mut f, &mut v);
                 st.consume();
                 f.streams[dir.idx()] = st;
             }
@@ -357,6 +348,54 @@ impl Worker {
             self.finish_flow(f, out);
         }
     }
+}
+
+/// Hand new application bytes of this packet to the flow's parser (created once the
+/// protocol is known); a FIN or RST closes the direction for it.
+fn app_feed(keep_bodies: bool, flow: &mut Flow, dir: Dir, tracked: bool, p: &Packet<'_>) {
+    let Some(proto) = flow.app_proto else { return };
+    let to_server = dir == Dir::ToServer;
+    let data: &[u8] = match p.l4 {
+        L4::Tcp { .. } if tracked => match flow.streams[dir.idx()].window() {
+            Some((w, n)) => &w[n..],
+            None => &[],
+        },
+        L4::Udp { .. } => p.payload,
+        _ => return,
+    };
+    if flow.app.is_none() && !data.is_empty() {
+        flow.app = crate::app::AppState::for_proto(proto, keep_bodies).map(Box::new);
+    }
+    let Some(app) = flow.app.as_mut() else { return };
+    if !data.is_empty() {
+        app.feed(to_server, data);
+    }
+    if let L4::Tcp { flags, .. } = p.l4 {
+        if flags & (decode::tcp_flags::FIN | decode::tcp_flags::RST) != 0 {
+            app.closing(to_server);
+        }
+    }
+}
+
+/// Remember what detection did with the flow's transactions; retire finished ones.
+fn after_app_inspect(flow: &mut Flow, v: &mut Verdict) {
+    let Some(app) = flow.app.as_mut() else { return };
+    let txs = app.txs_mut();
+    for (txid, rule) in &v.tx_hits {
+        if let Some(t) = txs.iter_mut().find(|t| t.id == *txid) {
+            t.alerted.push(*rule);
+        }
+    }
+    for (txid, b, dir, len, cands) in v.tx_cache.drain(..) {
+        if let Some(t) = txs.iter_mut().find(|t| t.id == txid) {
+            t.remember(b, dir, len, cands);
+        }
+    }
+    for t in txs.iter_mut() {
+        t.dirty = false;
+    }
+    // a transaction that is complete and inspected is finished
+    app.retire_done();
 }
 
 fn other_end(f: &Flow) -> (IpAddr, u16) {

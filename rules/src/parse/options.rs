@@ -233,6 +233,18 @@ impl<'c> Builder<'c> {
             }
             "noalert" => rule.noalert = true,
             "dsize" => rule.packet_tests.push(PacketTest::Dsize(parse_cmp(name, need(name, v)?)?)),
+            "tls.cert_chain_len" | "dns.opcode" | "dns.rcode" => {
+                let num = match name {
+                    "tls.cert_chain_len" => AppNum::TlsCertChainLen,
+                    "dns.opcode" => AppNum::DnsOpcode,
+                    _ => AppNum::DnsRcode,
+                };
+                rule.packet_tests.push(PacketTest::AppNum { num, cmp: parse_cmp(name, need(name, v)?)? });
+            }
+            "tls_cert_notbefore" | "tls.cert_notbefore" | "tls_cert_notafter" | "tls.cert_notafter" => {
+                let num = if name.ends_with("notbefore") { AppNum::TlsCertNotBefore } else { AppNum::TlsCertNotAfter };
+                rule.packet_tests.push(PacketTest::AppNum { num, cmp: parse_date_cmp(name, need(name, v)?)? });
+            }
             "ttl" => rule.packet_tests.push(PacketTest::Ttl(parse_cmp(name, need(name, v)?)?)),
             "itype" => rule.packet_tests.push(PacketTest::Itype(parse_cmp(name, need(name, v)?)?)),
             "icode" => rule.packet_tests.push(PacketTest::Icode(parse_cmp(name, need(name, v)?)?)),
@@ -499,6 +511,43 @@ impl<'c> Builder<'c> {
 }
 
 /// `5`, `<5`, `>5`, `<=5`, `>=5`, `!5`, `=5`, `3<>7`, `3-7`.
+/// `<2015-10-22`, `>2015`, `2014-01-01<>2016`: dates (UTC) as unix seconds.
+fn parse_date_cmp(kw: &str, s: &str) -> R<NumCmp> {
+    let date = |d: &str| -> R<u64> {
+        let d = d.trim();
+        let (day, time) = d.split_once([' ', 'T']).unwrap_or((d, ""));
+        let mut it = day.split('-');
+        let y: i64 = num(kw, it.next().unwrap_or(""))?;
+        let m: i64 = it.next().map_or(Ok(1), |v| num(kw, v))?;
+        let dd: i64 = it.next().map_or(Ok(1), |v| num(kw, v))?;
+        let mut t = time.split(':');
+        let hh: i64 = t.next().filter(|v| !v.is_empty()).map_or(Ok(0), |v| num(kw, v))?;
+        let mi: i64 = t.next().map_or(Ok(0), |v| num(kw, v))?;
+        let ss: i64 = t.next().map_or(Ok(0), |v| num(kw, v))?;
+        if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&dd) {
+            return Err(bad(kw, "expected a date YYYY[-MM[-DD[ HH:MM:SS]]] from 1970"));
+        }
+        // days from civil (Howard Hinnant)
+        let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+        let era = yy.div_euclid(400);
+        let yoe = yy - era * 400;
+        let doy = (153 * mm + 2) / 5 + dd - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Ok((days * 86_400 + hh * 3600 + mi * 60 + ss).max(0) as u64)
+    };
+    let s = s.trim();
+    if let Some((a, b)) = s.split_once("<>") {
+        return Ok(NumCmp::Range(date(a)?, date(b)?));
+    }
+    for (p, f) in [("<=", NumCmp::Le as fn(u64) -> NumCmp), (">=", NumCmp::Ge), ("<", NumCmp::Lt), (">", NumCmp::Gt), ("!", NumCmp::Ne), ("=", NumCmp::Eq)] {
+        if let Some(r) = s.strip_prefix(p) {
+            return Ok(f(date(r)?));
+        }
+    }
+    Ok(NumCmp::Eq(date(s)?))
+}
+
 pub(crate) fn parse_cmp(kw: &str, s: &str) -> R<NumCmp> {
     let s = s.trim();
     if let Some((a, b)) = s.split_once("<>") {

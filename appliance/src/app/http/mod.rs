@@ -10,6 +10,8 @@ mod parser;
 
 use rules::ast::Buffer;
 
+pub use super::tx::Tx;
+
 pub use parser::normalize_uri;
 
 /// Header block larger than this is not HTTP we inspect.
@@ -21,35 +23,6 @@ pub const MAX_BODY_BYTES: usize = 100 * 1024;
 pub const MAX_TXS: usize = 16;
 /// A growing body is inspected again after this many more bytes.
 pub const INSPECT_STEP: usize = MAX_BODY_BYTES;
-
-/// One request/response pair and its buffers.
-#[derive(Debug, Default)]
-pub struct Tx {
-    pub id: u64,
-    bufs: Vec<(Buffer, Vec<u8>)>,
-    /// Header buffers of the response (`http.header` and friends are per direction).
-    resp_headers: Vec<(Buffer, Vec<u8>)>,
-    /// The request headers are complete.
-    pub request_done: bool,
-    /// The response headers are complete.
-    pub response_started: bool,
-    /// The response body is complete.
-    pub response_done: bool,
-    /// Rules that already alerted on this transaction.
-    pub alerted: Vec<u32>,
-    /// Something changed since detection last looked.
-    pub dirty: bool,
-    /// Decoder of a compressed response body (gzip / deflate), fed as bytes arrive.
-    decoder: Option<Decoder>,
-    /// Prefilter candidates of buffers already scanned: (buffer, direction, length, rules).
-    scan_cache: Vec<(Buffer, bool, usize, Vec<u32>)>,
-    /// Other plausible readings of an odd response's body (see [`evasion`]): more
-    /// instances of `file.data`.
-    pub alt_bodies: Vec<Vec<u8>>,
-    /// An odd response is still being copied raw; the transaction stays until its
-    /// alternate bodies were inspected.
-    pub pending_alt: bool,
-}
 
 /// Incremental decompression into a bounded output.
 pub(crate) enum Decoder {
@@ -80,64 +53,7 @@ fn write_until_end(d: &mut impl std::io::Write, mut data: &[u8]) -> bool {
     d.flush().is_ok()
 }
 
-/// Buffers that exist in both directions: a to_client rule sees the response's.
-fn per_direction(b: Buffer) -> bool {
-    matches!(
-        b,
-        Buffer::HttpHeader
-            | Buffer::HttpHeaderRaw
-            | Buffer::HttpHeaderNames
-            | Buffer::HttpContentType
-            | Buffer::HttpContentLen
-            | Buffer::HttpConnection
-            | Buffer::HttpCookie
-    )
-}
-
 impl Tx {
-    /// Candidates remembered for a buffer of this length.
-    pub fn cached(&self, b: Buffer, to_client: bool, len: usize) -> Option<&[u32]> {
-        self.scan_cache.iter().find(|(k, d, l, _)| *k == b && *d == to_client && *l == len).map(|(_, _, _, c)| c.as_slice())
-    }
-
-    /// Remember the candidates of a scanned buffer.
-    pub fn remember(&mut self, b: Buffer, to_client: bool, len: usize, cands: Vec<u32>) {
-        self.scan_cache.retain(|(k, d, _, _)| !(*k == b && *d == to_client));
-        self.scan_cache.push((b, to_client, len, cands));
-    }
-
-    /// A buffer as seen from one direction.
-    pub fn get_dir(&self, b: Buffer, to_client: bool) -> Option<&[u8]> {
-        if to_client && per_direction(b) {
-            return self.resp_headers.iter().find(|(k, _)| *k == b).map(|(_, v)| v.as_slice());
-        }
-        self.get(b)
-    }
-    /// Every instance of a buffer: the parsed one, then for `file.data` the alternate
-    /// readings of an odd response.
-    pub fn instances(&self, b: Buffer, to_client: bool) -> impl Iterator<Item = &[u8]> {
-        let alts: &[Vec<u8>] = if b == Buffer::FileData { &self.alt_bodies } else { &[] };
-        self.get_dir(b, to_client).into_iter().chain(alts.iter().map(|v| v.as_slice()))
-    }
-    pub fn get(&self, b: Buffer) -> Option<&[u8]> {
-        self.bufs.iter().find(|(k, _)| *k == b).map(|(_, v)| v.as_slice())
-    }
-    fn set_response_header(&mut self, b: Buffer, v: Vec<u8>) {
-        if per_direction(b) {
-            self.resp_headers.retain(|(k, _)| *k != b);
-            self.resp_headers.push((b, v));
-            self.dirty = true;
-        } else {
-            self.set(b, v);
-        }
-    }
-    fn set(&mut self, b: Buffer, v: Vec<u8>) {
-        match self.bufs.iter_mut().find(|(k, _)| *k == b) {
-            Some(e) => e.1 = v,
-            None => self.bufs.push((b, v)),
-        }
-        self.dirty = true;
-    }
     pub(crate) fn set_encoding(&mut self, enc: &[u8]) {
         let e = enc.to_ascii_lowercase();
         let e = e.split(|c| *c == b',').next_back().map(|s| s.trim_ascii()).unwrap_or(b"");
@@ -204,20 +120,6 @@ impl Tx {
         }
     }
 
-    fn append(&mut self, b: Buffer, data: &[u8], cap: usize) {
-        let i = match self.bufs.iter().position(|(k, _)| *k == b) {
-            Some(i) => i,
-            None => {
-                self.bufs.push((b, Vec::new()));
-                self.bufs.len() - 1
-            }
-        };
-        let v = &mut self.bufs[i].1;
-        let room = cap.saturating_sub(v.len());
-        v.extend_from_slice(&data[..data.len().min(room)]);
-        // bodies are inspected when complete, full, or every INSPECT_STEP bytes — not
-        // on every segment (the caller marks completion)
-    }
 }
 
 /// Counters of the HTTP parser.
@@ -261,11 +163,6 @@ impl HttpState {
         }
     }
 
-    /// The transactions detection should look at (changed since last time).
-    pub fn dirty(&self) -> impl Iterator<Item = usize> + '_ {
-        self.txs.iter().enumerate().filter(|(_, t)| t.dirty).map(|(i, _)| i)
-    }
-
     /// The connection is closing in one direction: a body that runs until close is done.
     pub fn closing(&mut self, to_server: bool) {
         if !to_server {
@@ -284,7 +181,7 @@ impl HttpState {
 
     fn new_tx(&mut self) -> &mut Tx {
         self.next_id += 1;
-        self.txs.push(Tx { id: self.next_id, ..Default::default() });
+        self.txs.push(Tx::new(self.next_id));
         let n = self.txs.len() - 1;
         &mut self.txs[n]
     }

@@ -35,6 +35,8 @@ pub struct Side {
     /// the second reading of [`super::evasion`].
     raw: Option<Vec<u8>>,
     raw_tx: u64,
+    /// The direction was closed (FIN/RST or end of flow).
+    closed: bool,
 }
 
 /// Bytes of an odd response kept raw.
@@ -89,7 +91,11 @@ fn raw_append(st: &mut HttpState, data: &[u8]) {
 /// The response direction closes: a header block that never ended is odd too (clients
 /// take lines of blanks or bare CRs as its end); then the raw copy is read.
 pub(super) fn response_closing(st: &mut HttpState) {
-    if st.resp.raw.is_none() && !st.resp.buf.is_empty() && st.keep_bodies {
+    if std::mem::replace(&mut st.resp.closed, true) {
+        return;
+    }
+    let in_headers = st.resp.body == Body::None && !st.resp.failed;
+    if in_headers && st.resp.raw.is_none() && !st.resp.buf.is_empty() && st.keep_bodies {
         let first = std::mem::take(&mut st.resp.buf);
         let i = response_tx(st);
         st.txs[i].response_started = true;
@@ -107,7 +113,8 @@ fn finish_raw(st: &mut HttpState) {
     let mut alts = super::evasion::alternate_bodies(&raw, MAX_BODY_BYTES);
     let primary = tx.get(Buffer::FileData);
     alts.retain(|a| Some(a.as_slice()) != primary);
-    tx.alt_bodies = alts;
+    tx.extra.retain(|(k, _)| *k != Buffer::FileData);
+    tx.extra.extend(alts.into_iter().map(|a| (Buffer::FileData, a)));
     tx.pending_alt = false;
     tx.response_started = true;
     tx.response_done = true;
