@@ -30,6 +30,8 @@ pub struct Settings {
     pub worker: WorkerConfig,
     /// Keys accepted but without effect here, reported once.
     pub ignored: Vec<String>,
+    /// URL categories (with their policy) and the application catalogue.
+    pub lists: Option<Arc<crate::classify::Lists>>,
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool, SettingError> {
@@ -163,6 +165,9 @@ pub fn replay_with<W: std::io::Write>(
     sink: &mut dyn FnMut(&Record),
 ) -> anyhow::Result<(ReplaySummary, Worker)> {
     let mut worker = Worker::new(Arc::clone(&loaded.ruleset), settings.worker).map_err(anyhow::Error::msg)?;
+    if let Some(l) = &settings.lists {
+        worker.set_lists(Arc::clone(l));
+    }
     let mut records = Vec::with_capacity(64);
     let mut sum = ReplaySummary::default();
     let t0 = Instant::now();

@@ -127,6 +127,8 @@ pub enum Buffer {
     HttpLocation,
     FileData,
     FileName,
+    /// The bytes decoded by the last `base64_decode` (only inside a payload program).
+    Base64Data,
     TlsSni,
     TlsCertSubject,
     TlsCertIssuer,
@@ -156,6 +158,9 @@ pub enum Buffer {
     /// IPv4/IPv6/TCP/UDP/ICMP headers as raw bytes (`ipv4.hdr`, `tcp.hdr`, ...).
     Ipv4Hdr,
     Ipv6Hdr,
+    /// Source / destination address of the packet: 4 or 16 bytes (`ip.src`, `ip.dst`).
+    IpSrc,
+    IpDst,
     TcpHdr,
     UdpHdr,
     IcmpV4Hdr,
@@ -198,6 +203,12 @@ impl Buffer {
             "tls.sni" | "tls_sni" => TlsSni,
             "tls.cert_subject" | "tls_cert_subject" => TlsCertSubject,
             "tls.cert_issuer" | "tls_cert_issuer" => TlsCertIssuer,
+            "http_header_names" => HttpHeaderNames,
+            "http_protocol" => HttpProtocol,
+            "http_request_line" => HttpRequestLine,
+            "http_response_line" => HttpResponseLine,
+            "http_start" => HttpStart,
+            "base64_data" => Base64Data,
             "tls.cert_serial" | "tls_cert_serial" => TlsCertSerial,
             "tls.cert_fingerprint" | "tls_cert_fingerprint" => TlsCertFingerprint,
             "ja3.hash" | "ja3_hash" => Ja3Hash,
@@ -217,6 +228,8 @@ impl Buffer {
             "ssh.proto" | "ssh_proto" => SshProto,
             "ssh.software" | "ssh_software" => SshSoftware,
             "ipv4.hdr" => Ipv4Hdr,
+            "ip.src" => IpSrc,
+            "ip.dst" => IpDst,
             "ipv6.hdr" => Ipv6Hdr,
             "tcp.hdr" => TcpHdr,
             "udp.hdr" => UdpHdr,
@@ -252,7 +265,7 @@ impl Buffer {
     pub fn app_proto(self) -> Option<AppProto> {
         use Buffer::*;
         match self {
-            Payload | Ipv4Hdr | Ipv6Hdr | TcpHdr | UdpHdr | IcmpV4Hdr | IcmpV6Hdr => None,
+            Payload | Ipv4Hdr | Ipv6Hdr | IpSrc | IpDst | TcpHdr | UdpHdr | IcmpV4Hdr | IcmpV6Hdr => None,
             TlsSni | TlsCertSubject | TlsCertIssuer | TlsCertSerial | TlsCertFingerprint
             | Ja3Hash | Ja3String | Ja3sHash | Ja3sString | TlsRandom | TlsRandomTime | TlsRandomBytes | TlsCerts => {
                 Some(AppProto::Tls)
@@ -261,7 +274,7 @@ impl Buffer {
                 Some(AppProto::Dns)
             }
             SshProto | SshSoftware => Some(AppProto::Ssh),
-            FileData | FileName => None,
+            FileData | FileName | Base64Data => None,
             _ => Some(AppProto::Http),
         }
     }
@@ -421,12 +434,23 @@ pub enum Step {
     ByteExtract(ByteExtract),
     IsDataAt { n: Val, relative: bool, negated: bool },
     Bsize(NumCmp),
+    /// `base64_decode`: decode (RFC 4648) `bytes` bytes from `offset` (after the previous
+    /// match when `relative`); `data` is the `base64_data` program run on the decoded bytes.
+    Base64Decode { bytes: Option<u32>, offset: u32, relative: bool, data: Vec<Step> },
+    /// `dataset`: look the whole (transformed) buffer up in a named set.
+    Dataset { op: crate::dataset::DatasetOp, set: crate::dataset::DatasetRef },
 }
 
 /// The inspection program of one buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BufferProgram {
     pub buffer: Buffer,
+    /// Transforms applied to the buffer before the steps run (`dotprefix`, `to_lowercase`,
+    /// ...): a buffer with transforms is a distinct inspection target.
+    pub transforms: Vec<crate::transform::Transform>,
+    /// `absent`: the program matches when the buffer does not exist; with `or_else`
+    /// (`Some(true)`) it also matches when the buffer exists and the steps match.
+    pub absent: Option<bool>,
     pub steps: Vec<Step>,
 }
 
@@ -533,6 +557,28 @@ pub enum PacketTest {
     /// An integer fact of an application transaction (`tls.cert_chain_len:>2`,
     /// `dns.opcode:!0`, `tls_cert_notafter:>2015`).
     AppNum { num: AppNum, cmp: NumCmp },
+    /// `filemd5` / `filesha1` / `filesha256`: the digest of a file of the transaction is (or,
+    /// `negated`, is not) in the sorted list loaded from the rule's hash file.
+    FileHash { algo: HashAlgo, negated: bool, list: std::sync::Arc<Vec<Vec<u8>>> },
+}
+
+/// Digest algorithms of file hash lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlgo {
+    Md5,
+    Sha1,
+    Sha256,
+}
+
+impl HashAlgo {
+    /// Digest length in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            HashAlgo::Md5 => 16,
+            HashAlgo::Sha1 => 20,
+            HashAlgo::Sha256 => 32,
+        }
+    }
 }
 
 /// Integer facts of application transactions that rules compare.

@@ -7,8 +7,11 @@ pub mod addr;
 pub mod ast;
 pub mod classification;
 pub mod compile;
+pub mod dataset;
+pub mod digest;
 pub mod lists;
 pub mod parse;
+pub mod transform;
 
 pub use addr::Vars;
 pub use ast::Rule;

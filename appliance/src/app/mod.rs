@@ -4,7 +4,9 @@
 
 use rules::ast::AppProto;
 
+pub mod dns;
 pub mod http;
+pub mod tls;
 pub mod tx;
 
 pub use tx::Tx;
@@ -13,13 +15,17 @@ pub use tx::Tx;
 #[derive(Debug)]
 pub enum AppState {
     Http(http::HttpState),
+    Tls(tls::flow::TlsFlow),
+    Dns(dns::flow::DnsFlow),
 }
 
 impl AppState {
     /// A parser for a detected protocol, if there is one.
-    pub fn for_proto(p: AppProto, keep_bodies: bool) -> Option<AppState> {
+    pub fn for_proto(p: AppProto, keep_bodies: bool, tcp: bool) -> Option<AppState> {
         match p {
             AppProto::Http => Some(AppState::Http(http::HttpState::new(keep_bodies))),
+            AppProto::Tls => Some(AppState::Tls(tls::flow::TlsFlow::default())),
+            AppProto::Dns => Some(AppState::Dns(dns::flow::DnsFlow::new(tcp))),
             _ => None,
         }
     }
@@ -28,6 +34,8 @@ impl AppState {
     pub fn feed(&mut self, to_server: bool, data: &[u8]) {
         match self {
             AppState::Http(h) => h.feed(to_server, data),
+            AppState::Tls(t) => t.feed(to_server, data),
+            AppState::Dns(d) => d.feed(to_server, data),
         }
     }
 
@@ -35,18 +43,24 @@ impl AppState {
     pub fn closing(&mut self, to_server: bool) {
         match self {
             AppState::Http(h) => h.closing(to_server),
+            AppState::Tls(t) => t.closing(to_server),
+            AppState::Dns(_) => {}
         }
     }
 
     pub fn txs(&self) -> &[Tx] {
         match self {
             AppState::Http(h) => &h.txs,
+            AppState::Tls(t) => &t.txs,
+            AppState::Dns(d) => &d.txs,
         }
     }
 
     pub fn txs_mut(&mut self) -> &mut [Tx] {
         match self {
             AppState::Http(h) => &mut h.txs,
+            AppState::Tls(t) => &mut t.txs,
+            AppState::Dns(d) => &mut d.txs,
         }
     }
 
@@ -54,6 +68,9 @@ impl AppState {
     pub fn retire_done(&mut self) {
         match self {
             AppState::Http(h) => h.retire_done(),
+            // one transaction per flow: kept (later rules may still look at it)
+            AppState::Tls(_) => {}
+            AppState::Dns(d) => d.retire_done(),
         }
     }
 
@@ -62,9 +79,32 @@ impl AppState {
         self.txs().iter().enumerate().filter(|(_, t)| t.dirty).map(|(i, _)| i)
     }
 
+    /// The event for a transaction: its kind and application fields.
+    pub fn event(&self, tx: &Tx) -> (crate::pipeline::RecordKind, crate::events::meta::EventMeta) {
+        use crate::events::meta::EventMeta;
+        use crate::pipeline::RecordKind;
+        match self {
+            AppState::Http(_) => (RecordKind::Http, EventMeta { http: Some(http::meta(tx)), ..EventMeta::default() }),
+            AppState::Tls(t) => (RecordKind::Tls, EventMeta { tls: Some(t.meta()), ..EventMeta::default() }),
+            AppState::Dns(d) => (RecordKind::Dns, EventMeta { dns: Some(d.meta(tx)), ..EventMeta::default() }),
+        }
+    }
+
+    /// The name a transaction accesses (HTTP host, TLS SNI, DNS names) and, for HTTP,
+    /// the path: what URL categories and the application catalogue are matched against.
+    pub fn names<'a>(&self, tx: &'a Tx) -> (Vec<&'a [u8]>, Option<&'a [u8]>) {
+        use rules::ast::Buffer;
+        match self {
+            AppState::Http(_) => (tx.get(Buffer::HttpHost).into_iter().collect(), tx.get(Buffer::HttpUriRaw)),
+            AppState::Tls(_) => (tx.get(Buffer::TlsSni).into_iter().collect(), None),
+            AppState::Dns(_) => (tx.instances(Buffer::DnsQueriesRrname, false).collect(), None),
+        }
+    }
+
     pub fn http(&self) -> Option<&http::HttpState> {
         match self {
             AppState::Http(h) => Some(h),
+            _ => None,
         }
     }
 }

@@ -32,6 +32,12 @@ pub struct Tx {
     /// HTTP: an odd response is still being copied raw; the transaction stays until its
     /// alternate bodies were inspected.
     pub pending_alt: bool,
+    /// An event record was written for it.
+    pub logged: bool,
+    /// Its names were classified (URL category, application).
+    pub classified: bool,
+    /// The category / application of its name, for its events.
+    pub utm: Option<Box<crate::events::meta::UtmMeta>>,
     /// Prefilter candidates of buffers already scanned: (buffer, direction, length, rules).
     scan_cache: Vec<(Buffer, bool, usize, Vec<u32>)>,
 }
@@ -47,6 +53,9 @@ fn per_direction(b: Buffer) -> bool {
             | Buffer::HttpContentLen
             | Buffer::HttpConnection
             | Buffer::HttpCookie
+            | Buffer::TlsRandom
+            | Buffer::TlsRandomTime
+            | Buffer::TlsRandomBytes
     )
 }
 

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -53,6 +54,14 @@ enum Cmd {
         /// or `drain_timeout_secs` passed. Exits non-zero if anything is left in the spool.
         #[arg(long, value_name = "TOML")]
         uplink: Option<PathBuf>,
+        /// Folder of URL-category lists in UT1/SquidGuard format (`<category>/domains`,
+        /// `<category>/urls`): HTTP hosts and paths, TLS SNIs and DNS names are matched.
+        #[arg(long, value_name = "DIR")]
+        categories: Option<PathBuf>,
+        /// TOML with a `[categories]` table, e.g. `gambling = "block"`; default: phishing and
+        /// malware block, every other category is recorded.
+        #[arg(long, value_name = "TOML", requires = "categories")]
+        category_policy: Option<PathBuf>,
         /// pcap or pcapng files, processed in order as one capture.
         #[arg(required = true)]
         pcaps: Vec<PathBuf>,
@@ -152,13 +161,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// URL-category lists, their policy and the application catalogue for a replay.
+fn load_lists(dir: Option<&std::path::Path>, policy: Option<&std::path::Path>, settings: &Settings, quiet: bool) -> anyhow::Result<mimamori_appliance::classify::Lists> {
+    let cfg: rules::lists::PolicyConfig = match policy {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("category policy {}", p.display()))?
+        }
+        None => rules::lists::PolicyConfig::default(),
+    };
+    let t0 = std::time::Instant::now();
+    let mut lists = mimamori_appliance::classify::Lists::load(dir, &cfg).context("loading URL categories")?;
+    if let (Some((db, _)), false) = (&lists.categories, quiet) {
+        let r = db.report();
+        eprintln!(
+            "categories: {} lists, {} domains, {} urls loaded in {:.2}s ({} lines skipped)",
+            db.categories().count(),
+            r.domains,
+            r.urls,
+            t0.elapsed().as_secs_f64(),
+            r.skipped_lines
+        );
+    }
+    lists.home_net = settings.vars.parse_addr("$HOME_NET").ok();
+    Ok(lists)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Replay { rules, eve, mode, sets, quiet, uplink, pcaps } => {
+        Cmd::Replay { rules, eve, mode, sets, quiet, uplink, categories, category_policy, pcaps } => {
             let mut settings = Settings::new(mode == Mode::Prevent);
             for s in &sets {
                 settings.apply(s).context("--set")?;
             }
+            settings.lists = Some(Arc::new(load_lists(categories.as_deref(), category_policy.as_deref(), &settings, quiet)?));
             for k in &settings.ignored {
                 tracing::warn!(key = %k, "setting has no effect in this engine; ignored");
             }

@@ -12,7 +12,7 @@ pub use threshold::State as ThresholdState;
 use std::sync::Arc;
 
 use rules::ast::{Action, Buffer, FlowbitCmd, PacketTest, Proto, Rule};
-use rules::compile::{InspectVars, Ruleset, Scratch, inspect_new};
+use rules::compile::{InspectVars, Ruleset, Scratch};
 
 use crate::decode::{Event, L4, Packet, events};
 use crate::flow::{Dir, Flow};
@@ -114,6 +114,9 @@ pub struct Detector {
     app_buffers: Vec<Buffer>,
     /// Rules comparing integer facts of transactions (`tls.cert_chain_len`, …).
     app_num_rules: Vec<u32>,
+    /// Transformed bytes of the buffer being inspected (`dotprefix`, `to_lowercase`, ...),
+    /// reused across programs and packets.
+    xform: std::cell::RefCell<rules::transform::TransformBuf>,
 }
 
 fn action_rank(a: Action) -> u32 {
@@ -165,7 +168,7 @@ impl Detector {
                     && r.packet_tests.iter().all(|t| matches!(t, PacketTest::AppLayerProtocol { .. })),
             };
         }
-        let hdr_buffers = [Buffer::Ipv4Hdr, Buffer::Ipv6Hdr, Buffer::TcpHdr, Buffer::UdpHdr, Buffer::IcmpV4Hdr, Buffer::IcmpV6Hdr]
+        let hdr_buffers = [Buffer::Ipv4Hdr, Buffer::Ipv6Hdr, Buffer::IpSrc, Buffer::IpDst, Buffer::TcpHdr, Buffer::UdpHdr, Buffer::IcmpV4Hdr, Buffer::IcmpV6Hdr]
             .into_iter()
             .filter(|b| rs.uses(*b))
             .collect();
@@ -179,6 +182,7 @@ impl Detector {
         Ok(Detector {
             app_buffers,
             app_num_rules,
+            xform: Default::default(),
             rs: Some(rs),
             scratch,
             meta,
@@ -271,6 +275,7 @@ impl Detector {
                 if !tx.nums.is_empty() {
                     self.cand.extend_from_slice(&self.app_num_rules);
                 }
+                self.cand.extend_from_slice(&rs.tx_always);
                 self.cand.retain(|r| !tx.alerted.contains(r));
                 if !self.cand.is_empty() {
                     self.run_candidates(rs, inp, Some(tx), &mut flow, v);
@@ -393,25 +398,34 @@ impl Detector {
             return false;
         }
         let mut vars: InspectVars = [0; 8];
-        for (buf, steps) in &cr.programs {
-            let ok = match buf {
+        let mut tb = self.xform.borrow_mut();
+        for prog in &cr.programs {
+            let ok = match prog.buffer {
                 Buffer::Payload => {
                     let use_stream = inp.tracked && !m.packet_payload;
                     if use_stream {
                         match inp.stream {
-                            Some((w, n)) if w.len() > n => inspect_new(steps, w, &mut vars, n),
+                            Some((w, n)) if w.len() > n => prog.run(w, &mut vars, n, &mut tb),
                             _ => false,
                         }
                     } else if m.stream_only {
                         false
                     } else {
-                        !p.payload.is_empty() && inspect_new(steps, p.payload, &mut vars, 0)
+                        !p.payload.is_empty() && prog.run(p.payload, &mut vars, 0, &mut tb)
                     }
                 }
-                b => match hdr_buffer(p, *b) {
-                    Some(data) => inspect_new(steps, data, &mut vars, 0),
-                    // any instance of an application buffer
-                    None => tx.is_some_and(|t| t.instances(*b, inp.dir == Dir::ToClient).any(|d| inspect_new(steps, d, &mut vars, 0))),
+                b => match hdr_buffer(p, b) {
+                    Some(data) => prog.run(data, &mut vars, 0, &mut tb),
+                    // any instance of an application buffer; `absent` programs also match
+                    // a transaction without one
+                    None => tx.is_some_and(|t| {
+                        let mut present = false;
+                        let hit = t.instances(b, inp.dir == Dir::ToClient).any(|d| {
+                            present = true;
+                            prog.run(d, &mut vars, 0, &mut tb)
+                        });
+                        hit || (!present && prog.when_missing())
+                    }),
                 },
             };
             if !ok {
@@ -449,6 +463,9 @@ fn hdr_buffer<'p>(p: &Packet<'p>, b: Buffer) -> Option<&'p [u8]> {
     let data = match b {
         Buffer::Ipv4Hdr if !ip.v6 => p.ip_hdr,
         Buffer::Ipv6Hdr if ip.v6 => p.ip_hdr,
+        // addresses as their raw header bytes
+        Buffer::IpSrc => p.ip_hdr.get(if ip.v6 { 8..24 } else { 12..16 }).unwrap_or_default(),
+        Buffer::IpDst => p.ip_hdr.get(if ip.v6 { 24..40 } else { 16..20 }).unwrap_or_default(),
         Buffer::TcpHdr if matches!(p.l4, L4::Tcp { .. }) => p.l4_hdr,
         Buffer::UdpHdr if matches!(p.l4, L4::Udp { .. }) => p.l4_hdr,
         Buffer::IcmpV4Hdr if matches!(p.l4, L4::Icmp { v6: false, .. }) => p.l4_hdr,
@@ -563,5 +580,7 @@ fn packet_test(t: &PacketTest, p: &Packet<'_>, inp: &Input<'_, '_>, flow: Option
         // handled before (needs the event table)
         PacketTest::Event { .. } => true,
         PacketTest::AppNum { num, cmp } => tx.and_then(|t| t.num(*num)).is_some_and(|v| cmp.matches(v.max(0) as u64)),
+        // needs digests of the transaction's files, which are not computed yet
+        PacketTest::FileHash { .. } => false,
     }
 }

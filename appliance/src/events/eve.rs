@@ -8,7 +8,14 @@ use serde::Serialize;
 use rules::classification::Classifications;
 use rules::compile::Ruleset;
 
+use super::meta::{DnsMeta, EventMeta, FileMeta, HttpMeta, TlsMeta, TrafficMeta, UtmMeta};
 use crate::pipeline::{Record, RecordKind};
+
+/// Signature id and generator of alerts raised by the URL-category policy and by file
+/// verdicts (no rule behind them).
+pub const CATEGORY_SID: u32 = 9_000_001;
+pub const FILE_SID: u32 = 9_000_002;
+pub const MIMAMORI_GID: u32 = 9000;
 
 #[derive(Serialize)]
 struct Ether {
@@ -63,6 +70,19 @@ struct Eve<'a> {
     alert: Option<Alert<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     drop: Option<Drop>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<&'a HttpMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<&'a TlsMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns: Option<&'a DnsMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fileinfo: Option<&'a FileMeta>,
+    /// URL category and application (this product's own key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mimamori: Option<&'a UtmMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traffic: Option<&'a TrafficMeta>,
 }
 
 /// Suricata's protocol names.
@@ -135,6 +155,8 @@ impl<W: Write> EveWriter<W> {
 
     pub fn write(&mut self, rec: &Record, rs: &Ruleset) -> std::io::Result<()> {
         let rule = rec.rule.map(|i| &rs.rules[i as usize].rule);
+        let meta: Option<&EventMeta> = rec.meta.as_deref();
+        let own_msg;
         let alert = rule.map(|r| {
             let (category, prio) = r
                 .classtype
@@ -151,6 +173,30 @@ impl<W: Write> EveWriter<W> {
                 severity: r.priority.unwrap_or(prio),
             }
         });
+        // alerts without a rule: the category policy or a file verdict decided
+        let alert = match (alert, rec.kind, meta) {
+            (None, RecordKind::Alert, Some(m)) => {
+                let (sid, msg, category) = if let Some(f) = m.fileinfo.as_ref() {
+                    (FILE_SID, format!("Mimamori file verdict: {} ({})", f.threat.as_deref().unwrap_or(f.verdict), f.sha256), "Malware file")
+                } else {
+                    let u = m.utm.as_ref();
+                    let cats = u.map(|u| u.categories.join(",")).unwrap_or_default();
+                    let host = u.and_then(|u| u.host.as_deref()).unwrap_or("");
+                    (CATEGORY_SID, format!("Mimamori URL category {cats}: {host}"), "Web category policy")
+                };
+                own_msg = msg;
+                Some(Alert {
+                    action: if rec.blocked { "blocked" } else { "allowed" },
+                    gid: MIMAMORI_GID,
+                    signature_id: sid,
+                    rev: 1,
+                    signature: &own_msg,
+                    category,
+                    severity: 1,
+                })
+            }
+            (a, _, _) => a,
+        };
         let has_ports = matches!(rec.proto, 6 | 17 | 132);
         let vlan: Vec<u16> = rec.vlan.iter().copied().filter(|v| *v != 0).collect();
         let eve = Eve {
@@ -160,6 +206,11 @@ impl<W: Write> EveWriter<W> {
             event_type: match rec.kind {
                 RecordKind::Alert => "alert",
                 RecordKind::Drop => "drop",
+                RecordKind::Http => "http",
+                RecordKind::Tls => "tls",
+                RecordKind::Dns => "dns",
+                RecordKind::FileInfo => "fileinfo",
+                RecordKind::Traffic => "traffic",
             },
             vlan: (!vlan.is_empty()).then_some(vlan),
             src_ip: ip_str(rec.src),
@@ -183,6 +234,12 @@ impl<W: Write> EveWriter<W> {
                 ttl: rec.ttl,
                 reason: if rec.rule.is_some() { "rules" } else { "flow drop" },
             }),
+            http: meta.and_then(|m| m.http.as_ref()),
+            tls: meta.and_then(|m| m.tls.as_ref()),
+            dns: meta.and_then(|m| m.dns.as_ref()),
+            fileinfo: meta.and_then(|m| m.fileinfo.as_ref()),
+            mimamori: meta.and_then(|m| m.utm.as_ref()),
+            traffic: meta.and_then(|m| m.traffic.as_ref()),
         };
         serde_json::to_writer(&mut self.out, &eve)?;
         self.out.write_all(b"\n")

@@ -2,3 +2,4 @@
 //! the cloud will consume the same records.
 
 pub mod eve;
+pub mod meta;

@@ -125,8 +125,10 @@ pub struct Flow {
     pub passed: bool,
     /// The sid of the rule that dropped the flow.
     pub drop_sid: Option<(u32, u32, u32)>,
-    /// HTTP transactions, once the flow is detected as HTTP.
+    /// Application parser state, once the protocol is known.
     pub app: Option<Box<crate::app::AppState>>,
+    /// URL category and application of the flow's first named access.
+    pub label: Option<Box<crate::classify::Label>>,
     /// Per-flow threshold state by rule.
     pub thresholds: Vec<(u32, crate::detect::ThresholdState)>,
 }
@@ -167,6 +169,7 @@ impl Flow {
             passed: false,
             drop_sid: None,
             app: None,
+            label: None,
             thresholds: Vec::new(),
         }
     }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use rules::ast::AppProto;
 use rules::compile::Ruleset;
 
+use crate::classify::{Lists, TrafficBook};
 use crate::decode::{self, Events, IpInfo, L4, Packet, defrag};
+use crate::events::meta::EventMeta;
 use crate::detect::{Detector, Input, Verdict};
 use crate::flow::{Dir, Flow, FlowConfig, FlowTable, tcp};
 use crate::reassembly::ReassemblyCounters;
@@ -31,10 +33,18 @@ pub enum RecordKind {
     Alert,
     /// A packet dropped by a rule (`rule` set) or because its flow was dropped.
     Drop,
+    /// A finished application transaction (EVE `http`, `tls`, `dns`).
+    Http,
+    Tls,
+    Dns,
+    /// A file seen in a transaction, with its verdict.
+    FileInfo,
+    /// A traffic-record summary (one internal host, one 10-minute bucket).
+    Traffic,
 }
 
 /// One output event, with everything EVE needs and nothing borrowed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Record {
     pub kind: RecordKind,
     pub ts_us: u64,
@@ -56,6 +66,8 @@ pub struct Record {
     pub vlan: [u16; 2],
     pub ttl: u8,
     pub ip_len: u16,
+    /// Application fields (transaction, category, file, traffic record).
+    pub meta: Option<Box<EventMeta>>,
 }
 
 /// Packet-level counters.
@@ -68,6 +80,8 @@ pub struct WorkerCounters {
     pub drops: u64,
     pub flow_dropped_packets: u64,
     pub passed: u64,
+    /// Accesses blocked (prevent) or flagged (detect) by the URL-category policy.
+    pub category_blocks: u64,
 }
 
 /// A copy of every byte range detection scans (packet payloads, new stream bytes), for
@@ -103,6 +117,14 @@ pub struct Worker {
     pub tap: Option<ScanTap>,
     /// Some rule inspects an HTTP body: bodies are kept (and decompressed).
     keep_bodies: bool,
+    /// URL categories, their policy and the application catalogue.
+    lists: Arc<Lists>,
+    /// Traffic record being accumulated.
+    pub traffic: TrafficBook,
+    /// Start of the newest traffic bucket seen (seconds).
+    traffic_bucket: u64,
+    /// Application fields of the alerts of the packet being handled: (rule, fields).
+    tx_meta: Vec<(u32, EventMeta)>,
 }
 
 impl Worker {
@@ -118,8 +140,22 @@ impl Worker {
             reassembly: ReassemblyCounters::default(),
             tap: None,
             keep_bodies: rs.uses(rules::ast::Buffer::FileData) || rs.uses(rules::ast::Buffer::HttpRequestBody),
+            lists: Arc::new(Lists::default()),
+            traffic: TrafficBook::default(),
+            traffic_bucket: 0,
+            tx_meta: Vec::new(),
             cfg,
         })
+    }
+
+    /// Use these URL-category lists and application catalogue from now on (reload: the
+    /// new set replaces the old one at once; flows keep the labels they have).
+    pub fn set_lists(&mut self, lists: Arc<Lists>) {
+        self.lists = lists;
+    }
+
+    pub fn lists(&self) -> &Arc<Lists> {
+        &self.lists
     }
 
     pub fn detector(&self) -> &Detector {
@@ -171,6 +207,14 @@ impl Worker {
                 self.verdict = v;
             }
             return true;
+        }
+        // a new 10-minute bucket: the traffic record of buckets well over is written
+        let bucket = ts_us / 1_000_000 / crate::classify::BUCKET_SECS;
+        if bucket > self.traffic_bucket {
+            if self.traffic_bucket != 0 {
+                self.drain_traffic(ts_us.saturating_sub(crate::classify::BUCKET_SECS * 1_000_000), out);
+            }
+            self.traffic_bucket = bucket;
         }
         // expire idle flows and flows evicted for room: inspect what they still hold
         let ended = &mut self.ended;
@@ -230,6 +274,23 @@ impl Worker {
         // application layer: new in-order bytes of this direction (or the datagram) go
         // to the flow's parser
         app_feed(self.keep_bodies, flow, dir, tracked, pkt);
+        // names of new transactions: URL category and application; the policy may block
+        if flow.app.is_some() && classify_names(&self.lists, flow) {
+            let fc = flow_ctx(Some(flow));
+            let blocked = self.cfg.prevent;
+            let meta = category_alert_meta(flow);
+            let mut rec = record(RecordKind::Alert, pkt, fc, dir, ts_us, pcap_cnt, None, blocked);
+            rec.meta = meta.map(Box::new);
+            self.counters.alerts += 1;
+            self.counters.category_blocks += 1;
+            out.push(rec);
+            if blocked {
+                flow.dropped = true;
+                self.counters.drops += 1;
+                out.push(record(RecordKind::Drop, pkt, fc, dir, ts_us, pcap_cnt, None, true));
+                return false;
+            }
+        }
         let mut v = std::mem::take(&mut self.verdict);
         {
             // the stream is moved out while detection borrows the flow mutably
@@ -247,7 +308,8 @@ impl Worker {
             let inp = Input { pkt, dir, now_us: ts_us, stream, tracked, app_detected_now, first_in_dir, app: app.as_deref() };
             self.det.inspect(&inp, Some(flow), &mut v);
             flow.app = app;
-            after_app_inspect(flow, &mut v);
+            tx_metas(flow, &v, &mut self.tx_meta);
+            after_app_inspect(flow, &mut v, ts_us, pcap_cnt, out);
             if tracked {
                 st.consume();
             }
@@ -279,7 +341,12 @@ impl Worker {
             }
             if h.alert {
                 self.counters.alerts += 1;
-                out.push(record(RecordKind::Alert, p, fc, dir, ts_us, pcap_cnt, Some(h.rule), is_block));
+                let mut rec = record(RecordKind::Alert, p, fc, dir, ts_us, pcap_cnt, Some(h.rule), is_block);
+                // an alert on a transaction carries its application fields
+                if let Some(i) = self.tx_meta.iter().position(|(r, _)| *r == h.rule) {
+                    rec.meta = Some(Box::new(self.tx_meta.swap_remove(i).1));
+                }
+                out.push(rec);
             }
         }
         if blocked {
@@ -291,6 +358,18 @@ impl Worker {
     /// A flow ended (timeout, eviction, end of input): inspect the stream bytes it still
     /// holds (data released by skipping holes, never acknowledged data).
     fn finish_flow(&mut self, mut f: Flow, out: &mut Vec<Record>) {
+        let (ts, cnt) = (f.last_us, f.last_pcap_cnt);
+        self.finish_flow_stream(&mut f, out);
+        // the transactions still open are logged as they are; the flow joins the record
+        if let Some(app) = f.app.as_mut() {
+            app.closing(true);
+            app.closing(false);
+        }
+        log_txs(&mut f, true, ts, cnt, out);
+        self.traffic.add_flow(&f, &self.lists);
+    }
+
+    fn finish_flow_stream(&mut self, f: &mut Flow, out: &mut Vec<Record>) {
         if f.proto != decode::IPPROTO_TCP || f.dropped || f.passed {
             return;
         }
@@ -302,7 +381,7 @@ impl Worker {
                 let st = &f.streams[dir.idx()];
                 let data = st.window().map_or(&[][..], |(w, n)| &w[n..]);
                 if f.app.is_none() && !data.is_empty() {
-                    f.app = crate::app::AppState::for_proto(proto, self.keep_bodies).map(Box::new);
+                    f.app = crate::app::AppState::for_proto(proto, self.keep_bodies, true).map(Box::new);
                 }
                 if let Some(app) = f.app.as_mut() {
                     if !data.is_empty() {
@@ -315,7 +394,7 @@ impl Worker {
             if f.streams[dir.idx()].window().is_none() && !app_dirty {
                 continue;
             }
-            let (cli, srv) = (f.client, other_end(&f));
+            let (cli, srv) = (f.client, other_end(f));
             let (src, dst) = if dir == Dir::ToServer { (cli, srv) } else { (srv, cli) };
             let p = Packet {
                 ip: Some(IpInfo { src: src.0, dst: dst.0, proto: decode::IPPROTO_TCP, ttl: 0, id: 0, frag_bits: 0, v6: src.0.is_ipv6() }),
@@ -328,24 +407,57 @@ impl Worker {
                 let mut st = std::mem::take(&mut f.streams[dir.idx()]);
                 let app = f.app.take();
                 let inp = Input { pkt: &p, dir, now_us: ts, stream: st.window(), tracked: true, app_detected_now: false, first_in_dir: false, app: app.as_deref() };
-                self.det.inspect(&inp, Some(&mut f), &mut v);
+                self.det.inspect(&inp, Some(&mut *f), &mut v);
                 f.app = app;
-                after_app_inspect(&mut f, &mut v);
+                tx_metas(f, &v, &mut self.tx_meta);
+                after_app_inspect(f, &mut v, ts, cnt, out);
                 st.consume();
                 f.streams[dir.idx()] = st;
             }
-            let fc = flow_ctx(Some(&f));
+            let fc = flow_ctx(Some(f));
             self.emit(&p, &v, Some(fc), dir, ts, cnt, out);
             self.verdict = v;
         }
     }
 
-    /// End of input: finish every flow.
+    /// End of input: finish every flow; the traffic record is written out whole.
     pub fn finish(&mut self, out: &mut Vec<Record>) {
         let mut all = Vec::new();
         self.flows.drain(&mut |f| all.push(f));
         for f in all {
             self.finish_flow(f, out);
+        }
+        self.drain_traffic(u64::MAX, out);
+    }
+
+    /// Write the traffic summaries of buckets that ended before `before_us`.
+    fn drain_traffic(&mut self, before_us: u64, out: &mut Vec<Record>) {
+        let mut sums = Vec::new();
+        self.traffic.drain(before_us, &mut sums);
+        for (host, bucket, meta) in sums {
+            let ts = (bucket + crate::classify::BUCKET_SECS) * 1_000_000;
+            out.push(Record {
+                kind: RecordKind::Traffic,
+                ts_us: ts,
+                pcap_cnt: 0,
+                rule: None,
+                blocked: false,
+                src: host,
+                dst: host,
+                sport: 0,
+                dport: 0,
+                proto: 0,
+                icmp: None,
+                flow_id: 0,
+                dir: Dir::ToServer,
+                app_proto: None,
+                app_failed: false,
+                eth: None,
+                vlan: [0; 2],
+                ttl: 0,
+                ip_len: 0,
+                meta: Some(Box::new(meta)),
+            });
         }
     }
 }
@@ -364,7 +476,7 @@ fn app_feed(keep_bodies: bool, flow: &mut Flow, dir: Dir, tracked: bool, p: &Pac
         _ => return,
     };
     if flow.app.is_none() && !data.is_empty() {
-        flow.app = crate::app::AppState::for_proto(proto, keep_bodies).map(Box::new);
+        flow.app = crate::app::AppState::for_proto(proto, keep_bodies, flow.proto == decode::IPPROTO_TCP).map(Box::new);
     }
     let Some(app) = flow.app.as_mut() else { return };
     if !data.is_empty() {
@@ -377,8 +489,78 @@ fn app_feed(keep_bodies: bool, flow: &mut Flow, dir: Dir, tracked: bool, p: &Pac
     }
 }
 
+/// Classify the names of the flow's new transactions (URL category, application). The
+/// first name labels the flow. True when the policy blocks one of them.
+fn classify_names(lists: &Lists, flow: &mut Flow) -> bool {
+    let Some(app) = flow.app.as_mut() else { return false };
+    let mut block = false;
+    for i in 0..app.txs().len() {
+        let tx = &app.txs()[i];
+        if tx.classified {
+            continue;
+        }
+        let (names, path) = app.names(tx);
+        let Some(host) = names.first() else { continue };
+        let mut label = lists.classify(host, path);
+        // more names (DNS questions): any listed one counts
+        for n in names.iter().skip(1) {
+            let l = lists.classify(n, None);
+            label.cats |= l.cats;
+            label.block = label.block.or(l.block);
+        }
+        let utm = lists.utm(host, &label);
+        block |= label.block.is_some();
+        if flow.label.is_none() || label.block.is_some() {
+            flow.label = Some(Box::new(label));
+        }
+        let t = &mut app.txs_mut()[i];
+        t.classified = true;
+        t.utm = (!utm.categories.is_empty() || utm.app.is_some()).then(|| Box::new(utm));
+    }
+    block
+}
+
+/// The fields of a category alert: the blocking transaction's name and category.
+fn category_alert_meta(flow: &Flow) -> Option<EventMeta> {
+    let app = flow.app.as_deref()?;
+    let tx = app.txs().iter().rev().find(|t| t.utm.as_ref().is_some_and(|u| u.policy == Some("block")))?;
+    let (_, mut m) = app.event(tx);
+    m.utm = tx.utm.as_deref().cloned();
+    Some(m)
+}
+
+/// Application fields for the alerts detection raised on transactions.
+fn tx_metas(flow: &Flow, v: &Verdict, out: &mut Vec<(u32, EventMeta)>) {
+    out.clear();
+    let Some(app) = flow.app.as_deref() else { return };
+    for (txid, rule) in &v.tx_hits {
+        if let Some(tx) = app.txs().iter().find(|t| t.id == *txid) {
+            let (_, mut m) = app.event(tx);
+            m.utm = tx.utm.as_deref().cloned();
+            out.push((*rule, m));
+        }
+    }
+}
+
+/// Write the event of each finished transaction once (`all`: every one, the flow ends).
+fn log_txs(flow: &mut Flow, all: bool, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) {
+    let Some(mut app) = flow.app.take() else { return };
+    for i in 0..app.txs().len() {
+        let tx = &app.txs()[i];
+        if tx.logged || !(all || (tx.response_done && !tx.pending_alt)) {
+            continue;
+        }
+        let (kind, mut m) = app.event(tx);
+        m.utm = tx.utm.as_deref().cloned();
+        out.push(flow_record(kind, flow, ts_us, pcap_cnt, m));
+        app.txs_mut()[i].logged = true;
+    }
+    flow.app = Some(app);
+}
+
 /// Remember what detection did with the flow's transactions; retire finished ones.
-fn after_app_inspect(flow: &mut Flow, v: &mut Verdict) {
+fn after_app_inspect(flow: &mut Flow, v: &mut Verdict, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) {
+    log_txs(flow, false, ts_us, pcap_cnt, out);
     let Some(app) = flow.app.as_mut() else { return };
     let txs = app.txs_mut();
     for (txid, rule) in &v.tx_hits {
@@ -442,5 +624,33 @@ fn record(kind: RecordKind, p: &Packet<'_>, fc: FlowCtx, dir: Dir, ts_us: u64, p
         vlan: p.vlan,
         ttl: ip.map_or(0, |i| i.ttl),
         ip_len: p.ip_packet.len() as u16,
+        meta: None,
+    }
+}
+
+/// A record about a flow rather than a packet: client → server, at the flow's last packet.
+fn flow_record(kind: RecordKind, f: &Flow, ts_us: u64, pcap_cnt: u64, meta: EventMeta) -> Record {
+    let server = other_end(f);
+    Record {
+        kind,
+        ts_us,
+        pcap_cnt,
+        rule: None,
+        blocked: false,
+        src: f.client.0,
+        dst: server.0,
+        sport: f.client.1,
+        dport: server.1,
+        proto: f.proto,
+        icmp: None,
+        flow_id: f.id,
+        dir: Dir::ToServer,
+        app_proto: f.app_proto,
+        app_failed: f.app_failed,
+        eth: None,
+        vlan: [0; 2],
+        ttl: 0,
+        ip_len: 0,
+        meta: Some(Box::new(meta)),
     }
 }

@@ -96,7 +96,13 @@ pub enum CStep {
     ByteExtract(crate::ast::ByteExtract),
     IsDataAt { n: Val, relative: bool, negated: bool },
     Bsize(NumCmp),
+    /// `base64_decode` and the `base64_data` program run on what it decoded.
+    Base64Decode { bytes: Option<u32>, offset: u32, relative: bool, data: Vec<CStep> },
+    Dataset { op: crate::dataset::DatasetOp, set: std::sync::Arc<crate::dataset::Dataset> },
 }
+
+/// Most bytes `base64_decode` decodes at once.
+const BASE64_MAX_DECODED: usize = 64 * 1024;
 
 /// Upper bound on backtracking work per buffer, Suricata's `inspection_recursion_limit`.
 const BUDGET: u32 = 3000;
@@ -263,6 +269,25 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut C
             run(rest, buf, prev_end, vars, cx)
         }
         CStep::Bsize(cmp) => cmp.matches(buf.len() as u64) && run(rest, buf, prev_end, vars, cx),
+        CStep::Base64Decode { bytes, offset, relative, data } => {
+            let start = if *relative { prev_end } else { 0 } + *offset as usize;
+            if start >= buf.len() {
+                return false;
+            }
+            let n = bytes.map_or(buf.len() - start, |b| (b as usize).min(buf.len() - start));
+            let src = &buf[start..start + n.min(BASE64_MAX_DECODED * 4 / 3 + 4)];
+            let mut decoded = Vec::with_capacity(src.len() * 3 / 4 + 3);
+            crate::transform::base64_decode(src, crate::transform::Base64Mode::Rfc2045, &mut decoded);
+            if decoded.is_empty() {
+                return false;
+            }
+            // the decoded bytes are a buffer of their own, with their own positions
+            if !data.is_empty() && !run(data, &decoded, 0, vars, &mut Cx { budget: cx.budget, min_end: 0 }) {
+                return false;
+            }
+            run(rest, buf, prev_end, vars, cx)
+        }
+        CStep::Dataset { op, set } => set.apply(*op, buf) && run(rest, buf, prev_end, vars, cx),
     }
 }
 
@@ -275,7 +300,8 @@ fn rest_depends_on_position(rest: &[CStep]) -> bool {
         CStep::ByteJump(b) => b.relative,
         CStep::ByteExtract(b) => b.relative,
         CStep::IsDataAt { relative, .. } => *relative,
-        CStep::Bsize(_) => false,
+        CStep::Bsize(_) | CStep::Dataset { .. } => false,
+        CStep::Base64Decode { relative, .. } => *relative,
     })
 }
 

@@ -11,22 +11,58 @@ mod prefilter;
 
 use crate::ast::{Buffer, PcreSpec, Rule, Step};
 use crate::parse::{ErrorKind, RuleError};
+use crate::transform::{Transform, TransformBuf};
 pub use inspect::{CStep, Vars as InspectVars, inspect, inspect_new};
 pub use prefilter::{Prefilter, Scratch};
+
+/// The compiled program of one buffer (with its transforms) of a rule.
+#[derive(Debug)]
+pub struct CProgram {
+    pub buffer: Buffer,
+    pub transforms: Vec<Transform>,
+    /// `absent` (`Some(false)`) or `absent: or_else` (`Some(true)`).
+    pub absent: Option<bool>,
+    pub steps: Vec<CStep>,
+}
+
+impl CProgram {
+    /// Run the program on one instance of its buffer, transforming it first when the
+    /// program has transforms (`tb` holds the transformed bytes; reused, no allocation
+    /// once grown). `min_end` applies to untransformed stream windows only.
+    pub fn run(&self, data: &[u8], vars: &mut inspect::Vars, min_end: usize, tb: &mut TransformBuf) -> bool {
+        if self.absent == Some(false) {
+            // present, and the program wants it absent
+            return false;
+        }
+        if self.transforms.is_empty() {
+            return inspect_new(&self.steps, data, vars, min_end);
+        }
+        match tb.apply(&self.transforms, data) {
+            Some(t) => inspect_new(&self.steps, t, vars, 0),
+            None => false,
+        }
+    }
+
+    /// The outcome when the buffer does not exist at all.
+    pub fn when_missing(&self) -> bool {
+        self.absent.is_some()
+    }
+}
 
 /// A rule ready for detection.
 #[derive(Debug)]
 pub struct CompiledRule {
     pub rule: Rule,
-    /// One program per inspected buffer.
-    pub programs: Vec<(Buffer, Vec<CStep>)>,
+    /// One program per inspected buffer (and transform chain).
+    pub programs: Vec<CProgram>,
     /// The buffer whose prefilter (or unfiltered list) makes this rule a candidate.
     pub prefilter_buffer: Option<Buffer>,
 }
 
 impl CompiledRule {
+    /// The steps of the untransformed program of `buf`.
     pub fn program(&self, buf: Buffer) -> Option<&[CStep]> {
-        self.programs.iter().find(|(b, _)| *b == buf).map(|(_, s)| s.as_slice())
+        self.programs.iter().find(|p| p.buffer == buf && p.transforms.is_empty()).map(|p| p.steps.as_slice())
     }
 }
 
@@ -39,6 +75,9 @@ pub struct Ruleset {
     /// Rules without any buffer program that test packet or flow keywords: candidates for
     /// every packet.
     pub packet_only: Vec<u32>,
+    /// Rules without a literal that can match a transaction lacking their buffer
+    /// (`absent`): candidates for every transaction.
+    pub tx_always: Vec<u32>,
     /// Header-only rules (addresses, ports, protocol; Suricata's "IP-only"): looked up by
     /// address, once per flow direction.
     pub ip_only: iponly::IpOnlyIndex,
@@ -74,51 +113,73 @@ pub fn compile_pcre(p: &PcreSpec) -> Result<pcre2::bytes::Regex, String> {
         .map_err(|e| e.to_string())
 }
 
+fn compile_steps(steps: &[Step]) -> Result<Vec<CStep>, ErrorKind> {
+    let mut out = Vec::with_capacity(steps.len());
+    for s in steps {
+        out.push(match s {
+            Step::Content(c) => CStep::Content(inspect::CContent::new(c)),
+            Step::Pcre(p) => {
+                let re = compile_pcre(p).map_err(ErrorKind::Pcre)?;
+                CStep::Pcre(inspect::CPcre { re, negated: p.negated, relative: p.relative })
+            }
+            Step::ByteTest(b) => CStep::ByteTest(b.clone()),
+            Step::ByteJump(b) => CStep::ByteJump(b.clone()),
+            Step::ByteExtract(b) => CStep::ByteExtract(b.clone()),
+            Step::IsDataAt { n, relative, negated } => CStep::IsDataAt { n: *n, relative: *relative, negated: *negated },
+            Step::Bsize(c) => CStep::Bsize(*c),
+            Step::Base64Decode { bytes, offset, relative, data } => {
+                CStep::Base64Decode { bytes: *bytes, offset: *offset, relative: *relative, data: compile_steps(data)? }
+            }
+            Step::Dataset { op, set } => CStep::Dataset { op: *op, set: set.0.clone() },
+        });
+    }
+    Ok(out)
+}
+
 fn compile_rule(rule: Rule) -> Result<CompiledRule, (Rule, ErrorKind)> {
     let mut programs = Vec::with_capacity(rule.programs.len());
     for prog in &rule.programs {
-        let mut steps = Vec::with_capacity(prog.steps.len());
-        for s in &prog.steps {
-            steps.push(match s {
-                Step::Content(c) => CStep::Content(inspect::CContent::new(c)),
-                Step::Pcre(p) => match compile_pcre(p) {
-                    Ok(re) => CStep::Pcre(inspect::CPcre { re, negated: p.negated, relative: p.relative }),
-                    Err(e) => return Err((rule, ErrorKind::Pcre(e))),
-                },
-                Step::ByteTest(b) => CStep::ByteTest(b.clone()),
-                Step::ByteJump(b) => CStep::ByteJump(b.clone()),
-                Step::ByteExtract(b) => CStep::ByteExtract(b.clone()),
-                Step::IsDataAt { n, relative, negated } => {
-                    CStep::IsDataAt { n: *n, relative: *relative, negated: *negated }
-                }
-                Step::Bsize(c) => CStep::Bsize(*c),
-            });
-        }
-        programs.push((prog.buffer, steps));
+        let steps = match compile_steps(&prog.steps) {
+            Ok(s) => s,
+            Err(e) => return Err((rule, e)),
+        };
+        programs.push(CProgram { buffer: prog.buffer, transforms: prog.transforms.clone(), absent: prog.absent, steps });
     }
     Ok(CompiledRule { rule, programs, prefilter_buffer: None })
 }
 
 /// The literal a rule is prefiltered on: an explicit `fast_pattern`, else the longest
 /// non-negated content. Returns (buffer, bytes, nocase).
+///
+/// A content of a transformed buffer only counts through the literal the *raw* buffer must
+/// then contain ([`crate::transform::prefilter_literal`]); a buffer that may be absent
+/// (`absent: or_else`) gives no literal.
 fn fast_pattern(rule: &Rule) -> Option<(Buffer, Vec<u8>, bool)> {
-    let mut best: Option<(Buffer, &crate::ast::Content)> = None;
+    let mut best: Option<(Buffer, Vec<u8>, bool)> = None;
     for p in &rule.programs {
+        if p.absent.is_some() {
+            continue;
+        }
         for s in &p.steps {
-            if let Step::Content(c) = s {
-                if c.negated {
-                    continue;
-                }
-                if c.fast_pattern {
-                    return Some((p.buffer, c.pattern.clone(), c.nocase));
-                }
-                if best.is_none_or(|(_, b)| c.pattern.len() > b.pattern.len()) {
-                    best = Some((p.buffer, c));
-                }
+            let Step::Content(c) = s else { continue };
+            if c.negated {
+                continue;
+            }
+            let lit = if p.transforms.is_empty() {
+                Some((c.pattern.clone(), c.nocase))
+            } else {
+                crate::transform::prefilter_literal(&p.transforms, &c.pattern, c.nocase)
+            };
+            let Some((lit, nocase)) = lit else { continue };
+            if c.fast_pattern {
+                return Some((p.buffer, lit, nocase));
+            }
+            if best.as_ref().is_none_or(|(_, b, _)| lit.len() > b.len()) {
+                best = Some((p.buffer, lit, nocase));
             }
         }
     }
-    best.map(|(b, c)| (b, c.pattern.clone(), c.nocase))
+    best
 }
 
 /// A rule decided by addresses, ports and protocol alone (flowbits may be set, thresholds
@@ -148,6 +209,7 @@ impl Ruleset {
         let mut literals: Vec<Vec<(Vec<u8>, bool, u32)>> = vec![Vec::new(); Buffer::COUNT];
         let mut unfiltered = vec![Vec::new(); Buffer::COUNT];
         let mut packet_only = Vec::new();
+        let mut tx_always = Vec::new();
         let mut ip_only = Vec::new();
         for (i, c) in compiled.iter_mut().enumerate() {
             let id = i as u32;
@@ -156,10 +218,14 @@ impl Ruleset {
                     literals[buf.index()].push((lit, nocase, id));
                     c.prefilter_buffer = Some(buf);
                 }
+                None if c.programs.iter().any(|p| p.absent.is_some()) => {
+                    tx_always.push(id);
+                    c.prefilter_buffer = c.programs.iter().find(|p| p.absent.is_none()).map(|p| p.buffer);
+                }
                 None => match c.programs.first() {
-                    Some((buf, _)) => {
-                        unfiltered[buf.index()].push(id);
-                        c.prefilter_buffer = Some(*buf);
+                    Some(p) => {
+                        unfiltered[p.buffer.index()].push(id);
+                        c.prefilter_buffer = Some(p.buffer);
                     }
                     None if is_ip_only(&c.rule) => ip_only.push(id),
                     None => packet_only.push(id),
@@ -194,7 +260,7 @@ impl Ruleset {
             let r = &compiled[id as usize].rule;
             (id, &r.src, &r.dst, r.bidirectional)
         }));
-        let set = Ruleset { rules: compiled, prefilters, unfiltered, packet_only, ip_only, flowbit_count };
+        let set = Ruleset { rules: compiled, prefilters, unfiltered, packet_only, tx_always, ip_only, flowbit_count };
         (set, failures)
     }
 

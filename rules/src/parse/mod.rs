@@ -90,6 +90,8 @@ pub struct ParseCtx {
     pub vars: Vars,
     flowbits: HashMap<String, u32>,
     seen: HashSet<(u32, u32)>,
+    /// Datasets by name, shared by every rule that names them.
+    pub(crate) datasets: HashMap<String, std::sync::Arc<crate::dataset::Dataset>>,
 }
 
 impl ParseCtx {

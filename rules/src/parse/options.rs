@@ -1,5 +1,7 @@
 //! Rule options (`keyword:value;`) → fields of [`Rule`].
 
+mod ext;
+
 use super::{ErrorKind, ParseCtx, lexer};
 use crate::ast::*;
 
@@ -28,22 +30,37 @@ pub(super) struct Builder<'c> {
     /// Program index of the last content/pcre/byte_* step (relative keywords follow it).
     last_prog: Option<usize>,
     vars: Vec<String>,
+    /// Transforms given since the current sticky buffer was named.
+    pub(super) transforms: Vec<crate::transform::Transform>,
+    /// (program, step) of the last `base64_decode`, which `base64_data` contents belong to.
+    pub(super) base64: Option<(usize, usize)>,
 }
 
 impl<'c> Builder<'c> {
     pub fn new(ctx: &'c mut ParseCtx) -> Self {
-        Builder { ctx, cur: Buffer::Payload, last_content: None, last_prog: None, vars: Vec::new() }
+        Builder {
+            ctx,
+            cur: Buffer::Payload,
+            last_content: None,
+            last_prog: None,
+            vars: Vec::new(),
+            transforms: Vec::new(),
+            base64: None,
+        }
     }
 
-    fn prog(&mut self, rule: &mut Rule, buf: Buffer) -> usize {
-        if let Some(i) = rule.programs.iter().position(|p| p.buffer == buf) {
+    /// The program of `buf` (with the current transforms when `buf` is the current sticky
+    /// buffer), created on first use.
+    pub(super) fn prog(&mut self, rule: &mut Rule, buf: Buffer) -> usize {
+        let transforms: &[crate::transform::Transform] = if buf == self.cur { &self.transforms } else { &[] };
+        if let Some(i) = rule.programs.iter().position(|p| p.buffer == buf && p.transforms == transforms) {
             return i;
         }
-        rule.programs.push(BufferProgram { buffer: buf, steps: Vec::new() });
+        rule.programs.push(BufferProgram { buffer: buf, transforms: transforms.to_vec(), absent: None, steps: Vec::new() });
         rule.programs.len() - 1
     }
 
-    fn push_step(&mut self, rule: &mut Rule, buf: Buffer, step: Step) -> (usize, usize) {
+    pub(super) fn push_step(&mut self, rule: &mut Rule, buf: Buffer, step: Step) -> (usize, usize) {
         let p = self.prog(rule, buf);
         rule.programs[p].steps.push(step);
         self.last_prog = Some(p);
@@ -77,9 +94,13 @@ impl<'c> Builder<'c> {
         }
         if let Some(buf) = Buffer::from_sticky(name) {
             if v.is_some() {
-                return Err(bad(name, "sticky buffer takes no value"));
+                return self.sticky_with_value(rule, name, v);
+            }
+            if buf == Buffer::Base64Data && self.base64.is_none() {
+                return Err(bad(name, "needs a preceding base64_decode"));
             }
             self.cur = buf;
+            self.transforms.clear();
             return Ok(());
         }
         match name {
@@ -373,7 +394,7 @@ impl<'c> Builder<'c> {
                 }
             }
             n if IGNORED.contains(&n) => {}
-            other => return Err(ErrorKind::Unsupported(other.to_string())),
+            other => return self.option_ext(rule, other, v),
         }
         Ok(())
     }
@@ -490,6 +511,7 @@ impl<'c> Builder<'c> {
     }
 
     pub fn finish(&mut self, rule: &mut Rule) -> R<()> {
+        self.finish_ext(rule)?;
         // startswith is depth:len offset:0; validate that relative steps are not first
         for p in &mut rule.programs {
             for st in &mut p.steps {

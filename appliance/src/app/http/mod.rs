@@ -176,7 +176,7 @@ impl HttpState {
 
     /// Drop the transactions that are complete and were inspected.
     pub fn retire_done(&mut self) {
-        self.txs.retain(|t| !t.response_done || t.pending_alt);
+        self.txs.retain(|t| !t.response_done || t.pending_alt || !t.logged);
     }
 
     fn new_tx(&mut self) -> &mut Tx {
@@ -189,3 +189,19 @@ impl HttpState {
 
 #[cfg(test)]
 mod test;
+
+/// The EVE `http` object of a transaction.
+pub fn meta(tx: &Tx) -> crate::events::meta::HttpMeta {
+    use crate::events::meta::text;
+    let t = |b| tx.get(b).map(text);
+    crate::events::meta::HttpMeta {
+        hostname: t(Buffer::HttpHost),
+        url: t(Buffer::HttpUriRaw),
+        http_user_agent: t(Buffer::HttpUserAgent),
+        http_content_type: tx.get_dir(Buffer::HttpContentType, true).map(text),
+        http_method: t(Buffer::HttpMethod),
+        protocol: t(Buffer::HttpProtocol),
+        status: tx.get(Buffer::HttpStatCode).and_then(|s| std::str::from_utf8(s).ok()?.parse().ok()),
+        length: tx.get(Buffer::FileData).map_or(0, |b| b.len() as u64),
+    }
+}
