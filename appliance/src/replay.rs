@@ -32,6 +32,8 @@ pub struct Settings {
     pub ignored: Vec<String>,
     /// URL categories (with their policy) and the application catalogue.
     pub lists: Option<Arc<crate::classify::Lists>>,
+    /// File verdicts on HTTP bodies (hash list, signatures).
+    pub files: Option<crate::file::FileEngine>,
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool, SettingError> {
@@ -168,6 +170,7 @@ pub fn replay_with<W: std::io::Write>(
     if let Some(l) = &settings.lists {
         worker.set_lists(Arc::clone(l));
     }
+    worker.set_files(settings.files.clone());
     let mut records = Vec::with_capacity(64);
     let mut sum = ReplaySummary::default();
     let t0 = Instant::now();

@@ -21,9 +21,9 @@ pub enum AppState {
 
 impl AppState {
     /// A parser for a detected protocol, if there is one.
-    pub fn for_proto(p: AppProto, keep_bodies: bool, tcp: bool) -> Option<AppState> {
+    pub fn for_proto(p: AppProto, keep_bodies: bool, tcp: bool, files: Option<&crate::file::FileEngine>) -> Option<AppState> {
         match p {
-            AppProto::Http => Some(AppState::Http(http::HttpState::new(keep_bodies))),
+            AppProto::Http => Some(AppState::Http(http::HttpState::with_files(keep_bodies, files.cloned()))),
             AppProto::Tls => Some(AppState::Tls(tls::flow::TlsFlow::default())),
             AppProto::Dns => Some(AppState::Dns(dns::flow::DnsFlow::new(tcp))),
             _ => None,

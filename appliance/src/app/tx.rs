@@ -38,6 +38,12 @@ pub struct Tx {
     pub classified: bool,
     /// The category / application of its name, for its events.
     pub utm: Option<Box<crate::events::meta::UtmMeta>>,
+    /// Files being carried: [request body (upload), response body (download)].
+    pub(crate) files: [Option<Box<crate::file::FileInspector>>; 2],
+    /// Finished files: (download?, result, complete?) — reported once.
+    pub file_results: Vec<(bool, crate::file::FileResult, bool)>,
+    /// How many of `file_results` were reported.
+    pub files_reported: usize,
     /// Prefilter candidates of buffers already scanned: (buffer, direction, length, rules).
     scan_cache: Vec<(Buffer, bool, usize, Vec<u32>)>,
 }
@@ -62,6 +68,31 @@ fn per_direction(b: Buffer) -> bool {
 impl Tx {
     pub fn new(id: u64) -> Tx {
         Tx { id, ..Default::default() }
+    }
+
+    /// Bytes of a file carried by this transaction (`download`: the response body).
+    pub(crate) fn file_feed(&mut self, download: bool, data: &[u8]) {
+        if let Some(f) = self.files[usize::from(download)].as_mut() {
+            f.feed(data);
+        }
+    }
+
+    /// The file of one direction ended (`complete`: its body ended as announced).
+    pub(crate) fn file_end(&mut self, download: bool, complete: bool) {
+        if let Some(f) = self.files[usize::from(download)].take() {
+            self.file_results.push((download, f.finish(), complete));
+            self.dirty = true;
+        }
+    }
+
+    /// End the files in which a signature already matched while their bodies are still
+    /// arriving: the verdict is known, nothing is gained by waiting for the rest.
+    pub(crate) fn end_files_with_hits(&mut self) {
+        for download in [false, true] {
+            if self.files[usize::from(download)].as_ref().is_some_and(|f| !f.verdict_so_far().is_clean()) {
+                self.file_end(download, false);
+            }
+        }
     }
 
     /// Candidates remembered for a buffer of this length.

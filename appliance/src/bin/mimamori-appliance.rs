@@ -62,6 +62,16 @@ enum Cmd {
         /// malware block, every other category is recorded.
         #[arg(long, value_name = "TOML", requires = "categories")]
         category_policy: Option<PathBuf>,
+        /// Known-bad file hashes (TSV with md5 / sha1 / sha256 columns, like
+        /// `../shared/corpus/files/hashes.tsv`): HTTP bodies with a listed hash are bad files.
+        #[arg(long, value_name = "TSV")]
+        file_hashes: Option<PathBuf>,
+        /// More file signatures, one `name<TAB>hex bytes` per line (EICAR is built in).
+        #[arg(long, value_name = "FILE")]
+        file_signatures: Option<PathBuf>,
+        /// Do not hash or scan HTTP bodies as files.
+        #[arg(long, conflicts_with_all = ["file_hashes", "file_signatures"])]
+        no_files: bool,
         /// pcap or pcapng files, processed in order as one capture.
         #[arg(required = true)]
         pcaps: Vec<PathBuf>,
@@ -187,14 +197,37 @@ fn load_lists(dir: Option<&std::path::Path>, policy: Option<&std::path::Path>, s
     Ok(lists)
 }
 
+/// The file verdict engine: built-in signatures, optional hash list and extra signatures.
+fn load_files(hashes: Option<&std::path::Path>, sigs: Option<&std::path::Path>, quiet: bool) -> anyhow::Result<mimamori_appliance::file::FileEngine> {
+    use mimamori_appliance::file::{FileEngine, HashList, SignatureList};
+    let list = match hashes {
+        Some(p) => {
+            let l = HashList::load(p)?;
+            if !quiet {
+                eprintln!("files: {} known-bad hashes from {} ({} lines skipped)", l.len(), p.display(), l.bad_lines());
+            }
+            Some(l)
+        }
+        None => None,
+    };
+    let extra = match sigs {
+        Some(p) => SignatureList::load(p)?.signatures,
+        None => Vec::new(),
+    };
+    Ok(FileEngine::new(list, &extra)?)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Replay { rules, eve, mode, sets, quiet, uplink, categories, category_policy, pcaps } => {
+        Cmd::Replay { rules, eve, mode, sets, quiet, uplink, categories, category_policy, file_hashes, file_signatures, no_files, pcaps } => {
             let mut settings = Settings::new(mode == Mode::Prevent);
             for s in &sets {
                 settings.apply(s).context("--set")?;
             }
             settings.lists = Some(Arc::new(load_lists(categories.as_deref(), category_policy.as_deref(), &settings, quiet)?));
+            if !no_files {
+                settings.files = Some(load_files(file_hashes.as_deref(), file_signatures.as_deref(), quiet)?);
+            }
             for k in &settings.ignored {
                 tracing::warn!(key = %k, "setting has no effect in this engine; ignored");
             }

@@ -42,6 +42,9 @@ pub struct TcpUpdate {
     /// The direction's stream is reassembled (session tracked).
     pub tracked: bool,
     pub retransmission: bool,
+    /// In-order bytes past the reassembly depth at the end of the payload (for the
+    /// application layer only).
+    pub past_depth: usize,
 }
 
 /// Update a flow with one TCP segment.
@@ -99,6 +102,7 @@ pub fn update(
         let out = f.streams[d].add(dseq, payload, &cfg.stream, c);
         u.new_bytes = out.new_bytes;
         u.retransmission = out.retransmission;
+        u.past_depth = out.past_depth;
         if out.overlap_different {
             events.set(Event::StreamReassemblyOverlapDifferentData);
         }

@@ -82,6 +82,8 @@ pub struct WorkerCounters {
     pub passed: u64,
     /// Accesses blocked (prevent) or flagged (detect) by the URL-category policy.
     pub category_blocks: u64,
+    /// Files with a bad verdict (hash list or signature).
+    pub bad_files: u64,
 }
 
 /// A copy of every byte range detection scans (packet payloads, new stream bytes), for
@@ -125,6 +127,10 @@ pub struct Worker {
     traffic_bucket: u64,
     /// Application fields of the alerts of the packet being handled: (rule, fields).
     tx_meta: Vec<(u32, EventMeta)>,
+    /// File verdicts (hash list, signatures) on HTTP bodies; `None`: no file inspection.
+    files: Option<crate::file::FileEngine>,
+    /// File events of the packet being handled: (bad, fields).
+    file_events: Vec<(bool, EventMeta)>,
 }
 
 impl Worker {
@@ -144,6 +150,8 @@ impl Worker {
             traffic: TrafficBook::default(),
             traffic_bucket: 0,
             tx_meta: Vec::new(),
+            files: None,
+            file_events: Vec::new(),
             cfg,
         })
     }
@@ -156,6 +164,11 @@ impl Worker {
 
     pub fn lists(&self) -> &Arc<Lists> {
         &self.lists
+    }
+
+    /// Hash and scan HTTP bodies as files with this engine (new flows use it).
+    pub fn set_files(&mut self, files: Option<crate::file::FileEngine>) {
+        self.files = files;
     }
 
     pub fn detector(&self) -> &Detector {
@@ -247,10 +260,12 @@ impl Worker {
         // TCP state and reassembly
         let mut events = p.events;
         let mut tracked = false;
+        let mut past_depth = 0;
         let app_known_before = flow.app_proto.is_some() || flow.app_failed;
         if let L4::Tcp { seq, ack, flags, sport, dport, .. } = p.l4 {
             let u = tcp::update(flow, dir, seq, ack, flags, p.payload, &self.cfg.tcp, &mut self.reassembly, &mut events);
             tracked = u.tracked;
+            past_depth = u.past_depth;
             let st = std::mem::take(&mut flow.streams[dir.idx()]);
             if let Some((w, n)) = st.window() {
                 if n == 0 && st.window_offset() == 0 {
@@ -273,7 +288,38 @@ impl Worker {
         };
         // application layer: new in-order bytes of this direction (or the datagram) go
         // to the flow's parser
-        app_feed(self.keep_bodies, flow, dir, tracked, pkt);
+        app_feed(self.keep_bodies, self.files.as_ref(), flow, dir, tracked, pkt);
+        if past_depth > 0 {
+            // past the reassembly depth only the application layer follows (files)
+            if let Some(app) = flow.app.as_mut() {
+                app.feed(dir == Dir::ToServer, &pkt.payload[pkt.payload.len().saturating_sub(past_depth)..]);
+            }
+        }
+        // files whose verdict is known: fileinfo; a bad one alerts and, in prevent mode,
+        // the packet that would complete it is dropped — the file never arrives whole
+        if flow.app.is_some() && file_verdicts(flow, self.cfg.prevent, &mut self.file_events) {
+            let fc = flow_ctx(Some(flow));
+            let blocked = self.cfg.prevent;
+            for (bad, meta) in self.file_events.drain(..) {
+                if bad {
+                    let mut rec = record(RecordKind::Alert, pkt, fc, dir, ts_us, pcap_cnt, None, blocked);
+                    rec.meta = Some(Box::new(meta.clone()));
+                    self.counters.alerts += 1;
+                    self.counters.bad_files += 1;
+                    out.push(rec);
+                }
+                out.push(flow_record(RecordKind::FileInfo, flow, ts_us, pcap_cnt, meta));
+            }
+            if blocked {
+                flow.dropped = true;
+                self.counters.drops += 1;
+                out.push(record(RecordKind::Drop, pkt, fc, dir, ts_us, pcap_cnt, None, true));
+                return false;
+            }
+        }
+        for (_, meta) in self.file_events.drain(..) {
+            out.push(flow_record(RecordKind::FileInfo, flow, ts_us, pcap_cnt, meta));
+        }
         // names of new transactions: URL category and application; the policy may block
         if flow.app.is_some() && classify_names(&self.lists, flow) {
             let fc = flow_ctx(Some(flow));
@@ -365,6 +411,20 @@ impl Worker {
             app.closing(true);
             app.closing(false);
         }
+        if f.app.is_some() && !f.dropped {
+            file_verdicts(&mut f, self.cfg.prevent, &mut self.file_events);
+            for (bad, meta) in self.file_events.drain(..) {
+                if bad {
+                    // the flow is over: nothing left to hold back, the alert remains
+                    let mut rec = flow_record(RecordKind::Alert, &f, ts, cnt, meta.clone());
+                    rec.dir = Dir::ToClient;
+                    self.counters.alerts += 1;
+                    self.counters.bad_files += 1;
+                    out.push(rec);
+                }
+                out.push(flow_record(RecordKind::FileInfo, &f, ts, cnt, meta));
+            }
+        }
         log_txs(&mut f, true, ts, cnt, out);
         self.traffic.add_flow(&f, &self.lists);
     }
@@ -381,7 +441,7 @@ impl Worker {
                 let st = &f.streams[dir.idx()];
                 let data = st.window().map_or(&[][..], |(w, n)| &w[n..]);
                 if f.app.is_none() && !data.is_empty() {
-                    f.app = crate::app::AppState::for_proto(proto, self.keep_bodies, true).map(Box::new);
+                    f.app = crate::app::AppState::for_proto(proto, self.keep_bodies, true, self.files.as_ref()).map(Box::new);
                 }
                 if let Some(app) = f.app.as_mut() {
                     if !data.is_empty() {
@@ -464,7 +524,7 @@ impl Worker {
 
 /// Hand new application bytes of this packet to the flow's parser (created once the
 /// protocol is known); a FIN or RST closes the direction for it.
-fn app_feed(keep_bodies: bool, flow: &mut Flow, dir: Dir, tracked: bool, p: &Packet<'_>) {
+fn app_feed(keep_bodies: bool, files: Option<&crate::file::FileEngine>, flow: &mut Flow, dir: Dir, tracked: bool, p: &Packet<'_>) {
     let Some(proto) = flow.app_proto else { return };
     let to_server = dir == Dir::ToServer;
     let data: &[u8] = match p.l4 {
@@ -476,7 +536,7 @@ fn app_feed(keep_bodies: bool, flow: &mut Flow, dir: Dir, tracked: bool, p: &Pac
         _ => return,
     };
     if flow.app.is_none() && !data.is_empty() {
-        flow.app = crate::app::AppState::for_proto(proto, keep_bodies, flow.proto == decode::IPPROTO_TCP).map(Box::new);
+        flow.app = crate::app::AppState::for_proto(proto, keep_bodies, flow.proto == decode::IPPROTO_TCP, files).map(Box::new);
     }
     let Some(app) = flow.app.as_mut() else { return };
     if !data.is_empty() {
@@ -518,6 +578,60 @@ fn classify_names(lists: &Lists, flow: &mut Flow) -> bool {
         t.utm = (!utm.categories.is_empty() || utm.app.is_some()).then(|| Box::new(utm));
     }
     block
+}
+
+/// Collect the file verdicts that became known on the flow's transactions as events
+/// (bad?, fields); true when one of them is bad.
+fn file_verdicts(flow: &mut Flow, prevent: bool, events: &mut Vec<(bool, EventMeta)>) -> bool {
+    let Some(mut app) = flow.app.take() else { return false };
+    let mut any_bad = false;
+    for i in 0..app.txs().len() {
+        // prevent mode acts on a signature at once (the rest is never delivered); detect
+        // mode waits for the end of the file and reports its exact hash
+        if prevent {
+            app.txs_mut()[i].end_files_with_hits();
+        }
+        let tx = &app.txs()[i];
+        if tx.files_reported >= tx.file_results.len() {
+            continue;
+        }
+        let (_, base) = app.event(tx);
+        for (download, r, complete) in &tx.file_results[tx.files_reported..] {
+            let bad = !r.verdict.is_clean();
+            any_bad |= bad;
+            let filename = tx.get(rules::ast::Buffer::FileName).or_else(|| {
+                tx.get(rules::ast::Buffer::HttpUriRaw).map(|u| {
+                    let path = u.split(|c| *c == b'?').next().unwrap_or(u);
+                    path.rsplit(|c| *c == b'/').next().unwrap_or(path)
+                })
+            });
+            let fileinfo = crate::events::meta::FileMeta {
+                filename: filename.filter(|f| !f.is_empty()).map(crate::events::meta::text),
+                magic: Some(r.mime()),
+                size: r.size,
+                sha256: r.sha256_hex(),
+                state: if *complete { "CLOSED" } else { "TRUNCATED" },
+                stored: false,
+                tx_id: tx.id,
+                verdict: match r.verdict {
+                    crate::file::Verdict::Clean => "clean",
+                    crate::file::Verdict::BadHash { .. } => "bad-hash",
+                    crate::file::Verdict::Signature { .. } => "signature",
+                },
+                threat: r.verdict.name().map(String::from),
+                disarmed: bad && prevent,
+            };
+            let _ = download;
+            let mut m = base.clone();
+            m.fileinfo = Some(fileinfo);
+            m.utm = tx.utm.as_deref().cloned();
+            events.push((bad, m));
+        }
+        let n = tx.file_results.len();
+        app.txs_mut()[i].files_reported = n;
+    }
+    flow.app = Some(app);
+    any_bad
 }
 
 /// The fields of a category alert: the blocking transaction's name and category.

@@ -44,6 +44,10 @@ pub struct SegmentOutcome {
     pub discarded: bool,
     /// A hole was skipped to release queued data.
     pub gap: bool,
+    /// In-order bytes past the reassembly depth at the end of this segment: not kept for
+    /// stream detection, but the application layer still gets them (a large download
+    /// is still hashed whole).
+    pub past_depth: usize,
 }
 
 /// Counters of what reassembly dropped or skipped.
@@ -73,6 +77,12 @@ pub struct Stream {
     ooo: BTreeMap<u64, Vec<u8>>,
     ooo_bytes: usize,
     depth_reached: bool,
+    /// In-order bytes seen past the depth (handed to the application layer only).
+    past: u64,
+    /// Bytes past the depth of the segment being added.
+    just_past: usize,
+    /// Past-depth delivery stopped (a hole, or queued data released past the depth).
+    past_lost: bool,
 }
 
 impl Stream {
@@ -153,6 +163,16 @@ impl Stream {
             off = self.next;
         }
         if self.depth_reached {
+            // past the depth: bytes exactly in order go on to the application layer
+            let at = self.next + self.past;
+            let end = off + data.len() as u64;
+            if !self.past_lost && off <= at && end > at {
+                let n = (end - at) as usize;
+                self.past += n as u64;
+                out.past_depth = n;
+            } else if end > at {
+                self.past_lost = true;
+            }
             out.discarded = true;
             return out;
         }
@@ -182,7 +202,12 @@ impl Stream {
             }
         }
         out.new_bytes += self.append(data, cfg, c);
+        out.past_depth = std::mem::take(&mut self.just_past);
         out.new_bytes += self.drain_ooo(cfg, c);
+        if std::mem::take(&mut self.just_past) > 0 {
+            // released from the queue past the depth: not in this packet, lost to the app
+            self.past_lost = true;
+        }
         out
     }
 
@@ -201,6 +226,8 @@ impl Stream {
         let mut data = data;
         if cfg.depth > 0 && self.next + data.len() as u64 > cfg.depth {
             let keep = cfg.depth.saturating_sub(self.next) as usize;
+            self.just_past += data.len() - keep;
+            self.past += (data.len() - keep) as u64;
             data = &data[..keep];
             if !self.depth_reached {
                 self.depth_reached = true;

@@ -66,12 +66,12 @@ impl Tx {
 
     /// Append response body bytes to `file.data`, decompressing when the response is
     /// compressed (output bounded by `cap`).
-    pub(crate) fn append_body(&mut self, data: &[u8], cap: usize) {
-        if self.decoder.is_some() && self.get(Buffer::FileData).map_or(0, |b| b.len()) >= cap {
-            return;
-        }
+    pub(crate) fn append_body(&mut self, data: &[u8], cap: usize, keep: bool) {
         let Some(dec) = self.decoder.as_mut() else {
-            self.append(Buffer::FileData, data, cap);
+            self.file_feed(true, data);
+            if keep {
+                self.append(Buffer::FileData, data, cap);
+            }
             return;
         };
         let mut data = data;
@@ -110,13 +110,17 @@ impl Tx {
             Decoder::Deflate(d) => (write_until_end(d, data), std::mem::take(d.get_mut())),
             Decoder::Failed => (false, Vec::new()),
         };
-        if ok {
-            self.append(Buffer::FileData, &out, cap);
+        let out: &[u8] = if ok {
+            &out
         } else {
             if !matches!(dec, Decoder::Failed) {
                 *dec = Decoder::Failed;
             }
-            self.append(Buffer::FileData, data, cap);
+            data
+        };
+        self.file_feed(true, out);
+        if keep {
+            self.append(Buffer::FileData, out, cap);
         }
     }
 
@@ -143,6 +147,8 @@ pub struct HttpState {
     pub counters: HttpCounters,
     /// Keep body bytes at all (some rule inspects a body buffer).
     pub keep_bodies: bool,
+    /// File verdicts on bodies (hash list, signatures), when configured.
+    pub files: Option<crate::file::FileEngine>,
 }
 
 impl HttpState {
@@ -150,6 +156,11 @@ impl HttpState {
     /// A state that keeps bodies only when a rule inspects them.
     pub fn new(keep_bodies: bool) -> HttpState {
         HttpState { keep_bodies, ..Default::default() }
+    }
+
+    /// A state that also hashes and scans every body as a file.
+    pub fn with_files(keep_bodies: bool, files: Option<crate::file::FileEngine>) -> HttpState {
+        HttpState { keep_bodies, files, ..Default::default() }
     }
 
     pub fn feed(&mut self, to_server: bool, data: &[u8]) {
@@ -165,6 +176,11 @@ impl HttpState {
 
     /// The connection is closing in one direction: a body that runs until close is done.
     pub fn closing(&mut self, to_server: bool) {
+        // a body that runs until close is complete now; any other open body is cut short
+        let complete = parser::until_close(self, to_server);
+        for t in self.txs.iter_mut() {
+            t.file_end(!to_server, complete);
+        }
         if !to_server {
             parser::response_closing(self);
             if let Some(t) = self.txs.iter_mut().rev().find(|t| t.response_started && !t.response_done) {

@@ -113,12 +113,45 @@ fn finish_raw(st: &mut HttpState) {
     let mut alts = super::evasion::alternate_bodies(&raw, MAX_BODY_BYTES);
     let primary = tx.get(Buffer::FileData);
     alts.retain(|a| Some(a.as_slice()) != primary);
+    // the other readings are files too: a bad one is reported even if the parsed body
+    // is clean
+    if let Some(engine) = st.files.as_ref() {
+        for a in &alts {
+            let mut f = engine.inspector();
+            f.feed(a);
+            let r = f.finish();
+            if !r.verdict.is_clean() {
+                tx.file_results.push((true, r, true));
+                tx.dirty = true;
+                break;
+            }
+        }
+    }
     tx.extra.retain(|(k, _)| *k != Buffer::FileData);
     tx.extra.extend(alts.into_iter().map(|a| (Buffer::FileData, a)));
     tx.pending_alt = false;
     tx.response_started = true;
     tx.response_done = true;
     tx.dirty = true;
+}
+
+/// Whether the open body of a direction runs until the connection closes.
+pub(super) fn until_close(st: &HttpState, to_server: bool) -> bool {
+    let side = if to_server { &st.req } else { &st.resp };
+    side.body == Body::UntilClose
+}
+
+/// The file name a response gives in `Content-Disposition` (`filename="x"`).
+fn filename(headers: &[httparse::Header<'_>]) -> Option<Vec<u8>> {
+    let v = header_value(headers, "content-disposition")?;
+    let i = v.windows(9).position(|w| w.eq_ignore_ascii_case(b"filename="))?;
+    let rest = &v[i + 9..];
+    let name = match rest.strip_prefix(b"\"") {
+        Some(r) => r.split(|c| *c == b'"').next().unwrap_or(r),
+        None => rest.split(|c| *c == b';').next().unwrap_or(rest),
+    };
+    let name = trim(name);
+    (!name.is_empty()).then(|| name.to_vec())
 }
 
 /// Transaction for a response: the oldest request still without one, else a new one.
@@ -382,6 +415,7 @@ fn request_headers(st: &mut HttpState, block: &[u8]) {
     let mut bufs = header_buffers(req.headers);
     let body = body_of(req.headers);
     let raw_headers = block[line_end.saturating_add(1).min(hlen)..hlen].to_vec();
+    let upload = if body != Body::None { st.files.as_ref().map(|f| Box::new(f.inspector())) } else { None };
     let tx = st.new_tx();
     tx.set(Buffer::HttpMethod, method);
     tx.set(Buffer::HttpUri, normalize_uri(&uri));
@@ -402,6 +436,7 @@ fn request_headers(st: &mut HttpState, block: &[u8]) {
         tx.set(b, v);
     }
     tx.request_done = true;
+    tx.files[0] = upload;
     let id = tx.id;
     st.req.body = body;
     st.req.tx = id;
@@ -477,6 +512,11 @@ fn response_headers(st: &mut HttpState, block: &[u8]) -> Option<u64> {
     }
     if body == Body::None {
         tx.response_done = true;
+    } else {
+        tx.files[1] = st.files.as_ref().map(|f| Box::new(f.inspector()));
+        if let Some(name) = filename(resp.headers) {
+            tx.set(Buffer::FileName, name);
+        }
     }
     let id = tx.id;
     st.resp.body = body;
@@ -555,21 +595,28 @@ fn body_bytes(st: &mut HttpState, request: bool, data: &[u8]) -> usize {
             }
         }
     }
-    if !st.keep_bodies {
+    let keep = st.keep_bodies;
+    if !keep && st.files.is_none() {
         out.clear();
     }
     if let Some(tx) = st.txs.iter_mut().find(|t| t.id == tx_id) {
         let before_all = tx.get(target).map_or(0, |b| b.len());
         for (s, e) in out {
             let before = tx.get(target).map_or(0, |b| b.len());
-            if before + (e - s) > MAX_BODY_BYTES {
+            if keep && before + (e - s) > MAX_BODY_BYTES {
                 st.counters.body_truncated += 1;
             }
             if request {
-                tx.append(target, &data[s..e], MAX_BODY_BYTES);
+                tx.file_feed(false, &data[s..e]);
+                if keep {
+                    tx.append(target, &data[s..e], MAX_BODY_BYTES);
+                }
             } else {
-                tx.append_body(&data[s..e], MAX_BODY_BYTES);
+                tx.append_body(&data[s..e], MAX_BODY_BYTES, keep);
             }
+        }
+        if done {
+            tx.file_end(!request, true);
         }
         if done && !request {
             tx.response_done = true;
