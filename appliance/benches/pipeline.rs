@@ -2,6 +2,7 @@
 //! memory so disk I/O is not measured.
 //!
 //! cargo bench -p mimamori-appliance --bench pipeline -- --pcap F --rules DIR --mode M [--prevent] [--set K=V]...
+//!     [--categories UT1_DIR] [--file-hashes TSV]
 //!
 //! Modes: `decode` (decode + flows + reassembly, no rules), `matcher` (the Hyperscan
 //! prefilter databases alone over exactly the bytes the pipeline hands to detection),
@@ -36,6 +37,8 @@ fn main() -> anyhow::Result<()> {
     let mut pcap_path = None;
     let mut rules_dir: Vec<PathBuf> = Vec::new();
     let mut mode = "full".to_string();
+    let mut categories: Option<PathBuf> = None;
+    let mut file_hashes: Option<PathBuf> = None;
     let mut prevent = false;
     let mut sets = Vec::new();
     let mut i = 0;
@@ -58,6 +61,14 @@ fn main() -> anyhow::Result<()> {
                 i += 1;
             }
             "--prevent" => prevent = true,
+            "--categories" => {
+                categories = args.get(i + 1).map(PathBuf::from);
+                i += 1;
+            }
+            "--file-hashes" => {
+                file_hashes = args.get(i + 1).map(PathBuf::from);
+                i += 1;
+            }
             other => anyhow::bail!("unknown argument {other}"),
         }
         i += 1;
@@ -127,11 +138,22 @@ fn main() -> anyhow::Result<()> {
         "full" => {
             let t = Instant::now();
             let loaded = load_rules(&rules_dir, settings.vars.clone())?;
+            // URL categories and file verdicts, when asked for, are part of the start-up
+            let mut lists = mimamori_appliance::classify::Lists::load(categories.as_deref(), &Default::default())?;
+            lists.home_net = settings.vars.parse_addr("$HOME_NET").ok();
+            let files = match &file_hashes {
+                Some(p) => Some(mimamori_appliance::file::FileEngine::new(Some(mimamori_appliance::file::HashList::load(p)?), &[])?),
+                None => None,
+            };
             let load = t.elapsed().as_secs_f64();
             let mut w = Worker::new(Arc::clone(&loaded.ruleset), settings.worker).map_err(anyhow::Error::msg)?;
+            w.set_lists(Arc::new(lists));
+            w.set_files(files);
             let (secs, alerts) = run(&mut w);
             println!(
-                "mode=full prevent={prevent} rules={} of {} load_compile_secs={load:.2} packets={packets} bytes={bytes} secs={secs:.3} gbps={:.3} pps={:.0} events={alerts} peak_rss_mib={:.0}",
+                "mode=full prevent={prevent} categories={} files={} rules={} of {} load_compile_secs={load:.2} packets={packets} bytes={bytes} secs={secs:.3} gbps={:.3} pps={:.0} events={alerts} peak_rss_mib={:.0}",
+                categories.is_some(),
+                file_hashes.is_some(),
                 loaded.ruleset.rules.len(),
                 loaded.enabled,
                 bytes as f64 * 8.0 / secs / 1e9,

@@ -479,6 +479,57 @@ pub enum FlowbitCmd {
     NoAlert,
 }
 
+/// `flowint`: an integer variable of the flow. Variable ids come from the rule set's
+/// `ParseCtx`, so every rule naming a variable shares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowintCmd {
+    /// `=`, `+`, `-`: changes the variable when the rule matches.
+    Modify { var: u32, op: FlowintOp, value: FlowintVal },
+    /// `==`, `!=`, `<`, `<=`, `>`, `>=`: a condition, false while the variable is unset.
+    Compare { var: u32, cmp: FlowintCmp, value: FlowintVal },
+    /// `isset` (`set: true`) or `notset` / `isnotset`.
+    IsSet { var: u32, set: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowintOp {
+    Set,
+    /// Adds (wrapping, as Suricata's `u32`); an unset variable starts at 0.
+    Add,
+    /// Subtracts (wrapping); does nothing while the variable is unset, as in Suricata.
+    Sub,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowintCmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl FlowintCmp {
+    pub fn matches(self, a: u32, b: u32) -> bool {
+        match self {
+            FlowintCmp::Eq => a == b,
+            FlowintCmp::Ne => a != b,
+            FlowintCmp::Lt => a < b,
+            FlowintCmp::Le => a <= b,
+            FlowintCmp::Gt => a > b,
+            FlowintCmp::Ge => a >= b,
+        }
+    }
+}
+
+/// The right-hand side of a `flowint`: a number or another flowint (0 while unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowintVal {
+    Lit(u32),
+    Var(u32),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThresholdKind {
     Limit,
@@ -639,6 +690,7 @@ pub struct Rule {
     pub target: Option<String>,
     pub flow: FlowOpts,
     pub flowbits: Vec<FlowbitCmd>,
+    pub flowints: Vec<FlowintCmd>,
     pub noalert: bool,
     pub programs: Vec<BufferProgram>,
     pub packet_tests: Vec<PacketTest>,

@@ -25,8 +25,8 @@ pub enum Transform {
     CompressWhitespace,
     /// `%XX` → byte, `+` → space; invalid escapes are kept as they are.
     UrlDecode,
-    /// XOR with a repeating key.
-    Xor(Vec<u8>),
+    /// XOR with a repeating key, from `offset` on (the bytes before are kept as they are).
+    Xor { key: XorKey, offset: u32 },
     FromBase64 {
         bytes: u32,
         offset: u32,
@@ -52,6 +52,16 @@ pub enum Transform {
     ZlibDeflate {
         max_size: u32,
     },
+}
+
+/// Where `xor` takes its key from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XorKey {
+    /// A key written in the rule (`xor:"0d0ac8ff"`).
+    Fixed(Vec<u8>),
+    /// `nbytes` bytes of the buffer itself at `offset` (`xor:offset 1,extract 1 0`): the
+    /// buffer is left alone when they lie past its end.
+    Extract { offset: u16, nbytes: u8 },
 }
 
 /// How `from_base64` treats bytes outside the alphabet.
@@ -128,7 +138,53 @@ pub fn parse(name: &str, value: Option<&str>) -> Result<Transform, String> {
     }
 }
 
+/// `xor` takes `[offset <n>,]<key>` where the key is hex (optionally quoted) or
+/// `extract <nbytes> <offset>` (Suricata 9 also spells it `var <nbytes> <offset>`).
 fn parse_xor(v: &str) -> Result<Transform, String> {
+    let (offset, key) = match keyword_rest(v, "offset") {
+        Some(rest) => {
+            let (n, key) = rest
+                .split_once(',')
+                .ok_or("`offset` needs `offset <n>,<key>`")?;
+            let n = n.trim();
+            let n = n.parse::<u32>().map_err(|_| format!("`{n}` is not an offset"))?;
+            (n, key.trim())
+        }
+        None => (0, v.trim()),
+    };
+    let extract = keyword_rest(key, "extract").or_else(|| keyword_rest(key, "var"));
+    let key = match extract {
+        Some(spec) => parse_xor_extract(spec)?,
+        None => XorKey::Fixed(parse_hex_key(key)?),
+    };
+    Ok(Transform::Xor { key, offset })
+}
+
+/// The text after a leading `word` followed by whitespace.
+fn keyword_rest<'a>(s: &'a str, word: &str) -> Option<&'a str> {
+    s.strip_prefix(word)
+        .filter(|r| r.starts_with(|c: char| c.is_ascii_whitespace()))
+        .map(str::trim)
+}
+
+/// `<nbytes> <offset>` of a key taken from the buffer.
+fn parse_xor_extract(spec: &str) -> Result<XorKey, String> {
+    let mut parts = spec.split_ascii_whitespace();
+    let (Some(nbytes), Some(offset), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("`extract` needs `extract <nbytes> <offset>`".into());
+    };
+    let nbytes = nbytes
+        .parse::<u8>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or(format!("key length `{nbytes}` is not between 1 and 255"))?;
+    let offset = offset
+        .parse::<u16>()
+        .map_err(|_| format!("key offset `{offset}` is not between 0 and 65535"))?;
+    Ok(XorKey::Extract { offset, nbytes })
+}
+
+fn parse_hex_key(v: &str) -> Result<Vec<u8>, String> {
     let hex = v
         .strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
@@ -137,11 +193,14 @@ fn parse_xor(v: &str) -> Result<Transform, String> {
     if hex.is_empty() || !hex.len().is_multiple_of(2) || hex.len() > 510 {
         return Err("key must be an even number of hex digits (at most 255 bytes)".into());
     }
-    let key = (0..hex.len())
+    (0..hex.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| format!("`{hex}` is not hex")))
-        .collect::<Result<Vec<u8>, String>>()?;
-    Ok(Transform::Xor(key))
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|d| u8::from_str_radix(d, 16).ok())
+                .ok_or(format!("`{hex}` is not hex"))
+        })
+        .collect()
 }
 
 fn parse_from_base64(v: &str) -> Result<Transform, String> {
@@ -313,7 +372,7 @@ fn apply_one(t: &Transform, input: &[u8], out: &mut Vec<u8>) -> bool {
             }
         }
         Transform::UrlDecode => url_decode(input, out),
-        Transform::Xor(key) => out.extend(input.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k)),
+        Transform::Xor { key, offset } => xor(input, key, *offset, out),
         Transform::FromBase64 {
             bytes,
             offset,
@@ -385,6 +444,26 @@ fn apply_one(t: &Transform, input: &[u8], out: &mut Vec<u8>) -> bool {
         }
     }
     true
+}
+
+/// XOR `input[offset..]` with the key (Suricata leaves the buffer alone when the offset or
+/// an extracted key lies past its end).
+fn xor(input: &[u8], key: &XorKey, offset: u32, out: &mut Vec<u8>) {
+    let start = offset as usize;
+    let key = match key {
+        XorKey::Fixed(k) => Some(k.as_slice()),
+        XorKey::Extract { offset, nbytes } => {
+            let from = *offset as usize;
+            input.get(from..from + *nbytes as usize)
+        }
+    };
+    match key {
+        Some(key) if start <= input.len() && !key.is_empty() => {
+            out.extend_from_slice(&input[..start]);
+            out.extend(input[start..].iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
+        }
+        _ => out.extend_from_slice(input),
+    }
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -761,6 +840,44 @@ mod tests {
         );
         assert!(content_fits(&[Transform::ToLowercase], b"ABC", false).is_err());
         assert!(content_fits(&[Transform::ToLowercase], b"ABC", true).is_ok());
+    }
+
+    #[test]
+    fn xor_keys_from_the_buffer() {
+        // a key byte, then "hello" XORed with it
+        let mut body = vec![0x42u8];
+        body.extend(b"hello".iter().map(|b| b ^ 0x42));
+        for v in ["offset 1,extract 1 0", "offset   1,  extract 1 0", "offset 1,var 1 0"] {
+            let t = p("xor", Some(v));
+            assert_eq!(
+                t,
+                Transform::Xor { key: XorKey::Extract { offset: 0, nbytes: 1 }, offset: 1 },
+                "{v}"
+            );
+            assert_eq!(run(&[t], &body).unwrap(), b"\x42hello");
+        }
+        // without an offset the key byte itself is XORed too
+        assert_eq!(run(&[p("xor", Some("extract 1 0"))], &body).unwrap()[1..], *b"hello");
+        assert_eq!(
+            run(&[p("xor", Some("offset 2,\"4242\""))], b"ab\x2a\x2b").unwrap(),
+            b"abhi"
+        );
+        // a key or an offset past the end leaves the buffer alone
+        assert_eq!(run(&[p("xor", Some("extract 2 5"))], b"abcdef").unwrap(), b"abcdef");
+        assert_eq!(run(&[p("xor", Some("offset 9,01"))], b"abc").unwrap(), b"abc");
+        for bad in [
+            "offset 1",
+            "offset x,01",
+            "offset 1,",
+            "extract 0 0",
+            "extract 256 0",
+            "extract 1 65536",
+            "extract 1",
+            "extract 1 2 3",
+            "a\u{e9}0",
+        ] {
+            assert!(parse("xor", Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct Tx {
     pub files_reported: usize,
     /// Prefilter candidates of buffers already scanned: (buffer, direction, length, rules).
     scan_cache: Vec<(Buffer, bool, usize, Vec<u32>)>,
+    /// Protocol anomalies of the transaction by Suricata name (`http.request_body_unexpected`,
+    /// `dns.z_flag_set`), for `app-layer-event`; each recorded once.
+    pub events: Vec<&'static str>,
 }
 
 /// Buffers that exist in both directions: a to_client rule sees the response's.
@@ -126,6 +129,18 @@ impl Tx {
 
     pub fn get(&self, b: Buffer) -> Option<&[u8]> {
         self.bufs.iter().find(|(k, _)| *k == b).map(|(_, v)| v.as_slice())
+    }
+
+    /// Record a protocol anomaly (once).
+    pub fn add_event(&mut self, name: &'static str) {
+        if !self.events.contains(&name) {
+            self.events.push(name);
+            self.dirty = true;
+        }
+    }
+
+    pub fn has_event(&self, name: &str) -> bool {
+        self.events.iter().any(|e| *e == name)
     }
 
     pub fn num(&self, n: AppNum) -> Option<i64> {

@@ -286,6 +286,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     f.timed_out, f.evicted_full, r.segments, r.retransmissions, r.overlaps_different, r.ooo_queued, r.ooo_discarded, r.gaps, r.depth_reached,
                     d.fragments, d.reassembled, d.timeouts, d.evicted, d.too_large, worker.counters.non_ip
                 );
+                let c = worker.counters;
+                eprintln!(
+                    "app: http requests={} responses={} parse_errors={} odd_responses={}; tls handshakes={} parse_errors={}; dns messages={} parse_errors={}; bad_files={} category_blocks={}",
+                    c.http_requests, c.http_responses, c.http_parse_errors, c.http_odd_responses, c.tls_handshakes, c.tls_parse_errors,
+                    c.dns_messages, c.dns_parse_errors, c.bad_files, c.category_blocks
+                );
             }
             match uplink {
                 Some(up) => {

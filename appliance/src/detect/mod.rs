@@ -11,7 +11,7 @@ pub use threshold::State as ThresholdState;
 
 use std::sync::Arc;
 
-use rules::ast::{Action, Buffer, FlowbitCmd, PacketTest, Proto, Rule};
+use rules::ast::{Action, Buffer, FlowbitCmd, FlowintCmd, FlowintOp, FlowintVal, PacketTest, Proto, Rule};
 use rules::compile::{InspectVars, Ruleset, Scratch};
 
 use crate::decode::{Event, L4, Packet, events};
@@ -145,14 +145,14 @@ impl Detector {
         let mut order: Vec<u32> = (0..rs.rules.len() as u32).collect();
         order.sort_by_key(|&i| {
             let r = &rs.rules[i as usize].rule;
-            (action_rank(r.action), flowbit_rank(r), r.priority.unwrap_or(3), i)
+            (action_rank(r.action), flowbit_rank(r), flowint_rank(r), r.priority.unwrap_or(3), i)
         });
         let mut meta = vec![Meta { rank: 0, event: None, packet_payload: false, stream_only: false, pd_only: false }; rs.rules.len()];
         let mut packet_payload_rules = false;
         for (rank, &i) in order.iter().enumerate() {
             let r = &rs.rules[i as usize].rule;
             let event = r.packet_tests.iter().find_map(|t| match t {
-                PacketTest::Event { name, .. } => Some(events::lookup(name)),
+                PacketTest::Event { kind, name } if !tx_event(*kind, name) => Some(events::lookup(name)),
                 _ => None,
             });
             // ip rules and `no_stream` / `tcp-pkt` rules look at packets, not the stream
@@ -177,7 +177,13 @@ impl Detector {
             .filter(|b| b.app_proto().is_some() || matches!(b, Buffer::FileData | Buffer::FileName))
             .collect();
         let app_num_rules = (0..rs.rules.len() as u32)
-            .filter(|&i| rs.rules[i as usize].rule.packet_tests.iter().any(|t| matches!(t, PacketTest::AppNum { .. })))
+            .filter(|&i| {
+                rs.rules[i as usize].rule.packet_tests.iter().any(|t| match t {
+                    PacketTest::AppNum { .. } | PacketTest::FileHash { .. } => true,
+                    PacketTest::Event { kind, name } => tx_event(*kind, name),
+                    _ => false,
+                })
+            })
             .collect();
         Ok(Detector {
             app_buffers,
@@ -272,7 +278,7 @@ impl Detector {
                         self.cand.extend_from_slice(rs.unfiltered(b));
                     }
                 }
-                if !tx.nums.is_empty() {
+                if !tx.nums.is_empty() || !tx.file_results.is_empty() || !tx.events.is_empty() {
                     self.cand.extend_from_slice(&self.app_num_rules);
                 }
                 self.cand.extend_from_slice(&rs.tx_always);
@@ -313,6 +319,7 @@ impl Detector {
             let r = &cr.rule;
             if let Some(f) = flow.as_deref_mut() {
                 apply_flowbits(r, f);
+                apply_flowints(r, f);
             }
             let mut alert = !r.noalert;
             for t in [r.threshold, r.detection_filter].into_iter().flatten() {
@@ -388,6 +395,13 @@ impl Detector {
             if flow.and_then(|f| f.app_proto) != Some(a) {
                 return false;
             }
+            // IDS mode: Suricata hands a direction's bytes to the application layer once the
+            // other side acknowledged them, so the packet carrying the bytes that detected
+            // the protocol does not know it yet. Only packet-level rules are held back here:
+            // transactions and the stream are inspected on their own schedule.
+            if inp.app_detected_now && inp.tracked && !self.prevent && tx.is_none() && !m.pd_only && !r.has_payload() {
+                return false;
+            }
         }
         for t in &r.packet_tests {
             if !packet_test(t, p, inp, flow, tx) {
@@ -395,6 +409,9 @@ impl Detector {
             }
         }
         if !r.flowbits.is_empty() && !flowbits_ok(r, flow) {
+            return false;
+        }
+        if !r.flowints.is_empty() && !flowints_ok(r, flow) {
             return false;
         }
         let mut vars: InspectVars = [0; 8];
@@ -442,6 +459,12 @@ impl Detector {
             None => true,
         }
     }
+}
+
+/// An `app-layer-event` that the application parsers record on transactions rather than
+/// one of the packet's decoder/stream events.
+fn tx_event(kind: rules::ast::EventKind, name: &str) -> bool {
+    kind == rules::ast::EventKind::AppLayer && events::lookup(name).is_none()
 }
 
 fn proto_ok(proto: Proto, p: &Packet<'_>) -> bool {
@@ -512,6 +535,51 @@ fn apply_flowbits(r: &Rule, f: &mut Flow) {
     }
 }
 
+/// Setters of `flowint` variables run before the rules that read them, as flowbits do.
+fn flowint_rank(r: &Rule) -> u32 {
+    let sets = r.flowints.iter().any(|f| matches!(f, FlowintCmd::Modify { .. }));
+    let reads = r.flowints.iter().any(|f| !matches!(f, FlowintCmd::Modify { .. }));
+    match (sets, reads) {
+        (true, false) => 0,
+        (true, true) => 1,
+        (false, true) => 2,
+        _ => 3,
+    }
+}
+
+/// The value of a `flowint` operand; another variable counts as 0 while unset.
+fn flowint_value(f: &Flow, v: FlowintVal) -> u32 {
+    match v {
+        FlowintVal::Lit(n) => n,
+        FlowintVal::Var(id) => f.flowint(id).unwrap_or(0),
+    }
+}
+
+/// The `flowint` conditions of a rule (no flow: none holds, as in Suricata).
+fn flowints_ok(r: &Rule, flow: Option<&Flow>) -> bool {
+    let Some(f) = flow else { return false };
+    r.flowints.iter().all(|fi| match *fi {
+        FlowintCmd::Modify { .. } => true,
+        FlowintCmd::IsSet { var, set } => f.flowint(var).is_some() == set,
+        FlowintCmd::Compare { var, cmp, value } => f.flowint(var).is_some_and(|x| cmp.matches(x, flowint_value(f, value))),
+    })
+}
+
+/// `flowint` changes of a rule that matched; arithmetic wraps like Suricata's `u32`.
+fn apply_flowints(r: &Rule, f: &mut Flow) {
+    for fi in &r.flowints {
+        let FlowintCmd::Modify { var, op, value } = *fi else { continue };
+        let value = flowint_value(f, value);
+        let new = match (op, f.flowint(var)) {
+            (FlowintOp::Set, _) => value,
+            (FlowintOp::Add, cur) => cur.unwrap_or(0).wrapping_add(value),
+            (FlowintOp::Sub, Some(cur)) => cur.wrapping_sub(value),
+            (FlowintOp::Sub, None) => continue,
+        };
+        f.set_flowint(var, new);
+    }
+}
+
 fn flags_ok(t: &rules::ast::TcpFlagsTest, flags: u8) -> bool {
     use rules::ast::FlagsModifier::*;
     let f = flags & !t.mask;
@@ -578,9 +646,22 @@ fn packet_test(t: &PacketTest, p: &Packet<'_>, inp: &Input<'_, '_>, flow: Option
             ok != *negated
         }
         // handled before (needs the event table)
+        // an anomaly of the transaction (`app-layer-event:http.request_body_unexpected`)
+        PacketTest::Event { kind, name } if tx_event(*kind, name) => tx.is_some_and(|t| t.has_event(name)),
         PacketTest::Event { .. } => true,
         PacketTest::AppNum { num, cmp } => tx.and_then(|t| t.num(*num)).is_some_and(|v| cmp.matches(v.max(0) as u64)),
         // needs digests of the transaction's files, which are not computed yet
-        PacketTest::FileHash { .. } => false,
+        PacketTest::FileHash { algo, negated, list } => {
+            // a file of the transaction whose digest is (not) on the rule's list
+            let Some(t) = tx else { return false };
+            t.file_results.iter().any(|(_, r, _)| {
+                let h: Option<&[u8]> = match algo {
+                    rules::ast::HashAlgo::Sha256 => Some(&r.sha256[..]),
+                    rules::ast::HashAlgo::Sha1 => r.sha1.as_ref().map(|h| &h[..]),
+                    rules::ast::HashAlgo::Md5 => r.md5.as_ref().map(|h| &h[..]),
+                };
+                h.is_some_and(|h| list.binary_search_by(|e| e.as_slice().cmp(h)).is_ok() != *negated)
+            })
+        }
     }
 }

@@ -119,6 +119,8 @@ pub struct Flow {
     pub app_failed: bool,
     app_probe: [u8; 2],
     flowbits: Vec<u64>,
+    /// `flowint` variables set on the flow, as (variable id, value): a handful at most.
+    flowints: Vec<(u32, u32)>,
     /// Prevent mode: a drop rule matched; every later packet is dropped.
     pub dropped: bool,
     /// A pass rule matched on the flow: no more inspection.
@@ -165,6 +167,7 @@ impl Flow {
             app_failed: false,
             app_probe: [0; 2],
             flowbits: Vec::new(),
+            flowints: Vec::new(),
             dropped: false,
             passed: false,
             drop_sid: None,
@@ -205,6 +208,18 @@ impl Flow {
             self.flowbits[w] |= 1 << b;
         } else {
             self.flowbits[w] &= !(1 << b);
+        }
+    }
+
+    /// A `flowint` variable; `None` until a rule sets it.
+    pub fn flowint(&self, var: u32) -> Option<u32> {
+        self.flowints.iter().find(|(v, _)| *v == var).map(|(_, x)| *x)
+    }
+
+    pub fn set_flowint(&mut self, var: u32, value: u32) {
+        match self.flowints.iter_mut().find(|(v, _)| *v == var) {
+            Some(e) => e.1 = value,
+            None => self.flowints.push((var, value)),
         }
     }
 

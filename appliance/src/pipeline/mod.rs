@@ -84,6 +84,16 @@ pub struct WorkerCounters {
     pub category_blocks: u64,
     /// Files with a bad verdict (hash list or signature).
     pub bad_files: u64,
+    /// Application layer, summed over ended flows.
+    pub http_requests: u64,
+    pub http_responses: u64,
+    pub http_parse_errors: u64,
+    /// HTTP responses read a second way (odd header blocks, see `app::http::evasion`).
+    pub http_odd_responses: u64,
+    pub tls_handshakes: u64,
+    pub tls_parse_errors: u64,
+    pub dns_messages: u64,
+    pub dns_parse_errors: u64,
 }
 
 /// A copy of every byte range detection scans (packet payloads, new stream bytes), for
@@ -427,6 +437,24 @@ impl Worker {
         }
         log_txs(&mut f, true, ts, cnt, out);
         self.traffic.add_flow(&f, &self.lists);
+        let c = &mut self.counters;
+        match f.app.as_deref() {
+            Some(crate::app::AppState::Http(h)) => {
+                c.http_requests += h.counters.requests;
+                c.http_responses += h.counters.responses;
+                c.http_parse_errors += h.counters.parse_errors;
+                c.http_odd_responses += h.counters.odd_responses;
+            }
+            Some(crate::app::AppState::Tls(t)) => {
+                c.tls_handshakes += u64::from(t.state.info.client_random.is_some());
+                c.tls_parse_errors += t.state.counters.parse_errors;
+            }
+            Some(crate::app::AppState::Dns(d)) => {
+                c.dns_messages += d.counters.messages;
+                c.dns_parse_errors += d.counters.parse_errors;
+            }
+            None => {}
+        }
     }
 
     fn finish_flow_stream(&mut self, f: &mut Flow, out: &mut Vec<Record>) {

@@ -180,6 +180,7 @@ mod test {
             vlan: [0; 2],
             ttl: 64,
             ip_len: 60,
+            meta: None,
         }
     }
 

@@ -192,6 +192,7 @@ pub fn is_ip_only(r: &Rule) -> bool {
         && r.app_proto.is_none()
         && matches!(r.proto, Proto::Ip | Proto::Tcp | Proto::Udp | Proto::Icmp)
         && r.flowbits.iter().all(|f| !matches!(f, FlowbitCmd::IsSet { .. } | FlowbitCmd::IsNotSet { .. }))
+        && r.flowints.is_empty()
 }
 
 impl Ruleset {
@@ -273,9 +274,12 @@ impl Ruleset {
         Ok(s)
     }
 
-    /// Whether any rule inspects `buf`.
+    /// Whether any rule inspects `buf` — as its prefilter or with any other program (a
+    /// rule prefiltered on `http.method` still needs the request body kept).
     pub fn uses(&self, buf: Buffer) -> bool {
-        self.prefilters[buf.index()].is_some() || !self.unfiltered[buf.index()].is_empty()
+        self.prefilters[buf.index()].is_some()
+            || !self.unfiltered[buf.index()].is_empty()
+            || self.rules.iter().any(|r| r.programs.iter().any(|p| p.buffer == buf))
     }
 
     /// Rules with a program on `buf` but no literal: candidates for every such buffer.

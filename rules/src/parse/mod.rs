@@ -89,6 +89,7 @@ impl std::error::Error for RuleError {}
 pub struct ParseCtx {
     pub vars: Vars,
     flowbits: HashMap<String, u32>,
+    flowints: HashMap<String, u32>,
     seen: HashSet<(u32, u32)>,
     /// Datasets by name, shared by every rule that names them.
     pub(crate) datasets: HashMap<String, std::sync::Arc<crate::dataset::Dataset>>,
@@ -102,6 +103,11 @@ impl ParseCtx {
     pub(crate) fn flowbit_id(&mut self, name: &str) -> u32 {
         let n = self.flowbits.len() as u32;
         *self.flowbits.entry(name.to_string()).or_insert(n)
+    }
+
+    pub(crate) fn flowint_id(&mut self, name: &str) -> u32 {
+        let n = self.flowints.len() as u32;
+        *self.flowints.entry(name.to_string()).or_insert(n)
     }
 
     /// Number of distinct flowbit names seen.
@@ -176,6 +182,7 @@ impl ParseCtx {
             target: None,
             flow: Default::default(),
             flowbits: Vec::new(),
+            flowints: Vec::new(),
             noalert: false,
             programs: Vec::new(),
             packet_tests: Vec::new(),

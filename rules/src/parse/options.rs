@@ -1,6 +1,7 @@
 //! Rule options (`keyword:value;`) → fields of [`Rule`].
 
 mod ext;
+mod flowint;
 
 use super::{ErrorKind, ParseCtx, lexer};
 use crate::ast::*;
@@ -252,7 +253,10 @@ impl<'c> Builder<'c> {
                 }
                 rule.flowbits.push(cmd);
             }
+            "flowint" => self.flowint(rule, need(name, v)?)?,
             "noalert" => rule.noalert = true,
+            // makes a firewall `accept` rule also alert; a rule that alerts already does
+            "alert" => {}
             "dsize" => rule.packet_tests.push(PacketTest::Dsize(parse_cmp(name, need(name, v)?)?)),
             "tls.cert_chain_len" | "dns.opcode" | "dns.rcode" => {
                 let num = match name {

@@ -78,6 +78,29 @@ fn thresholds_flowbits_flags() {
     assert_eq!(r.packet_tests[1], PacketTest::Dsize(NumCmp::Gt(10)));
 }
 
+#[test]
+fn flowints_share_ids_across_rules() {
+    let mut ctx = ParseCtx::default();
+    let a = ctx.parse_rule("alert tcp any any -> any any (flowint: ET.dll.count, +, 1; sid:1;)", "t", 1).unwrap();
+    let b = ctx
+        .parse_rule("alert tcp any any -> any any (flowint:ET.dll.count,>=,other; flowint:other,isnotset; flowint:x2,=,4294967295; sid:2;)", "t", 2)
+        .unwrap();
+    assert_eq!(a.flowints, [FlowintCmd::Modify { var: 0, op: FlowintOp::Add, value: FlowintVal::Lit(1) }]);
+    assert_eq!(
+        b.flowints,
+        [
+            FlowintCmd::Compare { var: 0, cmp: FlowintCmp::Ge, value: FlowintVal::Var(1) },
+            FlowintCmd::IsSet { var: 1, set: false },
+            FlowintCmd::Modify { var: 2, op: FlowintOp::Set, value: FlowintVal::Lit(u32::MAX) },
+        ]
+    );
+    assert!(!crate::compile::is_ip_only(&a));
+    for bad in ["x", "cnt", "cnt,+", "cnt,isset,1", "1cnt,=,1", "cnt,=,4294967296", "cnt,=,a-b", "cnt,**,1", "c\u{e9},=,1", "cnt,=,1,2"] {
+        let text = format!("alert tcp any any -> any any (flowint:{bad}; sid:3;)");
+        assert!(matches!(parse(&text), Err(RuleError { kind: ErrorKind::BadValue { .. }, .. })), "{bad}");
+    }
+}
+
 mod keywords {
     use super::parse;
     use crate::ast::*;

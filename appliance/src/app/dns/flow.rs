@@ -10,6 +10,8 @@ use crate::events::meta::{DnsAnswer, DnsMeta, text};
 
 /// Messages kept for inspection and logging per flow.
 const MAX_TXS: usize = 32;
+/// The reserved bit of the header flags.
+const DNS_FLAG_Z: u16 = 0x0040;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DnsCounters {
@@ -78,6 +80,10 @@ impl DnsFlow {
                     }
                 }
             }
+        }
+        // the reserved Z bit must be zero (Suricata's `dns.z_flag_set`)
+        if msg.header.flags & DNS_FLAG_Z != 0 {
+            tx.add_event("dns.z_flag_set");
         }
         tx.set_num(AppNum::DnsOpcode, i64::from(msg.header.opcode));
         if resp {

@@ -21,6 +21,11 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const MAX_BODY_BYTES: usize = 100 * 1024;
 /// Transactions kept per flow (pipelining).
 pub const MAX_TXS: usize = 16;
+/// A compressed response is decoded for its file hash up to this size; beyond, the file
+/// is reported truncated (decompression is the costly part of a body).
+pub const MAX_DECODED_FILE: u64 = 8 << 20;
+/// A gzip member header longer than this (names, comments, extra fields) is not followed.
+const GZIP_HEADER_MAX: usize = 64 * 1024;
 /// A growing body is inspected again after this many more bytes.
 pub const INSPECT_STEP: usize = MAX_BODY_BYTES;
 
@@ -67,34 +72,49 @@ impl Tx {
     /// Append response body bytes to `file.data`, decompressing when the response is
     /// compressed (output bounded by `cap`).
     pub(crate) fn append_body(&mut self, data: &[u8], cap: usize, keep: bool) {
-        let Some(dec) = self.decoder.as_mut() else {
+        if self.decoder.is_none() {
             self.file_feed(true, data);
             if keep {
                 self.append(Buffer::FileData, data, cap);
             }
             return;
-        };
+        }
+        // decoding costs: stop once neither inspection nor a file needs more output
+        let keep = keep && self.get(Buffer::FileData).map_or(0, |b| b.len()) < cap;
+        let file = self.files[1].as_ref().map(|f| f.size());
+        if let Some(n) = file {
+            if n > MAX_DECODED_FILE && !keep {
+                // a compressed entity this large is not hashed whole: reported truncated
+                self.file_end(true, false);
+                return;
+            }
+        }
+        if !keep && file.is_none() {
+            return;
+        }
+        let Some(dec) = self.decoder.as_mut() else { return };
+        let held;
         let mut data = data;
-        let hdr;
         if let Decoder::GzipHeader(h) = dec {
-            h.extend_from_slice(&data[..data.len().min(1024)]);
-            match evasion::gzip_body(h) {
-                Some(rest) => {
-                    hdr = rest.to_vec();
-                    data = &hdr;
-                    *dec = Decoder::Deflate(flate2::write::DeflateDecoder::new(Vec::new()));
+            // collect the member header (it may span segments), then inflate what follows
+            if h.len() + data.len() > GZIP_HEADER_MAX {
+                *dec = Decoder::Failed;
+            } else {
+                h.extend_from_slice(data);
+                match evasion::gzip_body(h).map(|rest| h.len() - rest.len()) {
+                    Some(n) => {
+                        held = std::mem::take(h).split_off(n);
+                        data = &held;
+                        *dec = Decoder::Deflate(flate2::write::DeflateDecoder::new(Vec::new()));
+                    }
+                    // not gzip after all: the bytes are the body as they are
+                    None if h.len() >= 10 && !h.starts_with(b"\x1f\x8b") => {
+                        held = std::mem::take(h);
+                        data = &held;
+                        *dec = Decoder::Failed;
+                    }
+                    None => return,
                 }
-                // not gzip after all: keep the bytes as they are
-                None if h.len() >= 10 && !h.starts_with(b"\x1f\x8b") => {
-                    hdr = std::mem::take(h);
-                    data = &hdr;
-                    *dec = Decoder::Failed;
-                }
-                None if h.len() > 1024 => {
-                    *dec = Decoder::Failed;
-                    return;
-                }
-                None => return,
             }
         }
         // a zlib stream that does not start like one is raw deflate
@@ -103,27 +123,28 @@ impl Tx {
                 *dec = Decoder::Deflate(flate2::write::DeflateDecoder::new(Vec::new()));
             }
         }
-        // new output is moved out of the decoder, so nothing is copied twice
-        let (ok, out) = match dec {
+        // the output buffer is lent out and given back, so it is allocated once
+        let (ok, mut out) = match dec {
             Decoder::GzipHeader(_) => (true, Vec::new()),
             Decoder::Zlib(d) => (write_until_end(d, data), std::mem::take(d.get_mut())),
             Decoder::Deflate(d) => (write_until_end(d, data), std::mem::take(d.get_mut())),
             Decoder::Failed => (false, Vec::new()),
         };
-        let out: &[u8] = if ok {
-            &out
-        } else {
-            if !matches!(dec, Decoder::Failed) {
-                *dec = Decoder::Failed;
-            }
-            data
-        };
-        self.file_feed(true, out);
+        if !ok && !matches!(dec, Decoder::Failed) {
+            *dec = Decoder::Failed;
+        }
+        let bytes: &[u8] = if ok { &out } else { data };
+        self.file_feed(true, bytes);
         if keep {
-            self.append(Buffer::FileData, out, cap);
+            self.append(Buffer::FileData, bytes, cap);
+        }
+        out.clear();
+        if let Some(Decoder::Zlib(d)) = self.decoder.as_mut() {
+            *d.get_mut() = out;
+        } else if let Some(Decoder::Deflate(d)) = self.decoder.as_mut() {
+            *d.get_mut() = out;
         }
     }
-
 }
 
 /// Counters of the HTTP parser.
@@ -176,6 +197,9 @@ impl HttpState {
 
     /// The connection is closing in one direction: a body that runs until close is done.
     pub fn closing(&mut self, to_server: bool) {
+        if to_server {
+            parser::request_closing(self);
+        }
         // a body that runs until close is complete now; any other open body is cut short
         let complete = parser::until_close(self, to_server);
         for t in self.txs.iter_mut() {

@@ -37,6 +37,12 @@ pub struct Side {
     raw_tx: u64,
     /// The direction was closed (FIN/RST or end of flow).
     closed: bool,
+    /// Requests only: transaction opened from a request line whose header block has not
+    /// ended yet (its line buffers are inspected early, as libhtp's request-line progress).
+    line_tx: Option<u64>,
+    /// Requests only: the last request, whose message is over; lines after it that do not
+    /// start with a method are more of its body (libhtp: "unexpected request body").
+    last_tx: Option<u64>,
 }
 
 /// Bytes of an odd response kept raw.
@@ -95,13 +101,20 @@ pub(super) fn response_closing(st: &mut HttpState) {
         return;
     }
     let in_headers = st.resp.body == Body::None && !st.resp.failed;
+    let parsed = if in_headers { headers_at_close(st, false) } else { None };
     if in_headers && st.resp.raw.is_none() && !st.resp.buf.is_empty() && st.keep_bodies {
         let first = std::mem::take(&mut st.resp.buf);
-        let i = response_tx(st);
-        st.txs[i].response_started = true;
-        let id = st.txs[i].id;
+        let id = match parsed {
+            Some(id) => id,
+            None => {
+                let i = response_tx(st);
+                st.txs[i].response_started = true;
+                st.txs[i].id
+            }
+        };
         start_raw(st, id, &first, &[]);
     }
+    st.resp.buf.clear();
     finish_raw(st);
 }
 
@@ -335,6 +348,13 @@ fn feed(st: &mut HttpState, request: bool, mut data: &[u8]) {
             data = &data[used..];
             continue;
         }
+        if request && side.buf.is_empty() {
+            if let Some(n) = unexpected_body(st, data) {
+                data = &data[n..];
+                continue;
+            }
+        }
+        let side = if request { &mut st.req } else { &mut st.resp };
         let before = side.buf.len();
         let take = data.len().min(MAX_HEADER_BYTES + 4 - before.min(MAX_HEADER_BYTES));
         side.buf.extend_from_slice(&data[..take]);
@@ -355,6 +375,8 @@ fn feed(st: &mut HttpState, request: bool, mut data: &[u8]) {
             if side.buf.len() >= MAX_HEADER_BYTES {
                 side.failed = true;
                 st.counters.parse_errors += 1;
+            } else if request && side.line_tx.is_none() {
+                request_line_early(st);
             }
             return;
         };
@@ -363,7 +385,7 @@ fn feed(st: &mut HttpState, request: bool, mut data: &[u8]) {
         let block = std::mem::take(&mut side.buf);
         data = &data[consumed.min(data.len())..];
         if request {
-            request_headers(st, &block[..end]);
+            request_headers(st, &block[..end], false);
         } else {
             let fresh = st.resp.raw.is_none();
             if let Some(id) = response_headers(st, &block[..end]) {
@@ -375,13 +397,105 @@ fn feed(st: &mut HttpState, request: bool, mut data: &[u8]) {
     }
 }
 
-fn request_headers(st: &mut HttpState, block: &[u8]) {
+/// Methods libhtp knows; a line after a finished request starting with anything else is
+/// not a new request.
+const METHODS: &[&[u8]] = &[
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH",
+    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"VERSION-CONTROL",
+    b"CHECKOUT", b"UNCHECKOUT", b"CHECKIN", b"UPDATE", b"LABEL", b"REPORT", b"MKWORKSPACE",
+    b"MKACTIVITY", b"BASELINE-CONTROL", b"MERGE", b"INVALID",
+];
+
+/// Bytes after a finished request that do not start a new one (no known method before the
+/// first space): up to the end of their line they are body of that request, with the
+/// event `http.request_body_unexpected`. How many bytes of `data` were taken so.
+fn unexpected_body(st: &mut HttpState, data: &[u8]) -> Option<usize> {
+    let id = st.req.last_tx?;
+    if matches!(data.first(), Some(b'\r' | b'\n')) {
+        return None;
+    }
+    let tok_end = data.iter().position(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'));
+    let tok = &data[..tok_end.unwrap_or(data.len())];
+    let known = |m: &&[u8]| match tok_end {
+        Some(_) => *m == tok,
+        // the method may still be arriving
+        None => m.starts_with(tok),
+    };
+    if METHODS.iter().any(known) {
+        st.req.last_tx = None;
+        return None;
+    }
+    let n = data.iter().position(|c| *c == b'\n').map_or(data.len(), |i| i + 1);
+    let keep = st.keep_bodies;
+    let t = st.txs.iter_mut().find(|t| t.id == id)?;
+    t.add_event("http.request_body_unexpected");
+    if keep {
+        t.append(Buffer::HttpRequestBody, &data[..n], MAX_BODY_BYTES);
+        t.dirty = true;
+    }
+    Some(n)
+}
+
+/// The request line of a header block still arriving: its transaction opens now, so
+/// rules on the line (`http.method`, `http.uri`, `http.request_line`) need not wait for
+/// the headers — or for headers that never end.
+fn request_line_early(st: &mut HttpState) {
+    let buf = &st.req.buf;
+    let start = buf.iter().position(|c| *c != b'\r' && *c != b'\n').unwrap_or(buf.len());
+    let Some(nl) = buf[start..].iter().position(|c| *c == b'\n') else { return };
+    let mut block = buf[start..start + nl + 1].to_vec();
+    block.extend_from_slice(b"\r\n");
+    // tried once per header block: a line that does not parse opens nothing
+    st.req.line_tx = Some(0);
+    request_headers(st, &block, true);
+}
+
+/// A header block cut short by the end of its direction, read as if it had ended (as
+/// libhtp does with the lines it has); what would follow it never comes.
+fn headers_at_close(st: &mut HttpState, request: bool) -> Option<u64> {
+    let side = if request { &mut st.req } else { &mut st.resp };
+    if side.failed || side.body != Body::None || !side.buf.contains(&b'\n') || trim_start_lines(&side.buf).is_empty() {
+        return None;
+    }
+    let mut block = side.buf.clone();
+    if !block.ends_with(b"\n") {
+        block.extend_from_slice(b"\r\n");
+    }
+    block.extend_from_slice(b"\r\n");
+    let id = if request {
+        st.req.buf.clear();
+        request_headers(st, &block, false);
+        st.req.tx
+    } else {
+        response_headers(st, &block)?
+    };
+    let side = if request { &mut st.req } else { &mut st.resp };
+    side.body = Body::None;
+    if let Some(t) = st.txs.iter_mut().find(|t| t.id == id) {
+        t.files[usize::from(!request)] = None;
+        t.response_done |= !request;
+    }
+    Some(id)
+}
+
+/// The request direction closes: a header block that never ended is read as it is.
+pub(super) fn request_closing(st: &mut HttpState) {
+    headers_at_close(st, true);
+}
+
+fn request_headers(st: &mut HttpState, block: &[u8], line_only: bool) {
     // tolerate leading empty lines between pipelined requests
     let start = block.iter().position(|c| *c != b'\r' && *c != b'\n').unwrap_or(block.len());
     let block = &block[start..];
     if block.is_empty() {
         return;
     }
+    // `GET /` with header lines after it: not HTTP/0.9, the protocol is missing
+    let missing_protocol = !line_only && {
+        let nl = block.iter().position(|c| *c == b'\n').unwrap_or(block.len());
+        let words = trim(&block[..nl]).split(|c| *c == b' ' || *c == b'\t').filter(|w| !w.is_empty()).count();
+        words == 2 && !trim(&block[nl..]).is_empty()
+    };
     let fixed;
     let mut block = block;
     let mut hs = [httparse::EMPTY_HEADER; 96];
@@ -401,11 +515,16 @@ fn request_headers(st: &mut HttpState, block: &[u8]) {
         }
     }
     let Ok(httparse::Status::Complete(hlen)) = parsed else {
-        st.req.failed = true;
-        st.counters.parse_errors += 1;
+        if !line_only {
+            st.req.line_tx = None;
+            st.req.failed = true;
+            st.counters.parse_errors += 1;
+        }
         return;
     };
-    st.counters.requests += 1;
+    if !line_only {
+        st.counters.requests += 1;
+    }
     let method = req.method.unwrap_or("").as_bytes().to_vec();
     let uri = req.path.unwrap_or("").as_bytes().to_vec();
     let version = format!("HTTP/1.{}", req.version.unwrap_or(1)).into_bytes();
@@ -416,12 +535,21 @@ fn request_headers(st: &mut HttpState, block: &[u8]) {
     let body = body_of(req.headers);
     let raw_headers = block[line_end.saturating_add(1).min(hlen)..hlen].to_vec();
     let upload = if body != Body::None { st.files.as_ref().map(|f| Box::new(f.inspector())) } else { None };
-    let tx = st.new_tx();
+    // the transaction opened early from this block's request line, else a new one
+    let early = st.req.line_tx.take().and_then(|id| st.txs.iter().position(|t| t.id == id));
+    let tx = match early {
+        Some(i) => &mut st.txs[i],
+        None => st.new_tx(),
+    };
     tx.set(Buffer::HttpMethod, method);
     tx.set(Buffer::HttpUri, normalize_uri(&uri));
     tx.set(Buffer::HttpUriRaw, uri);
     tx.set(Buffer::HttpProtocol, version);
     tx.set(Buffer::HttpRequestLine, line.clone());
+    if line_only {
+        st.req.line_tx = Some(tx.id);
+        return;
+    }
     let mut start = line;
     start.extend_from_slice(b"\r\n");
     start.extend_from_slice(&raw_headers);
@@ -438,8 +566,12 @@ fn request_headers(st: &mut HttpState, block: &[u8]) {
     tx.request_done = true;
     tx.files[0] = upload;
     let id = tx.id;
+    if missing_protocol {
+        tx.add_event("http.request_line_missing_protocol");
+    }
     st.req.body = body;
     st.req.tx = id;
+    st.req.last_tx = Some(id);
 }
 
 fn trim_start_lines(block: &[u8]) -> &[u8] {

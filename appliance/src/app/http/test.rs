@@ -74,3 +74,39 @@ fn gzip_and_deflate_bodies_are_decoded() {
     st.feed(false, &body);
     assert_eq!(st.txs[0].get(Buffer::FileData), Some(&b"raw deflate body"[..]));
 }
+
+#[test]
+fn request_line_before_headers_end() {
+    let mut st = HttpState::new(true);
+    st.feed(true, b"GET /early HTTP/1.1\r\nHost: a");
+    assert_eq!(st.txs.len(), 1);
+    assert_eq!(st.txs[0].get(Buffer::HttpUri), Some(&b"/early"[..]));
+    assert_eq!(st.txs[0].get(Buffer::HttpHeader), None);
+    assert!(!st.txs[0].request_done);
+    st.feed(true, b"\r\nUser-Agent: x\r\n\r\n");
+    // the same transaction, completed
+    assert_eq!(st.txs.len(), 1);
+    assert!(st.txs[0].request_done);
+    assert_eq!(st.txs[0].get(Buffer::HttpHost), Some(&b"a"[..]));
+}
+
+#[test]
+fn headers_cut_short_by_close() {
+    let mut st = HttpState::new(true);
+    st.feed(true, b"GET / HTTP/1.1\r\n\r\n");
+    st.feed(false, b"HTTP/1.0 200 OK\r\nServer: ng1nx\r\n");
+    st.closing(false);
+    assert_eq!(st.txs[0].get(Buffer::HttpStatCode), Some(&b"200"[..]));
+    assert_eq!(st.txs[0].get_dir(Buffer::HttpHeader, true), Some(&b"Server: ng1nx\r\n"[..]));
+}
+
+#[test]
+fn unexpected_request_body_and_missing_protocol() {
+    let mut st = HttpState::new(true);
+    st.feed(true, b"POST / HTTP/1.1\r\nHost: a\r\n\r\nlogin=foo\r\nGET /\nHost: b\n\n");
+    assert_eq!(st.txs.len(), 2);
+    assert!(st.txs[0].has_event("http.request_body_unexpected"));
+    assert_eq!(st.txs[0].get(Buffer::HttpRequestBody), Some(&b"login=foo\r\n"[..]));
+    assert!(st.txs[1].has_event("http.request_line_missing_protocol"));
+    assert!(!st.txs[1].has_event("http.request_body_unexpected"));
+}

@@ -107,8 +107,11 @@ impl Builder<'_> {
                     _ => HashAlgo::Sha256,
                 };
                 let (file, negated) = negatable(need(name, v)?);
-                let list = load_hash_list(&rule_relative(rule, &file), algo.digest_len())
+                let mut list = load_hash_list(&rule_relative(rule, &file), algo.digest_len())
                     .map_err(|e| bad(name, e))?;
+                // sorted: matching is a binary search
+                list.sort_unstable();
+                list.dedup();
                 rule.packet_tests.push(PacketTest::FileHash {
                     algo,
                     negated,
