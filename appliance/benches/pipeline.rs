@@ -18,6 +18,7 @@ use mimamori_appliance::replay::{Settings, load_rules};
 use rules::ast::Buffer;
 use rules::compile::Ruleset;
 
+
 struct Frame {
     ts: u64,
     link: u32,
@@ -150,6 +151,8 @@ fn main() -> anyhow::Result<()> {
             w.set_lists(Arc::new(lists));
             w.set_files(files);
             let (secs, alerts) = run(&mut w);
+            let dc = w.detector().counters;
+            eprintln!("detect: candidates={} verified={} matches={}", dc.candidates, dc.verified, dc.matches);
             println!(
                 "mode=full prevent={prevent} categories={} files={} rules={} of {} load_compile_secs={load:.2} packets={packets} bytes={bytes} secs={secs:.3} gbps={:.3} pps={:.0} events={alerts} peak_rss_mib={:.0}",
                 categories.is_some(),

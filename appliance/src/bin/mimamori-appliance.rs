@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::process::ExitCode;
 
 use anyhow::Context;
+
 use clap::{Parser, Subcommand, ValueEnum};
 
 use mimamori_appliance::events::eve::EveWriter;

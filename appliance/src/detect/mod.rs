@@ -103,6 +103,13 @@ pub struct Detector {
     rs: Option<Arc<Ruleset>>,
     scratch: Scratch,
     meta: Vec<Meta>,
+    /// Rule id of each rank.
+    by_rank: Vec<u32>,
+    /// Packet-keyword rules (no buffer) that can match any packet.
+    pkt_any: Vec<u32>,
+    /// Packet-keyword rules whose destination or source port set is one port, by that
+    /// port (sorted): most of ET's scan rules, otherwise evaluated for every packet.
+    pkt_by_port: Vec<(u16, Vec<u32>)>,
     cand: Vec<u32>,
     thresholds: Thresholds,
     prevent: bool,
@@ -176,6 +183,17 @@ impl Detector {
             .filter_map(|i| rs.rules.iter().filter_map(|r| r.prefilter_buffer).find(|b| b.index() == i))
             .filter(|b| b.app_proto().is_some() || matches!(b, Buffer::FileData | Buffer::FileName))
             .collect();
+        let mut pkt_any = Vec::new();
+        let mut by_port: std::collections::BTreeMap<u16, Vec<u32>> = std::collections::BTreeMap::new();
+        for &id in &rs.packet_only {
+            let r = &rs.rules[id as usize].rule;
+            let port = if r.bidirectional { None } else { r.dst_ports.single().or_else(|| r.src_ports.single()) };
+            match port {
+                Some(p) => by_port.entry(p).or_default().push(id),
+                None => pkt_any.push(id),
+            }
+        }
+        let pkt_by_port: Vec<(u16, Vec<u32>)> = by_port.into_iter().collect();
         let app_num_rules = (0..rs.rules.len() as u32)
             .filter(|&i| {
                 rs.rules[i as usize].rule.packet_tests.iter().any(|t| match t {
@@ -192,6 +210,9 @@ impl Detector {
             rs: Some(rs),
             scratch,
             meta,
+            by_rank: order.clone(),
+            pkt_any,
+            pkt_by_port,
             cand: Vec::with_capacity(256),
             thresholds: Thresholds::default(),
             prevent,
@@ -215,7 +236,15 @@ impl Detector {
 
     fn inspect_with(&mut self, rs: &Arc<Ruleset>, inp: &Input<'_, '_>, mut flow: Option<&mut Flow>, v: &mut Verdict) {
         self.cand.clear();
-        self.cand.extend_from_slice(&rs.packet_only);
+        // packet-keyword rules: those bound to one port only when the packet has that port
+        self.cand.extend_from_slice(&self.pkt_any);
+        if !self.pkt_by_port.is_empty() {
+            for port in [inp.pkt.dst_port(), inp.pkt.src_port()] {
+                if let Ok(i) = self.pkt_by_port.binary_search_by_key(&port, |e| e.0) {
+                    self.cand.extend_from_slice(&self.pkt_by_port[i].1);
+                }
+            }
+        }
         if inp.first_in_dir {
             if let Some(ip) = inp.pkt.ip {
                 rs.ip_only.lookup(ip.src, ip.dst, &mut self.cand);
@@ -225,11 +254,16 @@ impl Detector {
         let pkt_payload = !payload.is_empty() && (!inp.tracked || self.packet_payload_rules);
         let stream_new = inp.stream.is_some_and(|(w, n)| w.len() > n);
         if pkt_payload {
-            rs.prefilter(Buffer::Payload, payload, &mut self.scratch, &mut self.cand);
+            if inp.tracked {
+                // the stream is scanned below: here only the rules that look at packets
+                rs.packet_prefilter(payload, &mut self.scratch, &mut self.cand);
+            } else {
+                rs.prefilter(Buffer::Payload, payload, &mut self.scratch, &mut self.cand);
+            }
         }
         if let Some((w, n)) = inp.stream.filter(|_| stream_new) {
-            // only the new bytes plus the overlap a literal can straddle
-            let from = n.saturating_sub(256);
+            // only the new bytes plus the overlap a prefilter literal can straddle
+            let from = n.saturating_sub(rules::compile::MAX_PREFILTER_LIT - 1);
             rs.prefilter(Buffer::Payload, &w[from..], &mut self.scratch, &mut self.cand);
         }
         if pkt_payload || stream_new {
@@ -301,9 +335,15 @@ impl Detector {
         flow: &mut Option<&mut Flow>,
         v: &mut Verdict,
     ) {
-        let meta = &self.meta;
-        self.cand.sort_unstable_by_key(|&i| meta[i as usize].rank);
+        // candidates become ranks (evaluation order), sorted directly, then rules again
+        for c in self.cand.iter_mut() {
+            *c = self.meta[*c as usize].rank;
+        }
+        self.cand.sort_unstable();
         self.cand.dedup();
+        for c in self.cand.iter_mut() {
+            *c = self.by_rank[*c as usize];
+        }
         self.counters.candidates += self.cand.len() as u64;
         for ci in 0..self.cand.len() {
             let id = self.cand[ci];
@@ -352,14 +392,30 @@ impl Detector {
         if !proto_ok(r.proto, p) {
             return false;
         }
+        // flow options first: cheap and often decisive
+        let fo = &r.flow;
+        if fo.to_server && inp.dir != Dir::ToServer {
+            return false;
+        }
+        if fo.to_client && inp.dir != Dir::ToClient {
+            return false;
+        }
+        let established = flow.is_some_and(|f| f.established());
+        if fo.established && !established {
+            return false;
+        }
+        if fo.not_established && established {
+            return false;
+        }
+        // ports before addresses: fewer memory lookups for the common rejections
         let (sp, dp) = (p.src_port(), p.dst_port());
-        let fwd = r.src.contains(ip.src) && r.dst.contains(ip.dst) && r.src_ports.contains(sp) && r.dst_ports.contains(dp);
+        let fwd = r.src_ports.contains(sp) && r.dst_ports.contains(dp) && r.src.contains(ip.src) && r.dst.contains(ip.dst);
         if !fwd {
             let rev = r.bidirectional
-                && r.src.contains(ip.dst)
-                && r.dst.contains(ip.src)
                 && r.src_ports.contains(dp)
-                && r.dst_ports.contains(sp);
+                && r.dst_ports.contains(sp)
+                && r.src.contains(ip.dst)
+                && r.dst.contains(ip.src);
             if !rev {
                 return false;
             }
@@ -368,21 +424,6 @@ impl Detector {
             return false;
         }
         if m.pd_only && !inp.app_detected_now {
-            return false;
-        }
-        // flow options
-        let fo = &r.flow;
-        let established = flow.is_some_and(|f| f.established());
-        if fo.established && !established {
-            return false;
-        }
-        if fo.not_established && established {
-            return false;
-        }
-        if fo.to_server && inp.dir != Dir::ToServer {
-            return false;
-        }
-        if fo.to_client && inp.dir != Dir::ToClient {
             return false;
         }
         if fo.only_frag && p.frag.is_none() {

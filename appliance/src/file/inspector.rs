@@ -28,6 +28,12 @@ pub struct FileInspector {
     hit: Option<u32>,
     /// Signature matching stopped early on a Hyperscan failure.
     scan_failed: bool,
+    /// Digests are being computed. A web resource (page, script, image) is only hashed
+    /// when its first bytes show a file type worth a verdict (program, archive,
+    /// document) or when it is small enough to be hashed from those bytes at the end.
+    hashing: bool,
+    /// Declared a web resource by its transfer (e.g. `Content-Type: text/html`).
+    web_resource: bool,
 }
 
 impl std::fmt::Debug for FileInspector {
@@ -55,6 +61,33 @@ impl FileInspector {
             head_len: 0,
             hit: None,
             engine: engine.clone(),
+            hashing: true,
+            web_resource: false,
+        }
+    }
+
+    /// Like [`FileInspector::new`] for a body its transfer declares a web resource:
+    /// signatures are scanned throughout, digests only if the content turns out to be a
+    /// program, archive or document (or is at most [`SNIFF_LEN`] bytes long).
+    pub fn for_web_resource(engine: &FileEngine) -> FileInspector {
+        let mut f = FileInspector::new(engine);
+        f.hashing = false;
+        f.web_resource = true;
+        f
+    }
+
+    /// Whether digests are computed.
+    pub fn hashing(&self) -> bool {
+        self.hashing
+    }
+
+    fn update_digests(&mut self, data: &[u8]) {
+        self.sha256.update(data);
+        if let Some(h) = &mut self.md5 {
+            h.update(data);
+        }
+        if let Some(h) = &mut self.sha1 {
+            h.update(data);
         }
     }
 
@@ -64,17 +97,23 @@ impl FileInspector {
             return;
         }
         self.size = self.size.saturating_add(data.len() as u64);
+        let mut into_head = 0;
         if self.head_len < SNIFF_LEN {
             let n = data.len().min(SNIFF_LEN - self.head_len);
             self.head[self.head_len..self.head_len + n].copy_from_slice(&data[..n]);
             self.head_len += n;
+            into_head = n;
         }
-        self.sha256.update(data);
-        if let Some(h) = &mut self.md5 {
-            h.update(data);
-        }
-        if let Some(h) = &mut self.sha1 {
-            h.update(data);
+        if self.hashing {
+            self.update_digests(data);
+        } else if self.head_len == SNIFF_LEN && into_head > 0 {
+            // the type is known now: a program, archive or document is hashed whole
+            if worth_hashing(FileKind::sniff(&self.head), self.web_resource) {
+                self.hashing = true;
+                let head = self.head;
+                self.update_digests(&head);
+                self.update_digests(&data[into_head..]);
+            }
         }
         if let Some(stream) = &self.stream {
             match self.engine.sigs.scan(stream, data) {
@@ -113,10 +152,17 @@ impl FileInspector {
     /// names the exact file).
     pub fn finish(mut self) -> FileResult {
         self.close_stream();
+        if !self.hashing && self.size == self.head_len as u64 {
+            // small enough: the whole file is in the head
+            self.hashing = true;
+            let head = self.head;
+            self.update_digests(&head[..self.head_len]);
+        }
+        let hashed = self.hashing;
         let sha256: [u8; 32] = std::mem::take(&mut self.sha256).finalize().into();
         let md5: Option<[u8; 16]> = self.md5.take().map(|h| h.finalize().into());
         let sha1: Option<[u8; 20]> = self.sha1.take().map(|h| h.finalize().into());
-        let listed = self.engine.hashes.as_deref().and_then(|list| {
+        let listed = self.engine.hashes.as_deref().filter(|_| hashed).and_then(|list| {
             list.lookup_sha256(&sha256)
                 .or_else(|| sha1.as_ref().and_then(|h| list.lookup_sha1(h)))
                 .or_else(|| md5.as_ref().and_then(|h| list.lookup_md5(h)))
@@ -133,6 +179,7 @@ impl FileInspector {
             kind: FileKind::sniff(&self.head[..self.head_len]),
             verdict,
             scan_failed: self.scan_failed,
+            hashed,
         }
     }
 
@@ -144,6 +191,16 @@ impl FileInspector {
             ScanOutcome::Failed => self.scan_failed = true,
             ScanOutcome::Nothing => {}
         }
+    }
+}
+
+/// Whether a body of this type gets digests: always, except a declared web resource
+/// whose content is markup, text or of no recognised file type.
+fn worth_hashing(kind: FileKind, web_resource: bool) -> bool {
+    match kind {
+        FileKind::Empty | FileKind::Html | FileKind::Text => !web_resource,
+        FileKind::Unknown => !web_resource,
+        _ => true,
     }
 }
 

@@ -79,6 +79,9 @@ pub struct FileResult {
     pub verdict: Verdict,
     /// Signature matching stopped early on a Hyperscan failure (hashes are still exact).
     pub scan_failed: bool,
+    /// The digests were computed (a large web resource that is no program, archive or
+    /// document is not hashed, see [`FileInspector::for_web_resource`]).
+    pub hashed: bool,
 }
 
 impl FileResult {

@@ -596,14 +596,15 @@ fn classify_names(lists: &Lists, flow: &mut Flow) -> bool {
             label.cats |= l.cats;
             label.block = label.block.or(l.block);
         }
-        let utm = lists.utm(host, &label);
+        // the event fields are built only for a name that is listed or a known app
+        let utm = (!label.cats.is_empty() || label.app.is_some()).then(|| Box::new(lists.utm(host, &label)));
         block |= label.block.is_some();
         if flow.label.is_none() || label.block.is_some() {
             flow.label = Some(Box::new(label));
         }
         let t = &mut app.txs_mut()[i];
         t.classified = true;
-        t.utm = (!utm.categories.is_empty() || utm.app.is_some()).then(|| Box::new(utm));
+        t.utm = utm;
     }
     block
 }
@@ -626,6 +627,10 @@ fn file_verdicts(flow: &mut Flow, prevent: bool, events: &mut Vec<(bool, EventMe
         let (_, base) = app.event(tx);
         for (download, r, complete) in &tx.file_results[tx.files_reported..] {
             let bad = !r.verdict.is_clean();
+            if !bad && !r.hashed {
+                // a page resource that is no file: nothing to report
+                continue;
+            }
             any_bad |= bad;
             let filename = tx.get(rules::ast::Buffer::FileName).or_else(|| {
                 tx.get(rules::ast::Buffer::HttpUriRaw).map(|u| {

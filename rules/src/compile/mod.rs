@@ -13,7 +13,7 @@ use crate::ast::{Buffer, PcreSpec, Rule, Step};
 use crate::parse::{ErrorKind, RuleError};
 use crate::transform::{Transform, TransformBuf};
 pub use inspect::{CStep, Vars as InspectVars, inspect, inspect_new};
-pub use prefilter::{Prefilter, Scratch};
+pub use prefilter::{MAX_PREFILTER_LIT, Prefilter, Scratch};
 
 /// The compiled program of one buffer (with its transforms) of a rule.
 #[derive(Debug)]
@@ -82,6 +82,18 @@ pub struct Ruleset {
     /// address, once per flow direction.
     pub ip_only: iponly::IpOnlyIndex,
     pub flowbit_count: usize,
+    /// The payload rules that look at each packet even on reassembled TCP (`ip` rules,
+    /// `tcp-pkt`, `flow:no_stream`): a small database of their literals, so a tracked
+    /// TCP packet is not scanned against every stream rule a second time.
+    packet_payload: Option<Prefilter>,
+    /// Those of them without a literal on the payload.
+    pub packet_payload_unfiltered: Vec<u32>,
+}
+
+/// Whether a rule inspects payloads packet by packet even where TCP is reassembled.
+pub fn inspects_packets(r: &Rule) -> bool {
+    use crate::ast::Proto;
+    (r.flow.no_stream || matches!(r.proto, Proto::TcpPkt | Proto::Ip)) && r.has_payload()
 }
 
 impl std::fmt::Debug for Ruleset {
@@ -261,14 +273,39 @@ impl Ruleset {
             let r = &compiled[id as usize].rule;
             (id, &r.src, &r.dst, r.bidirectional)
         }));
-        let set = Ruleset { rules: compiled, prefilters, unfiltered, packet_only, tx_always, ip_only, flowbit_count };
+        let mut pkt_lits = Vec::new();
+        let mut packet_payload_unfiltered = Vec::new();
+        for (i, c) in compiled.iter().enumerate() {
+            if !inspects_packets(&c.rule) {
+                continue;
+            }
+            match fast_pattern(&c.rule) {
+                Some((Buffer::Payload, lit, nocase)) => pkt_lits.push((lit, nocase, i as u32)),
+                _ => packet_payload_unfiltered.push(i as u32),
+            }
+        }
+        let packet_payload = if pkt_lits.is_empty() { None } else { Prefilter::build(&pkt_lits).ok() };
+        if packet_payload.is_none() && !pkt_lits.is_empty() {
+            packet_payload_unfiltered.extend(pkt_lits.iter().map(|l| l.2));
+        }
+        let set = Ruleset {
+            rules: compiled,
+            prefilters,
+            unfiltered,
+            packet_only,
+            tx_always,
+            ip_only,
+            flowbit_count,
+            packet_payload,
+            packet_payload_unfiltered,
+        };
         (set, failures)
     }
 
     /// Scratch space for one worker, large enough for every database of the set.
     pub fn alloc_scratch(&self) -> Result<Scratch, String> {
         let mut s = Scratch::new();
-        for p in self.prefilters.iter().flatten() {
+        for p in self.prefilters.iter().flatten().chain(self.packet_payload.iter()) {
             s.grow_for(p)?;
         }
         Ok(s)
@@ -289,6 +326,15 @@ impl Ruleset {
 
     /// Scan `data` as buffer `buf` and append the ids of candidate rules to `out`
     /// (unsorted, possibly with duplicates).
+    /// Candidates among the packet-payload rules for one TCP packet whose stream is
+    /// reassembled (the stream itself is scanned against every payload rule).
+    pub fn packet_prefilter(&self, data: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
+        if let Some(p) = &self.packet_payload {
+            p.scan(data, scratch, out);
+        }
+        out.extend_from_slice(&self.packet_payload_unfiltered);
+    }
+
     pub fn prefilter(&self, buf: Buffer, data: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
         if let Some(p) = &self.prefilters[buf.index()] {
             p.scan(data, scratch, out);

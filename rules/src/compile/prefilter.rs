@@ -42,6 +42,12 @@ impl std::fmt::Debug for Prefilter {
     }
 }
 
+/// Literals are prefiltered by at most their first this many bytes: a prefix is a
+/// necessary condition too, the database stays small, and a stream needs to be rescanned
+/// only this much minus one byte behind its new data for a literal that straddles two
+/// segments.
+pub const MAX_PREFILTER_LIT: usize = 32;
+
 fn escape(lit: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(lit.len() * 4);
@@ -62,8 +68,9 @@ impl Prefilter {
         let mut per_pattern: Vec<Vec<u32>> = Vec::new();
         let mut patterns = Vec::new();
         for (lit, nocase, rule) in lits {
+            let lit = &lit[..lit.len().min(MAX_PREFILTER_LIT)];
             // a nocase literal and the same literal with case both map onto the nocase one
-            let key = (lit.as_slice(), *nocase);
+            let key = (lit, *nocase);
             let pid = *ids.entry(key).or_insert_with(|| {
                 let mut flags = CompileFlags::SINGLEMATCH;
                 if *nocase {

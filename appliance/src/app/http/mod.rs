@@ -33,8 +33,11 @@ pub const INSPECT_STEP: usize = MAX_BODY_BYTES;
 pub(crate) enum Decoder {
     /// Collecting a gzip member header (parsed leniently, see [`evasion::gzip_body`]).
     GzipHeader(Vec<u8>),
-    Zlib(flate2::write::ZlibDecoder<Vec<u8>>),
-    Deflate(flate2::write::DeflateDecoder<Vec<u8>>),
+    /// zlib-wrapped deflate (`Content-Encoding: deflate` as the RFC means it), with the
+    /// reused output buffer.
+    Zlib(flate2::Decompress, Vec<u8>),
+    /// Raw deflate (gzip's payload, or `deflate` as many servers send it).
+    Deflate(flate2::Decompress, Vec<u8>),
     /// Undecodable: the raw bytes are kept instead.
     Failed,
 }
@@ -45,17 +48,32 @@ impl std::fmt::Debug for Decoder {
     }
 }
 
-/// Feed a decompressor; bytes after the end of the compressed stream (a gzip trailer,
-/// padding) are ignored. False on a decoding error.
-fn write_until_end(d: &mut impl std::io::Write, mut data: &[u8]) -> bool {
-    while !data.is_empty() {
-        match d.write(data) {
-            Ok(0) => break,
-            Ok(n) => data = &data[n..],
+/// Decompress `data` into `out` (cleared first). Bytes after the end of the compressed
+/// stream (a gzip trailer, padding) are ignored. False on a decoding error.
+fn inflate_into(d: &mut flate2::Decompress, mut data: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    loop {
+        if out.capacity() - out.len() < 4096 {
+            out.reserve(out.len().max(16 * 1024));
+        }
+        let (before_in, before_out) = (d.total_in(), d.total_out());
+        match d.decompress_vec(data, out, flate2::FlushDecompress::None) {
+            Ok(flate2::Status::StreamEnd) => return true,
+            Ok(_) => {
+                let used = (d.total_in() - before_in) as usize;
+                let produced = d.total_out() - before_out;
+                data = &data[used.min(data.len())..];
+                // all input taken and room left over (nothing pending): this segment is done
+                if data.is_empty() && out.capacity() > out.len() {
+                    return true;
+                }
+                if used == 0 && produced == 0 {
+                    return true;
+                }
+            }
             Err(_) => return false,
         }
     }
-    d.flush().is_ok()
 }
 
 impl Tx {
@@ -64,7 +82,7 @@ impl Tx {
         let e = e.split(|c| *c == b',').next_back().map(|s| s.trim_ascii()).unwrap_or(b"");
         self.decoder = match e {
             b"gzip" | b"x-gzip" => Some(Decoder::GzipHeader(Vec::new())),
-            b"deflate" => Some(Decoder::Zlib(flate2::write::ZlibDecoder::new(Vec::new()))),
+            b"deflate" => Some(Decoder::Zlib(flate2::Decompress::new(true), Vec::new())),
             _ => None,
         };
     }
@@ -81,7 +99,8 @@ impl Tx {
         }
         // decoding costs: stop once neither inspection nor a file needs more output
         let keep = keep && self.get(Buffer::FileData).map_or(0, |b| b.len()) < cap;
-        let file = self.files[1].as_ref().map(|f| f.size());
+        // a page resource that is not being hashed is decoded only as far as inspection reads
+        let file = self.files[1].as_ref().filter(|f| f.hashing() || f.size() < cap as u64).map(|f| f.size());
         if let Some(n) = file {
             if n > MAX_DECODED_FILE && !keep {
                 // a compressed entity this large is not hashed whole: reported truncated
@@ -105,7 +124,7 @@ impl Tx {
                     Some(n) => {
                         held = std::mem::take(h).split_off(n);
                         data = &held;
-                        *dec = Decoder::Deflate(flate2::write::DeflateDecoder::new(Vec::new()));
+                        *dec = Decoder::Deflate(flate2::Decompress::new(false), Vec::new());
                     }
                     // not gzip after all: the bytes are the body as they are
                     None if h.len() >= 10 && !h.starts_with(b"\x1f\x8b") => {
@@ -118,16 +137,18 @@ impl Tx {
             }
         }
         // a zlib stream that does not start like one is raw deflate
-        if let Decoder::Zlib(z) = dec {
-            if z.get_ref().is_empty() && z.total_in() == 0 && data.first().is_some_and(|b| b & 0x0f != 8) {
-                *dec = Decoder::Deflate(flate2::write::DeflateDecoder::new(Vec::new()));
+        if let Decoder::Zlib(z, _) = dec {
+            if z.total_in() == 0 && data.first().is_some_and(|b| b & 0x0f != 8) {
+                *dec = Decoder::Deflate(flate2::Decompress::new(false), Vec::new());
             }
         }
         // the output buffer is lent out and given back, so it is allocated once
-        let (ok, mut out) = match dec {
+        let (ok, out) = match dec {
             Decoder::GzipHeader(_) => (true, Vec::new()),
-            Decoder::Zlib(d) => (write_until_end(d, data), std::mem::take(d.get_mut())),
-            Decoder::Deflate(d) => (write_until_end(d, data), std::mem::take(d.get_mut())),
+            Decoder::Zlib(d, buf) | Decoder::Deflate(d, buf) => {
+                let mut out = std::mem::take(buf);
+                (inflate_into(d, data, &mut out), out)
+            }
             Decoder::Failed => (false, Vec::new()),
         };
         if !ok && !matches!(dec, Decoder::Failed) {
@@ -138,11 +159,8 @@ impl Tx {
         if keep {
             self.append(Buffer::FileData, bytes, cap);
         }
-        out.clear();
-        if let Some(Decoder::Zlib(d)) = self.decoder.as_mut() {
-            *d.get_mut() = out;
-        } else if let Some(Decoder::Deflate(d)) = self.decoder.as_mut() {
-            *d.get_mut() = out;
+        if let Some(Decoder::Zlib(_, buf) | Decoder::Deflate(_, buf)) = self.decoder.as_mut() {
+            *buf = out;
         }
     }
 }

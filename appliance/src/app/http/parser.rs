@@ -154,6 +154,29 @@ pub(super) fn until_close(st: &HttpState, to_server: bool) -> bool {
     side.body == Body::UntilClose
 }
 
+/// A content type of page resources (markup, scripts, styles, images, fonts, data) rather
+/// than of a download.
+fn is_web_resource(ct: &[u8]) -> bool {
+    let ct = trim(ct.split(|c| *c == b';').next().unwrap_or(ct)).to_ascii_lowercase();
+    ct.starts_with(b"text/")
+        || ct.starts_with(b"image/")
+        || ct.starts_with(b"font/")
+        || matches!(
+            ct.as_slice(),
+            b"application/javascript"
+                | b"application/x-javascript"
+                | b"application/json"
+                | b"application/ld+json"
+                | b"application/manifest+json"
+                | b"application/xml"
+                | b"application/xhtml+xml"
+                | b"application/rss+xml"
+                | b"application/atom+xml"
+                | b"application/font-woff"
+                | b"application/font-woff2"
+        )
+}
+
 /// The file name a response gives in `Content-Disposition` (`filename="x"`).
 fn filename(headers: &[httparse::Header<'_>]) -> Option<Vec<u8>> {
     let v = header_value(headers, "content-disposition")?;
@@ -645,8 +668,12 @@ fn response_headers(st: &mut HttpState, block: &[u8]) -> Option<u64> {
     if body == Body::None {
         tx.response_done = true;
     } else {
-        tx.files[1] = st.files.as_ref().map(|f| Box::new(f.inspector()));
-        if let Some(name) = filename(resp.headers) {
+        let name = filename(resp.headers);
+        let web = name.is_none() && header_value(resp.headers, "content-type").is_some_and(is_web_resource);
+        tx.files[1] = st.files.as_ref().map(|f| {
+            Box::new(if web { crate::file::FileInspector::for_web_resource(f) } else { f.inspector() })
+        });
+        if let Some(name) = name {
             tx.set(Buffer::FileName, name);
         }
     }
