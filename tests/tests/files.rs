@@ -116,3 +116,47 @@ fn a_listed_file_is_cut_short_in_prevent_mode() {
     let last_data_frame = (frames - 3 - 1) as u64; // before the ACK that follows it and the FINs
     assert_eq!(first_drop, last_data_frame, "the segment that completes the file is the first dropped");
 }
+
+#[test]
+fn traffic_record_sums_an_internal_hosts_flows() {
+    // two downloads by one internal host inside one 10-minute bucket, one by another host
+    let mut pcap = Pcap::new();
+    let body: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    pcap.http_download(([198, 18, 0, 20], 42000), ([198, 19, 0, 80], 80), "/a.bin", &body);
+    pcap.http_download(([198, 18, 0, 20], 42001), ([198, 19, 0, 80], 80), "/b.bin", &body[..5000]);
+    pcap.http_download(([198, 18, 0, 21], 42002), ([198, 19, 0, 80], 80), "/c.bin", &body[..100]);
+    let dir = tempdir("files-traffic");
+    let path = dir.join("traffic.pcap");
+    pcap.write(&path);
+    // the IP bytes of each host's flows, read back from the capture (Ethernet frames)
+    let raw = std::fs::read(&path).expect("capture");
+    let mut per_host: HashMap<[u8; 4], u64> = HashMap::new();
+    let mut off = 24;
+    while off + 16 <= raw.len() {
+        let caplen = u32::from_le_bytes(raw[off + 8..off + 12].try_into().expect("4 bytes")) as usize;
+        let frame = &raw[off + 16..off + 16 + caplen];
+        let (src, dst): ([u8; 4], [u8; 4]) = (frame[26..30].try_into().expect("src"), frame[30..34].try_into().expect("dst"));
+        let client = if src[1] == 18 { src } else { dst };
+        *per_host.entry(client).or_default() += (caplen - 14) as u64;
+        off += 16 + caplen;
+    }
+    let ev = replay("files-traffic-run", &path, &["--set", "vars.address-groups.HOME_NET=[198.18.0.0/16]"]);
+    let traffic = of_type(&ev, "traffic");
+    let host = |h: &str| traffic.iter().find(|t| t["traffic"]["host"] == h).unwrap_or_else(|| panic!("a summary for {h}: {traffic:?}"));
+    let a = host("198.18.0.20");
+    assert_eq!(a["traffic"]["flows"], 2);
+    assert_eq!(a["traffic"]["bytes"].as_u64(), per_host.get(&[198, 18, 0, 20]).copied());
+    let b = host("198.18.0.21");
+    assert_eq!(b["traffic"]["flows"], 1);
+    assert_eq!(b["traffic"]["bytes"].as_u64(), per_host.get(&[198, 18, 0, 21]).copied());
+    // by category and by application, the lines add up to the totals
+    for t in [a, b] {
+        for key in ["categories", "apps"] {
+            let lines = t["traffic"][key].as_array().expect("lines");
+            let bytes: u64 = lines.iter().filter_map(|l| l["bytes"].as_u64()).sum();
+            let flows: u64 = lines.iter().filter_map(|l| l["flows"].as_u64()).sum();
+            assert_eq!(Some(bytes), t["traffic"]["bytes"].as_u64(), "{key}");
+            assert_eq!(Some(flows), t["traffic"]["flows"].as_u64(), "{key}");
+        }
+    }
+}
