@@ -343,6 +343,25 @@ pub struct Content {
 }
 
 impl Content {
+    /// A content without position modifiers.
+    pub fn plain(pattern: Vec<u8>, negated: bool, nocase: bool) -> Content {
+        Content {
+            pattern,
+            negated,
+            nocase,
+            offset: None,
+            depth: None,
+            distance: None,
+            within: None,
+            startswith: false,
+            endswith: false,
+            fast_pattern: false,
+            fast_pattern_only: false,
+        }
+    }
+}
+
+impl Content {
     pub fn is_relative(&self) -> bool {
         self.distance.is_some() || self.within.is_some()
     }

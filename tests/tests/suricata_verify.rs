@@ -21,20 +21,26 @@ fn row_lenient(stdout: &str, row: &str) -> usize {
     w[i + 1].parse().expect("lenient count")
 }
 
-#[test]
-fn suricata_verify_app_layer() {
+/// Run `sv-run` over both corpora for one `--app` selection; its standard output.
+fn sv_run(app: &str, show_failures: &str) -> String {
     let out = run(Command::new("python3")
         .arg(tools().join("sv-run"))
         .arg("--bin")
         .arg(appliance())
-        .args(["--app", "only", "--show-failures", "60"])
+        .args(["--app", app, "--show-failures", show_failures])
         .arg("--corpus")
         .arg(corpus().join("suricata-verify"))
         .arg("--corpus")
         .arg(corpus().join("suricata-verify-extended")));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
     assert!(out.status.success(), "sv-run failed: {}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn suricata_verify_app_layer() {
+    let stdout = sv_run("only", "60");
     let errors = stdout.lines().find(|l| l.starts_with("all")).map(|l| l.contains("errors 0")).unwrap_or(false);
     assert!(errors, "some tests errored (crash, timeout or non-zero exit):\n{stdout}");
     let evader = row_lenient(&stdout, "http-evader");
@@ -45,18 +51,7 @@ fn suricata_verify_app_layer() {
 
 #[test]
 fn suricata_verify_no_app_layer() {
-    let out = run(Command::new("python3")
-        .arg(tools().join("sv-run"))
-        .arg("--bin")
-        .arg(appliance())
-        .args(["--app", "none", "--show-failures", "40"])
-        .arg("--corpus")
-        .arg(corpus().join("suricata-verify"))
-        .arg("--corpus")
-        .arg(corpus().join("suricata-verify-extended")));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(out.status.success(), "sv-run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = sv_run("none", "40");
     let last = stdout.lines().rfind(|l| l.starts_with("sv-run:")).expect("sv-run summary line");
     // "sv-run: 87/107 lenient, 73/107 strict"
     let passes: usize = last

@@ -100,13 +100,6 @@ impl AppState {
             AppState::Dns(_) => (tx.instances(Buffer::DnsQueriesRrname, false).collect(), None),
         }
     }
-
-    pub fn http(&self) -> Option<&http::HttpState> {
-        match self {
-            AppState::Http(h) => Some(h),
-            _ => None,
-        }
-    }
 }
 
 const HTTP_METHODS: &[&[u8]] = &[

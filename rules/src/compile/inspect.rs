@@ -379,19 +379,7 @@ mod test {
     use crate::ast::Content;
 
     fn content(p: &[u8]) -> Content {
-        Content {
-            pattern: p.to_vec(),
-            negated: false,
-            nocase: false,
-            offset: None,
-            depth: None,
-            distance: None,
-            within: None,
-            startswith: false,
-            endswith: false,
-            fast_pattern: false,
-            fast_pattern_only: false,
-        }
+        Content::plain(p.to_vec(), false, false)
     }
 
     fn ok(steps: Vec<CStep>, buf: &[u8]) -> bool {

@@ -126,19 +126,7 @@ impl<'c> Builder<'c> {
             "content" | "uricontent" => {
                 let (pattern, negated) = lexer::parse_content(need(name, v)?).map_err(|e| bad(name, e))?;
                 let buf = if name == "uricontent" { Buffer::HttpUri } else { self.cur };
-                let c = Content {
-                    pattern,
-                    negated,
-                    nocase: false,
-                    offset: None,
-                    depth: None,
-                    distance: None,
-                    within: None,
-                    startswith: false,
-                    endswith: false,
-                    fast_pattern: false,
-                    fast_pattern_only: false,
-                };
+                let c = Content::plain(pattern, negated, false);
                 self.last_content = Some(self.push_step(rule, buf, Step::Content(c)));
             }
             "nocase" => self.content_mut(rule, name)?.nocase = true,

@@ -37,14 +37,12 @@ impl DnsFlow {
     }
 
     pub fn feed(&mut self, to_server: bool, data: &[u8]) {
-        match self.tcp.as_mut() {
+        // the framing state is moved out while its messages are parsed (no copies)
+        match self.tcp.take() {
             None => self.message(data),
-            Some(t) => {
-                let mut msgs: Vec<Vec<u8>> = Vec::new();
-                t[usize::from(!to_server)].feed(data, &mut |m: &[u8]| msgs.push(m.to_vec()));
-                for m in msgs {
-                    self.message(&m);
-                }
+            Some(mut t) => {
+                t[usize::from(!to_server)].feed(data, &mut |m: &[u8]| self.message(m));
+                self.tcp = Some(t);
             }
         }
     }

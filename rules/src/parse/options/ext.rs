@@ -13,22 +13,6 @@ use crate::transform;
 /// Suricata's limit on transforms per buffer.
 const MAX_TRANSFORMS: usize = 16;
 
-fn plain_content(pattern: Vec<u8>, negated: bool, nocase: bool) -> Content {
-    Content {
-        pattern,
-        negated,
-        nocase,
-        offset: None,
-        depth: None,
-        distance: None,
-        within: None,
-        startswith: false,
-        endswith: false,
-        fast_pattern: false,
-        fast_pattern_only: false,
-    }
-}
-
 /// `"x"` / `!"x"` / `x` → (text, negated).
 fn negatable(v: &str) -> (String, bool) {
     let v = v.trim();
@@ -90,12 +74,12 @@ impl Builder<'_> {
                 } else {
                     Buffer::TlsCertIssuer
                 };
-                let c = plain_content(text.into_bytes(), negated, false);
+                let c = Content::plain(text.into_bytes(), negated, false);
                 self.last_content = Some(self.push_step(rule, buf, Step::Content(c)));
             }
             "fileext" => {
                 let (ext, negated) = negatable(need(name, v)?);
-                let mut c = plain_content(format!(".{ext}").into_bytes(), negated, true);
+                let mut c = Content::plain(format!(".{ext}").into_bytes(), negated, true);
                 c.endswith = true;
                 self.last_content = Some(self.push_step(rule, Buffer::FileName, Step::Content(c)));
             }
@@ -138,7 +122,7 @@ impl Builder<'_> {
             return Err(bad(name, "sticky buffer takes no value"));
         }
         let (text, negated) = negatable(need(name, v)?);
-        let c = plain_content(text.into_bytes(), negated, true);
+        let c = Content::plain(text.into_bytes(), negated, true);
         self.last_content = Some(self.push_step(rule, Buffer::FileName, Step::Content(c)));
         Ok(())
     }
