@@ -18,7 +18,6 @@ use mimamori_appliance::replay::{Settings, load_rules};
 use rules::ast::Buffer;
 use rules::compile::Ruleset;
 
-
 struct Frame {
     ts: u64,
     link: u32,
@@ -28,13 +27,24 @@ struct Frame {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let mut pcap_path = None;
     let mut rules_dir: Vec<PathBuf> = Vec::new();
     let mut mode = "full".to_string();
@@ -81,7 +91,13 @@ fn main() -> anyhow::Result<()> {
     }
     // the capture, in memory
     let mut frames = Vec::new();
-    pcap::for_each_frame(&pcap_path, |f| frames.push(Frame { ts: f.ts_us, link: f.linktype, data: f.data.to_vec() }))?;
+    pcap::for_each_frame(&pcap_path, |f| {
+        frames.push(Frame {
+            ts: f.ts_us,
+            link: f.linktype,
+            data: f.data.to_vec(),
+        })
+    })?;
     let bytes: u64 = frames.iter().map(|f| f.data.len() as u64).sum();
     let packets = frames.len() as u64;
     let run = |worker: &mut Worker| {
@@ -100,7 +116,8 @@ fn main() -> anyhow::Result<()> {
     match mode.as_str() {
         "decode" => {
             let (empty, _) = Ruleset::compile(Vec::new(), 0);
-            let mut w = Worker::new(Arc::new(empty), settings.worker).map_err(anyhow::Error::msg)?;
+            let mut w =
+                Worker::new(Arc::new(empty), settings.worker).map_err(anyhow::Error::msg)?;
             let (secs, _) = run(&mut w);
             println!(
                 "mode=decode packets={packets} bytes={bytes} secs={secs:.3} gbps={:.3} pps={:.0} flows={} peak_rss_mib={:.0}",
@@ -112,13 +129,16 @@ fn main() -> anyhow::Result<()> {
         }
         "matcher" => {
             let (empty, _) = Ruleset::compile(Vec::new(), 0);
-            let mut w = Worker::new(Arc::new(empty), settings.worker).map_err(anyhow::Error::msg)?;
+            let mut w =
+                Worker::new(Arc::new(empty), settings.worker).map_err(anyhow::Error::msg)?;
             w.tap = Some(ScanTap::default());
             run(&mut w);
             let tap = w.tap.take().unwrap_or_default();
             let loaded = load_rules(&rules_dir, settings.vars.clone())?;
             let rs = &loaded.ruleset;
-            let db = rs.prefilter_db(Buffer::Payload).ok_or_else(|| anyhow::anyhow!("no payload prefilter"))?;
+            let db = rs
+                .prefilter_db(Buffer::Payload)
+                .ok_or_else(|| anyhow::anyhow!("no payload prefilter"))?;
             let mut scratch = rs.alloc_scratch().map_err(anyhow::Error::msg)?;
             let t = Instant::now();
             let mut hits = 0usize;
@@ -140,19 +160,29 @@ fn main() -> anyhow::Result<()> {
             let t = Instant::now();
             let loaded = load_rules(&rules_dir, settings.vars.clone())?;
             // URL categories and file verdicts, when asked for, are part of the start-up
-            let mut lists = mimamori_appliance::classify::Lists::load(categories.as_deref(), &Default::default())?;
+            let mut lists = mimamori_appliance::classify::Lists::load(
+                categories.as_deref(),
+                &Default::default(),
+            )?;
             lists.home_net = settings.vars.parse_addr("$HOME_NET").ok();
             let files = match &file_hashes {
-                Some(p) => Some(mimamori_appliance::file::FileEngine::new(Some(mimamori_appliance::file::HashList::load(p)?), &[])?),
+                Some(p) => Some(mimamori_appliance::file::FileEngine::new(
+                    Some(mimamori_appliance::file::HashList::load(p)?),
+                    &[],
+                )?),
                 None => None,
             };
             let load = t.elapsed().as_secs_f64();
-            let mut w = Worker::new(Arc::clone(&loaded.ruleset), settings.worker).map_err(anyhow::Error::msg)?;
+            let mut w = Worker::new(Arc::clone(&loaded.ruleset), settings.worker)
+                .map_err(anyhow::Error::msg)?;
             w.set_lists(Arc::new(lists));
             w.set_files(files);
             let (secs, alerts) = run(&mut w);
             let dc = w.detector().counters;
-            eprintln!("detect: candidates={} verified={} matches={}", dc.candidates, dc.verified, dc.matches);
+            eprintln!(
+                "detect: candidates={} verified={} matches={}",
+                dc.candidates, dc.verified, dc.matches
+            );
             println!(
                 "mode=full prevent={prevent} categories={} files={} rules={} of {} load_compile_secs={load:.2} packets={packets} bytes={bytes} secs={secs:.3} gbps={:.3} pps={:.0} events={alerts} peak_rss_mib={:.0}",
                 categories.is_some(),

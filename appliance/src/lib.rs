@@ -6,6 +6,7 @@
 //! alerts and sends them to the cloud.
 
 pub mod app;
+pub mod bridge;
 pub mod capture;
 pub mod classify;
 pub mod decode;
@@ -16,4 +17,5 @@ pub mod flow;
 pub mod pipeline;
 pub mod reassembly;
 pub mod replay;
+pub mod ssid;
 pub mod uplink;

@@ -20,7 +20,11 @@ pub enum SettingError {
     #[error("`{0}` is not KEY=VALUE")]
     Syntax(String),
     #[error("{key}: `{value}` is not a valid {what}")]
-    Value { key: String, value: String, what: &'static str },
+    Value {
+        key: String,
+        value: String,
+        what: &'static str,
+    },
 }
 
 /// Settings of a run, Suricata-style keys.
@@ -40,7 +44,11 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, SettingError> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
         "false" | "no" | "off" | "0" => Ok(false),
-        _ => Err(SettingError::Value { key: key.into(), value: v.into(), what: "boolean" }),
+        _ => Err(SettingError::Value {
+            key: key.into(),
+            value: v.into(),
+            what: "boolean",
+        }),
     }
 }
 
@@ -59,7 +67,11 @@ pub fn parse_size(key: &str, v: &str) -> Result<u64, SettingError> {
     num.trim()
         .parse::<u64>()
         .map(|n| n * mult)
-        .map_err(|_| SettingError::Value { key: key.into(), value: v.into(), what: "size" })
+        .map_err(|_| SettingError::Value {
+            key: key.into(),
+            value: v.into(),
+            what: "size",
+        })
 }
 
 impl Settings {
@@ -71,14 +83,20 @@ impl Settings {
 
     /// Apply one `KEY=VALUE`.
     pub fn apply(&mut self, kv: &str) -> Result<(), SettingError> {
-        let (k, v) = kv.split_once('=').ok_or_else(|| SettingError::Syntax(kv.into()))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| SettingError::Syntax(kv.into()))?;
         let (k, v) = (k.trim(), v.trim());
         if let Some(name) = k.strip_prefix("vars.address-groups.") {
-            self.vars.addr.insert(name.to_string(), v.trim_matches('"').to_string());
+            self.vars
+                .addr
+                .insert(name.to_string(), v.trim_matches('"').to_string());
             return Ok(());
         }
         if let Some(name) = k.strip_prefix("vars.port-groups.") {
-            self.vars.port.insert(name.to_string(), v.trim_matches('"').to_string());
+            self.vars
+                .port
+                .insert(name.to_string(), v.trim_matches('"').to_string());
             return Ok(());
         }
         match k {
@@ -108,9 +126,21 @@ pub struct Loaded {
 
 /// Parse and compile rules from files or folders.
 pub fn load_rules(paths: &[PathBuf], vars: Vars) -> Result<Loaded, RuleError> {
+    load_rules_except(paths, vars, &[])
+}
+
+/// As [`load_rules`], leaving out the rules whose sid is in `suppressed` (exceptions).
+pub fn load_rules_except(
+    paths: &[PathBuf],
+    vars: Vars,
+    suppressed: &[u32],
+) -> Result<Loaded, RuleError> {
     let t0 = Instant::now();
     let mut ctx = ParseCtx::new(vars);
-    let report = rules::parse::load_paths(paths, &mut ctx)?;
+    let mut report = rules::parse::load_paths(paths, &mut ctx)?;
+    if !suppressed.is_empty() {
+        report.rules.retain(|r| !suppressed.contains(&r.sid));
+    }
     let parse_time = t0.elapsed();
     let t1 = Instant::now();
     let (ruleset, mut compile_failures) = Ruleset::compile(report.rules, ctx.flowbit_count());
@@ -121,7 +151,14 @@ pub fn load_rules(paths: &[PathBuf], vars: Vars) -> Result<Loaded, RuleError> {
     for p in paths {
         classes.load_near(p);
     }
-    Ok(Loaded { ruleset: Arc::new(ruleset), failures, enabled: report.enabled, classes, parse_time, compile_time })
+    Ok(Loaded {
+        ruleset: Arc::new(ruleset),
+        failures,
+        enabled: report.enabled,
+        classes,
+        parse_time,
+        compile_time,
+    })
 }
 
 /// Failures grouped by reason, most frequent first.
@@ -166,7 +203,8 @@ pub fn replay_with<W: std::io::Write>(
     eve: &mut EveWriter<W>,
     sink: &mut dyn FnMut(&Record),
 ) -> anyhow::Result<(ReplaySummary, Worker)> {
-    let mut worker = Worker::new(Arc::clone(&loaded.ruleset), settings.worker).map_err(anyhow::Error::msg)?;
+    let mut worker =
+        Worker::new(Arc::clone(&loaded.ruleset), settings.worker).map_err(anyhow::Error::msg)?;
     if let Some(l) = &settings.lists {
         worker.set_lists(Arc::clone(l));
     }

@@ -21,9 +21,17 @@ pub enum AppState {
 
 impl AppState {
     /// A parser for a detected protocol, if there is one.
-    pub fn for_proto(p: AppProto, keep_bodies: bool, tcp: bool, files: Option<&crate::file::FileEngine>) -> Option<AppState> {
+    pub fn for_proto(
+        p: AppProto,
+        keep_bodies: bool,
+        tcp: bool,
+        files: Option<&crate::file::FileEngine>,
+    ) -> Option<AppState> {
         match p {
-            AppProto::Http => Some(AppState::Http(http::HttpState::with_files(keep_bodies, files.cloned()))),
+            AppProto::Http => Some(AppState::Http(http::HttpState::with_files(
+                keep_bodies,
+                files.cloned(),
+            ))),
             AppProto::Tls => Some(AppState::Tls(tls::flow::TlsFlow::default())),
             AppProto::Dns => Some(AppState::Dns(dns::flow::DnsFlow::new(tcp))),
             _ => None,
@@ -76,7 +84,11 @@ impl AppState {
 
     /// The transactions detection should look at (changed since last time).
     pub fn dirty(&self) -> impl Iterator<Item = usize> + '_ {
-        self.txs().iter().enumerate().filter(|(_, t)| t.dirty).map(|(i, _)| i)
+        self.txs()
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.dirty)
+            .map(|(i, _)| i)
     }
 
     /// The event for a transaction: its kind and application fields.
@@ -84,9 +96,27 @@ impl AppState {
         use crate::events::meta::EventMeta;
         use crate::pipeline::RecordKind;
         match self {
-            AppState::Http(_) => (RecordKind::Http, EventMeta { http: Some(http::meta(tx)), ..EventMeta::default() }),
-            AppState::Tls(t) => (RecordKind::Tls, EventMeta { tls: Some(t.meta()), ..EventMeta::default() }),
-            AppState::Dns(d) => (RecordKind::Dns, EventMeta { dns: Some(d.meta(tx)), ..EventMeta::default() }),
+            AppState::Http(_) => (
+                RecordKind::Http,
+                EventMeta {
+                    http: Some(http::meta(tx)),
+                    ..EventMeta::default()
+                },
+            ),
+            AppState::Tls(t) => (
+                RecordKind::Tls,
+                EventMeta {
+                    tls: Some(t.meta()),
+                    ..EventMeta::default()
+                },
+            ),
+            AppState::Dns(d) => (
+                RecordKind::Dns,
+                EventMeta {
+                    dns: Some(d.meta(tx)),
+                    ..EventMeta::default()
+                },
+            ),
         }
     }
 
@@ -95,31 +125,67 @@ impl AppState {
     pub fn names<'a>(&self, tx: &'a Tx) -> (Vec<&'a [u8]>, Option<&'a [u8]>) {
         use rules::ast::Buffer;
         match self {
-            AppState::Http(_) => (tx.get(Buffer::HttpHost).into_iter().collect(), tx.get(Buffer::HttpUriRaw)),
+            AppState::Http(_) => (
+                tx.get(Buffer::HttpHost).into_iter().collect(),
+                tx.get(Buffer::HttpUriRaw),
+            ),
             AppState::Tls(_) => (tx.get(Buffer::TlsSni).into_iter().collect(), None),
-            AppState::Dns(_) => (tx.instances(Buffer::DnsQueriesRrname, false).collect(), None),
+            AppState::Dns(_) => (
+                tx.instances(Buffer::DnsQueriesRrname, false).collect(),
+                None,
+            ),
         }
     }
 }
 
 const HTTP_METHODS: &[&[u8]] = &[
-    b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"CONNECT ", b"TRACE ", b"PATCH ",
-    b"PROPFIND ", b"MKCOL ", b"COPY ", b"MOVE ", b"LOCK ", b"UNLOCK ", b"SEARCH ", b"SUBSCRIBE ",
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"CONNECT ",
+    b"TRACE ",
+    b"PATCH ",
+    b"PROPFIND ",
+    b"MKCOL ",
+    b"COPY ",
+    b"MOVE ",
+    b"LOCK ",
+    b"UNLOCK ",
+    b"SEARCH ",
+    b"SUBSCRIBE ",
 ];
 
 /// Guess the application protocol from the first bytes of a direction.
-pub fn probe(data: &[u8], to_server: bool, ipproto: u8, sport: u16, dport: u16) -> Option<AppProto> {
+pub fn probe(
+    data: &[u8],
+    to_server: bool,
+    ipproto: u8,
+    sport: u16,
+    dport: u16,
+) -> Option<AppProto> {
     if ipproto == crate::decode::IPPROTO_UDP {
-        return (sport == 53 || dport == 53).then_some(AppProto::Dns).filter(|_| data.len() >= 12);
+        return (sport == 53 || dport == 53)
+            .then_some(AppProto::Dns)
+            .filter(|_| data.len() >= 12);
     }
     if data.starts_with(b"SSH-") {
         return Some(AppProto::Ssh);
     }
-    if data.len() >= 3 && (data[0] == 0x16 || data[0] == 0x17 || data[0] == 0x15) && data[1] == 3 && data[2] <= 4 {
+    if data.len() >= 3
+        && (data[0] == 0x16 || data[0] == 0x17 || data[0] == 0x15)
+        && data[1] == 3
+        && data[2] <= 4
+    {
         return Some(AppProto::Tls);
     }
     if to_server {
-        if HTTP_METHODS.iter().any(|m| data.len() >= m.len() && data[..m.len()].eq_ignore_ascii_case(m)) {
+        if HTTP_METHODS
+            .iter()
+            .any(|m| data.len() >= m.len() && data[..m.len()].eq_ignore_ascii_case(m))
+        {
             return Some(AppProto::Http);
         }
         if data.len() >= 5 && (data.starts_with(b"EHLO ") || data.starts_with(b"HELO ")) {
@@ -140,9 +206,18 @@ mod test {
 
     #[test]
     fn detects_by_content_not_port() {
-        assert_eq!(probe(b"GET / HTTP/1.1\r\n", true, 6, 40000, 8081), Some(AppProto::Http));
-        assert_eq!(probe(b"HTTP/1.1 200 OK\r\n", false, 6, 8081, 40000), Some(AppProto::Http));
-        assert_eq!(probe(&[0x16, 3, 1, 0, 5], true, 6, 1, 2), Some(AppProto::Tls));
+        assert_eq!(
+            probe(b"GET / HTTP/1.1\r\n", true, 6, 40000, 8081),
+            Some(AppProto::Http)
+        );
+        assert_eq!(
+            probe(b"HTTP/1.1 200 OK\r\n", false, 6, 8081, 40000),
+            Some(AppProto::Http)
+        );
+        assert_eq!(
+            probe(&[0x16, 3, 1, 0, 5], true, 6, 1, 2),
+            Some(AppProto::Tls)
+        );
         assert_eq!(probe(b"SSH-2.0-x", true, 6, 1, 22), Some(AppProto::Ssh));
         assert_eq!(probe(b"hello", true, 6, 1, 80), None);
     }

@@ -70,7 +70,10 @@ fn per_direction(b: Buffer) -> bool {
 
 impl Tx {
     pub fn new(id: u64) -> Tx {
-        Tx { id, ..Default::default() }
+        Tx {
+            id,
+            ..Default::default()
+        }
     }
 
     /// Bytes of a file carried by this transaction (`download`: the response body).
@@ -92,7 +95,10 @@ impl Tx {
     /// arriving: the verdict is known, nothing is gained by waiting for the rest.
     pub(crate) fn end_files_with_hits(&mut self) {
         for download in [false, true] {
-            if self.files[usize::from(download)].as_ref().is_some_and(|f| !f.verdict_so_far().is_clean()) {
+            if self.files[usize::from(download)]
+                .as_ref()
+                .is_some_and(|f| !f.verdict_so_far().is_clean())
+            {
                 self.file_end(download, false);
             }
         }
@@ -100,35 +106,54 @@ impl Tx {
 
     /// Candidates remembered for a buffer of this length.
     pub fn cached(&self, b: Buffer, to_client: bool, len: usize) -> Option<&[u32]> {
-        self.scan_cache.iter().find(|(k, d, l, _)| *k == b && *d == to_client && *l == len).map(|(_, _, _, c)| c.as_slice())
+        self.scan_cache
+            .iter()
+            .find(|(k, d, l, _)| *k == b && *d == to_client && *l == len)
+            .map(|(_, _, _, c)| c.as_slice())
     }
 
     /// Remember the candidates of a scanned buffer.
     pub fn remember(&mut self, b: Buffer, to_client: bool, len: usize, cands: Vec<u32>) {
-        self.scan_cache.retain(|(k, d, _, _)| !(*k == b && *d == to_client));
+        self.scan_cache
+            .retain(|(k, d, _, _)| !(*k == b && *d == to_client));
         self.scan_cache.push((b, to_client, len, cands));
     }
 
     /// A buffer as seen from one direction.
     pub fn get_dir(&self, b: Buffer, to_client: bool) -> Option<&[u8]> {
         if to_client && per_direction(b) {
-            return self.resp_headers.iter().find(|(k, _)| *k == b).map(|(_, v)| v.as_slice());
+            return self
+                .resp_headers
+                .iter()
+                .find(|(k, _)| *k == b)
+                .map(|(_, v)| v.as_slice());
         }
         self.get(b)
     }
 
     /// Every instance of a buffer: the main one, then the extra ones.
     pub fn instances(&self, b: Buffer, to_client: bool) -> impl Iterator<Item = &[u8]> {
-        self.get_dir(b, to_client).into_iter().chain(self.extra.iter().filter(move |(k, _)| *k == b).map(|(_, v)| v.as_slice()))
+        self.get_dir(b, to_client).into_iter().chain(
+            self.extra
+                .iter()
+                .filter(move |(k, _)| *k == b)
+                .map(|(_, v)| v.as_slice()),
+        )
     }
 
     /// Extra instances of a buffer only.
     pub fn extras(&self, b: Buffer) -> impl Iterator<Item = &[u8]> {
-        self.extra.iter().filter(move |(k, _)| *k == b).map(|(_, v)| v.as_slice())
+        self.extra
+            .iter()
+            .filter(move |(k, _)| *k == b)
+            .map(|(_, v)| v.as_slice())
     }
 
     pub fn get(&self, b: Buffer) -> Option<&[u8]> {
-        self.bufs.iter().find(|(k, _)| *k == b).map(|(_, v)| v.as_slice())
+        self.bufs
+            .iter()
+            .find(|(k, _)| *k == b)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// Record a protocol anomaly (once).

@@ -3,21 +3,28 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use mimamori_appliance::bridge::config::Mode as BridgeMode;
+use mimamori_appliance::bridge::{Config, Engine, control as ctl};
 use mimamori_appliance::events::eve::EveWriter;
 use mimamori_appliance::replay::{self, Settings};
+use mimamori_appliance::ssid::SsidRole;
 use mimamori_appliance::uplink::offline::{self, OfflineUplink};
 use mimamori_appliance::uplink::simulate::{self, SimulateOptions};
 use mimamori_appliance::uplink::{self as up, AlertConverter, CloudAddr};
 
 #[derive(Parser)]
-#[command(name = "mimamori-appliance", version, about = "Mimamori UTM appliance: inline inspection, offline replay, rule checks, cloud uplink")]
+#[command(
+    name = "mimamori-appliance",
+    version,
+    about = "Mimamori UTM appliance: inline inspection, offline replay, rule checks, cloud uplink"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -132,10 +139,51 @@ enum Cmd {
         #[arg(long, default_value_t = 256)]
         batch_max: usize,
     },
+    /// Run the inline bridge on the ports of a configuration file (needs root).
+    Run {
+        /// Appliance configuration (TOML; see `appliance.example.toml`).
+        #[arg(long, value_name = "TOML")]
+        config: PathBuf,
+        /// Check the configuration and load everything, then exit without opening ports.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Send a command to a running appliance over its control socket:
+    /// `stats`, `isolated`, `isolate <MAC|IP>`, `release <MAC|IP>`.
+    Ctl {
+        /// The control socket (`output.control` in the configuration).
+        #[arg(long, value_name = "PATH", required_unless_present = "config")]
+        socket: Option<PathBuf>,
+        /// Take the socket from this configuration file instead.
+        #[arg(long, value_name = "TOML")]
+        config: Option<PathBuf>,
+        /// The command and its arguments.
+        #[arg(required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+    /// Wi-Fi: hostapd configuration for the SSIDs of the appliance configuration.
+    Ssid {
+        #[command(subcommand)]
+        cmd: SsidCmd,
+    },
     /// Parse and compile rules; report every failure and a summary.
     Rules {
         #[command(subcommand)]
         cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SsidCmd {
+    /// Write hostapd.conf for ssid1 and/or ssid2 (2.4 GHz, 802.11b/g/n, WPA/WPA2-PSK or
+    /// 802.1X); anything else is refused with the reason.
+    Render {
+        /// Appliance configuration with `[ssid1]` / `[ssid2]` tables.
+        #[arg(long, value_name = "TOML")]
+        config: PathBuf,
+        /// Folder for `hostapd-ssid1.conf` / `hostapd-ssid2.conf`; default: print them.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -161,7 +209,9 @@ enum RulesCmd {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -173,16 +223,23 @@ fn main() -> ExitCode {
 }
 
 /// URL-category lists, their policy and the application catalogue for a replay.
-fn load_lists(dir: Option<&std::path::Path>, policy: Option<&std::path::Path>, settings: &Settings, quiet: bool) -> anyhow::Result<mimamori_appliance::classify::Lists> {
+fn load_lists(
+    dir: Option<&std::path::Path>,
+    policy: Option<&std::path::Path>,
+    settings: &Settings,
+    quiet: bool,
+) -> anyhow::Result<mimamori_appliance::classify::Lists> {
     let cfg: rules::lists::PolicyConfig = match policy {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("category policy {}", p.display()))?
         }
         None => rules::lists::PolicyConfig::default(),
     };
     let t0 = std::time::Instant::now();
-    let mut lists = mimamori_appliance::classify::Lists::load(dir, &cfg).context("loading URL categories")?;
+    let mut lists =
+        mimamori_appliance::classify::Lists::load(dir, &cfg).context("loading URL categories")?;
     if let (Some((db, _)), false) = (&lists.categories, quiet) {
         let r = db.report();
         eprintln!(
@@ -199,13 +256,22 @@ fn load_lists(dir: Option<&std::path::Path>, policy: Option<&std::path::Path>, s
 }
 
 /// The file verdict engine: built-in signatures, optional hash list and extra signatures.
-fn load_files(hashes: Option<&std::path::Path>, sigs: Option<&std::path::Path>, quiet: bool) -> anyhow::Result<mimamori_appliance::file::FileEngine> {
+fn load_files(
+    hashes: Option<&std::path::Path>,
+    sigs: Option<&std::path::Path>,
+    quiet: bool,
+) -> anyhow::Result<mimamori_appliance::file::FileEngine> {
     use mimamori_appliance::file::{FileEngine, HashList, SignatureList};
     let list = match hashes {
         Some(p) => {
             let l = HashList::load(p)?;
             if !quiet {
-                eprintln!("files: {} known-bad hashes from {} ({} lines skipped)", l.len(), p.display(), l.bad_lines());
+                eprintln!(
+                    "files: {} known-bad hashes from {} ({} lines skipped)",
+                    l.len(),
+                    p.display(),
+                    l.bad_lines()
+                );
             }
             Some(l)
         }
@@ -220,19 +286,42 @@ fn load_files(hashes: Option<&std::path::Path>, sigs: Option<&std::path::Path>, 
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Replay { rules, eve, mode, sets, quiet, uplink, categories, category_policy, file_hashes, file_signatures, no_files, pcaps } => {
+        Cmd::Replay {
+            rules,
+            eve,
+            mode,
+            sets,
+            quiet,
+            uplink,
+            categories,
+            category_policy,
+            file_hashes,
+            file_signatures,
+            no_files,
+            pcaps,
+        } => {
             let mut settings = Settings::new(mode == Mode::Prevent);
             for s in &sets {
                 settings.apply(s).context("--set")?;
             }
-            settings.lists = Some(Arc::new(load_lists(categories.as_deref(), category_policy.as_deref(), &settings, quiet)?));
+            settings.lists = Some(Arc::new(load_lists(
+                categories.as_deref(),
+                category_policy.as_deref(),
+                &settings,
+                quiet,
+            )?));
             if !no_files {
-                settings.files = Some(load_files(file_hashes.as_deref(), file_signatures.as_deref(), quiet)?);
+                settings.files = Some(load_files(
+                    file_hashes.as_deref(),
+                    file_signatures.as_deref(),
+                    quiet,
+                )?);
             }
             for k in &settings.ignored {
                 tracing::warn!(key = %k, "setting has no effect in this engine; ignored");
             }
-            let loaded = replay::load_rules(&rules, settings.vars.clone()).context("loading rules")?;
+            let loaded =
+                replay::load_rules(&rules, settings.vars.clone()).context("loading rules")?;
             if !quiet {
                 for (reason, n) in replay::group_failures(&loaded.failures) {
                     eprintln!("rules: {n} not loaded: {reason}");
@@ -249,23 +338,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let out: Box<dyn Write> = if replay::is_stdout(&eve) {
                 Box::new(BufWriter::new(std::io::stdout().lock()))
             } else {
-                Box::new(BufWriter::new(File::create(&eve).with_context(|| format!("creating {}", eve.display()))?))
+                Box::new(BufWriter::new(
+                    File::create(&eve).with_context(|| format!("creating {}", eve.display()))?,
+                ))
             };
             // open the uplink before the replay: a missing identity is reported at once
             let mut uplink = match &uplink {
-                Some(path) => Some(OfflineUplink::open(path).with_context(|| format!("uplink {}", path.display()))?),
+                Some(path) => Some(
+                    OfflineUplink::open(path)
+                        .with_context(|| format!("uplink {}", path.display()))?,
+                ),
                 None => None,
             };
-            let home_net = settings.vars.parse_addr("$HOME_NET").map_err(|e| anyhow::anyhow!("HOME_NET: {e}"))?;
+            let home_net = settings
+                .vars
+                .parse_addr("$HOME_NET")
+                .map_err(|e| anyhow::anyhow!("HOME_NET: {e}"))?;
             let mut converter = AlertConverter::new(&loaded.ruleset, &loaded.classes, &home_net);
             let mut writer = EveWriter::new(out, loaded.classes.clone());
-            let (s, worker) = replay::replay_with(&loaded, &settings, &pcaps, &mut writer, &mut |r| {
-                if let Some(up) = uplink.as_mut()
-                    && let Some(alert) = converter.convert(r)
-                {
-                    up.push(alert);
-                }
-            })?;
+            let (s, worker) =
+                replay::replay_with(&loaded, &settings, &pcaps, &mut writer, &mut |r| {
+                    if let Some(up) = uplink.as_mut()
+                        && let Some(alert) = converter.convert(r)
+                    {
+                        up.push(alert);
+                    }
+                })?;
             if !quiet {
                 let secs = s.elapsed.as_secs_f64().max(1e-9);
                 eprintln!(
@@ -284,14 +382,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let d = worker.defrag_counters();
                 eprintln!(
                     "counters: flows timed_out={} evicted_full={}; tcp segments={} retransmissions={} overlaps_different={} ooo_queued={} ooo_discarded={} gaps={} depth_reached={}; defrag fragments={} reassembled={} timeouts={} evicted={} too_large={}; non_ip={}",
-                    f.timed_out, f.evicted_full, r.segments, r.retransmissions, r.overlaps_different, r.ooo_queued, r.ooo_discarded, r.gaps, r.depth_reached,
-                    d.fragments, d.reassembled, d.timeouts, d.evicted, d.too_large, worker.counters.non_ip
+                    f.timed_out,
+                    f.evicted_full,
+                    r.segments,
+                    r.retransmissions,
+                    r.overlaps_different,
+                    r.ooo_queued,
+                    r.ooo_discarded,
+                    r.gaps,
+                    r.depth_reached,
+                    d.fragments,
+                    d.reassembled,
+                    d.timeouts,
+                    d.evicted,
+                    d.too_large,
+                    worker.counters.non_ip
                 );
                 let c = worker.counters;
                 eprintln!(
                     "app: http requests={} responses={} parse_errors={} odd_responses={}; tls handshakes={} parse_errors={}; dns messages={} parse_errors={}; bad_files={} category_blocks={}",
-                    c.http_requests, c.http_responses, c.http_parse_errors, c.http_odd_responses, c.tls_handshakes, c.tls_parse_errors,
-                    c.dns_messages, c.dns_parse_errors, c.bad_files, c.category_blocks
+                    c.http_requests,
+                    c.http_responses,
+                    c.http_parse_errors,
+                    c.http_odd_responses,
+                    c.tls_handshakes,
+                    c.tls_parse_errors,
+                    c.dns_messages,
+                    c.dns_parse_errors,
+                    c.bad_files,
+                    c.category_blocks
                 );
             }
             match uplink {
@@ -303,13 +422,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         );
                     }
                     let rules_version = offline::local_rules_version(&loaded.ruleset);
-                    let proto_mode = if mode == Mode::Prevent { protocol::messages::Mode::Prevent } else { protocol::messages::Mode::Detect };
+                    let proto_mode = if mode == Mode::Prevent {
+                        protocol::messages::Mode::Prevent
+                    } else {
+                        protocol::messages::Mode::Detect
+                    };
                     send_report(up.run(&rules_version, proto_mode)?, quiet)
                 }
                 None => Ok(ExitCode::SUCCESS),
             }
         }
-        Cmd::Activate { cloud, code, state_dir, ca, force } => {
+        Cmd::Activate {
+            cloud,
+            code,
+            state_dir,
+            ca,
+            force,
+        } => {
             let opts = up::ActivateOptions {
                 cloud: CloudAddr::parse(&cloud).context("--cloud")?,
                 code,
@@ -320,13 +449,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rules_version: "none".to_string(),
             };
             let device = runtime()?.block_on(up::activate(&opts))?;
-            eprintln!("activated: device {device}, identity stored in {}", opts.state_dir.display());
+            eprintln!(
+                "activated: device {device}, identity stored in {}",
+                opts.state_dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Simulate { devices, cloud, ca, codes, state_root, rate, duration, heartbeat_secs, memory_spool, drain_timeout_secs, batch_max } => {
-            anyhow::ensure!(rate >= 0.0 && rate.is_finite(), "--rate must be a number >= 0");
+        Cmd::Simulate {
+            devices,
+            cloud,
+            ca,
+            codes,
+            state_root,
+            rate,
+            duration,
+            heartbeat_secs,
+            memory_spool,
+            drain_timeout_secs,
+            batch_max,
+        } => {
+            anyhow::ensure!(
+                rate >= 0.0 && rate.is_finite(),
+                "--rate must be a number >= 0"
+            );
             anyhow::ensure!(heartbeat_secs >= 1, "--heartbeat-secs must be at least 1");
-            anyhow::ensure!((1..=512).contains(&batch_max), "--batch-max must be 1 to 512");
+            anyhow::ensure!(
+                (1..=512).contains(&batch_max),
+                "--batch-max must be 1 to 512"
+            );
             let opts = SimulateOptions {
                 devices,
                 cloud: CloudAddr::parse(&cloud).context("--cloud")?,
@@ -343,14 +493,78 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let summary = runtime()?.block_on(simulate::simulate(&opts))?;
             eprintln!("{summary}");
-            Ok(if summary.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if summary.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Cmd::Rules { cmd: RulesCmd::Check { paths, write_loaded, sets, quiet } } => {
+        Cmd::Run { config, check } => run_bridge(&config, check),
+        Cmd::Ctl {
+            socket,
+            config,
+            command,
+        } => {
+            let path = match (socket, config) {
+                (Some(s), _) => s,
+                (None, Some(c)) => Config::load(&c)?.output.control.ok_or_else(|| {
+                    anyhow::anyhow!("{}: no output.control socket configured", c.display())
+                })?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let reply = ctl::send(&path, &command.join(" "))
+                .with_context(|| format!("control socket {}", path.display()))?;
+            println!("{reply}");
+            Ok(if reply["ok"] == true {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Ssid {
+            cmd: SsidCmd::Render { config, out_dir },
+        } => {
+            let cfg = Config::load(&config)?;
+            let mut any = false;
+            for (role, name, s) in [
+                (SsidRole::Ssid1, "ssid1", &cfg.ssid1),
+                (SsidRole::Ssid2, "ssid2", &cfg.ssid2),
+            ] {
+                let Some(s) = s else { continue };
+                any = true;
+                let text = mimamori_appliance::ssid::render(role, s)?;
+                match &out_dir {
+                    Some(d) => {
+                        std::fs::create_dir_all(d)
+                            .with_context(|| format!("creating {}", d.display()))?;
+                        let p = d.join(format!("hostapd-{name}.conf"));
+                        std::fs::write(&p, text)
+                            .with_context(|| format!("writing {}", p.display()))?;
+                        eprintln!("wrote {}", p.display());
+                    }
+                    None => print!("{text}"),
+                }
+            }
+            if !any {
+                anyhow::bail!("{}: no [ssid1] or [ssid2] table", config.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Rules {
+            cmd:
+                RulesCmd::Check {
+                    paths,
+                    write_loaded,
+                    sets,
+                    quiet,
+                },
+        } => {
             let mut settings = Settings::new(false);
             for s in &sets {
                 settings.apply(s).context("--set")?;
             }
-            let loaded = replay::load_rules(&paths, settings.vars.clone()).context("loading rules")?;
+            let loaded =
+                replay::load_rules(&paths, settings.vars.clone()).context("loading rules")?;
             let mut stdout = std::io::stdout().lock();
             if !quiet {
                 for e in &loaded.failures {
@@ -363,9 +577,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             writeln!(stdout, "detection layout:")?;
             for (b, lits, unf) in loaded.ruleset.buffer_stats() {
-                writeln!(stdout, "  {b:?}: {lits} prefilter literals, {unf} rules without a literal")?;
+                writeln!(
+                    stdout,
+                    "  {b:?}: {lits} prefilter literals, {unf} rules without a literal"
+                )?;
             }
-            writeln!(stdout, "  packet-keyword rules without buffers: {}", loaded.ruleset.packet_only.len())?;
+            writeln!(
+                stdout,
+                "  packet-keyword rules without buffers: {}",
+                loaded.ruleset.packet_only.len()
+            )?;
             writeln!(
                 stdout,
                 "  header-only rules (address index, once per flow direction): {} ({} always candidates)",
@@ -379,20 +600,116 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 loaded.compile_time.as_secs_f64()
             )?;
             if let Some(p) = write_loaded {
-                let mut w = BufWriter::new(File::create(&p).with_context(|| format!("creating {}", p.display()))?);
+                let mut w = BufWriter::new(
+                    File::create(&p).with_context(|| format!("creating {}", p.display()))?,
+                );
                 for r in &loaded.ruleset.rules {
                     writeln!(w, "{}", r.rule.text)?;
                 }
                 w.flush()?;
             }
-            writeln!(stdout, "loaded {} of {} rules", loaded.ruleset.rules.len(), loaded.enabled)?;
+            writeln!(
+                stdout,
+                "loaded {} of {} rules",
+                loaded.ruleset.rules.len(),
+                loaded.enabled
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
+/// `run`: load everything the configuration names, then bridge its ports.
+fn run_bridge(path: &std::path::Path, check_only: bool) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let mut settings = Settings::new(cfg.mode == BridgeMode::Prevent);
+    if let Some(h) = &cfg.inspection.home_net {
+        settings
+            .apply(&format!("vars.address-groups.HOME_NET={h}"))
+            .context("inspection.home_net")?;
+    }
+    for s in &cfg.inspection.settings {
+        settings.apply(s).context("inspection.settings")?;
+    }
+    // a bridge sees connections that were open before it started
+    settings.worker.tcp.midstream = true;
+    let i = &cfg.inspection;
+    let mut lists = load_lists(
+        i.categories.as_deref(),
+        i.category_policy.as_deref(),
+        &settings,
+        false,
+    )?;
+    lists.allow_domains = cfg
+        .exceptions
+        .iter()
+        .filter_map(|e| {
+            e.domain
+                .as_ref()
+                .map(|d| d.trim_matches('.').to_ascii_lowercase())
+        })
+        .collect();
+    let files = if i.files {
+        let allowed: Vec<[u8; 32]> = cfg
+            .exceptions
+            .iter()
+            .filter_map(|e| e.sha256.as_ref())
+            .filter_map(|h| hex::decode(h).ok().and_then(|v| v.try_into().ok()))
+            .collect();
+        Some(
+            load_files(
+                i.file_hashes.as_deref(),
+                i.file_signatures.as_deref(),
+                false,
+            )?
+            .with_allowed(allowed),
+        )
+    } else {
+        None
+    };
+    let suppressed: Vec<u32> = cfg.exceptions.iter().filter_map(|e| e.sid).collect();
+    if i.rules.is_empty() {
+        tracing::warn!("inspection.rules is empty: only URL categories and files are checked");
+    }
+    let loaded = replay::load_rules_except(&i.rules, settings.vars.clone(), &suppressed)
+        .context("loading rules")?;
+    for (reason, n) in replay::group_failures(&loaded.failures) {
+        eprintln!("rules: {n} not loaded: {reason}");
+    }
+    eprintln!(
+        "rules: loaded {} of {} in {:.2}s ({} suppressed by exceptions)",
+        loaded.ruleset.rules.len(),
+        loaded.enabled,
+        (loaded.parse_time + loaded.compile_time).as_secs_f64(),
+        suppressed.len()
+    );
+    if check_only {
+        eprintln!(
+            "configuration {} is valid: {} ports, {} workers",
+            path.display(),
+            cfg.ports.list().len(),
+            cfg.workers()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let engine = Engine {
+        ruleset: loaded.ruleset,
+        worker: settings.worker,
+        lists: Arc::new(lists),
+        files,
+        classes: loaded.classes,
+    };
+    mimamori_appliance::bridge::run::run(&cfg, engine, |_| {
+        eprintln!("bridge running on {} ports", cfg.ports.list().len())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Prints what `replay --uplink` achieved; non-zero if anything stays in the spool.
@@ -410,8 +727,14 @@ fn send_report(r: offline::OfflineReport, quiet: bool) -> anyhow::Result<ExitCod
     eprintln!("{line}");
     match &r.problem {
         Some(p) => eprintln!("error: uplink: {p}; they are sent on the next run"),
-        None if r.refused > 0 => eprintln!("error: uplink: {} alerts were refused because the spool is full", r.refused),
-        None => eprintln!("error: uplink: {} events were not acknowledged; they are sent on the next run", r.left),
+        None if r.refused > 0 => eprintln!(
+            "error: uplink: {} alerts were refused because the spool is full",
+            r.refused
+        ),
+        None => eprintln!(
+            "error: uplink: {} events were not acknowledged; they are sent on the next run",
+            r.left
+        ),
     }
     Ok(ExitCode::from(1))
 }

@@ -12,11 +12,18 @@ use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("cannot open {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a pcap or pcapng capture")]
     NotACapture { path: String },
     #[error("{path}: malformed capture after {frames} frames: {reason}")]
-    Malformed { path: String, frames: u64, reason: String },
+    Malformed {
+        path: String,
+        frames: u64,
+        reason: String,
+    },
 }
 
 /// One captured frame.
@@ -44,18 +51,32 @@ pub struct ReadSummary {
 }
 
 /// Read every frame of a capture, calling `on_frame` for each. Returns how it ended.
-pub fn for_each_frame(path: &Path, mut on_frame: impl FnMut(&Frame<'_>)) -> Result<ReadSummary, CaptureError> {
+pub fn for_each_frame(
+    path: &Path,
+    mut on_frame: impl FnMut(&Frame<'_>),
+) -> Result<ReadSummary, CaptureError> {
     let shown = path.display().to_string();
-    let file = File::open(path).map_err(|e| CaptureError::Open { path: shown.clone(), source: e })?;
+    let file = File::open(path).map_err(|e| CaptureError::Open {
+        path: shown.clone(),
+        source: e,
+    })?;
     read_frames(file, &shown, &mut on_frame)
 }
 
 /// Read frames from any reader (tests, fuzzing).
-pub fn read_frames<R: Read + Send>(r: R, shown: &str, on_frame: &mut dyn FnMut(&Frame<'_>)) -> Result<ReadSummary, CaptureError> {
+pub fn read_frames<R: Read + Send>(
+    r: R,
+    shown: &str,
+    on_frame: &mut dyn FnMut(&Frame<'_>),
+) -> Result<ReadSummary, CaptureError> {
     let mut reader = match create_reader(READ_BUF, r) {
         Ok(r) => r,
         Err(PcapError::Eof) => return Ok(ReadSummary::default()),
-        Err(_) => return Err(CaptureError::NotACapture { path: shown.to_string() }),
+        Err(_) => {
+            return Err(CaptureError::NotACapture {
+                path: shown.to_string(),
+            });
+        }
     };
     let mut sum = ReadSummary::default();
     let mut legacy_link = 1u32;
@@ -66,7 +87,14 @@ pub fn read_frames<R: Read + Send>(r: R, shown: &str, on_frame: &mut dyn FnMut(&
     loop {
         match reader.next() {
             Ok((offset, block)) => {
-                handle_one(block, &mut ifaces, &mut legacy_link, &mut legacy_nanos, &mut sum, on_frame);
+                handle_one(
+                    block,
+                    &mut ifaces,
+                    &mut legacy_link,
+                    &mut legacy_nanos,
+                    &mut sum,
+                    on_frame,
+                );
                 reader.consume(offset);
                 refilled = false;
             }
@@ -89,7 +117,11 @@ pub fn read_frames<R: Read + Send>(r: R, shown: &str, on_frame: &mut dyn FnMut(&
                 break;
             }
             Err(PcapError::BufferTooSmall) => {
-                sum.damaged = Some(format!("record {} is larger than {} bytes (bad length field)", sum.frames + 1, READ_BUF));
+                sum.damaged = Some(format!(
+                    "record {} is larger than {} bytes (bad length field)",
+                    sum.frames + 1,
+                    READ_BUF
+                ));
                 break;
             }
             Err(e) => {
@@ -115,27 +147,54 @@ fn handle_one(
             *legacy_nanos = h.is_nanosecond_precision();
         }
         PcapBlockOwned::Legacy(b) => {
-            let sub = if *legacy_nanos { b.ts_usec as u64 / 1000 } else { b.ts_usec as u64 };
+            let sub = if *legacy_nanos {
+                b.ts_usec as u64 / 1000
+            } else {
+                b.ts_usec as u64
+            };
             sum.frames += 1;
-            on_frame(&Frame { ts_us: b.ts_sec as u64 * 1_000_000 + sub, linktype: *legacy_link, data: b.data, wire_len: b.origlen });
+            on_frame(&Frame {
+                ts_us: b.ts_sec as u64 * 1_000_000 + sub,
+                linktype: *legacy_link,
+                data: b.data,
+                wire_len: b.origlen,
+            });
         }
         PcapBlockOwned::NG(Block::SectionHeader(_)) => ifaces.clear(),
         PcapBlockOwned::NG(Block::InterfaceDescription(i)) => {
-            ifaces.push((i.linktype.0 as u32, i.ts_resolution().unwrap_or(1_000_000), i.ts_offset()));
+            ifaces.push((
+                i.linktype.0 as u32,
+                i.ts_resolution().unwrap_or(1_000_000),
+                i.ts_offset(),
+            ));
         }
         PcapBlockOwned::NG(Block::EnhancedPacket(e)) => {
-            let (link, res, off) = ifaces.get(e.if_id as usize).copied().unwrap_or((1, 1_000_000, 0));
+            let (link, res, off) = ifaces
+                .get(e.if_id as usize)
+                .copied()
+                .unwrap_or((1, 1_000_000, 0));
             let ticks = ((e.ts_high as u64) << 32) | e.ts_low as u64;
             let res = res.max(1);
-            let us = (ticks / res).saturating_add_signed(off) * 1_000_000 + (ticks % res) * 1_000_000 / res;
+            let us = (ticks / res).saturating_add_signed(off) * 1_000_000
+                + (ticks % res) * 1_000_000 / res;
             let data = &e.data[..(e.caplen as usize).min(e.data.len())];
             sum.frames += 1;
-            on_frame(&Frame { ts_us: us, linktype: link, data, wire_len: e.origlen });
+            on_frame(&Frame {
+                ts_us: us,
+                linktype: link,
+                data,
+                wire_len: e.origlen,
+            });
         }
         PcapBlockOwned::NG(Block::SimplePacket(s)) => {
             let link = ifaces.first().map_or(1, |i| i.0);
             sum.frames += 1;
-            on_frame(&Frame { ts_us: 0, linktype: link, data: s.data, wire_len: s.origlen });
+            on_frame(&Frame {
+                ts_us: 0,
+                linktype: link,
+                data: s.data,
+                wire_len: s.origlen,
+            });
         }
         PcapBlockOwned::NG(_) => {}
     }

@@ -25,11 +25,18 @@ pub struct Lists {
     pub apps: AppCatalog,
     /// Internal addresses (`$HOME_NET`): the traffic record is kept for these hosts.
     pub home_net: Option<AddrSet>,
+    /// Exceptions: names under these domains (lower case) are never blocked by category.
+    pub allow_domains: Vec<String>,
 }
 
 impl Default for Lists {
     fn default() -> Self {
-        Lists { categories: None, apps: AppCatalog::builtin(), home_net: None }
+        Lists {
+            categories: None,
+            apps: AppCatalog::builtin(),
+            home_net: None,
+            allow_domains: Vec::new(),
+        }
     }
 }
 
@@ -47,7 +54,10 @@ impl Lists {
             }
             None => None,
         };
-        Ok(Lists { categories, ..Lists::default() })
+        Ok(Lists {
+            categories,
+            ..Lists::default()
+        })
     }
 
     /// Classify a name (and, for HTTP, a path).
@@ -62,8 +72,29 @@ impl Lists {
             }
             None => (CatSet::default(), None),
         };
-        let app = self.apps.lookup(host).map(|a| (a.name.into(), a.kind.as_str()));
-        Label { cats, block: decision.filter(|(a, _)| *a == Action::Block).map(|(_, c)| c), app }
+        let app = self
+            .apps
+            .lookup(host)
+            .map(|a| (a.name.into(), a.kind.as_str()));
+        let excepted = !self.allow_domains.is_empty() && self.excepted(host);
+        Label {
+            cats,
+            block: decision
+                .filter(|(a, _)| *a == Action::Block && !excepted)
+                .map(|(_, c)| c),
+            app,
+        }
+    }
+
+    /// The name is under an exception domain.
+    fn excepted(&self, host: &[u8]) -> bool {
+        let host = host.strip_suffix(b".").unwrap_or(host);
+        self.allow_domains.iter().any(|d| {
+            let d = d.as_bytes();
+            host.len() >= d.len()
+                && host[host.len() - d.len()..].eq_ignore_ascii_case(d)
+                && (host.len() == d.len() || host[host.len() - d.len() - 1] == b'.')
+        })
     }
 
     pub fn category_names(&self, cats: CatSet) -> Vec<String> {
@@ -141,7 +172,11 @@ impl TrafficBook {
         let (a, b) = f.key_endpoints();
         let server = if a == f.client { b.0 } else { a.0 };
         // the internal side: in $HOME_NET, else the initiator
-        let host = if lists.is_home(f.client.0) || !lists.is_home(server) { f.client.0 } else { server };
+        let host = if lists.is_home(f.client.0) || !lists.is_home(server) {
+            f.client.0
+        } else {
+            server
+        };
         let bucket = f.first_us / 1_000_000 / BUCKET_SECS * BUCKET_SECS;
         let bytes = f.bytes[0] + f.bytes[1];
         let s = self.buckets.entry((host, bucket)).or_default();
@@ -149,7 +184,9 @@ impl TrafficBook {
         s.bytes += bytes;
         self.counters.flows += 1;
         let label = f.label.as_deref();
-        let cats = label.map(|l| lists.category_names(l.cats)).unwrap_or_default();
+        let cats = label
+            .map(|l| lists.category_names(l.cats))
+            .unwrap_or_default();
         if cats.is_empty() {
             add_line(&mut s.cats, "uncategorized".to_string(), bytes);
         }
@@ -158,7 +195,10 @@ impl TrafficBook {
         }
         let (name, kind) = match label.and_then(|l| l.app.as_ref()) {
             Some((n, k)) => (n.to_string(), Some(*k)),
-            None => (f.app_proto.map_or("other", |p| p.as_str()).to_string(), None),
+            None => (
+                f.app_proto.map_or("other", |p| p.as_str()).to_string(),
+                None,
+            ),
         };
         match s.apps.iter_mut().find(|e| e.0 == name) {
             Some(e) => {
@@ -172,16 +212,39 @@ impl TrafficBook {
     /// Summaries of buckets that ended before `before_us` (all with `u64::MAX`).
     pub fn drain(&mut self, before_us: u64, out: &mut Vec<(IpAddr, u64, EventMeta)>) {
         let before = before_us / 1_000_000;
-        let mut keys: Vec<(IpAddr, u64)> = self.buckets.keys().filter(|(_, b)| b + BUCKET_SECS <= before).copied().collect();
+        let mut keys: Vec<(IpAddr, u64)> = self
+            .buckets
+            .keys()
+            .filter(|(_, b)| b + BUCKET_SECS <= before)
+            .copied()
+            .collect();
         keys.sort();
         for k in keys {
-            let Some(s) = self.buckets.remove(&k) else { continue };
+            let Some(s) = self.buckets.remove(&k) else {
+                continue;
+            };
             self.counters.summaries += 1;
-            let mut categories: Vec<TrafficLine> =
-                s.cats.into_iter().map(|(name, flows, bytes)| TrafficLine { name, kind: None, flows, bytes }).collect();
+            let mut categories: Vec<TrafficLine> = s
+                .cats
+                .into_iter()
+                .map(|(name, flows, bytes)| TrafficLine {
+                    name,
+                    kind: None,
+                    flows,
+                    bytes,
+                })
+                .collect();
             categories.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.name.cmp(&b.name)));
-            let mut apps: Vec<TrafficLine> =
-                s.apps.into_iter().map(|(name, kind, flows, bytes)| TrafficLine { name, kind, flows, bytes }).collect();
+            let mut apps: Vec<TrafficLine> = s
+                .apps
+                .into_iter()
+                .map(|(name, kind, flows, bytes)| TrafficLine {
+                    name,
+                    kind,
+                    flows,
+                    bytes,
+                })
+                .collect();
             apps.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.name.cmp(&b.name)));
             let traffic = TrafficMeta {
                 host: crate::events::eve::ip_str(k.0),
@@ -192,7 +255,14 @@ impl TrafficBook {
                 categories,
                 apps,
             };
-            out.push((k.0, k.1, EventMeta { traffic: Some(traffic), ..EventMeta::default() }));
+            out.push((
+                k.0,
+                k.1,
+                EventMeta {
+                    traffic: Some(traffic),
+                    ..EventMeta::default()
+                },
+            ));
         }
     }
 }
@@ -206,12 +276,17 @@ mod test {
     fn labels_and_policy() {
         let mut b = CategoryDbBuilder::new();
         let p = b.add_category("phishing").unwrap();
-        b.add_domains(p, b"evil-login.example\n", Path::new("phishing/domains")).unwrap();
+        b.add_domains(p, b"evil-login.example\n", Path::new("phishing/domains"))
+            .unwrap();
         let g = b.add_category("gambling").unwrap();
-        b.add_domains(g, b"casino.example\n", Path::new("gambling/domains")).unwrap();
+        b.add_domains(g, b"casino.example\n", Path::new("gambling/domains"))
+            .unwrap();
         let db = b.build();
         let pol = Policy::default_for(&db);
-        let lists = Lists { categories: Some((db, pol)), ..Lists::default() };
+        let lists = Lists {
+            categories: Some((db, pol)),
+            ..Lists::default()
+        };
         let l = lists.classify(b"www.Evil-Login.example", None);
         assert!(l.block.is_some());
         assert_eq!(lists.category_names(l.cats), vec!["phishing".to_string()]);

@@ -18,7 +18,10 @@ pub struct DefragConfig {
 
 impl Default for DefragConfig {
     fn default() -> Self {
-        DefragConfig { max_trackers: 4096, timeout_us: 60_000_000 }
+        DefragConfig {
+            max_trackers: 4096,
+            timeout_us: 60_000_000,
+        }
     }
 }
 
@@ -62,20 +65,43 @@ pub struct Defrag {
 
 impl Defrag {
     pub fn new(cfg: DefragConfig) -> Defrag {
-        Defrag { cfg, table: HashMap::new(), counters: DefragCounters::default() }
+        Defrag {
+            cfg,
+            table: HashMap::new(),
+            counters: DefragCounters::default(),
+        }
     }
 
     /// Add a fragment. When it completes a datagram, the rebuilt IP packet is written to
     /// `out` and `true` returned. Events (overlap, too large) are added to `events`.
-    pub fn add(&mut self, p: &Packet<'_>, now_us: u64, out: &mut Vec<u8>, events: &mut super::Events) -> bool {
-        let (Some(ip), Some(f)) = (p.ip, p.frag) else { return false };
+    pub fn add(
+        &mut self,
+        p: &Packet<'_>,
+        now_us: u64,
+        out: &mut Vec<u8>,
+        events: &mut super::Events,
+    ) -> bool {
+        let (Some(ip), Some(f)) = (p.ip, p.frag) else {
+            return false;
+        };
         self.counters.fragments += 1;
-        let key = Key { src: ip.src, dst: ip.dst, id: f.id, proto: f.next, vlan: p.vlan };
+        let key = Key {
+            src: ip.src,
+            dst: ip.dst,
+            id: f.id,
+            proto: f.next,
+            vlan: p.vlan,
+        };
         if !self.table.contains_key(&key) {
             self.expire(now_us);
             if self.table.len() >= self.cfg.max_trackers {
                 // evict the oldest tracker
-                if let Some(k) = self.table.iter().min_by_key(|(_, t)| t.first_seen_us).map(|(k, _)| *k) {
+                if let Some(k) = self
+                    .table
+                    .iter()
+                    .min_by_key(|(_, t)| t.first_seen_us)
+                    .map(|(k, _)| *k)
+                {
                     self.table.remove(&k);
                     self.counters.evicted += 1;
                 }
@@ -92,7 +118,11 @@ impl Defrag {
         let data = p.payload;
         let end = f.offset + data.len() as u32;
         if end > MAX_DATAGRAM {
-            events.set(if ip.v6 { Event::Ipv6FragPktTooLarge } else { Event::Ipv4FragPktTooLarge });
+            events.set(if ip.v6 {
+                Event::Ipv6FragPktTooLarge
+            } else {
+                Event::Ipv4FragPktTooLarge
+            });
             self.counters.too_large += 1;
             self.table.remove(&key);
             return false;
@@ -101,16 +131,25 @@ impl Defrag {
             // keep the unfragmentable header of the first fragment
             t.header.clear();
             if ip.v6 {
-                t.header.extend_from_slice(&p.ip_packet[..40.min(p.ip_packet.len())]);
+                t.header
+                    .extend_from_slice(&p.ip_packet[..40.min(p.ip_packet.len())]);
             } else {
-                t.header.extend_from_slice(&p.ip_packet[..f.payload_start.min(p.ip_packet.len())]);
+                t.header
+                    .extend_from_slice(&p.ip_packet[..f.payload_start.min(p.ip_packet.len())]);
             }
         }
         if !f.more {
             t.total = Some(end);
         }
-        if t.parts.iter().any(|(o, d)| f.offset < o + d.len() as u32 && *o < end) {
-            events.set(if ip.v6 { Event::Ipv6FragOverlap } else { Event::Ipv4FragOverlap });
+        if t.parts
+            .iter()
+            .any(|(o, d)| f.offset < o + d.len() as u32 && *o < end)
+        {
+            events.set(if ip.v6 {
+                Event::Ipv6FragOverlap
+            } else {
+                Event::Ipv4FragOverlap
+            });
             self.counters.overlaps += 1;
         }
         if t.parts.len() >= 256 {
@@ -133,7 +172,9 @@ impl Defrag {
         if !covered.iter().all(|c| *c) {
             return false;
         }
-        let Some(t) = self.table.remove(&key) else { return false };
+        let Some(t) = self.table.remove(&key) else {
+            return false;
+        };
         self.rebuild(&t, total, out);
         self.counters.reassembled += 1;
         true
@@ -171,7 +212,8 @@ impl Defrag {
     pub fn expire(&mut self, now_us: u64) {
         let timeout = self.cfg.timeout_us;
         let before = self.table.len();
-        self.table.retain(|_, t| now_us.saturating_sub(t.first_seen_us) < timeout);
+        self.table
+            .retain(|_, t| now_us.saturating_sub(t.first_seen_us) < timeout);
         self.counters.timeouts += (before - self.table.len()) as u64;
     }
 }

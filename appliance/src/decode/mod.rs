@@ -8,7 +8,10 @@ pub mod events;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::{Ethernet2Slice, Ipv4HeaderSlice, Ipv6HeaderSlice, SingleVlanSlice, TcpHeaderSlice, UdpHeaderSlice};
+use etherparse::{
+    Ethernet2Slice, Ipv4HeaderSlice, Ipv6HeaderSlice, SingleVlanSlice, TcpHeaderSlice,
+    UdpHeaderSlice,
+};
 pub use events::{Event, Events};
 
 /// Link types of pcap files that the decoder understands.
@@ -81,9 +84,25 @@ pub struct FragInfo {
 pub enum L4 {
     #[default]
     None,
-    Tcp { sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, window: u16 },
-    Udp { sport: u16, dport: u16 },
-    Icmp { v6: bool, itype: u8, icode: u8, id: u16, seq: u16 },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        window: u16,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Icmp {
+        v6: bool,
+        itype: u8,
+        icode: u8,
+        id: u16,
+        seq: u16,
+    },
     Other,
 }
 
@@ -135,7 +154,9 @@ pub fn decode(linktype: u32, frame: &[u8]) -> Packet<'_> {
     let mut p = Packet::default();
     match linktype {
         linktype::ETHERNET => ethernet(frame, &mut p, 0),
-        linktype::RAW | linktype::RAW_ALT | linktype::IPV4 | linktype::IPV6 => raw_ip(frame, &mut p, 0),
+        linktype::RAW | linktype::RAW_ALT | linktype::IPV4 | linktype::IPV6 => {
+            raw_ip(frame, &mut p, 0)
+        }
         linktype::NULL | linktype::LOOP => {
             if frame.len() >= 4 {
                 raw_ip(&frame[4..], &mut p, 0)
@@ -212,7 +233,11 @@ fn ether_payload<'a>(mut et: u16, mut d: &'a [u8], p: &mut Packet<'a>, depth: u8
 
 fn ppp<'a>(d: &'a [u8], p: &mut Packet<'a>, depth: u8) {
     // PPP in HDLC-like framing (ff 03 proto) or bare protocol field
-    let d = if d.len() >= 2 && d[0] == 0xff && d[1] == 0x03 { &d[2..] } else { d };
+    let d = if d.len() >= 2 && d[0] == 0xff && d[1] == 0x03 {
+        &d[2..]
+    } else {
+        d
+    };
     if d.len() < 2 {
         return;
     }
@@ -290,7 +315,14 @@ fn ipv4<'a>(d: &'a [u8], p: &mut Packet<'a>, depth: u8) {
         if offset + payload.len() as u32 > 65535 {
             p.events.set(Event::Ipv4FragPktTooLarge);
         }
-        p.frag = Some(FragInfo { offset, more, id: h.identification() as u32, payload_start: ihl, next: proto, ip_start: 0 });
+        p.frag = Some(FragInfo {
+            offset,
+            more,
+            id: h.identification() as u32,
+            payload_start: ihl,
+            next: proto,
+            ip_start: 0,
+        });
         p.payload = payload;
         p.l4 = L4::Other;
         return;
@@ -327,11 +359,11 @@ fn ipv4_options(opts: &[u8], p: &mut Packet<'_>) {
         seen |= bit;
         // known options with fixed/minimum lengths
         let bad = match t {
-            0x82 => len != 11,          // security
+            0x82 => len != 11,             // security
             0x07 | 0x83 | 0x89 => len < 3, // rr, lsrr, ssrr
-            0x44 => len < 4,            // timestamp
-            0x88 => len != 4,           // stream id
-            0x94 => len != 4,           // router alert
+            0x44 => len < 4,               // timestamp
+            0x88 => len != 4,              // stream id
+            0x94 => len != 4,              // router alert
             _ => false,
         };
         if bad {
@@ -386,7 +418,8 @@ fn ipv6<'a>(d: &'a [u8], p: &mut Packet<'a>, depth: u8) {
     let mut frag: Option<FragInfo> = None;
     for _ in 0..16 {
         match next {
-            EXT_HOPOPTS | EXT_DSTOPTS | EXT_ROUTING | EXT_MH | EXT_HIP | EXT_SHIM6 | EXT_AH | EXT_FRAGMENT => {}
+            EXT_HOPOPTS | EXT_DSTOPTS | EXT_ROUTING | EXT_MH | EXT_HIP | EXT_SHIM6 | EXT_AH
+            | EXT_FRAGMENT => {}
             _ => break,
         }
         let Some(hdr) = d.get(off..off + 2) else {
@@ -459,7 +492,14 @@ fn ipv6<'a>(d: &'a [u8], p: &mut Packet<'a>, depth: u8) {
                     if offset + flen as u32 > 65535 {
                         p.events.set(Event::Ipv6FragPktTooLarge);
                     }
-                    frag = Some(FragInfo { offset, more, id, payload_start: start, next: body[0], ip_start: 0 });
+                    frag = Some(FragInfo {
+                        offset,
+                        more,
+                        id,
+                        payload_start: start,
+                        next: body[0],
+                        ip_start: 0,
+                    });
                 }
             }
             _ => {}
@@ -519,13 +559,21 @@ fn ipv6_options(opts: &[u8], p: &mut Packet<'_>, hop: bool) {
             0x05 | 0xc2 | 0xc9 | 0x04 | 0x26 | 0x07 | 0x63 | 0x6d => only_pad = false,
             _ => {
                 only_pad = false;
-                p.events.set(if hop { Event::Ipv6HopoptsUnknownOpt } else { Event::Ipv6DstoptsUnknownOpt });
+                p.events.set(if hop {
+                    Event::Ipv6HopoptsUnknownOpt
+                } else {
+                    Event::Ipv6DstoptsUnknownOpt
+                });
             }
         }
         i += 2 + l;
     }
     if only_pad {
-        p.events.set(if hop { Event::Ipv6HopoptsOnlyPadding } else { Event::Ipv6DstoptsOnlyPadding });
+        p.events.set(if hop {
+            Event::Ipv6HopoptsOnlyPadding
+        } else {
+            Event::Ipv6DstoptsOnlyPadding
+        });
     }
 }
 
@@ -565,7 +613,12 @@ fn tunnel<'a>(inner: &'a [u8], p: &mut Packet<'a>, depth: u8) {
     let events = p.events;
     let eth = p.eth;
     let vlan = p.vlan;
-    *p = Packet { eth, vlan, events, ..Packet::default() };
+    *p = Packet {
+        eth,
+        vlan,
+        events,
+        ..Packet::default()
+    };
     raw_ip(inner, p, depth + 1);
 }
 
@@ -599,18 +652,30 @@ fn gre<'a>(d: &'a [u8], p: &mut Packet<'a>, depth: u8) {
         ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => tunnel(inner, p, depth),
         ETHERTYPE_TEB => {
             let keep = (p.events, p.vlan);
-            *p = Packet { events: keep.0, vlan: keep.1, ..Packet::default() };
+            *p = Packet {
+                events: keep.0,
+                vlan: keep.1,
+                ..Packet::default()
+            };
             ethernet(inner, p, depth + 1)
         }
         ETHERTYPE_ERSPAN2 if inner.len() >= 8 => {
             let keep = (p.events, p.vlan);
-            *p = Packet { events: keep.0, vlan: keep.1, ..Packet::default() };
+            *p = Packet {
+                events: keep.0,
+                vlan: keep.1,
+                ..Packet::default()
+            };
             ethernet(&inner[8..], p, depth + 1)
         }
         0x22eb if !inner.is_empty() => {
             // ERSPAN type I: no header
             let keep = (p.events, p.vlan);
-            *p = Packet { events: keep.0, vlan: keep.1, ..Packet::default() };
+            *p = Packet {
+                events: keep.0,
+                vlan: keep.1,
+                ..Packet::default()
+            };
             ethernet(inner, p, depth + 1)
         }
         _ => {
@@ -674,11 +739,11 @@ fn tcp_options(opts: &[u8], p: &mut Packet<'_>) {
             return;
         }
         let bad = match k {
-            2 => l != 4,      // mss
-            3 => l != 3,      // window scale
-            4 => l != 2,      // sack permitted
+            2 => l != 4,           // mss
+            3 => l != 3,           // window scale
+            4 => l != 2,           // sack permitted
             5 => (l - 2) % 8 != 0, // sack (an empty one is allowed)
-            8 => l != 10,     // timestamp
+            8 => l != 10,          // timestamp
             _ => false,
         };
         if bad {
@@ -727,7 +792,11 @@ fn udp<'a>(d: &'a [u8], p: &mut Packet<'a>, depth: u8) {
             }
         } else if dport == VXLAN_PORT && pl.len() >= 8 + 14 && pl[0] & 0x08 != 0 {
             let keep = (p.events, p.vlan);
-            *p = Packet { events: keep.0, vlan: keep.1, ..Packet::default() };
+            *p = Packet {
+                events: keep.0,
+                vlan: keep.1,
+                ..Packet::default()
+            };
             ethernet(&pl[8..], p, depth + 1);
         }
     }
@@ -758,12 +827,19 @@ fn teredo_inner(d: &[u8]) -> Option<&[u8]> {
 
 fn icmp<'a>(d: &'a [u8], p: &mut Packet<'a>, v6: bool) {
     if d.len() < 4 {
-        p.events.set(if v6 { Event::Icmpv6PktTooSmall } else { Event::Icmpv4PktTooSmall });
+        p.events.set(if v6 {
+            Event::Icmpv6PktTooSmall
+        } else {
+            Event::Icmpv4PktTooSmall
+        });
         return;
     }
     let (itype, icode) = (d[0], d[1]);
     let (id, seq) = if d.len() >= 8 && is_echo(itype, v6) {
-        (u16::from_be_bytes([d[4], d[5]]), u16::from_be_bytes([d[6], d[7]]))
+        (
+            u16::from_be_bytes([d[4], d[5]]),
+            u16::from_be_bytes([d[6], d[7]]),
+        )
     } else {
         (0, 0)
     };
@@ -779,14 +855,24 @@ fn icmp<'a>(d: &'a [u8], p: &mut Packet<'a>, v6: bool) {
     } else if itype > 40 {
         p.events.set(Event::Icmpv4UnknownType);
     }
-    p.l4 = L4::Icmp { v6, itype, icode, id, seq };
+    p.l4 = L4::Icmp {
+        v6,
+        itype,
+        icode,
+        id,
+        seq,
+    };
     let hl = 8.min(d.len());
     p.l4_hdr = &d[..hl];
     p.payload = &d[hl..];
 }
 
 fn is_echo(t: u8, v6: bool) -> bool {
-    if v6 { t == 128 || t == 129 } else { matches!(t, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18) }
+    if v6 {
+        t == 128 || t == 129
+    } else {
+        matches!(t, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18)
+    }
 }
 
 /// Convenience for tests and tools.

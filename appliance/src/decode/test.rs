@@ -18,7 +18,9 @@ fn test_parse_ethernet_ipv4_tcp() {
     let ip = p.ip.unwrap();
     assert_eq!(ip.src, v4([192, 168, 1, 2]));
     assert_eq!(ip.proto, IPPROTO_TCP);
-    assert!(matches!(p.l4, L4::Tcp { sport: 40000, dport: 80, seq: 1000, flags, .. } if flags & tcp_flags::SYN != 0));
+    assert!(
+        matches!(p.l4, L4::Tcp { sport: 40000, dport: 80, seq: 1000, flags, .. } if flags & tcp_flags::SYN != 0)
+    );
     assert_eq!(p.payload, b"hello");
     assert_eq!(p.eth.unwrap().0, [1, 2, 3, 4, 5, 6]);
     assert!(p.events.is_empty());
@@ -30,14 +32,24 @@ fn test_parse_ethernet_ipv4_tcp() {
 fn test_parse_vlan_ipv6_udp() {
     let b = PacketBuilder::ethernet2([1; 6], [2; 6])
         .single_vlan(etherparse::VlanId::try_new(42).unwrap())
-        .ipv6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 5)
+        .ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            5,
+        )
         .udp(5353, 53);
     let mut f = Vec::new();
     b.write(&mut f, b"q").unwrap();
     let p = decode(linktype::ETHERNET, &f);
     assert_eq!(p.vlan[0], 42);
     assert!(p.ip.unwrap().v6);
-    assert!(matches!(p.l4, L4::Udp { sport: 5353, dport: 53 }));
+    assert!(matches!(
+        p.l4,
+        L4::Udp {
+            sport: 5353,
+            dport: 53
+        }
+    ));
     assert_eq!(p.payload, b"q");
 }
 
@@ -65,14 +77,28 @@ fn test_impossible_len() {
 #[test]
 fn test_ipv4_fragments_reassemble() {
     let payload: Vec<u8> = (0..64u8).collect();
-    let ip = etherparse::Ipv4Header::new(8 + payload.len() as u16, 64, etherparse::IpNumber::UDP, [10, 0, 0, 1], [10, 0, 0, 2]).unwrap();
+    let ip = etherparse::Ipv4Header::new(
+        8 + payload.len() as u16,
+        64,
+        etherparse::IpNumber::UDP,
+        [10, 0, 0, 1],
+        [10, 0, 0, 2],
+    )
+    .unwrap();
     let udp = etherparse::UdpHeader::with_ipv4_checksum(1000, 2000, &ip, &payload).unwrap();
     let mut l4 = Vec::new();
     udp.write(&mut l4).unwrap();
     l4.extend_from_slice(&payload);
     // two fragments: 40 bytes, then the rest, delivered in reverse order
     let frag = |off: usize, data: &[u8], more: bool| {
-        let mut h = etherparse::Ipv4Header::new(data.len() as u16, 64, etherparse::IpNumber::UDP, [10, 0, 0, 1], [10, 0, 0, 2]).unwrap();
+        let mut h = etherparse::Ipv4Header::new(
+            data.len() as u16,
+            64,
+            etherparse::IpNumber::UDP,
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+        )
+        .unwrap();
         h.identification = 77;
         h.more_fragments = more;
         h.fragment_offset = etherparse::IpFragOffset::try_new((off / 8) as u16).unwrap();
@@ -93,7 +119,13 @@ fn test_ipv4_fragments_reassemble() {
     assert!(d.add(&p1, 2, &mut out, &mut ev));
     let whole = decode_ip(&out);
     assert!(whole.frag.is_none());
-    assert!(matches!(whole.l4, L4::Udp { sport: 1000, dport: 2000 }));
+    assert!(matches!(
+        whole.l4,
+        L4::Udp {
+            sport: 1000,
+            dport: 2000
+        }
+    ));
     assert_eq!(whole.payload, payload.as_slice());
     assert!(ev.is_empty());
     // an overlapping fragment is flagged
@@ -109,6 +141,9 @@ fn test_event_names_round_trip() {
     for e in Event::ALL {
         assert_eq!(Event::from_name(e.name()), Some(*e));
     }
-    assert_eq!(events::lookup("stream.reassembly_seq_gap"), Some(Event::StreamReassemblySeqGap));
+    assert_eq!(
+        events::lookup("stream.reassembly_seq_gap"),
+        Some(Event::StreamReassemblySeqGap)
+    );
     assert_eq!(Event::ALL.len() < 128, true);
 }

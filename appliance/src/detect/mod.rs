@@ -11,7 +11,9 @@ pub use threshold::State as ThresholdState;
 
 use std::sync::Arc;
 
-use rules::ast::{Action, Buffer, FlowbitCmd, FlowintCmd, FlowintOp, FlowintVal, PacketTest, Proto, Rule};
+use rules::ast::{
+    Action, Buffer, FlowbitCmd, FlowintCmd, FlowintOp, FlowintVal, PacketTest, Proto, Rule,
+};
 use rules::compile::{InspectVars, Ruleset, Scratch};
 
 use crate::decode::{Event, L4, Packet, events};
@@ -136,8 +138,16 @@ fn action_rank(a: Action) -> u32 {
 }
 
 fn flowbit_rank(r: &Rule) -> u32 {
-    let sets = r.flowbits.iter().any(|f| matches!(f, FlowbitCmd::Set(_) | FlowbitCmd::Unset(_) | FlowbitCmd::Toggle(_)));
-    let reads = r.flowbits.iter().any(|f| matches!(f, FlowbitCmd::IsSet { .. } | FlowbitCmd::IsNotSet { .. }));
+    let sets = r.flowbits.iter().any(|f| {
+        matches!(
+            f,
+            FlowbitCmd::Set(_) | FlowbitCmd::Unset(_) | FlowbitCmd::Toggle(_)
+        )
+    });
+    let reads = r
+        .flowbits
+        .iter()
+        .any(|f| matches!(f, FlowbitCmd::IsSet { .. } | FlowbitCmd::IsNotSet { .. }));
     match (sets, reads) {
         (true, false) => 0,
         (true, true) => 1,
@@ -152,14 +162,31 @@ impl Detector {
         let mut order: Vec<u32> = (0..rs.rules.len() as u32).collect();
         order.sort_by_key(|&i| {
             let r = &rs.rules[i as usize].rule;
-            (action_rank(r.action), flowbit_rank(r), flowint_rank(r), r.priority.unwrap_or(3), i)
+            (
+                action_rank(r.action),
+                flowbit_rank(r),
+                flowint_rank(r),
+                r.priority.unwrap_or(3),
+                i,
+            )
         });
-        let mut meta = vec![Meta { rank: 0, event: None, packet_payload: false, stream_only: false, pd_only: false }; rs.rules.len()];
+        let mut meta = vec![
+            Meta {
+                rank: 0,
+                event: None,
+                packet_payload: false,
+                stream_only: false,
+                pd_only: false
+            };
+            rs.rules.len()
+        ];
         let mut packet_payload_rules = false;
         for (rank, &i) in order.iter().enumerate() {
             let r = &rs.rules[i as usize].rule;
             let event = r.packet_tests.iter().find_map(|t| match t {
-                PacketTest::Event { kind, name } if !tx_event(*kind, name) => Some(events::lookup(name)),
+                PacketTest::Event { kind, name } if !tx_event(*kind, name) => {
+                    Some(events::lookup(name))
+                }
                 _ => None,
             });
             // ip rules and `no_stream` / `tcp-pkt` rules look at packets, not the stream
@@ -172,22 +199,43 @@ impl Detector {
                 stream_only: r.flow.only_stream || r.proto == Proto::TcpStream,
                 pd_only: r.programs.is_empty()
                     && !r.packet_tests.is_empty()
-                    && r.packet_tests.iter().all(|t| matches!(t, PacketTest::AppLayerProtocol { .. })),
+                    && r.packet_tests
+                        .iter()
+                        .all(|t| matches!(t, PacketTest::AppLayerProtocol { .. })),
             };
         }
-        let hdr_buffers = [Buffer::Ipv4Hdr, Buffer::Ipv6Hdr, Buffer::IpSrc, Buffer::IpDst, Buffer::TcpHdr, Buffer::UdpHdr, Buffer::IcmpV4Hdr, Buffer::IcmpV6Hdr]
-            .into_iter()
-            .filter(|b| rs.uses(*b))
-            .collect();
+        let hdr_buffers = [
+            Buffer::Ipv4Hdr,
+            Buffer::Ipv6Hdr,
+            Buffer::IpSrc,
+            Buffer::IpDst,
+            Buffer::TcpHdr,
+            Buffer::UdpHdr,
+            Buffer::IcmpV4Hdr,
+            Buffer::IcmpV6Hdr,
+        ]
+        .into_iter()
+        .filter(|b| rs.uses(*b))
+        .collect();
         let app_buffers = (0..Buffer::COUNT)
-            .filter_map(|i| rs.rules.iter().filter_map(|r| r.prefilter_buffer).find(|b| b.index() == i))
+            .filter_map(|i| {
+                rs.rules
+                    .iter()
+                    .filter_map(|r| r.prefilter_buffer)
+                    .find(|b| b.index() == i)
+            })
             .filter(|b| b.app_proto().is_some() || matches!(b, Buffer::FileData | Buffer::FileName))
             .collect();
         let mut pkt_any = Vec::new();
-        let mut by_port: std::collections::BTreeMap<u16, Vec<u32>> = std::collections::BTreeMap::new();
+        let mut by_port: std::collections::BTreeMap<u16, Vec<u32>> =
+            std::collections::BTreeMap::new();
         for &id in &rs.packet_only {
             let r = &rs.rules[id as usize].rule;
-            let port = if r.bidirectional { None } else { r.dst_ports.single().or_else(|| r.src_ports.single()) };
+            let port = if r.bidirectional {
+                None
+            } else {
+                r.dst_ports.single().or_else(|| r.src_ports.single())
+            };
             match port {
                 Some(p) => by_port.entry(p).or_default().push(id),
                 None => pkt_any.push(id),
@@ -196,11 +244,15 @@ impl Detector {
         let pkt_by_port: Vec<(u16, Vec<u32>)> = by_port.into_iter().collect();
         let app_num_rules = (0..rs.rules.len() as u32)
             .filter(|&i| {
-                rs.rules[i as usize].rule.packet_tests.iter().any(|t| match t {
-                    PacketTest::AppNum { .. } | PacketTest::FileHash { .. } => true,
-                    PacketTest::Event { kind, name } => tx_event(*kind, name),
-                    _ => false,
-                })
+                rs.rules[i as usize]
+                    .rule
+                    .packet_tests
+                    .iter()
+                    .any(|t| match t {
+                        PacketTest::AppNum { .. } | PacketTest::FileHash { .. } => true,
+                        PacketTest::Event { kind, name } => tx_event(*kind, name),
+                        _ => false,
+                    })
             })
             .collect();
         Ok(Detector {
@@ -223,7 +275,9 @@ impl Detector {
     }
 
     pub fn ruleset(&self) -> &Arc<Ruleset> {
-        self.rs.as_ref().expect("the ruleset is only moved out during inspect")
+        self.rs
+            .as_ref()
+            .expect("the ruleset is only moved out during inspect")
     }
 
     /// Inspect one packet. `flow` is the packet's flow when it has one.
@@ -234,7 +288,13 @@ impl Detector {
         self.rs = Some(rs);
     }
 
-    fn inspect_with(&mut self, rs: &Arc<Ruleset>, inp: &Input<'_, '_>, mut flow: Option<&mut Flow>, v: &mut Verdict) {
+    fn inspect_with(
+        &mut self,
+        rs: &Arc<Ruleset>,
+        inp: &Input<'_, '_>,
+        mut flow: Option<&mut Flow>,
+        v: &mut Verdict,
+    ) {
         self.cand.clear();
         // packet-keyword rules: those bound to one port only when the packet has that port
         self.cand.extend_from_slice(&self.pkt_any);
@@ -264,7 +324,12 @@ impl Detector {
         if let Some((w, n)) = inp.stream.filter(|_| stream_new) {
             // only the new bytes plus the overlap a prefilter literal can straddle
             let from = n.saturating_sub(rules::compile::MAX_PREFILTER_LIT - 1);
-            rs.prefilter(Buffer::Payload, &w[from..], &mut self.scratch, &mut self.cand);
+            rs.prefilter(
+                Buffer::Payload,
+                &w[from..],
+                &mut self.scratch,
+                &mut self.cand,
+            );
         }
         if pkt_payload || stream_new {
             self.cand.extend_from_slice(rs.unfiltered(Buffer::Payload));
@@ -297,7 +362,13 @@ impl Detector {
                         } else {
                             let start = self.cand.len();
                             rs.prefilter(b, data, &mut self.scratch, &mut self.cand);
-                            v.tx_cache.push((tx.id, b, to_client, data.len(), self.cand[start..].to_vec()));
+                            v.tx_cache.push((
+                                tx.id,
+                                b,
+                                to_client,
+                                data.len(),
+                                self.cand[start..].to_vec(),
+                            ));
                         }
                         self.cand.extend_from_slice(rs.unfiltered(b));
                     }
@@ -363,7 +434,10 @@ impl Detector {
             }
             let mut alert = !r.noalert;
             for t in [r.threshold, r.detection_filter].into_iter().flatten() {
-                if !self.thresholds.allow(id, &t, inp.pkt, flow.as_deref_mut(), inp.now_us) {
+                if !self
+                    .thresholds
+                    .allow(id, &t, inp.pkt, flow.as_deref_mut(), inp.now_us)
+                {
                     alert = false;
                     self.counters.thresholded += 1;
                 }
@@ -372,7 +446,10 @@ impl Detector {
                 Action::Pass => {
                     v.pass = true;
                     v.pass_flow = !matches!(r.proto, Proto::Ip | Proto::PktHdr);
-                    v.hits.push(Hit { rule: id, alert: false });
+                    v.hits.push(Hit {
+                        rule: id,
+                        alert: false,
+                    });
                     return;
                 }
                 Action::Drop | Action::Reject if self.prevent => {
@@ -385,10 +462,19 @@ impl Detector {
         }
     }
 
-    fn matches(&self, cr: &rules::compile::CompiledRule, m: Meta, inp: &Input<'_, '_>, flow: Option<&Flow>, tx: Option<&crate::app::Tx>) -> bool {
+    fn matches(
+        &self,
+        cr: &rules::compile::CompiledRule,
+        m: Meta,
+        inp: &Input<'_, '_>,
+        flow: Option<&Flow>,
+        tx: Option<&crate::app::Tx>,
+    ) -> bool {
         let r = &cr.rule;
         let p = inp.pkt;
-        let Some(ip) = p.ip else { return r.proto == Proto::PktHdr && m.event.is_some() && self.event_ok(m, p) };
+        let Some(ip) = p.ip else {
+            return r.proto == Proto::PktHdr && m.event.is_some() && self.event_ok(m, p);
+        };
         if !proto_ok(r.proto, p) {
             return false;
         }
@@ -409,7 +495,10 @@ impl Detector {
         }
         // ports before addresses: fewer memory lookups for the common rejections
         let (sp, dp) = (p.src_port(), p.dst_port());
-        let fwd = r.src_ports.contains(sp) && r.dst_ports.contains(dp) && r.src.contains(ip.src) && r.dst.contains(ip.dst);
+        let fwd = r.src_ports.contains(sp)
+            && r.dst_ports.contains(dp)
+            && r.src.contains(ip.src)
+            && r.dst.contains(ip.dst);
         if !fwd {
             let rev = r.bidirectional
                 && r.src_ports.contains(dp)
@@ -440,7 +529,13 @@ impl Detector {
             // other side acknowledged them, so the packet carrying the bytes that detected
             // the protocol does not know it yet. Only packet-level rules are held back here:
             // transactions and the stream are inspected on their own schedule.
-            if inp.app_detected_now && inp.tracked && !self.prevent && tx.is_none() && !m.pd_only && !r.has_payload() {
+            if inp.app_detected_now
+                && inp.tracked
+                && !self.prevent
+                && tx.is_none()
+                && !m.pd_only
+                && !r.has_payload()
+            {
                 return false;
             }
         }
@@ -528,8 +623,14 @@ fn hdr_buffer<'p>(p: &Packet<'p>, b: Buffer) -> Option<&'p [u8]> {
         Buffer::Ipv4Hdr if !ip.v6 => p.ip_hdr,
         Buffer::Ipv6Hdr if ip.v6 => p.ip_hdr,
         // addresses as their raw header bytes
-        Buffer::IpSrc => p.ip_hdr.get(if ip.v6 { 8..24 } else { 12..16 }).unwrap_or_default(),
-        Buffer::IpDst => p.ip_hdr.get(if ip.v6 { 24..40 } else { 16..20 }).unwrap_or_default(),
+        Buffer::IpSrc => p
+            .ip_hdr
+            .get(if ip.v6 { 8..24 } else { 12..16 })
+            .unwrap_or_default(),
+        Buffer::IpDst => p
+            .ip_hdr
+            .get(if ip.v6 { 24..40 } else { 16..20 })
+            .unwrap_or_default(),
         Buffer::TcpHdr if matches!(p.l4, L4::Tcp { .. }) => p.l4_hdr,
         Buffer::UdpHdr if matches!(p.l4, L4::Udp { .. }) => p.l4_hdr,
         Buffer::IcmpV4Hdr if matches!(p.l4, L4::Icmp { v6: false, .. }) => p.l4_hdr,
@@ -544,14 +645,22 @@ fn flowbits_ok(r: &Rule, flow: Option<&Flow>) -> bool {
         match fb {
             FlowbitCmd::IsSet { bits, any } => {
                 let Some(f) = flow else { return false };
-                let ok = if *any { bits.iter().any(|b| f.flowbit(*b)) } else { bits.iter().all(|b| f.flowbit(*b)) };
+                let ok = if *any {
+                    bits.iter().any(|b| f.flowbit(*b))
+                } else {
+                    bits.iter().all(|b| f.flowbit(*b))
+                };
                 if !ok {
                     return false;
                 }
             }
             FlowbitCmd::IsNotSet { bits, any } => {
                 let Some(f) = flow else { return true };
-                let ok = if *any { bits.iter().any(|b| !f.flowbit(*b)) } else { bits.iter().all(|b| !f.flowbit(*b)) };
+                let ok = if *any {
+                    bits.iter().any(|b| !f.flowbit(*b))
+                } else {
+                    bits.iter().all(|b| !f.flowbit(*b))
+                };
                 if !ok {
                     return false;
                 }
@@ -578,8 +687,14 @@ fn apply_flowbits(r: &Rule, f: &mut Flow) {
 
 /// Setters of `flowint` variables run before the rules that read them, as flowbits do.
 fn flowint_rank(r: &Rule) -> u32 {
-    let sets = r.flowints.iter().any(|f| matches!(f, FlowintCmd::Modify { .. }));
-    let reads = r.flowints.iter().any(|f| !matches!(f, FlowintCmd::Modify { .. }));
+    let sets = r
+        .flowints
+        .iter()
+        .any(|f| matches!(f, FlowintCmd::Modify { .. }));
+    let reads = r
+        .flowints
+        .iter()
+        .any(|f| !matches!(f, FlowintCmd::Modify { .. }));
     match (sets, reads) {
         (true, false) => 0,
         (true, true) => 1,
@@ -602,14 +717,18 @@ fn flowints_ok(r: &Rule, flow: Option<&Flow>) -> bool {
     r.flowints.iter().all(|fi| match *fi {
         FlowintCmd::Modify { .. } => true,
         FlowintCmd::IsSet { var, set } => f.flowint(var).is_some() == set,
-        FlowintCmd::Compare { var, cmp, value } => f.flowint(var).is_some_and(|x| cmp.matches(x, flowint_value(f, value))),
+        FlowintCmd::Compare { var, cmp, value } => f
+            .flowint(var)
+            .is_some_and(|x| cmp.matches(x, flowint_value(f, value))),
     })
 }
 
 /// `flowint` changes of a rule that matched; arithmetic wraps like Suricata's `u32`.
 fn apply_flowints(r: &Rule, f: &mut Flow) {
     for fi in &r.flowints {
-        let FlowintCmd::Modify { var, op, value } = *fi else { continue };
+        let FlowintCmd::Modify { var, op, value } = *fi else {
+            continue;
+        };
         let value = flowint_value(f, value);
         let new = match (op, f.flowint(var)) {
             (FlowintOp::Set, _) => value,
@@ -632,7 +751,12 @@ fn flags_ok(t: &rules::ast::TcpFlagsTest, flags: u8) -> bool {
     }
 }
 
-fn dir_sel(sel: rules::ast::FlowDirSel, inp: &Input<'_, '_>, vals: [u64; 2], cmp: rules::ast::NumCmp) -> bool {
+fn dir_sel(
+    sel: rules::ast::FlowDirSel,
+    inp: &Input<'_, '_>,
+    vals: [u64; 2],
+    cmp: rules::ast::NumCmp,
+) -> bool {
     use rules::ast::FlowDirSel::*;
     match sel {
         ToServer => cmp.matches(vals[0]),
@@ -646,7 +770,13 @@ fn dir_sel(sel: rules::ast::FlowDirSel, inp: &Input<'_, '_>, vals: [u64; 2], cmp
     }
 }
 
-fn packet_test(t: &PacketTest, p: &Packet<'_>, inp: &Input<'_, '_>, flow: Option<&Flow>, tx: Option<&crate::app::Tx>) -> bool {
+fn packet_test(
+    t: &PacketTest,
+    p: &Packet<'_>,
+    inp: &Input<'_, '_>,
+    flow: Option<&Flow>,
+    tx: Option<&crate::app::Tx>,
+) -> bool {
     let Some(ip) = p.ip else { return false };
     match t {
         PacketTest::Dsize(c) => c.matches(p.payload.len() as u64),
@@ -658,22 +788,36 @@ fn packet_test(t: &PacketTest, p: &Packet<'_>, inp: &Input<'_, '_>, flow: Option
         PacketTest::TcpFlags(f) => matches!(p.l4, L4::Tcp { flags, .. } if flags_ok(f, flags)),
         PacketTest::TcpSeq(v) => matches!(p.l4, L4::Tcp { seq, .. } if seq == *v),
         PacketTest::TcpAck(v) => matches!(p.l4, L4::Tcp { ack, .. } if ack == *v),
-        PacketTest::TcpWindow { value, negated } => matches!(p.l4, L4::Tcp { window, .. } if (window == *value) != *negated),
+        PacketTest::TcpWindow { value, negated } => {
+            matches!(p.l4, L4::Tcp { window, .. } if (window == *value) != *negated)
+        }
         PacketTest::IpProto { proto, negated } => (ip.proto == *proto) != *negated,
         PacketTest::Id(v) => !ip.v6 && ip.id == *v as u32,
         PacketTest::FragBits { bits, modifier } => {
-            let t = rules::ast::TcpFlagsTest { flags: *bits, modifier: *modifier, mask: 0 };
+            let t = rules::ast::TcpFlagsTest {
+                flags: *bits,
+                modifier: *modifier,
+                mask: 0,
+            };
             flags_ok(&t, ip.frag_bits)
         }
         PacketTest::SameIp => ip.src == ip.dst,
         PacketTest::FlowPkts { dir, cmp } => flow.is_some_and(|f| dir_sel(*dir, inp, f.pkts, *cmp)),
-        PacketTest::FlowBytes { dir, cmp } => flow.is_some_and(|f| dir_sel(*dir, inp, f.bytes, *cmp)),
-        PacketTest::FlowAge(c) => flow.is_some_and(|f| c.matches(inp.now_us.saturating_sub(f.first_us) / 1_000_000)),
+        PacketTest::FlowBytes { dir, cmp } => {
+            flow.is_some_and(|f| dir_sel(*dir, inp, f.bytes, *cmp))
+        }
+        PacketTest::FlowAge(c) => {
+            flow.is_some_and(|f| c.matches(inp.now_us.saturating_sub(f.first_us) / 1_000_000))
+        }
         PacketTest::StreamSize { dir, cmp } => flow.is_some_and(|f| {
             let v = [f.streams[0].delivered(), f.streams[1].delivered()];
             dir_sel(*dir, inp, v, *cmp)
         }),
-        PacketTest::AppLayerProtocol { proto, negated, name } => {
+        PacketTest::AppLayerProtocol {
+            proto,
+            negated,
+            name,
+        } => {
             let Some(f) = flow else { return false };
             // nothing is known until detection is done (found or failed)
             if f.app_proto.is_none() && !f.app_failed {
@@ -688,11 +832,19 @@ fn packet_test(t: &PacketTest, p: &Packet<'_>, inp: &Input<'_, '_>, flow: Option
         }
         // handled before (needs the event table)
         // an anomaly of the transaction (`app-layer-event:http.request_body_unexpected`)
-        PacketTest::Event { kind, name } if tx_event(*kind, name) => tx.is_some_and(|t| t.has_event(name)),
+        PacketTest::Event { kind, name } if tx_event(*kind, name) => {
+            tx.is_some_and(|t| t.has_event(name))
+        }
         PacketTest::Event { .. } => true,
-        PacketTest::AppNum { num, cmp } => tx.and_then(|t| t.num(*num)).is_some_and(|v| cmp.matches(v.max(0) as u64)),
+        PacketTest::AppNum { num, cmp } => tx
+            .and_then(|t| t.num(*num))
+            .is_some_and(|v| cmp.matches(v.max(0) as u64)),
         // needs digests of the transaction's files, which are not computed yet
-        PacketTest::FileHash { algo, negated, list } => {
+        PacketTest::FileHash {
+            algo,
+            negated,
+            list,
+        } => {
             // a file of the transaction whose digest is (not) on the rule's list
             let Some(t) = tx else { return false };
             t.file_results.iter().any(|(_, r, _)| {
@@ -701,7 +853,9 @@ fn packet_test(t: &PacketTest, p: &Packet<'_>, inp: &Input<'_, '_>, flow: Option
                     rules::ast::HashAlgo::Sha1 => r.sha1.as_ref().map(|h| &h[..]),
                     rules::ast::HashAlgo::Md5 => r.md5.as_ref().map(|h| &h[..]),
                 };
-                h.is_some_and(|h| list.binary_search_by(|e| e.as_slice().cmp(h)).is_ok() != *negated)
+                h.is_some_and(|h| {
+                    list.binary_search_by(|e| e.as_slice().cmp(h)).is_ok() != *negated
+                })
             })
         }
     }

@@ -58,7 +58,14 @@ fn decide(state: &mut State, t: &Threshold, now_us: u64) -> bool {
 
 impl Thresholds {
     /// Whether this hit of rule `id` may alert.
-    pub fn allow(&mut self, id: u32, t: &Threshold, p: &Packet<'_>, flow: Option<&mut Flow>, now_us: u64) -> bool {
+    pub fn allow(
+        &mut self,
+        id: u32,
+        t: &Threshold,
+        p: &Packet<'_>,
+        flow: Option<&mut Flow>,
+        now_us: u64,
+    ) -> bool {
         let Some(ip) = p.ip else { return true };
         let key = match t.track {
             TrackBy::Src => Key::Ip(ip.src),
@@ -80,7 +87,8 @@ impl Thresholds {
         };
         if self.table.len() >= MAX_ENTRIES && !self.table.contains_key(&(id, key)) {
             let window = t.seconds as u64 * 1_000_000;
-            self.table.retain(|_, s| now_us.saturating_sub(s.1) <= window);
+            self.table
+                .retain(|_, s| now_us.saturating_sub(s.1) <= window);
             if self.table.len() >= MAX_ENTRIES {
                 self.table.clear();
             }
@@ -95,7 +103,12 @@ mod test {
     use super::*;
 
     fn t(kind: ThresholdKind, count: u32) -> Threshold {
-        Threshold { kind, track: TrackBy::Rule, count, seconds: 60 }
+        Threshold {
+            kind,
+            track: TrackBy::Rule,
+            count,
+            seconds: 60,
+        }
     }
 
     fn run(th: Threshold, n: usize) -> Vec<bool> {
@@ -105,12 +118,29 @@ mod test {
 
     #[test]
     fn kinds() {
-        assert_eq!(run(t(ThresholdKind::Limit, 2), 4), [true, true, false, false]);
-        assert_eq!(run(t(ThresholdKind::Threshold, 2), 4), [false, true, false, true]);
-        assert_eq!(run(t(ThresholdKind::Both, 2), 4), [false, true, false, false]);
-        assert_eq!(run(t(ThresholdKind::DetectionFilter, 2), 4), [false, false, true, true]);
+        assert_eq!(
+            run(t(ThresholdKind::Limit, 2), 4),
+            [true, true, false, false]
+        );
+        assert_eq!(
+            run(t(ThresholdKind::Threshold, 2), 4),
+            [false, true, false, true]
+        );
+        assert_eq!(
+            run(t(ThresholdKind::Both, 2), 4),
+            [false, true, false, false]
+        );
+        assert_eq!(
+            run(t(ThresholdKind::DetectionFilter, 2), 4),
+            [false, false, true, true]
+        );
         let hits = run(t(ThresholdKind::Backoff { multiplier: 2 }, 3), 25);
-        let at: Vec<usize> = hits.iter().enumerate().filter(|(_, h)| **h).map(|(i, _)| i + 1).collect();
+        let at: Vec<usize> = hits
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| **h)
+            .map(|(i, _)| i + 1)
+            .collect();
         assert_eq!(at, [3, 6, 12, 24]);
     }
 

@@ -115,7 +115,10 @@ pub fn ip_str(ip: IpAddr) -> String {
 }
 
 fn mac(m: [u8; 6]) -> String {
-    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }
 
 /// `2024-01-02T03:04:05.123456+0000`
@@ -125,7 +128,12 @@ pub fn timestamp(ts_us: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{us:06}+0000", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{us:06}+0000",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
@@ -177,12 +185,24 @@ impl<W: Write> EveWriter<W> {
         let alert = match (alert, rec.kind, meta) {
             (None, RecordKind::Alert, Some(m)) => {
                 let (sid, msg, category) = if let Some(f) = m.fileinfo.as_ref() {
-                    (FILE_SID, format!("Mimamori file verdict: {} ({})", f.threat.as_deref().unwrap_or(f.verdict), f.sha256), "Malware file")
+                    (
+                        FILE_SID,
+                        format!(
+                            "Mimamori file verdict: {} ({})",
+                            f.threat.as_deref().unwrap_or(f.verdict),
+                            f.sha256
+                        ),
+                        "Malware file",
+                    )
                 } else {
                     let u = m.utm.as_ref();
                     let cats = u.map(|u| u.categories.join(",")).unwrap_or_default();
                     let host = u.and_then(|u| u.host.as_deref()).unwrap_or("");
-                    (CATEGORY_SID, format!("Mimamori URL category {cats}: {host}"), "Web category policy")
+                    (
+                        CATEGORY_SID,
+                        format!("Mimamori URL category {cats}: {host}"),
+                        "Web category policy",
+                    )
                 };
                 own_msg = msg;
                 Some(Alert {
@@ -221,7 +241,10 @@ impl<W: Write> EveWriter<W> {
             proto: proto_name(rec.proto),
             icmp_type: rec.icmp.map(|i| i.0),
             icmp_code: rec.icmp.map(|i| i.1),
-            ether: rec.eth.map(|(s, d)| Ether { src_mac: mac(s), dest_mac: mac(d) }),
+            ether: rec.eth.map(|(s, d)| Ether {
+                src_mac: mac(s),
+                dest_mac: mac(d),
+            }),
             app_proto: match (rec.app_proto, rec.app_failed) {
                 (Some(a), _) => Some(a.as_str()),
                 (None, true) => Some("failed"),
@@ -232,7 +255,11 @@ impl<W: Write> EveWriter<W> {
             drop: (rec.kind == RecordKind::Drop).then(|| Drop {
                 len: rec.ip_len,
                 ttl: rec.ttl,
-                reason: if rec.rule.is_some() { "rules" } else { "flow drop" },
+                reason: if rec.rule.is_some() {
+                    "rules"
+                } else {
+                    "flow drop"
+                },
             }),
             http: meta.and_then(|m| m.http.as_ref()),
             tls: meta.and_then(|m| m.tls.as_ref()),
@@ -256,7 +283,13 @@ mod test {
     fn timestamps() {
         assert_eq!(super::timestamp(0), "1970-01-01T00:00:00.000000+0000");
         // 2009-11-12 10:23:17.403417 UTC
-        assert_eq!(super::timestamp(1_258_021_397_403_417), "2009-11-12T10:23:17.403417+0000");
-        assert_eq!(super::timestamp(951_782_400_000_001), "2000-02-29T00:00:00.000001+0000");
+        assert_eq!(
+            super::timestamp(1_258_021_397_403_417),
+            "2009-11-12T10:23:17.403417+0000"
+        );
+        assert_eq!(
+            super::timestamp(951_782_400_000_001),
+            "2000-02-29T00:00:00.000001+0000"
+        );
     }
 }

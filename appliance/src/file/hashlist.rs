@@ -112,7 +112,11 @@ fn entry_by_columns<'a>(line: &'a str, c: &Columns) -> Option<Entry<'a>> {
         md5: hash_field(&fields, c.md5).ok()?,
         sha1: hash_field(&fields, c.sha1).ok()?,
         sha256: hash_field(&fields, c.sha256).ok()?,
-        name: c.name.and_then(|i| fields.get(i)).map(|f| f.trim()).filter(|f| !f.is_empty()),
+        name: c
+            .name
+            .and_then(|i| fields.get(i))
+            .map(|f| f.trim())
+            .filter(|f| !f.is_empty()),
     };
     if c.name_is_path {
         e.name = e.name.and_then(|p| p.rsplit(['/', '\\']).next());
@@ -185,7 +189,9 @@ impl HashList {
                 None => entry_by_shape(line),
             };
             match entry {
-                Some(e) if e.md5.is_some() || e.sha1.is_some() || e.sha256.is_some() => list.add(e, &mut interned),
+                Some(e) if e.md5.is_some() || e.sha1.is_some() || e.sha256.is_some() => {
+                    list.add(e, &mut interned)
+                }
                 _ => list.bad_lines += 1,
             }
         }

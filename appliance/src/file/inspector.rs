@@ -162,12 +162,18 @@ impl FileInspector {
         let sha256: [u8; 32] = std::mem::take(&mut self.sha256).finalize().into();
         let md5: Option<[u8; 16]> = self.md5.take().map(|h| h.finalize().into());
         let sha1: Option<[u8; 20]> = self.sha1.take().map(|h| h.finalize().into());
-        let listed = self.engine.hashes.as_deref().filter(|_| hashed).and_then(|list| {
-            list.lookup_sha256(&sha256)
-                .or_else(|| sha1.as_ref().and_then(|h| list.lookup_sha1(h)))
-                .or_else(|| md5.as_ref().and_then(|h| list.lookup_md5(h)))
-        });
+        let listed = self
+            .engine
+            .hashes
+            .as_deref()
+            .filter(|_| hashed)
+            .and_then(|list| {
+                list.lookup_sha256(&sha256)
+                    .or_else(|| sha1.as_ref().and_then(|h| list.lookup_sha1(h)))
+                    .or_else(|| md5.as_ref().and_then(|h| list.lookup_md5(h)))
+            });
         let verdict = match listed {
+            _ if hashed && self.engine.allowed.contains(&sha256) => Verdict::Clean,
             Some(name) => Verdict::BadHash { name: name.clone() },
             None => self.verdict_so_far(),
         };
@@ -185,7 +191,9 @@ impl FileInspector {
 
     /// Closes the signature stream, keeping a match reported at end of data.
     fn close_stream(&mut self) {
-        let Some(stream) = self.stream.take() else { return };
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
         match self.engine.sigs.close(stream) {
             ScanOutcome::Hit(id) => self.hit = self.hit.or(Some(id)),
             ScanOutcome::Failed => self.scan_failed = true,

@@ -107,11 +107,23 @@ fn binary_kind(head: &[u8]) -> Option<FileKind> {
 
 /// A ZIP whose first entry names an office part is an office document.
 fn zip_kind(head: &[u8]) -> FileKind {
-    const OFFICE_PARTS: [&[u8]; 6] = [b"[Content_Types].xml", b"_rels/", b"word/", b"xl/", b"ppt/", b"mimetype"];
-    let name_len =
-        head.get(ZIP_NAME_LEN_AT..ZIP_NAME_LEN_AT + 2).map_or(0, |b| usize::from(u16::from_le_bytes([b[0], b[1]])));
+    const OFFICE_PARTS: [&[u8]; 6] = [
+        b"[Content_Types].xml",
+        b"_rels/",
+        b"word/",
+        b"xl/",
+        b"ppt/",
+        b"mimetype",
+    ];
+    let name_len = head
+        .get(ZIP_NAME_LEN_AT..ZIP_NAME_LEN_AT + 2)
+        .map_or(0, |b| usize::from(u16::from_le_bytes([b[0], b[1]])));
     let name = head.get(ZIP_NAME_AT..ZIP_NAME_AT + name_len).unwrap_or(&[]);
-    if OFFICE_PARTS.iter().any(|p| name.starts_with(p)) { FileKind::Ooxml } else { FileKind::Zip }
+    if OFFICE_PARTS.iter().any(|p| name.starts_with(p)) {
+        FileKind::Ooxml
+    } else {
+        FileKind::Zip
+    }
 }
 
 fn find(head: &[u8], needle: &[u8], within: usize) -> bool {
@@ -123,12 +135,23 @@ fn text_kind(head: &[u8]) -> FileKind {
         return FileKind::Unknown;
     }
     let body = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
-    let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(body.len());
     let body = &body[start..];
     if head.starts_with(b"#!") || starts_with_nocase(body, b"<?php") {
         return FileKind::Script;
     }
-    const HTML: [&[u8]; 7] = [b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<iframe", b"<meta"];
+    const HTML: [&[u8]; 7] = [
+        b"<!doctype html",
+        b"<html",
+        b"<head",
+        b"<body",
+        b"<script",
+        b"<iframe",
+        b"<meta",
+    ];
     if HTML.iter().any(|tag| starts_with_nocase(body, tag)) {
         return FileKind::Html;
     }
@@ -149,7 +172,9 @@ fn looks_like_text(head: &[u8]) -> bool {
     {
         return false;
     }
-    let controls =
-        head.iter().filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c | 0x1b) || b == 0x7f).count();
+    let controls = head
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c | 0x1b) || b == 0x7f)
+        .count();
     controls * 1000 <= head.len() * MAX_CONTROL_PER_MILLE
 }

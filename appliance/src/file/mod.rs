@@ -26,8 +26,8 @@ pub use hashlist::HashList;
 pub use inspector::FileInspector;
 pub use magic::{FileKind, SNIFF_LEN};
 pub use signatures::{
-    CLAMAV_TEST_NAME, EICAR_NAME, EICAR_PREFIX, MAX_SIGNATURE_LEN, MIN_SIGNATURE_LEN, Signature, SignatureList,
-    Signatures,
+    CLAMAV_TEST_NAME, EICAR_NAME, EICAR_PREFIX, MAX_SIGNATURE_LEN, MIN_SIGNATURE_LEN, Signature,
+    SignatureList, Signatures,
 };
 
 /// Loading or compiling what the file engine matches.
@@ -36,7 +36,11 @@ pub use signatures::{
 pub enum FileError {
     /// A list file is missing or unreadable.
     #[error("cannot read {what} {}: {source}", path.display())]
-    Read { what: &'static str, path: PathBuf, source: std::io::Error },
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Hyperscan refused the signatures (or cannot run on this CPU).
     #[error("cannot compile file signatures: {0}")]
     Compile(String),
@@ -109,6 +113,8 @@ pub struct FileEngine {
     hashes: Option<Arc<HashList>>,
     sigs: Arc<Signatures>,
     digests: Digests,
+    /// Exceptions: files with these SHA-256 digests are never bad (false positives).
+    allowed: Arc<std::collections::HashSet<[u8; 32]>>,
 }
 
 impl FileEngine {
@@ -119,17 +125,28 @@ impl FileEngine {
 
     /// A hash list (optional) and signatures added to the built-in ones. MD5 and SHA-1 are
     /// computed only when some list entry has no SHA-256.
-    pub fn new(hash_list: Option<HashList>, extra_sigs: &[Signature]) -> Result<FileEngine, FileError> {
+    pub fn new(
+        hash_list: Option<HashList>,
+        extra_sigs: &[Signature],
+    ) -> Result<FileEngine, FileError> {
         let digests = Digests {
             md5: hash_list.as_ref().is_some_and(HashList::needs_md5),
             sha1: hash_list.as_ref().is_some_and(HashList::needs_sha1),
         };
-        Ok(FileEngine { hashes: hash_list.map(Arc::new), sigs: Arc::new(Signatures::build(extra_sigs)?), digests })
+        Ok(FileEngine {
+            hashes: hash_list.map(Arc::new),
+            sigs: Arc::new(Signatures::build(extra_sigs)?),
+            digests,
+            allowed: Arc::default(),
+        })
     }
 
     /// Computes MD5 and SHA-1 of every file too (for logs that report them).
     pub fn with_all_digests(mut self) -> FileEngine {
-        self.digests = Digests { md5: true, sha1: true };
+        self.digests = Digests {
+            md5: true,
+            sha1: true,
+        };
         self
     }
 
@@ -140,7 +157,20 @@ impl FileEngine {
             md5: self.digests.md5 || needs(HashList::needs_md5),
             sha1: self.digests.sha1 || needs(HashList::needs_sha1),
         };
-        FileEngine { hashes: hash_list.map(Arc::new), sigs: self.sigs.clone(), digests }
+        FileEngine {
+            hashes: hash_list.map(Arc::new),
+            sigs: self.sigs.clone(),
+            digests,
+            allowed: self.allowed.clone(),
+        }
+    }
+
+    /// Files with these SHA-256 digests are judged clean whatever a list or signature
+    /// says (exceptions for false positives). A signature hit in prevent mode stops a
+    /// file before its hash is known, so an exception needs the file to end.
+    pub fn with_allowed(mut self, sha256: impl IntoIterator<Item = [u8; 32]>) -> FileEngine {
+        self.allowed = Arc::new(sha256.into_iter().collect());
+        self
     }
 
     pub fn hash_list(&self) -> Option<&HashList> {

@@ -32,10 +32,10 @@ pub const EICAR_NAME: &str = "EICAR-Test-File";
 /// The code of ClamAV's harmless test program `clam.exe` (its 64 bytes at offset 0x40):
 /// found in the program and wherever it is stored uncompressed (cpio, cab, OLE, PDF, TNEF…).
 pub const CLAMAV_TEST_CODE: [u8; 64] = [
-    0xbb, 0x71, 0x10, 0x40, 0x00, 0x33, 0xc0, 0x50, 0x50, 0x8b, 0xf3, 0x53, 0x53, 0x50, 0xb0, 0x29, 0x40, 0x30, 0x04,
-    0x66, 0xac, 0x79, 0xf9, 0xba, 0x31, 0x00, 0x78, 0x0d, 0xad, 0x50, 0xff, 0x66, 0x70, 0x0e, 0x1f, 0xbe, 0x31, 0x00,
-    0xe9, 0xe5, 0xff, 0xb4, 0x09, 0xcd, 0x21, 0xb4, 0x4c, 0xcd, 0x21, 0x62, 0x0c, 0x0a, 0x01, 0x02, 0x70, 0x76, 0x17,
-    0x02, 0x1e, 0x4e, 0x0c, 0x04, 0x2f, 0xda,
+    0xbb, 0x71, 0x10, 0x40, 0x00, 0x33, 0xc0, 0x50, 0x50, 0x8b, 0xf3, 0x53, 0x53, 0x50, 0xb0, 0x29,
+    0x40, 0x30, 0x04, 0x66, 0xac, 0x79, 0xf9, 0xba, 0x31, 0x00, 0x78, 0x0d, 0xad, 0x50, 0xff, 0x66,
+    0x70, 0x0e, 0x1f, 0xbe, 0x31, 0x00, 0xe9, 0xe5, 0xff, 0xb4, 0x09, 0xcd, 0x21, 0xb4, 0x4c, 0xcd,
+    0x21, 0x62, 0x0c, 0x0a, 0x01, 0x02, 0x70, 0x76, 0x17, 0x02, 0x1e, 0x4e, 0x0c, 0x04, 0x2f, 0xda,
 ];
 /// Name of the ClamAV test signature.
 pub const CLAMAV_TEST_NAME: &str = "ClamAV-Test-File";
@@ -107,7 +107,10 @@ fn parse_line(line: &str) -> Option<Signature> {
     if !(MIN_SIGNATURE_LEN..=MAX_SIGNATURE_LEN).contains(&bytes.len()) {
         return None;
     }
-    Some(Signature { name: name.to_owned(), bytes })
+    Some(Signature {
+        name: name.to_owned(),
+        bytes,
+    })
 }
 
 /// Every byte as `\xHH`: a Hyperscan pattern matching exactly these bytes.
@@ -151,8 +154,13 @@ impl Signatures {
 
     /// The built-in signatures plus `extra`.
     pub fn build(extra: &[Signature]) -> Result<Signatures, FileError> {
-        let builtin = [(EICAR_NAME, EICAR_PREFIX), (CLAMAV_TEST_NAME, &CLAMAV_TEST_CODE[..])];
-        let all = builtin.into_iter().chain(extra.iter().map(|s| (s.name.as_str(), s.bytes.as_slice())));
+        let builtin = [
+            (EICAR_NAME, EICAR_PREFIX),
+            (CLAMAV_TEST_NAME, &CLAMAV_TEST_CODE[..]),
+        ];
+        let all = builtin
+            .into_iter()
+            .chain(extra.iter().map(|s| (s.name.as_str(), s.bytes.as_slice())));
         let mut patterns = Vec::new();
         let mut names = Vec::new();
         for (id, (name, bytes)) in all.enumerate() {
@@ -162,10 +170,18 @@ impl Signatures {
             patterns.push(p);
             names.push(Arc::from(name));
         }
-        let db: StreamingDatabase = Patterns::from(patterns).build().map_err(|e| FileError::Compile(e.to_string()))?;
+        let db: StreamingDatabase = Patterns::from(patterns)
+            .build()
+            .map_err(|e| FileError::Compile(e.to_string()))?;
         // one scratch up front: proves the database usable and serves the first scan
-        let first = db.alloc_scratch().map_err(|e| FileError::Compile(e.to_string()))?;
-        Ok(Signatures { db, names, pool: Mutex::new(vec![first]) })
+        let first = db
+            .alloc_scratch()
+            .map_err(|e| FileError::Compile(e.to_string()))?;
+        Ok(Signatures {
+            db,
+            names,
+            pool: Mutex::new(vec![first]),
+        })
     }
 
     /// Number of signatures (built-in included).

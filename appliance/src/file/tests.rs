@@ -63,7 +63,9 @@ fn every_listed_corpus_file_is_a_bad_hash() {
     let tsv = std::fs::read_to_string(dir.join("hashes.tsv")).expect("read hashes.tsv");
     let list = HashList::load(&dir.join("hashes.tsv")).expect("load hashes.tsv");
     assert_eq!(list.bad_lines(), 0);
-    let engine = FileEngine::new(Some(list), &[]).expect("engine").with_all_digests();
+    let engine = FileEngine::new(Some(list), &[])
+        .expect("engine")
+        .with_all_digests();
     let mut rng = Rng(0x5eed_f11e);
     let mut checked = 0;
     for row in tsv.lines().skip(1).filter(|l| !l.trim().is_empty()) {
@@ -76,7 +78,13 @@ fn every_listed_corpus_file_is_a_bad_hash() {
         assert_eq!(r.md5.map(hex::encode).as_deref(), Some(md5), "{file}");
         assert_eq!(r.sha1.map(hex::encode).as_deref(), Some(sha1), "{file}");
         let basename = file.rsplit('/').next().unwrap_or(file);
-        assert_eq!(r.verdict, Verdict::BadHash { name: basename.into() }, "{file}");
+        assert_eq!(
+            r.verdict,
+            Verdict::BadHash {
+                name: basename.into()
+            },
+            "{file}"
+        );
         checked += 1;
     }
     assert_eq!(engine.hash_list().map(HashList::len), Some(checked));
@@ -90,7 +98,12 @@ fn eicar_sha256_is_the_public_one() {
     let mut public = [0u8; 32];
     hex::decode_to_slice(EICAR_SHA256, &mut public).expect("valid hex");
     assert_eq!(r.sha256, public);
-    assert_eq!(r.verdict, Verdict::Signature { name: EICAR_NAME.into() });
+    assert_eq!(
+        r.verdict,
+        Verdict::Signature {
+            name: EICAR_NAME.into()
+        }
+    );
     assert_eq!((r.md5, r.sha1), (None, None));
     assert_eq!(r.kind, FileKind::Text);
     if let Some(dir) = corpus() {
@@ -102,10 +115,16 @@ fn eicar_sha256_is_the_public_one() {
 #[test]
 fn eicar_split_at_every_boundary_is_found() {
     let engine = builtin();
-    let name = Verdict::Signature { name: EICAR_NAME.into() };
+    let name = Verdict::Signature {
+        name: EICAR_NAME.into(),
+    };
     for i in 0..=EICAR.len() {
         let (a, b) = EICAR.split_at(i);
-        assert_eq!(feed_all(&engine, &[b"junk before ", a, b, b" and after"]).verdict, name, "at {i}");
+        assert_eq!(
+            feed_all(&engine, &[b"junk before ", a, b, b" and after"]).verdict,
+            name,
+            "at {i}"
+        );
         for j in i..=EICAR.len() {
             let r = feed_all(&engine, &[&EICAR[..i], &EICAR[i..j], &EICAR[j..]]);
             assert_eq!(r.verdict, name, "at {i} and {j}");
@@ -126,7 +145,12 @@ fn signature_is_known_before_the_end() {
     insp.feed(&EICAR[..cut]);
     assert_eq!(insp.verdict_so_far(), Verdict::Clean);
     insp.feed(&EICAR[cut..cut + 1]);
-    assert_eq!(insp.verdict_so_far(), Verdict::Signature { name: EICAR_NAME.into() });
+    assert_eq!(
+        insp.verdict_so_far(),
+        Verdict::Signature {
+            name: EICAR_NAME.into()
+        }
+    );
     insp.feed(&EICAR[cut + 1..]);
     insp.feed(&[b'x'; 1000]);
     let r = insp.finish();
@@ -138,7 +162,10 @@ fn signature_is_known_before_the_end() {
 fn eicar_with_another_tail_still_hits() {
     let mut data = EICAR_PREFIX.to_vec();
     data.extend_from_slice(b"$H+H*   \r\n");
-    assert_eq!(feed_all(&builtin(), &[&data]).verdict.name(), Some(EICAR_NAME));
+    assert_eq!(
+        feed_all(&builtin(), &[&data]).verdict.name(),
+        Some(EICAR_NAME)
+    );
 }
 
 #[test]
@@ -147,7 +174,10 @@ fn clean_files_are_clean() {
     let mut rng = Rng(42);
     let noise: Vec<u8> = (0..200_000).map(|_| rng.next() as u8).collect();
     let r = feed_random_chunks(&engine, &noise, &mut rng);
-    assert_eq!((r.verdict, r.size, r.scan_failed), (Verdict::Clean, 200_000, false));
+    assert_eq!(
+        (r.verdict, r.size, r.scan_failed),
+        (Verdict::Clean, 200_000, false)
+    );
     assert_eq!(feed_all(&engine, &[]).kind, FileKind::Empty);
     // EICAR cut short is not EICAR
     let r = feed_all(&engine, &[&EICAR[..EICAR_PREFIX.len() - 1]]);
@@ -166,7 +196,13 @@ fn clamav_test_program_hits_its_signature_and_the_list_wins() {
     let Some(dir) = corpus() else { return };
     let engine = builtin();
     let mut rng = Rng(7);
-    for file in ["clam.exe", "clam.cab", "clam.newc.cpio", "clam.ole.doc", "clam.pdf"] {
+    for file in [
+        "clam.exe",
+        "clam.cab",
+        "clam.newc.cpio",
+        "clam.ole.doc",
+        "clam.pdf",
+    ] {
         let data = std::fs::read(dir.join("clamav-testfiles").join(file)).expect("read");
         let r = feed_random_chunks(&engine, &data, &mut rng);
         assert_eq!(r.verdict.name(), Some(CLAMAV_TEST_NAME), "{file}");
@@ -175,7 +211,12 @@ fn clamav_test_program_hits_its_signature_and_the_list_wins() {
     assert_eq!(FileKind::sniff(&exe), FileKind::Pe);
     let list = HashList::load(&dir.join("hashes.tsv")).expect("load");
     let r = feed_all(&engine.with_hash_list(Some(list)), &[&exe]);
-    assert_eq!(r.verdict, Verdict::BadHash { name: "clam.exe".into() });
+    assert_eq!(
+        r.verdict,
+        Verdict::BadHash {
+            name: "clam.exe".into()
+        }
+    );
 }
 
 #[test]
@@ -197,9 +238,18 @@ fn malformed_tsv_lines_are_skipped() {
     );
     let list = HashList::parse(&text);
     assert_eq!((list.len(), list.bad_lines()), (2, 3));
-    assert_eq!(list.lookup_sha256(&[0xcc; 32]).map(|n| &**n), Some("good.exe"));
-    assert_eq!(list.lookup_sha1(&[0xbb; 20]).map(|n| &**n), Some("good.exe"));
-    assert_eq!(list.lookup_md5(&[0xee; 16]).map(|n| &**n), Some("md5only.bin"));
+    assert_eq!(
+        list.lookup_sha256(&[0xcc; 32]).map(|n| &**n),
+        Some("good.exe")
+    );
+    assert_eq!(
+        list.lookup_sha1(&[0xbb; 20]).map(|n| &**n),
+        Some("good.exe")
+    );
+    assert_eq!(
+        list.lookup_md5(&[0xee; 16]).map(|n| &**n),
+        Some("md5only.bin")
+    );
     assert!(list.lookup_sha256(&[0xdd; 32]).is_none());
     assert!(list.needs_md5() && !list.needs_sha1());
 }
@@ -212,16 +262,26 @@ fn md5_only_entry_is_found_by_md5() {
     assert_eq!((list.len(), list.bad_lines()), (1, 0));
     let engine = FileEngine::new(Some(list), &[]).expect("engine");
     let r = feed_all(&engine, &[&data[..10], &data[10..]]);
-    assert_eq!(r.verdict, Verdict::BadHash { name: "Test.Md5.Only".into() });
+    assert_eq!(
+        r.verdict,
+        Verdict::BadHash {
+            name: "Test.Md5.Only".into()
+        }
+    );
     assert!(r.sha1.is_none());
 }
 
 #[test]
 fn headerless_list_is_read_by_shape() {
     let sha = "ab".repeat(32);
-    let list = HashList::parse(&format!("{sha}\t123\tTrojan.Example\n{sha}x\tBad\nnot a hash\n"));
+    let list = HashList::parse(&format!(
+        "{sha}\t123\tTrojan.Example\n{sha}x\tBad\nnot a hash\n"
+    ));
     assert_eq!((list.len(), list.bad_lines()), (1, 2));
-    assert_eq!(list.lookup_sha256(&[0xab; 32]).map(|n| &**n), Some("Trojan.Example"));
+    assert_eq!(
+        list.lookup_sha256(&[0xab; 32]).map(|n| &**n),
+        Some("Trojan.Example")
+    );
 }
 
 #[test]
@@ -230,7 +290,10 @@ fn missing_hash_list_is_an_error_naming_the_path() {
     let err = HashList::load(path).expect_err("missing file");
     assert!(matches!(err, FileError::Read { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("hash list") && msg.contains("/nonexistent/mimamori/hashes.tsv"), "{msg}");
+    assert!(
+        msg.contains("hash list") && msg.contains("/nonexistent/mimamori/hashes.tsv"),
+        "{msg}"
+    );
     assert!(SignatureList::load(path).is_err());
 }
 
@@ -244,7 +307,12 @@ fn extra_signatures_are_loaded_and_matched_across_chunks() {
     let engine = FileEngine::new(None, &list.signatures).expect("engine");
     assert_eq!(engine.signatures().len(), 4);
     let r = feed_all(&engine, &[b"xxMIMA", b"M", b"ORIyy"]);
-    assert_eq!(r.verdict, Verdict::Signature { name: "Mimamori-Marker".into() });
+    assert_eq!(
+        r.verdict,
+        Verdict::Signature {
+            name: "Mimamori-Marker".into()
+        }
+    );
     let r = feed_all(&engine, &[b"\xde\xad\xbe", b"\xef\xca\xfe"]);
     assert_eq!(r.verdict.name(), Some("Other"));
     // built-ins are still there
@@ -293,7 +361,10 @@ fn kinds_are_sniffed_from_the_first_bytes() {
     assert_eq!(insp.kind(), None);
     insp.feed(&[0u8; SNIFF_LEN]);
     assert_eq!(insp.kind(), Some(FileKind::Pe));
-    assert_eq!(insp.finish().mime(), "application/vnd.microsoft.portable-executable");
+    assert_eq!(
+        insp.finish().mime(),
+        "application/vnd.microsoft.portable-executable"
+    );
 }
 
 #[test]
@@ -302,9 +373,18 @@ fn counters_count_files_bytes_and_verdicts() {
     let mut c = FileCounters::default();
     c.record(&feed_all(&engine, &[EICAR]));
     c.record(&feed_all(&engine, &[b"hello"]));
-    let bad = FileResult { verdict: Verdict::BadHash { name: "x".into() }, ..feed_all(&engine, &[b"x"]) };
+    let bad = FileResult {
+        verdict: Verdict::BadHash { name: "x".into() },
+        ..feed_all(&engine, &[b"x"])
+    };
     c.record(&bad);
-    let want = FileCounters { files: 3, bytes: 68 + 5 + 1, bad_hash: 1, signature_hits: 1, scan_failures: 0 };
+    let want = FileCounters {
+        files: 3,
+        bytes: 68 + 5 + 1,
+        bad_hash: 1,
+        signature_hits: 1,
+        scan_failures: 0,
+    };
     assert_eq!(c, want);
 }
 
@@ -337,5 +417,8 @@ fn engine_is_shared_and_inspectors_move_between_threads() {
     })
     .join()
     .expect("thread");
-    assert_eq!((r.0.verdict.name(), r.1.verdict), (Some(EICAR_NAME), Verdict::Clean));
+    assert_eq!(
+        (r.0.verdict.name(), r.1.verdict),
+        (Some(EICAR_NAME), Verdict::Clean)
+    );
 }

@@ -61,7 +61,15 @@ impl FlowKey {
         let b = (ip.dst, dp);
         let src_lo = a <= b;
         let (lo, hi) = if src_lo { (a, b) } else { (b, a) };
-        Some((FlowKey { lo, hi, proto: ip.proto, vlan: p.vlan }, src_lo))
+        Some((
+            FlowKey {
+                lo,
+                hi,
+                proto: ip.proto,
+                vlan: p.vlan,
+            },
+            src_lo,
+        ))
     }
 }
 
@@ -186,7 +194,13 @@ impl Flow {
     pub fn dir_of(&self, p: &Packet<'_>) -> Dir {
         match p.ip {
             Some(ip) if (ip.src, p.src_port()) == self.client => Dir::ToServer,
-            Some(ip) if ip.src == self.client.0 && self.proto != crate::decode::IPPROTO_TCP && self.proto != crate::decode::IPPROTO_UDP => Dir::ToServer,
+            Some(ip)
+                if ip.src == self.client.0
+                    && self.proto != crate::decode::IPPROTO_TCP
+                    && self.proto != crate::decode::IPPROTO_UDP =>
+            {
+                Dir::ToServer
+            }
             _ => Dir::ToClient,
         }
     }
@@ -213,7 +227,10 @@ impl Flow {
 
     /// A `flowint` variable; `None` until a rule sets it.
     pub fn flowint(&self, var: u32) -> Option<u32> {
-        self.flowints.iter().find(|(v, _)| *v == var).map(|(_, x)| *x)
+        self.flowints
+            .iter()
+            .find(|(v, _)| *v == var)
+            .map(|(_, x)| *x)
     }
 
     pub fn set_flowint(&mut self, var: u32, value: u32) {
@@ -288,7 +305,12 @@ impl FlowTable {
 
     /// Find or create the flow of a packet. Flows that had to make room are passed to
     /// `on_evict` first, so their buffered data can still be inspected.
-    pub fn lookup(&mut self, p: &Packet<'_>, now_us: u64, on_evict: &mut dyn FnMut(Flow)) -> Option<usize> {
+    pub fn lookup(
+        &mut self,
+        p: &Packet<'_>,
+        now_us: u64,
+        on_evict: &mut dyn FnMut(Flow),
+    ) -> Option<usize> {
         let (key, _) = FlowKey::of(p)?;
         if let Some(&i) = self.map.get(&key) {
             return Some(i);
@@ -330,7 +352,11 @@ impl FlowTable {
 
     fn evict_oldest(&mut self, on_evict: &mut dyn FnMut(Flow)) {
         while let Some((i, id)) = self.order.pop_front() {
-            let live = self.slab.get(i).and_then(|f| f.as_ref()).is_some_and(|f| f.id == flow_id_hash(id));
+            let live = self
+                .slab
+                .get(i)
+                .and_then(|f| f.as_ref())
+                .is_some_and(|f| f.id == flow_id_hash(id));
             if live {
                 if let Some(f) = self.remove(i) {
                     self.counters.evicted_full += 1;
@@ -353,7 +379,11 @@ impl FlowTable {
             .slab
             .iter()
             .enumerate()
-            .filter_map(|(i, f)| f.as_ref().filter(|f| now_us.saturating_sub(f.last_us) > f.timeout(&cfg)).map(|_| i))
+            .filter_map(|(i, f)| {
+                f.as_ref()
+                    .filter(|f| now_us.saturating_sub(f.last_us) > f.timeout(&cfg))
+                    .map(|_| i)
+            })
             .collect();
         for i in idle {
             if let Some(f) = self.remove(i) {
@@ -363,7 +393,11 @@ impl FlowTable {
         }
         // drop stale entries of the eviction queue
         let slab = &self.slab;
-        self.order.retain(|(i, id)| slab.get(*i).and_then(|f| f.as_ref()).is_some_and(|f| f.id == flow_id_hash(*id)));
+        self.order.retain(|(i, id)| {
+            slab.get(*i)
+                .and_then(|f| f.as_ref())
+                .is_some_and(|f| f.id == flow_id_hash(*id))
+        });
     }
 
     /// Remove every flow (end of input).

@@ -12,8 +12,8 @@ use rules::compile::Ruleset;
 
 use crate::classify::{Lists, TrafficBook};
 use crate::decode::{self, Events, IpInfo, L4, Packet, defrag};
-use crate::events::meta::EventMeta;
 use crate::detect::{Detector, Input, Verdict};
+use crate::events::meta::EventMeta;
 use crate::flow::{Dir, Flow, FlowConfig, FlowTable, tcp};
 use crate::reassembly::ReassemblyCounters;
 
@@ -68,6 +68,20 @@ pub struct Record {
     pub ip_len: u16,
     /// Application fields (transaction, category, file, traffic record).
     pub meta: Option<Box<EventMeta>>,
+}
+
+/// How the frame just processed was blocked, for the live bridge's actions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Block {
+    /// Not blocked, or dropped quietly because its flow already was.
+    #[default]
+    None,
+    /// A `drop` rule: the frame is dropped, nothing is sent.
+    Drop,
+    /// Reset both ends: a `reject` rule, a bad file, a blocked name on TLS or DNS.
+    Reset,
+    /// A blocked web page (plain HTTP request): the client gets a block page.
+    Page { host: String, category: String },
 }
 
 /// Packet-level counters.
@@ -141,6 +155,8 @@ pub struct Worker {
     files: Option<crate::file::FileEngine>,
     /// File events of the packet being handled: (bad, fields).
     file_events: Vec<(bool, EventMeta)>,
+    /// Why the last frame was blocked (set when `process` returns false).
+    pub block: Block,
 }
 
 impl Worker {
@@ -155,13 +171,15 @@ impl Worker {
             counters: WorkerCounters::default(),
             reassembly: ReassemblyCounters::default(),
             tap: None,
-            keep_bodies: rs.uses(rules::ast::Buffer::FileData) || rs.uses(rules::ast::Buffer::HttpRequestBody),
+            keep_bodies: rs.uses(rules::ast::Buffer::FileData)
+                || rs.uses(rules::ast::Buffer::HttpRequestBody),
             lists: Arc::new(Lists::default()),
             traffic: TrafficBook::default(),
             traffic_bucket: 0,
             tx_meta: Vec::new(),
             files: None,
             file_events: Vec::new(),
+            block: Block::None,
             cfg,
         })
     }
@@ -193,9 +211,19 @@ impl Worker {
 
     /// Process one frame. Records are appended to `out`. Returns whether the frame is
     /// to be forwarded (false: dropped in prevent mode).
-    pub fn process(&mut self, linktype: u32, frame: &[u8], ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) -> bool {
+    pub fn process(
+        &mut self,
+        linktype: u32,
+        frame: &[u8],
+        ts_us: u64,
+        pcap_cnt: u64,
+        out: &mut Vec<Record>,
+    ) -> bool {
         self.counters.packets += 1;
         self.counters.bytes += frame.len() as u64;
+        if self.block != Block::None {
+            self.block = Block::None;
+        }
         let mut p = decode::decode(linktype, frame);
         if p.frag.is_none() {
             return self.handle(&p, ts_us, pcap_cnt, out);
@@ -223,7 +251,16 @@ impl Worker {
         if p.ip.is_none() {
             self.counters.non_ip += 1;
             if !p.events.is_empty() {
-                let inp = Input { pkt: p, dir: Dir::ToServer, now_us: ts_us, stream: None, tracked: false, app_detected_now: false, first_in_dir: true, app: None };
+                let inp = Input {
+                    pkt: p,
+                    dir: Dir::ToServer,
+                    now_us: ts_us,
+                    stream: None,
+                    tracked: false,
+                    app_detected_now: false,
+                    first_in_dir: true,
+                    app: None,
+                };
                 let mut v = std::mem::take(&mut self.verdict);
                 self.det.inspect(&inp, None, &mut v);
                 self.emit(p, &v, None, Dir::ToServer, ts_us, pcap_cnt, out);
@@ -235,7 +272,10 @@ impl Worker {
         let bucket = ts_us / 1_000_000 / crate::classify::BUCKET_SECS;
         if bucket > self.traffic_bucket {
             if self.traffic_bucket != 0 {
-                self.drain_traffic(ts_us.saturating_sub(crate::classify::BUCKET_SECS * 1_000_000), out);
+                self.drain_traffic(
+                    ts_us.saturating_sub(crate::classify::BUCKET_SECS * 1_000_000),
+                    out,
+                );
             }
             self.traffic_bucket = bucket;
         }
@@ -251,7 +291,9 @@ impl Worker {
             self.ended = ended;
         }
         let Some(fi) = fi else { return true };
-        let Some(flow) = self.flows.get_mut(fi) else { return true };
+        let Some(flow) = self.flows.get_mut(fi) else {
+            return true;
+        };
         let dir = flow.dir_of(p);
         flow.pkts[dir.idx()] += 1;
         flow.bytes[dir.idx()] += p.ip_packet.len() as u64;
@@ -259,7 +301,16 @@ impl Worker {
         flow.last_pcap_cnt = pcap_cnt;
         if flow.dropped && self.cfg.prevent {
             self.counters.flow_dropped_packets += 1;
-            let rec = record(RecordKind::Drop, p, flow_ctx(Some(flow)), dir, ts_us, pcap_cnt, None, true);
+            let rec = record(
+                RecordKind::Drop,
+                p,
+                flow_ctx(Some(flow)),
+                dir,
+                ts_us,
+                pcap_cnt,
+                None,
+                true,
+            );
             out.push(rec);
             return false;
         }
@@ -272,8 +323,26 @@ impl Worker {
         let mut tracked = false;
         let mut past_depth = 0;
         let app_known_before = flow.app_proto.is_some() || flow.app_failed;
-        if let L4::Tcp { seq, ack, flags, sport, dport, .. } = p.l4 {
-            let u = tcp::update(flow, dir, seq, ack, flags, p.payload, &self.cfg.tcp, &mut self.reassembly, &mut events);
+        if let L4::Tcp {
+            seq,
+            ack,
+            flags,
+            sport,
+            dport,
+            ..
+        } = p.l4
+        {
+            let u = tcp::update(
+                flow,
+                dir,
+                seq,
+                ack,
+                flags,
+                p.payload,
+                &self.cfg.tcp,
+                &mut self.reassembly,
+                &mut events,
+            );
             tracked = u.tracked;
             past_depth = u.past_depth;
             let st = std::mem::take(&mut flow.streams[dir.idx()]);
@@ -291,18 +360,31 @@ impl Worker {
         }
         let pe;
         let pkt: &Packet<'_> = if events != p.events {
-            pe = Packet { events, ..p.clone() };
+            pe = Packet {
+                events,
+                ..p.clone()
+            };
             &pe
         } else {
             p
         };
         // application layer: new in-order bytes of this direction (or the datagram) go
         // to the flow's parser
-        app_feed(self.keep_bodies, self.files.as_ref(), flow, dir, tracked, pkt);
+        app_feed(
+            self.keep_bodies,
+            self.files.as_ref(),
+            flow,
+            dir,
+            tracked,
+            pkt,
+        );
         if past_depth > 0 {
             // past the reassembly depth only the application layer follows (files)
             if let Some(app) = flow.app.as_mut() {
-                app.feed(dir == Dir::ToServer, &pkt.payload[pkt.payload.len().saturating_sub(past_depth)..]);
+                app.feed(
+                    dir == Dir::ToServer,
+                    &pkt.payload[pkt.payload.len().saturating_sub(past_depth)..],
+                );
             }
         }
         // files whose verdict is known: fileinfo; a bad one alerts and, in prevent mode,
@@ -312,30 +394,82 @@ impl Worker {
             let blocked = self.cfg.prevent;
             for (bad, meta) in self.file_events.drain(..) {
                 if bad {
-                    let mut rec = record(RecordKind::Alert, pkt, fc, dir, ts_us, pcap_cnt, None, blocked);
+                    let mut rec = record(
+                        RecordKind::Alert,
+                        pkt,
+                        fc,
+                        dir,
+                        ts_us,
+                        pcap_cnt,
+                        None,
+                        blocked,
+                    );
                     rec.meta = Some(Box::new(meta.clone()));
                     self.counters.alerts += 1;
                     self.counters.bad_files += 1;
                     out.push(rec);
                 }
-                out.push(flow_record(RecordKind::FileInfo, flow, ts_us, pcap_cnt, meta));
+                out.push(flow_record(
+                    RecordKind::FileInfo,
+                    flow,
+                    ts_us,
+                    pcap_cnt,
+                    meta,
+                ));
             }
             if blocked {
                 flow.dropped = true;
                 self.counters.drops += 1;
-                out.push(record(RecordKind::Drop, pkt, fc, dir, ts_us, pcap_cnt, None, true));
+                self.block = Block::Reset;
+                out.push(record(
+                    RecordKind::Drop,
+                    pkt,
+                    fc,
+                    dir,
+                    ts_us,
+                    pcap_cnt,
+                    None,
+                    true,
+                ));
                 return false;
             }
         }
         for (_, meta) in self.file_events.drain(..) {
-            out.push(flow_record(RecordKind::FileInfo, flow, ts_us, pcap_cnt, meta));
+            out.push(flow_record(
+                RecordKind::FileInfo,
+                flow,
+                ts_us,
+                pcap_cnt,
+                meta,
+            ));
         }
         // names of new transactions: URL category and application; the policy may block
         if flow.app.is_some() && classify_names(&self.lists, flow) {
             let fc = flow_ctx(Some(flow));
             let blocked = self.cfg.prevent;
             let meta = category_alert_meta(flow);
-            let mut rec = record(RecordKind::Alert, pkt, fc, dir, ts_us, pcap_cnt, None, blocked);
+            let mut rec = record(
+                RecordKind::Alert,
+                pkt,
+                fc,
+                dir,
+                ts_us,
+                pcap_cnt,
+                None,
+                blocked,
+            );
+            if blocked {
+                // a plain-HTTP request gets a block page; anything else a reset
+                let utm = meta.as_ref().and_then(|m| m.utm.as_ref());
+                let http = matches!(flow.app.as_deref(), Some(crate::app::AppState::Http(_)));
+                self.block = match utm {
+                    Some(u) if http && dir == Dir::ToServer => Block::Page {
+                        host: u.host.clone().unwrap_or_default(),
+                        category: u.categories.first().cloned().unwrap_or_default(),
+                    },
+                    _ => Block::Reset,
+                };
+            }
             rec.meta = meta.map(Box::new);
             self.counters.alerts += 1;
             self.counters.category_blocks += 1;
@@ -343,7 +477,16 @@ impl Worker {
             if blocked {
                 flow.dropped = true;
                 self.counters.drops += 1;
-                out.push(record(RecordKind::Drop, pkt, fc, dir, ts_us, pcap_cnt, None, true));
+                out.push(record(
+                    RecordKind::Drop,
+                    pkt,
+                    fc,
+                    dir,
+                    ts_us,
+                    pcap_cnt,
+                    None,
+                    true,
+                ));
                 return false;
             }
         }
@@ -352,7 +495,8 @@ impl Worker {
             // the stream is moved out while detection borrows the flow mutably
             let mut st = std::mem::take(&mut flow.streams[dir.idx()]);
             let stream = if tracked { st.window() } else { None };
-            let app_detected_now = !app_known_before && (flow.app_proto.is_some() || flow.app_failed);
+            let app_detected_now =
+                !app_known_before && (flow.app_proto.is_some() || flow.app_failed);
             if let Some(tap) = self.tap.as_mut() {
                 match stream {
                     Some((w, n)) => tap.add(&w[n..]),
@@ -361,7 +505,16 @@ impl Worker {
             }
             let first_in_dir = flow.pkts[dir.idx()] == 1;
             let app = flow.app.take();
-            let inp = Input { pkt, dir, now_us: ts_us, stream, tracked, app_detected_now, first_in_dir, app: app.as_deref() };
+            let inp = Input {
+                pkt,
+                dir,
+                now_us: ts_us,
+                stream,
+                tracked,
+                app_detected_now,
+                first_in_dir,
+                app: app.as_deref(),
+            };
             self.det.inspect(&inp, Some(flow), &mut v);
             flow.app = app;
             tx_metas(flow, &v, &mut self.tx_meta);
@@ -377,6 +530,12 @@ impl Worker {
         let fc = flow_ctx(Some(flow));
         if v.drop {
             flow.dropped = true;
+            let rs = self.det.ruleset();
+            let reject = v
+                .hits
+                .iter()
+                .any(|h| rs.rules[h.rule as usize].rule.action == rules::ast::Action::Reject);
+            self.block = if reject { Block::Reset } else { Block::Drop };
         }
         let forward = !v.drop;
         self.emit(pkt, &v, Some(fc), dir, ts_us, pcap_cnt, out);
@@ -385,7 +544,16 @@ impl Worker {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn emit(&mut self, p: &Packet<'_>, v: &Verdict, fc: Option<FlowCtx>, dir: Dir, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) {
+    fn emit(
+        &mut self,
+        p: &Packet<'_>,
+        v: &Verdict,
+        fc: Option<FlowCtx>,
+        dir: Dir,
+        ts_us: u64,
+        pcap_cnt: u64,
+        out: &mut Vec<Record>,
+    ) {
         let fc = fc.unwrap_or_default();
         let blocked = v.drop;
         let mut drop_rule = None;
@@ -397,7 +565,16 @@ impl Worker {
             }
             if h.alert {
                 self.counters.alerts += 1;
-                let mut rec = record(RecordKind::Alert, p, fc, dir, ts_us, pcap_cnt, Some(h.rule), is_block);
+                let mut rec = record(
+                    RecordKind::Alert,
+                    p,
+                    fc,
+                    dir,
+                    ts_us,
+                    pcap_cnt,
+                    Some(h.rule),
+                    is_block,
+                );
                 // an alert on a transaction carries its application fields
                 if let Some(i) = self.tx_meta.iter().position(|(r, _)| *r == h.rule) {
                     rec.meta = Some(Box::new(self.tx_meta.swap_remove(i).1));
@@ -407,7 +584,16 @@ impl Worker {
         }
         if blocked {
             self.counters.drops += 1;
-            out.push(record(RecordKind::Drop, p, fc, dir, ts_us, pcap_cnt, drop_rule, true));
+            out.push(record(
+                RecordKind::Drop,
+                p,
+                fc,
+                dir,
+                ts_us,
+                pcap_cnt,
+                drop_rule,
+                true,
+            ));
         }
     }
 
@@ -469,7 +655,13 @@ impl Worker {
                 let st = &f.streams[dir.idx()];
                 let data = st.window().map_or(&[][..], |(w, n)| &w[n..]);
                 if f.app.is_none() && !data.is_empty() {
-                    f.app = crate::app::AppState::for_proto(proto, self.keep_bodies, true, self.files.as_ref()).map(Box::new);
+                    f.app = crate::app::AppState::for_proto(
+                        proto,
+                        self.keep_bodies,
+                        true,
+                        self.files.as_ref(),
+                    )
+                    .map(Box::new);
                 }
                 if let Some(app) = f.app.as_mut() {
                     if !data.is_empty() {
@@ -483,10 +675,29 @@ impl Worker {
                 continue;
             }
             let (cli, srv) = (f.client, other_end(f));
-            let (src, dst) = if dir == Dir::ToServer { (cli, srv) } else { (srv, cli) };
+            let (src, dst) = if dir == Dir::ToServer {
+                (cli, srv)
+            } else {
+                (srv, cli)
+            };
             let p = Packet {
-                ip: Some(IpInfo { src: src.0, dst: dst.0, proto: decode::IPPROTO_TCP, ttl: 0, id: 0, frag_bits: 0, v6: src.0.is_ipv6() }),
-                l4: L4::Tcp { sport: src.1, dport: dst.1, seq: 0, ack: 0, flags: decode::tcp_flags::ACK, window: 0 },
+                ip: Some(IpInfo {
+                    src: src.0,
+                    dst: dst.0,
+                    proto: decode::IPPROTO_TCP,
+                    ttl: 0,
+                    id: 0,
+                    frag_bits: 0,
+                    v6: src.0.is_ipv6(),
+                }),
+                l4: L4::Tcp {
+                    sport: src.1,
+                    dport: dst.1,
+                    seq: 0,
+                    ack: 0,
+                    flags: decode::tcp_flags::ACK,
+                    window: 0,
+                },
                 ..Packet::default()
             };
             let (ts, cnt) = (f.last_us, f.last_pcap_cnt);
@@ -494,7 +705,16 @@ impl Worker {
             {
                 let mut st = std::mem::take(&mut f.streams[dir.idx()]);
                 let app = f.app.take();
-                let inp = Input { pkt: &p, dir, now_us: ts, stream: st.window(), tracked: true, app_detected_now: false, first_in_dir: false, app: app.as_deref() };
+                let inp = Input {
+                    pkt: &p,
+                    dir,
+                    now_us: ts,
+                    stream: st.window(),
+                    tracked: true,
+                    app_detected_now: false,
+                    first_in_dir: false,
+                    app: app.as_deref(),
+                };
                 self.det.inspect(&inp, Some(&mut *f), &mut v);
                 f.app = app;
                 tx_metas(f, &v, &mut self.tx_meta);
@@ -552,7 +772,14 @@ impl Worker {
 
 /// Hand new application bytes of this packet to the flow's parser (created once the
 /// protocol is known); a FIN or RST closes the direction for it.
-fn app_feed(keep_bodies: bool, files: Option<&crate::file::FileEngine>, flow: &mut Flow, dir: Dir, tracked: bool, p: &Packet<'_>) {
+fn app_feed(
+    keep_bodies: bool,
+    files: Option<&crate::file::FileEngine>,
+    flow: &mut Flow,
+    dir: Dir,
+    tracked: bool,
+    p: &Packet<'_>,
+) {
     let Some(proto) = flow.app_proto else { return };
     let to_server = dir == Dir::ToServer;
     let data: &[u8] = match p.l4 {
@@ -564,7 +791,13 @@ fn app_feed(keep_bodies: bool, files: Option<&crate::file::FileEngine>, flow: &m
         _ => return,
     };
     if flow.app.is_none() && !data.is_empty() {
-        flow.app = crate::app::AppState::for_proto(proto, keep_bodies, flow.proto == decode::IPPROTO_TCP, files).map(Box::new);
+        flow.app = crate::app::AppState::for_proto(
+            proto,
+            keep_bodies,
+            flow.proto == decode::IPPROTO_TCP,
+            files,
+        )
+        .map(Box::new);
     }
     let Some(app) = flow.app.as_mut() else { return };
     if !data.is_empty() {
@@ -580,7 +813,12 @@ fn app_feed(keep_bodies: bool, files: Option<&crate::file::FileEngine>, flow: &m
 /// Classify the names of the flow's new transactions (URL category, application). The
 /// first name labels the flow. True when the policy blocks one of them.
 fn classify_names(lists: &Lists, flow: &mut Flow) -> bool {
-    let Some(app) = flow.app.as_mut() else { return false };
+    let Some(app) = flow.app.as_mut() else {
+        return false;
+    };
+    // a DNS lookup of a blocked name is recorded with its category, not blocked: the
+    // connection that follows is (block page over HTTP, reset over TLS)
+    let dns = matches!(**app, crate::app::AppState::Dns(_));
     let mut block = false;
     for i in 0..app.txs().len() {
         let tx = &app.txs()[i];
@@ -597,8 +835,9 @@ fn classify_names(lists: &Lists, flow: &mut Flow) -> bool {
             label.block = label.block.or(l.block);
         }
         // the event fields are built only for a name that is listed or a known app
-        let utm = (!label.cats.is_empty() || label.app.is_some()).then(|| Box::new(lists.utm(host, &label)));
-        block |= label.block.is_some();
+        let utm = (!label.cats.is_empty() || label.app.is_some())
+            .then(|| Box::new(lists.utm(host, &label)));
+        block |= label.block.is_some() && !dns;
         if flow.label.is_none() || label.block.is_some() {
             flow.label = Some(Box::new(label));
         }
@@ -612,7 +851,9 @@ fn classify_names(lists: &Lists, flow: &mut Flow) -> bool {
 /// Collect the file verdicts that became known on the flow's transactions as events
 /// (bad?, fields); true when one of them is bad.
 fn file_verdicts(flow: &mut Flow, prevent: bool, events: &mut Vec<(bool, EventMeta)>) -> bool {
-    let Some(mut app) = flow.app.take() else { return false };
+    let Some(mut app) = flow.app.take() else {
+        return false;
+    };
     let mut any_bad = false;
     for i in 0..app.txs().len() {
         // prevent mode acts on a signature at once (the rest is never delivered); detect
@@ -639,7 +880,9 @@ fn file_verdicts(flow: &mut Flow, prevent: bool, events: &mut Vec<(bool, EventMe
                 })
             });
             let fileinfo = crate::events::meta::FileMeta {
-                filename: filename.filter(|f| !f.is_empty()).map(crate::events::meta::text),
+                filename: filename
+                    .filter(|f| !f.is_empty())
+                    .map(crate::events::meta::text),
                 magic: Some(r.mime()),
                 size: r.size,
                 sha256: r.sha256_hex(),
@@ -670,7 +913,11 @@ fn file_verdicts(flow: &mut Flow, prevent: bool, events: &mut Vec<(bool, EventMe
 /// The fields of a category alert: the blocking transaction's name and category.
 fn category_alert_meta(flow: &Flow) -> Option<EventMeta> {
     let app = flow.app.as_deref()?;
-    let tx = app.txs().iter().rev().find(|t| t.utm.as_ref().is_some_and(|u| u.policy == Some("block")))?;
+    let tx = app
+        .txs()
+        .iter()
+        .rev()
+        .find(|t| t.utm.as_ref().is_some_and(|u| u.policy == Some("block")))?;
     let (_, mut m) = app.event(tx);
     m.utm = tx.utm.as_deref().cloned();
     Some(m)
@@ -679,7 +926,9 @@ fn category_alert_meta(flow: &Flow) -> Option<EventMeta> {
 /// Application fields for the alerts detection raised on transactions.
 fn tx_metas(flow: &Flow, v: &Verdict, out: &mut Vec<(u32, EventMeta)>) {
     out.clear();
-    let Some(app) = flow.app.as_deref() else { return };
+    let Some(app) = flow.app.as_deref() else {
+        return;
+    };
     for (txid, rule) in &v.tx_hits {
         if let Some(tx) = app.txs().iter().find(|t| t.id == *txid) {
             let (_, mut m) = app.event(tx);
@@ -691,7 +940,9 @@ fn tx_metas(flow: &Flow, v: &Verdict, out: &mut Vec<(u32, EventMeta)>) {
 
 /// Write the event of each finished transaction once (`all`: every one, the flow ends).
 fn log_txs(flow: &mut Flow, all: bool, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) {
-    let Some(mut app) = flow.app.take() else { return };
+    let Some(mut app) = flow.app.take() else {
+        return;
+    };
     for i in 0..app.txs().len() {
         let tx = &app.txs()[i];
         if tx.logged || !(all || (tx.response_done && !tx.pending_alt)) {
@@ -706,7 +957,13 @@ fn log_txs(flow: &mut Flow, all: bool, ts_us: u64, pcap_cnt: u64, out: &mut Vec<
 }
 
 /// Remember what detection did with the flow's transactions; retire finished ones.
-fn after_app_inspect(flow: &mut Flow, v: &mut Verdict, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) {
+fn after_app_inspect(
+    flow: &mut Flow,
+    v: &mut Verdict,
+    ts_us: u64,
+    pcap_cnt: u64,
+    out: &mut Vec<Record>,
+) {
     log_txs(flow, false, ts_us, pcap_cnt, out);
     let Some(app) = flow.app.as_mut() else { return };
     let txs = app.txs_mut();
@@ -741,11 +998,24 @@ struct FlowCtx {
 }
 
 fn flow_ctx(f: Option<&Flow>) -> FlowCtx {
-    f.map_or_else(FlowCtx::default, |f| FlowCtx { id: f.id, app: f.app_proto, failed: f.app_failed })
+    f.map_or_else(FlowCtx::default, |f| FlowCtx {
+        id: f.id,
+        app: f.app_proto,
+        failed: f.app_failed,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
-fn record(kind: RecordKind, p: &Packet<'_>, fc: FlowCtx, dir: Dir, ts_us: u64, pcap_cnt: u64, rule: Option<u32>, blocked: bool) -> Record {
+fn record(
+    kind: RecordKind,
+    p: &Packet<'_>,
+    fc: FlowCtx,
+    dir: Dir,
+    ts_us: u64,
+    pcap_cnt: u64,
+    rule: Option<u32>,
+    blocked: bool,
+) -> Record {
     let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
     let ip = p.ip;
     Record {

@@ -25,7 +25,11 @@ pub struct StreamConfig {
 
 impl Default for StreamConfig {
     fn default() -> Self {
-        StreamConfig { depth: 1 << 20, max_ooo_bytes: 256 * 1024, max_ooo_segments: 512 }
+        StreamConfig {
+            depth: 1 << 20,
+            max_ooo_bytes: 256 * 1024,
+            max_ooo_segments: 512,
+        }
     }
 }
 
@@ -126,7 +130,13 @@ impl Stream {
     }
 
     /// Add a segment's payload.
-    pub fn add(&mut self, seq: u32, data: &[u8], cfg: &StreamConfig, c: &mut ReassemblyCounters) -> SegmentOutcome {
+    pub fn add(
+        &mut self,
+        seq: u32,
+        data: &[u8],
+        cfg: &StreamConfig,
+        c: &mut ReassemblyCounters,
+    ) -> SegmentOutcome {
         let mut out = SegmentOutcome::default();
         if data.is_empty() {
             return out;
@@ -177,7 +187,9 @@ impl Stream {
             return out;
         }
         if off > self.next {
-            if self.ooo_bytes + data.len() > cfg.max_ooo_bytes || self.ooo.len() >= cfg.max_ooo_segments {
+            if self.ooo_bytes + data.len() > cfg.max_ooo_bytes
+                || self.ooo.len() >= cfg.max_ooo_segments
+            {
                 // give up the oldest hole rather than grow without bound
                 out.gap = true;
                 c.gaps += 1;
@@ -245,7 +257,9 @@ impl Stream {
             if off > self.next {
                 break;
             }
-            let Some((_, seg)) = self.ooo.pop_first() else { break };
+            let Some((_, seg)) = self.ooo.pop_first() else {
+                break;
+            };
             self.ooo_bytes -= seg.len();
             let end = off + seg.len() as u64;
             if end <= self.next {
@@ -257,7 +271,12 @@ impl Stream {
         n
     }
 
-    fn skip_gap(&mut self, cfg: &StreamConfig, c: &mut ReassemblyCounters, out: &mut SegmentOutcome) {
+    fn skip_gap(
+        &mut self,
+        cfg: &StreamConfig,
+        c: &mut ReassemblyCounters,
+        out: &mut SegmentOutcome,
+    ) {
         if let Some((&off, _)) = self.ooo.first_key_value() {
             if off > self.next {
                 self.jump_to(off);
@@ -277,8 +296,15 @@ impl Stream {
 
     /// The peer acknowledged up to `ack`: a hole below it will never be filled (the data
     /// was lost before capture). Returns whether a gap was skipped.
-    pub fn acked(&mut self, ack: u32, cfg: &StreamConfig, c: &mut ReassemblyCounters) -> (bool, usize) {
-        let Some(a) = self.offset_of(ack) else { return (false, 0) };
+    pub fn acked(
+        &mut self,
+        ack: u32,
+        cfg: &StreamConfig,
+        c: &mut ReassemblyCounters,
+    ) -> (bool, usize) {
+        let Some(a) = self.offset_of(ack) else {
+            return (false, 0);
+        };
         if a <= self.next || self.ooo.is_empty() {
             return (false, 0);
         }

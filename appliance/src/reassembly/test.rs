@@ -58,7 +58,11 @@ fn gap_skipped_on_ack_and_flush() {
 #[test]
 fn depth_and_bounds() {
     let (mut st, _, mut c) = s(0);
-    let cfg = StreamConfig { depth: 4, max_ooo_bytes: 4, max_ooo_segments: 2 };
+    let cfg = StreamConfig {
+        depth: 4,
+        max_ooo_bytes: 4,
+        max_ooo_segments: 2,
+    };
     assert_eq!(st.add(1, b"abcdef", &cfg, &mut c).new_bytes, 4);
     assert!(st.add(7, b"x", &cfg, &mut c).discarded);
     let (mut st, _, mut c) = s(0);
@@ -82,7 +86,16 @@ fn retained_window_is_bounded() {
         st.add(seq, &chunk, &cfg, &mut c);
         seq += 1000;
         let (w, new) = st.window().unwrap();
-        assert_eq!(new, if seq == 1001 { 0 } else { (w.len() - 1000).min(RETAIN) }, "seq {seq} len {} new {new}", w.len());
+        assert_eq!(
+            new,
+            if seq == 1001 {
+                0
+            } else {
+                (w.len() - 1000).min(RETAIN)
+            },
+            "seq {seq} len {} new {new}",
+            w.len()
+        );
         st.consume();
     }
     assert!(window(&st).is_empty());

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::bounded::{Name, Text};
-use protocol::messages::{ACTIVATION_DEVICE, Activate, Activated, DeviceId, Hello, Pem, RefuseReason};
+use protocol::messages::{
+    ACTIVATION_DEVICE, Activate, Activated, DeviceId, Hello, Pem, RefuseReason,
+};
 use protocol::{DownMsg, HandshakeError, UpMsg, check_reply};
 
 use super::conn::{self, ConnError, FrameReader};
@@ -112,7 +114,10 @@ pub fn key_and_csr() -> Result<KeyAndCsr, rcgen::Error> {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr = params.serialize_request(&key)?;
-    Ok(KeyAndCsr { key_pem: key.serialize_pem(), csr_pem: csr.pem()? })
+    Ok(KeyAndCsr {
+        key_pem: key.serialize_pem(),
+        csr_pem: csr.pem()?,
+    })
 }
 
 /// Name of a cloud message kind, for errors.
@@ -133,21 +138,34 @@ pub async fn activate(opts: &ActivateOptions) -> Result<DeviceId, ActivateError>
     let ca_pem = tls::read_file(&opts.ca_file)?;
     let roots = tls::roots_from_pem(&ca_pem, &opts.ca_file)?;
     let config = tls::client_config(roots.clone(), None)?;
-    let code = Text::new(opts.code.trim()).map_err(|e| ActivateError::Invalid(format!("activation code: {e}")))?;
+    let code = Text::new(opts.code.trim())
+        .map_err(|e| ActivateError::Invalid(format!("activation code: {e}")))?;
     let hello = Hello::new(
         DeviceId::new(ACTIVATION_DEVICE).map_err(|e| ActivateError::Invalid(e.to_string()))?,
-        Name::new(opts.firmware.as_str()).map_err(|e| ActivateError::Invalid(format!("firmware version: {e}")))?,
-        Name::new(opts.rules_version.as_str()).map_err(|e| ActivateError::Invalid(format!("rules version: {e}")))?,
+        Name::new(opts.firmware.as_str())
+            .map_err(|e| ActivateError::Invalid(format!("firmware version: {e}")))?,
+        Name::new(opts.rules_version.as_str())
+            .map_err(|e| ActivateError::Invalid(format!("rules version: {e}")))?,
     );
     let fresh = key_and_csr().map_err(ActivateError::Key)?;
-    let csr_pem = Pem::new(fresh.csr_pem.as_str()).map_err(|e| ActivateError::Invalid(format!("CSR: {e}")))?;
+    let csr_pem = Pem::new(fresh.csr_pem.as_str())
+        .map_err(|e| ActivateError::Invalid(format!("CSR: {e}")))?;
 
     let activated = exchange(&opts.cloud, config, hello, Activate { code, csr_pem }).await?;
     let cloud = opts.cloud.to_string();
     // the key must match the certificate, or every later connection would fail
-    let client = tls::client_identity(activated.cert_pem.as_bytes(), fresh.key_pem.as_bytes(), Path::new("device certificate"), Path::new("device key"))
-        .map_err(|cause| ActivateError::BadCertificate { cloud: cloud.clone(), cause })?;
-    tls::client_config(roots, Some(client)).map_err(|cause| ActivateError::BadCertificate { cloud, cause })?;
+    let client = tls::client_identity(
+        activated.cert_pem.as_bytes(),
+        fresh.key_pem.as_bytes(),
+        Path::new("device certificate"),
+        Path::new("device key"),
+    )
+    .map_err(|cause| ActivateError::BadCertificate {
+        cloud: cloud.clone(),
+        cause,
+    })?;
+    tls::client_config(roots, Some(client))
+        .map_err(|cause| ActivateError::BadCertificate { cloud, cause })?;
     state.store(&StoredIdentity {
         device: &activated.device,
         cloud: &opts.cloud,
@@ -173,16 +191,28 @@ async fn exchange(
     let mut reader = FrameReader::new(stream, &cloud);
     let reply = answer(&mut reader, &cloud, "waiting for HelloAck").await?;
     check_reply(&reply).map_err(|cause| match cause {
-        HandshakeError::Refused(reason) => ActivateError::Refused { cloud: cloud.clone(), reason },
-        cause => ActivateError::Handshake { cloud: cloud.clone(), cause },
+        HandshakeError::Refused(reason) => ActivateError::Refused {
+            cloud: cloud.clone(),
+            reason,
+        },
+        cause => ActivateError::Handshake {
+            cloud: cloud.clone(),
+            cause,
+        },
     })?;
     let mut stream = reader.into_inner();
     conn::send(&mut stream, &UpMsg::Activate(activate), &cloud).await?;
     let mut reader = FrameReader::new(stream, &cloud);
     match answer(&mut reader, &cloud, "waiting for Activated").await? {
         DownMsg::Activated(activated) => Ok(activated),
-        DownMsg::Refused(refused) => Err(ActivateError::Refused { cloud, reason: refused.reason }),
-        other => Err(ActivateError::Unexpected { cloud, got: down_name(&other) }),
+        DownMsg::Refused(refused) => Err(ActivateError::Refused {
+            cloud,
+            reason: refused.reason,
+        }),
+        other => Err(ActivateError::Unexpected {
+            cloud,
+            got: down_name(&other),
+        }),
     }
 }
 
@@ -193,5 +223,9 @@ async fn answer<R: tokio::io::AsyncRead + Unpin>(
 ) -> Result<DownMsg, ConnError> {
     tokio::time::timeout(STEP_TIMEOUT, reader.next())
         .await
-        .map_err(|_| ConnError::Timeout { addr: cloud.to_string(), what, secs: STEP_TIMEOUT.as_secs() })?
+        .map_err(|_| ConnError::Timeout {
+            addr: cloud.to_string(),
+            what,
+            secs: STEP_TIMEOUT.as_secs(),
+        })?
 }

@@ -22,7 +22,11 @@ impl Backoff {
     /// Starts at `initial`, doubles up to `max`.
     pub fn new(initial: Duration, max: Duration) -> Backoff {
         let initial = initial.min(max);
-        Backoff { initial, max, step: initial }
+        Backoff {
+            initial,
+            max,
+            step: initial,
+        }
     }
 
     /// The delay before the next attempt; the step doubles for the one after.
@@ -60,7 +64,10 @@ mod test {
             let step = Duration::from_secs(s);
             assert_eq!(b.step(), step);
             let d = b.next_delay(&mut rng);
-            assert!(d <= step && d >= step.mul_f64(0.8), "{d:?} for step {step:?}");
+            assert!(
+                d <= step && d >= step.mul_f64(0.8),
+                "{d:?} for step {step:?}"
+            );
         }
         b.reset();
         assert_eq!(b.step(), Duration::from_secs(1));
@@ -70,7 +77,9 @@ mod test {
     fn jitter_spreads_delays() {
         let mut rng = StdRng::seed_from_u64(1);
         let delays: Vec<Duration> = (0..20)
-            .map(|_| Backoff::new(Duration::from_secs(60), Duration::from_secs(60)).next_delay(&mut rng))
+            .map(|_| {
+                Backoff::new(Duration::from_secs(60), Duration::from_secs(60)).next_delay(&mut rng)
+            })
             .collect();
         let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
         assert!(distinct.len() > 10, "{delays:?}");

@@ -87,7 +87,11 @@ pub mod defaults {
 impl UplinkOptions {
     /// Options for `identity` with the contract's defaults. Fails if a version string is
     /// longer than the protocol allows.
-    pub fn new(identity: &Identity, firmware: &str, rules_version: &str) -> Result<UplinkOptions, protocol::StringTooLong> {
+    pub fn new(
+        identity: &Identity,
+        firmware: &str,
+        rules_version: &str,
+    ) -> Result<UplinkOptions, protocol::StringTooLong> {
         Ok(UplinkOptions {
             device: identity.device.clone(),
             cloud: identity.cloud.clone(),
@@ -108,7 +112,9 @@ impl UplinkOptions {
 
     /// Clamps values a caller could set out of range.
     fn sanitized(mut self) -> UplinkOptions {
-        self.batch_max = self.batch_max.clamp(1, protocol::limits::MAX_EVENTS_PER_BATCH);
+        self.batch_max = self
+            .batch_max
+            .clamp(1, protocol::limits::MAX_EVENTS_PER_BATCH);
         self.max_in_flight = self.max_in_flight.max(1);
         self.heartbeat = self.heartbeat.max(Duration::from_millis(10));
         self
@@ -229,7 +235,9 @@ impl UplinkHandle {
         let result = spool_call(&self.shared.spool, move |s| s.append_batch(&events)).await;
         match &result {
             Ok(_) => add(&self.shared.counters.events_spooled, n),
-            Err(SpoolError::Full { stored, .. }) => add(&self.shared.counters.events_spooled, *stored as u64),
+            Err(SpoolError::Full { stored, .. }) => {
+                add(&self.shared.counters.events_spooled, *stored as u64)
+            }
             Err(_) => {}
         }
         self.shared.wake.notify_one();
@@ -310,7 +318,11 @@ impl Uplink {
         });
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(run(Arc::clone(&shared), opts.sanitized(), rx));
-        Uplink { handle: UplinkHandle { shared }, shutdown, task }
+        Uplink {
+            handle: UplinkHandle { shared },
+            shutdown,
+            task,
+        }
     }
 
     /// A handle to feed and observe the uplink.
@@ -363,7 +375,10 @@ async fn run(shared: Arc<Shared>, opts: UplinkOptions, mut shutdown: watch::Rece
 
 fn record_error(shared: &Shared, e: &SessionError) {
     add(&shared.counters.errors, 1);
-    if matches!(e, SessionError::Refused { .. } | SessionError::CertificateRefused { .. }) {
+    if matches!(
+        e,
+        SessionError::Refused { .. } | SessionError::CertificateRefused { .. }
+    ) {
         add(&shared.counters.refusals, 1);
     }
     *lock(&shared.last_error) = Some(e.to_string());

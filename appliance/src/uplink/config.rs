@@ -87,7 +87,10 @@ pub enum ConfigError {
 impl UplinkConfig {
     /// Reads and checks a config file; a relative `state_dir` is resolved against its folder.
     pub fn load(path: &Path) -> Result<UplinkConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.into(), cause })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+            path: path.into(),
+            cause,
+        })?;
         let mut config = Self::parse(&text, path)?;
         if config.state_dir.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
@@ -98,19 +101,33 @@ impl UplinkConfig {
 
     /// Parses and checks TOML text; `path` names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<UplinkConfig, ConfigError> {
-        let config: UplinkConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let config: UplinkConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         config.check(path)?;
         Ok(config)
     }
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
-        let bad = |key, problem: String| Err(ConfigError::Value { path: path.into(), key, problem });
+        let bad = |key, problem: String| {
+            Err(ConfigError::Value {
+                path: path.into(),
+                key,
+                problem,
+            })
+        };
         if self.heartbeat_secs == 0 {
             return bad("heartbeat_secs", "must be at least 1".into());
         }
         if !(1..=MAX_EVENTS_PER_BATCH).contains(&self.batch_max) {
-            return bad("batch_max", format!("must be 1 to {MAX_EVENTS_PER_BATCH}, not {}", self.batch_max));
+            return bad(
+                "batch_max",
+                format!(
+                    "must be 1 to {MAX_EVENTS_PER_BATCH}, not {}",
+                    self.batch_max
+                ),
+            );
         }
         if self.max_events == 0 {
             return bad("max_events", "must be at least 1".into());
@@ -168,11 +185,17 @@ mod test {
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let e = parse("state_dir = \"s\"\nheartbeat = 5").unwrap_err().to_string();
+        let e = parse("state_dir = \"s\"\nheartbeat = 5")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `heartbeat`"), "{e}");
-        let e = parse("state_dir = \"s\"\nbatch_max = 513").unwrap_err().to_string();
+        let e = parse("state_dir = \"s\"\nbatch_max = 513")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`batch_max` must be 1 to 512, not 513"), "{e}");
-        let e = parse("state_dir = \"s\"\ncloud = \"nohostport\"").unwrap_err().to_string();
+        let e = parse("state_dir = \"s\"\ncloud = \"nohostport\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`cloud`"), "{e}");
     }
 
@@ -181,6 +204,9 @@ mod test {
         let dir = crate::uplink::testutil::TempDir::new("config");
         let path = dir.path().join("uplink.toml");
         std::fs::write(&path, "state_dir = \"state\"\n").unwrap();
-        assert_eq!(UplinkConfig::load(&path).unwrap().state_dir, dir.path().join("state"));
+        assert_eq!(
+            UplinkConfig::load(&path).unwrap().state_dir,
+            dir.path().join("state")
+        );
     }
 }

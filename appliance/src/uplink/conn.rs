@@ -74,14 +74,28 @@ pub enum ConnError {
 }
 
 /// Encodes `msg` and writes it as one frame, flushing the TLS stream.
-pub async fn send<W: AsyncWrite + Unpin>(w: &mut W, msg: &UpMsg, addr: &str) -> Result<(), ConnError> {
-    let frame = encode_frame(msg).map_err(|cause| ConnError::Encode { what: up_name(msg), cause })?;
+pub async fn send<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    msg: &UpMsg,
+    addr: &str,
+) -> Result<(), ConnError> {
+    let frame = encode_frame(msg).map_err(|cause| ConnError::Encode {
+        what: up_name(msg),
+        cause,
+    })?;
     send_frame(w, &frame, addr).await
 }
 
 /// Writes an encoded frame and flushes.
-pub async fn send_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8], addr: &str) -> Result<(), ConnError> {
-    let io_err = |cause| ConnError::Io { addr: addr.to_string(), cause };
+pub async fn send_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    frame: &[u8],
+    addr: &str,
+) -> Result<(), ConnError> {
+    let io_err = |cause| ConnError::Io {
+        addr: addr.to_string(),
+        cause,
+    };
     w.write_all(frame).await.map_err(io_err)?;
     w.flush().await.map_err(io_err)
 }
@@ -118,13 +132,21 @@ pub struct FrameReader<R> {
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads from `inner`; `addr` names the peer in errors.
     pub fn new(inner: R, addr: &str) -> Self {
-        FrameReader { inner, decoder: FrameDecoder::new(), buf: vec![0; READ_CHUNK].into_boxed_slice(), addr: addr.to_string() }
+        FrameReader {
+            inner,
+            decoder: FrameDecoder::new(),
+            buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            addr: addr.to_string(),
+        }
     }
 
     /// The next message; [`ConnError::Closed`] at the end of the stream.
     pub async fn next(&mut self) -> Result<DownMsg, ConnError> {
         loop {
-            let frame_err = |cause| ConnError::Frame { addr: self.addr.clone(), cause };
+            let frame_err = |cause| ConnError::Frame {
+                addr: self.addr.clone(),
+                cause,
+            };
             if let Some(msg) = self.decoder.next_frame::<DownMsg>().map_err(frame_err)? {
                 return Ok(msg);
             }
@@ -132,11 +154,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 .inner
                 .read(&mut self.buf)
                 .await
-                .map_err(|cause| ConnError::Io { addr: self.addr.clone(), cause })?;
+                .map_err(|cause| ConnError::Io {
+                    addr: self.addr.clone(),
+                    cause,
+                })?;
             if n == 0 {
-                return Err(ConnError::Closed { addr: self.addr.clone() });
+                return Err(ConnError::Closed {
+                    addr: self.addr.clone(),
+                });
             }
-            let frame_err = |cause| ConnError::Frame { addr: self.addr.clone(), cause };
+            let frame_err = |cause| ConnError::Frame {
+                addr: self.addr.clone(),
+                cause,
+            };
             self.decoder.push(&self.buf[..n]).map_err(frame_err)?;
         }
     }

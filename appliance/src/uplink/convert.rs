@@ -8,7 +8,8 @@
 use protocol::bounded::{MetaValue, Name, Text};
 use protocol::limits::MAX_METADATA;
 use protocol::messages::{
-    Action, Alert, Detection, Direction, FlowRef, IpProto, Mac, MetaPair, SCORING_METADATA_KEYS, Signature, UnixMs,
+    Action, Alert, Detection, Direction, FlowRef, IpProto, Mac, MetaPair, SCORING_METADATA_KEYS,
+    Signature, UnixMs,
 };
 use rules::addr::AddrSet;
 use rules::ast::Rule;
@@ -45,7 +46,12 @@ pub struct AlertConverter<'a> {
 impl<'a> AlertConverter<'a> {
     /// A converter for records produced with `ruleset`; `home_net` is `$HOME_NET`.
     pub fn new(ruleset: &'a Ruleset, classes: &'a Classifications, home_net: &'a AddrSet) -> Self {
-        AlertConverter { ruleset, classes, home_net, counters: ConvertCounters::default() }
+        AlertConverter {
+            ruleset,
+            classes,
+            home_net,
+            counters: ConvertCounters::default(),
+        }
     }
 
     /// The alert for `rec`, or `None` if the record is not an alert.
@@ -69,14 +75,22 @@ impl<'a> AlertConverter<'a> {
             url: None,
             sni: None,
             dns_name: None,
-            action: if rec.blocked { Action::Blocked } else { Action::Allowed },
+            action: if rec.blocked {
+                Action::Blocked
+            } else {
+                Action::Allowed
+            },
         })
     }
 }
 
 /// The rule as the cloud scores it.
 pub fn signature(rule: &Rule, classes: &Classifications) -> Signature {
-    let class_prio = rule.classtype.as_deref().and_then(|c| classes.get(c)).map(|(_, p)| p);
+    let class_prio = rule
+        .classtype
+        .as_deref()
+        .and_then(|c| classes.get(c))
+        .map(|(_, p)| p);
     Signature {
         gid: rule.gid,
         sid: rule.sid,
@@ -94,7 +108,10 @@ pub fn scoring_metadata(pairs: &[(String, String)]) -> Vec<MetaPair> {
         .iter()
         .filter(|(k, _)| SCORING_METADATA_KEYS.contains(&k.as_str()))
         .take(MAX_METADATA)
-        .map(|(k, v)| MetaPair { key: Name::truncated(k), value: MetaValue::truncated(v) })
+        .map(|(k, v)| MetaPair {
+            key: Name::truncated(k),
+            value: MetaValue::truncated(v),
+        })
         .collect()
 }
 
@@ -103,7 +120,11 @@ fn flow_ref(rec: &Record, home_net: &AddrSet) -> (FlowRef, bool) {
     // the record is one packet; the flow's client is its source when it goes to the server
     let src = (rec.src, rec.sport);
     let dst = (rec.dst, rec.dport);
-    let (client, server) = if rec.dir == Dir::ToServer { (src, dst) } else { (dst, src) };
+    let (client, server) = if rec.dir == Dir::ToServer {
+        (src, dst)
+    } else {
+        (dst, src)
+    };
     let (internal, external, direction, known) =
         match (home_net.contains(client.0), home_net.contains(server.0)) {
             (true, false) => (client, server, Direction::Outbound, true),
@@ -113,7 +134,9 @@ fn flow_ref(rec: &Record, home_net: &AddrSet) -> (FlowRef, bool) {
         };
     let has_ports = matches!(rec.proto, 6 | 17 | 132);
     let internal_is_src = internal == src;
-    let internal_mac = rec.eth.map_or([0; 6], |(s, d)| if internal_is_src { s } else { d });
+    let internal_mac = rec
+        .eth
+        .map_or([0; 6], |(s, d)| if internal_is_src { s } else { d });
     let flow = FlowRef {
         proto: ip_proto(rec.proto),
         direction,
@@ -193,16 +216,26 @@ mod test {
         let (loaded, _dir) = loaded();
         let home = home();
         let mut conv = AlertConverter::new(&loaded.ruleset, &loaded.classes, &home);
-        let alert = conv.convert(&record([192, 168, 1, 10], [203, 0, 113, 5], Dir::ToServer)).unwrap();
+        let alert = conv
+            .convert(&record([192, 168, 1, 10], [203, 0, 113, 5], Dir::ToServer))
+            .unwrap();
         assert_eq!(alert.time, UnixMs(1_700_000_000_123));
         assert_eq!(alert.action, Action::Allowed);
         let f = alert.flow;
         assert_eq!(f.direction, Direction::Outbound);
         assert_eq!(f.internal_ip, IpAddr::from(Ipv4Addr::new(192, 168, 1, 10)));
-        assert_eq!((f.internal_port, f.external_port), (Some(50_000), Some(443)));
+        assert_eq!(
+            (f.internal_port, f.external_port),
+            (Some(50_000), Some(443))
+        );
         assert_eq!(f.internal_mac, Mac([1; 6]), "internal host is the source");
-        let Detection::Signature(sig) = alert.detection else { panic!("signature") };
-        assert_eq!((sig.gid, sig.sid, sig.rev, sig.severity), (1, 2_030_001, 3, 1));
+        let Detection::Signature(sig) = alert.detection else {
+            panic!("signature")
+        };
+        assert_eq!(
+            (sig.gid, sig.sid, sig.rev, sig.severity),
+            (1, 2_030_001, 3, 1)
+        );
         assert_eq!(sig.msg, "ET MALWARE Test C2");
         assert_eq!(sig.classtype.as_deref(), Some("trojan-activity"));
         let keys: Vec<&str> = sig.metadata.iter().map(|m| m.key.as_str()).collect();
@@ -224,13 +257,32 @@ mod test {
         assert_eq!(a.flow.internal_mac, Mac([1; 6]));
         assert_eq!(a.action, Action::Blocked);
         // packet to an internal host from outside
-        let a = conv.convert(&record([198, 51, 100, 7], [10, 0, 0, 5], Dir::ToServer)).unwrap();
-        assert_eq!((a.flow.direction, a.flow.internal_mac), (Direction::Inbound, Mac([2; 6])));
-        let a = conv.convert(&record([10, 0, 0, 5], [10, 0, 0, 6], Dir::ToServer)).unwrap();
+        let a = conv
+            .convert(&record([198, 51, 100, 7], [10, 0, 0, 5], Dir::ToServer))
+            .unwrap();
+        assert_eq!(
+            (a.flow.direction, a.flow.internal_mac),
+            (Direction::Inbound, Mac([2; 6]))
+        );
+        let a = conv
+            .convert(&record([10, 0, 0, 5], [10, 0, 0, 6], Dir::ToServer))
+            .unwrap();
         assert_eq!(a.flow.direction, Direction::Internal);
-        let a = conv.convert(&record([8, 8, 8, 8], [9, 9, 9, 9], Dir::ToServer)).unwrap();
-        assert_eq!((a.flow.direction, a.flow.internal_ip), (Direction::Outbound, IpAddr::from([8, 8, 8, 8])));
-        assert_eq!(conv.counters, ConvertCounters { alerts: 4, not_alerts: 0, outside_home_net: 1 });
+        let a = conv
+            .convert(&record([8, 8, 8, 8], [9, 9, 9, 9], Dir::ToServer))
+            .unwrap();
+        assert_eq!(
+            (a.flow.direction, a.flow.internal_ip),
+            (Direction::Outbound, IpAddr::from([8, 8, 8, 8]))
+        );
+        assert_eq!(
+            conv.counters,
+            ConvertCounters {
+                alerts: 4,
+                not_alerts: 0,
+                outside_home_net: 1
+            }
+        );
         let mut drop = record([10, 0, 0, 5], [10, 0, 0, 6], Dir::ToServer);
         drop.kind = RecordKind::Drop;
         assert!(conv.convert(&drop).is_none());

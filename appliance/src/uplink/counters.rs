@@ -77,7 +77,10 @@ counters! {
 }
 
 fn counter(name: &str, value: u64) -> Counter {
-    Counter { name: Name::truncated(name), value }
+    Counter {
+        name: Name::truncated(name),
+        value,
+    }
 }
 
 /// Adds `n` to a counter.

@@ -49,7 +49,9 @@ pub struct IdentityFile {
 #[non_exhaustive]
 pub enum IdentityError {
     /// The folder has no identity yet.
-    #[error("{dir} holds no device identity; run `mimamori-appliance activate --state-dir {dir}` first")]
+    #[error(
+        "{dir} holds no device identity; run `mimamori-appliance activate --state-dir {dir}` first"
+    )]
     NotActivated {
         /// The state folder.
         dir: PathBuf,
@@ -126,11 +128,19 @@ impl StateDir {
         let path = self.file(IDENTITY_FILE);
         let text = match std::fs::read_to_string(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(IdentityError::NotActivated { dir: self.root.clone() });
+                return Err(IdentityError::NotActivated {
+                    dir: self.root.clone(),
+                });
             }
-            r => r.map_err(|cause| IdentityError::Io { path: path.clone(), cause })?,
+            r => r.map_err(|cause| IdentityError::Io {
+                path: path.clone(),
+                cause,
+            })?,
         };
-        toml::from_str(&text).map_err(|e| IdentityError::Invalid { path, problem: e.to_string() })
+        toml::from_str(&text).map_err(|e| IdentityError::Invalid {
+            path,
+            problem: e.to_string(),
+        })
     }
 
     /// Fails if an identity exists (unless `force`).
@@ -138,15 +148,24 @@ impl StateDir {
         if force || !self.is_activated() {
             return Ok(());
         }
-        let device = self.read_identity_file().map(|f| f.device).unwrap_or_else(|_| "?".into());
-        Err(IdentityError::AlreadyActivated { dir: self.root.clone(), device })
+        let device = self
+            .read_identity_file()
+            .map(|f| f.device)
+            .unwrap_or_else(|_| "?".into());
+        Err(IdentityError::AlreadyActivated {
+            dir: self.root.clone(),
+            device,
+        })
     }
 
     /// Loads the identity; `cloud` overrides the stored address.
     pub fn load(&self, cloud: Option<&str>) -> Result<Identity, IdentityError> {
         let file = self.read_identity_file()?;
         let id_path = self.file(IDENTITY_FILE);
-        let invalid = |problem: String| IdentityError::Invalid { path: id_path.clone(), problem };
+        let invalid = |problem: String| IdentityError::Invalid {
+            path: id_path.clone(),
+            problem,
+        };
         let device = DeviceId::new(&file.device).map_err(|e| invalid(format!("device: {e}")))?;
         let cloud = match cloud {
             Some(c) => CloudAddr::parse(c).map_err(|e| invalid(format!("cloud override: {e}")))?,
@@ -155,14 +174,22 @@ impl StateDir {
         let ca_path = self.file(CLOUD_CA_FILE);
         let roots = tls::roots_from_pem(&tls::read_file(&ca_path)?, &ca_path)?;
         let (cert_path, key_path) = (self.file(CERT_FILE), self.file(KEY_FILE));
-        let client = tls::client_identity(&tls::read_file(&cert_path)?, &tls::read_file(&key_path)?, &cert_path, &key_path)?;
+        let client = tls::client_identity(
+            &tls::read_file(&cert_path)?,
+            &tls::read_file(&key_path)?,
+            &cert_path,
+            &key_path,
+        )?;
         let tls = tls::client_config(roots, Some(client))?;
         Ok(Identity { device, cloud, tls })
     }
 
     /// Writes everything activation produced; `identity.toml` last.
     pub fn store(&self, stored: &StoredIdentity<'_>) -> Result<(), IdentityError> {
-        std::fs::create_dir_all(&self.root).map_err(|cause| IdentityError::Io { path: self.root.clone(), cause })?;
+        std::fs::create_dir_all(&self.root).map_err(|cause| IdentityError::Io {
+            path: self.root.clone(),
+            cause,
+        })?;
         self.write(KEY_FILE, stored.key_pem.as_bytes(), true)?;
         self.write(CERT_FILE, stored.cert_pem.as_bytes(), false)?;
         self.write(CLOUD_CA_FILE, stored.cloud_ca_pem, false)?;
@@ -186,7 +213,10 @@ impl StateDir {
     fn write(&self, name: &str, data: &[u8], secret: bool) -> Result<(), IdentityError> {
         let path = self.file(name);
         let tmp = self.file(&format!(".{name}.tmp"));
-        let io = |cause| IdentityError::Io { path: path.clone(), cause };
+        let io = |cause| IdentityError::Io {
+            path: path.clone(),
+            cause,
+        };
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
@@ -228,7 +258,10 @@ mod test {
     fn store_then_load() {
         let dir = TempDir::new("identity");
         let state = StateDir::new(dir.path().join("state"));
-        assert!(matches!(state.load(None), Err(IdentityError::NotActivated { .. })));
+        assert!(matches!(
+            state.load(None),
+            Err(IdentityError::NotActivated { .. })
+        ));
         let pki = TestPki::new();
         let (key_pem, cert_pem) = pki.device_cert("MM-000007");
         let device = DeviceId::new("MM-000007").unwrap();
@@ -244,17 +277,26 @@ mod test {
             })
             .unwrap();
         let id = state.load(None).unwrap();
-        assert_eq!((id.device.as_str(), id.cloud.to_string()), ("MM-000007", "127.0.0.1:7443".to_string()));
+        assert_eq!(
+            (id.device.as_str(), id.cloud.to_string()),
+            ("MM-000007", "127.0.0.1:7443".to_string())
+        );
         let id = state.load(Some("localhost:9")).unwrap();
         assert_eq!(id.cloud.to_string(), "localhost:9");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(state.file(KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(state.file(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let e = state.check_overwrite(false).unwrap_err().to_string();
-        assert!(e.contains("already holds the identity of device MM-000007"), "{e}");
+        assert!(
+            e.contains("already holds the identity of device MM-000007"),
+            "{e}"
+        );
         state.check_overwrite(true).unwrap();
     }
 }

@@ -31,9 +31,9 @@ pub mod spool;
 pub mod tls;
 
 #[cfg(test)]
-mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;
 
 pub use activate::{ActivateError, ActivateOptions, activate};
 pub use client::{DrainError, Uplink, UplinkHandle, UplinkOptions};

@@ -57,7 +57,15 @@ impl OfflineUplink {
         let state = StateDir::new(&config.state_dir);
         let identity = state.load(config.cloud.as_deref())?;
         let spool = Arc::new(RedbSpool::open(state.path(), config.max_events)?);
-        Ok(OfflineUplink { config, identity, spool, buf: Vec::new(), spooled: 0, refused: 0, failure: None })
+        Ok(OfflineUplink {
+            config,
+            identity,
+            spool,
+            buf: Vec::new(),
+            spooled: 0,
+            refused: 0,
+            failure: None,
+        })
     }
 
     /// Queues an alert; batches are written to the spool as they fill.
@@ -76,7 +84,9 @@ impl OfflineUplink {
         let batch = std::mem::take(&mut self.buf);
         match self.spool.append_batch(&batch) {
             Ok(_) => self.spooled += batch.len() as u64,
-            Err(SpoolError::Full { stored, refused, .. }) => {
+            Err(SpoolError::Full {
+                stored, refused, ..
+            }) => {
                 self.spooled += stored as u64;
                 self.refused += refused as u64;
             }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::bounded::Text;
-use protocol::messages::{Command, CommandResult, Events, Heartbeat, Hello, RefuseReason, SeqEvent};
+use protocol::messages::{
+    Command, CommandResult, Events, Heartbeat, Hello, RefuseReason, SeqEvent,
+};
 use protocol::{DownMsg, FrameError, HandshakeError, UpMsg, check_reply, encode_frame};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -89,7 +91,13 @@ impl SessionError {
     /// Whether retrying is pointless until an operator acts: the device is unknown or its
     /// contract ended.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, SessionError::Refused { reason: RefuseReason::UnknownDevice | RefuseReason::ContractEnded, .. })
+        matches!(
+            self,
+            SessionError::Refused {
+                reason: RefuseReason::UnknownDevice | RefuseReason::ContractEnded,
+                ..
+            }
+        )
     }
 }
 
@@ -102,7 +110,11 @@ pub(crate) struct SessionEnd {
 }
 
 /// Runs one connection until it ends.
-pub(crate) async fn run(shared: &Arc<Shared>, opts: &UplinkOptions, shutdown: &mut watch::Receiver<bool>) -> SessionEnd {
+pub(crate) async fn run(
+    shared: &Arc<Shared>,
+    opts: &UplinkOptions,
+    shutdown: &mut watch::Receiver<bool>,
+) -> SessionEnd {
     let addr = opts.cloud.to_string();
     let handshake = tokio::select! {
         r = handshake(shared, opts, &addr) => r,
@@ -111,7 +123,12 @@ pub(crate) async fn run(shared: &Arc<Shared>, opts: &UplinkOptions, shutdown: &m
     };
     let mut session = match handshake {
         Ok(s) => s,
-        Err(e) => return SessionEnd { result: Err(e), stable: false },
+        Err(e) => {
+            return SessionEnd {
+                result: Err(e),
+                stable: false,
+            };
+        }
     };
     let started = Instant::now();
     let result = session.serve(shutdown).await;
@@ -128,28 +145,55 @@ pub(crate) async fn run(shared: &Arc<Shared>, opts: &UplinkOptions, shutdown: &m
 /// connection errors stay as they are.
 fn before_ack(e: ConnError) -> SessionError {
     match &e {
-        ConnError::Tls { addr, cause } | ConnError::Io { addr, cause } => match conn::tls_alert(cause) {
-            Some(alert) => SessionError::CertificateRefused { addr: addr.clone(), alert: format!("{alert:?}") },
-            None => e.into(),
-        },
+        ConnError::Tls { addr, cause } | ConnError::Io { addr, cause } => {
+            match conn::tls_alert(cause) {
+                Some(alert) => SessionError::CertificateRefused {
+                    addr: addr.clone(),
+                    alert: format!("{alert:?}"),
+                },
+                None => e.into(),
+            }
+        }
         _ => e.into(),
     }
 }
 
 /// Connects, sends `Hello`, checks the answer.
-async fn handshake<'a>(shared: &'a Arc<Shared>, opts: &'a UplinkOptions, addr: &str) -> Result<Session<'a>, SessionError> {
-    let stream = super::tls::connect(&opts.cloud, Arc::clone(&opts.tls), opts.io_timeout).await.map_err(before_ack)?;
+async fn handshake<'a>(
+    shared: &'a Arc<Shared>,
+    opts: &'a UplinkOptions,
+    addr: &str,
+) -> Result<Session<'a>, SessionError> {
+    let stream = super::tls::connect(&opts.cloud, Arc::clone(&opts.tls), opts.io_timeout)
+        .await
+        .map_err(before_ack)?;
     let (rd, mut writer) = tokio::io::split(stream);
-    let hello = Hello::new(opts.device.clone(), opts.firmware.clone(), opts.rules_version.clone());
-    write(&mut writer, &UpMsg::Hello(hello), addr, opts.io_timeout).await.map_err(before_ack)?;
+    let hello = Hello::new(
+        opts.device.clone(),
+        opts.firmware.clone(),
+        opts.rules_version.clone(),
+    );
+    write(&mut writer, &UpMsg::Hello(hello), addr, opts.io_timeout)
+        .await
+        .map_err(before_ack)?;
     let mut reader = FrameReader::new(rd, addr);
     let reply = tokio::time::timeout(opts.io_timeout, reader.next())
         .await
-        .map_err(|_| ConnError::Timeout { addr: addr.into(), what: "waiting for HelloAck", secs: opts.io_timeout.as_secs() })?
+        .map_err(|_| ConnError::Timeout {
+            addr: addr.into(),
+            what: "waiting for HelloAck",
+            secs: opts.io_timeout.as_secs(),
+        })?
         .map_err(before_ack)?;
     check_reply(&reply).map_err(|cause| match cause {
-        HandshakeError::Refused(reason) => SessionError::Refused { addr: addr.into(), reason },
-        cause => SessionError::Handshake { addr: addr.into(), cause },
+        HandshakeError::Refused(reason) => SessionError::Refused {
+            addr: addr.into(),
+            reason,
+        },
+        cause => SessionError::Handshake {
+            addr: addr.into(),
+            cause,
+        },
     })?;
     add(&shared.counters.sessions, 1);
     tracing::info!(cloud = %addr, device = %opts.device, "uplink connected");
@@ -170,7 +214,10 @@ async fn handshake<'a>(shared: &'a Arc<Shared>, opts: &'a UplinkOptions, addr: &
 }
 
 /// Forwards the cloud's messages to the session; ends after the first error.
-async fn read_loop(mut reader: FrameReader<ReadHalf<Stream>>, tx: mpsc::Sender<Result<DownMsg, ConnError>>) {
+async fn read_loop(
+    mut reader: FrameReader<ReadHalf<Stream>>,
+    tx: mpsc::Sender<Result<DownMsg, ConnError>>,
+) {
     loop {
         let msg = reader.next().await;
         let failed = msg.is_err();
@@ -181,10 +228,19 @@ async fn read_loop(mut reader: FrameReader<ReadHalf<Stream>>, tx: mpsc::Sender<R
 }
 
 /// Writes one message within the time limit.
-async fn write(w: &mut WriteHalf<Stream>, msg: &UpMsg, addr: &str, limit: Duration) -> Result<(), ConnError> {
+async fn write(
+    w: &mut WriteHalf<Stream>,
+    msg: &UpMsg,
+    addr: &str,
+    limit: Duration,
+) -> Result<(), ConnError> {
     tokio::time::timeout(limit, conn::send(w, msg, addr))
         .await
-        .map_err(|_| ConnError::Timeout { addr: addr.into(), what: "writing", secs: limit.as_secs() })?
+        .map_err(|_| ConnError::Timeout {
+            addr: addr.into(),
+            what: "writing",
+            secs: limit.as_secs(),
+        })?
 }
 
 struct Session<'a> {
@@ -260,7 +316,9 @@ impl Session<'_> {
         while !batch.is_empty() {
             let mut take = batch.len();
             let frame = loop {
-                let part = Events { events: batch[..take].to_vec() };
+                let part = Events {
+                    events: batch[..take].to_vec(),
+                };
                 match encode_frame(&UpMsg::Events(part)) {
                     Ok(frame) => break Some(frame),
                     Err(FrameError::TooLarge { .. }) if take > 1 => take /= 2,
@@ -275,9 +333,16 @@ impl Session<'_> {
             let last = batch[take - 1].seq;
             match frame {
                 Some(frame) => {
-                    tokio::time::timeout(self.opts.io_timeout, conn::send_frame(&mut self.writer, &frame, &self.addr))
-                        .await
-                        .map_err(|_| ConnError::Timeout { addr: self.addr.clone(), what: "writing", secs: self.opts.io_timeout.as_secs() })??;
+                    tokio::time::timeout(
+                        self.opts.io_timeout,
+                        conn::send_frame(&mut self.writer, &frame, &self.addr),
+                    )
+                    .await
+                    .map_err(|_| ConnError::Timeout {
+                        addr: self.addr.clone(),
+                        what: "writing",
+                        secs: self.opts.io_timeout.as_secs(),
+                    })??;
                     if self.in_flight.is_empty() {
                         self.ack_clock = Instant::now();
                     }
@@ -294,7 +359,9 @@ impl Session<'_> {
     }
 
     async fn discard(&mut self, seq: u64) -> Result<(), SessionError> {
-        self.shared.remove(|c| &c.events_discarded, move |s| s.discard(&[seq])).await?;
+        self.shared
+            .remove(|c| &c.events_discarded, move |s| s.discard(&[seq]))
+            .await?;
         self.sent_upto = self.sent_upto.max(seq);
         Ok(())
     }
@@ -304,8 +371,14 @@ impl Session<'_> {
         match msg {
             DownMsg::Ack(ack) => self.on_ack(ack.upto_seq).await,
             DownMsg::Command(cmd) => self.on_command(cmd).await,
-            DownMsg::Refused(r) => Err(SessionError::Refused { addr: self.addr.clone(), reason: r.reason }),
-            other => Err(SessionError::Unexpected { addr: self.addr.clone(), got: down_name(&other) }),
+            DownMsg::Refused(r) => Err(SessionError::Refused {
+                addr: self.addr.clone(),
+                reason: r.reason,
+            }),
+            other => Err(SessionError::Unexpected {
+                addr: self.addr.clone(),
+                got: down_name(&other),
+            }),
         }
     }
 
@@ -314,10 +387,17 @@ impl Session<'_> {
         if upto > self.sent_upto {
             // never trust an ack for data this connection did not carry
             add(&counters.acks_beyond_sent, 1);
-            tracing::warn!(upto, sent = self.sent_upto, "ack beyond what was sent; applied up to what was sent");
+            tracing::warn!(
+                upto,
+                sent = self.sent_upto,
+                "ack beyond what was sent; applied up to what was sent"
+            );
         }
         let upto = upto.min(self.sent_upto);
-        let removed = self.shared.remove(|c| &c.events_acked, move |s| s.ack(upto)).await?;
+        let removed = self
+            .shared
+            .remove(|c| &c.events_acked, move |s| s.ack(upto))
+            .await?;
         while self.in_flight.front().is_some_and(|last| *last <= upto) {
             self.in_flight.pop_front();
         }
@@ -329,8 +409,18 @@ impl Session<'_> {
     async fn on_command(&mut self, cmd: Command) -> Result<(), SessionError> {
         tracing::info!(id = cmd.id, command = ?cmd.cmd, "command from the cloud; not supported by this firmware yet");
         add(&self.shared.counters.commands_refused, 1);
-        let result = CommandResult { command_id: cmd.id, ok: false, message: Text::truncated(NOT_SUPPORTED) };
-        Ok(write(&mut self.writer, &UpMsg::CommandResult(result), &self.addr, self.opts.io_timeout).await?)
+        let result = CommandResult {
+            command_id: cmd.id,
+            ok: false,
+            message: Text::truncated(NOT_SUPPORTED),
+        };
+        Ok(write(
+            &mut self.writer,
+            &UpMsg::CommandResult(result),
+            &self.addr,
+            self.opts.io_timeout,
+        )
+        .await?)
     }
 
     async fn heartbeat(&mut self) -> Result<(), SessionError> {
@@ -342,7 +432,13 @@ impl Session<'_> {
             mode: self.opts.mode,
             counters: snapshot.heartbeat_counters(),
         };
-        write(&mut self.writer, &UpMsg::Heartbeat(hb), &self.addr, self.opts.io_timeout).await?;
+        write(
+            &mut self.writer,
+            &UpMsg::Heartbeat(hb),
+            &self.addr,
+            self.opts.io_timeout,
+        )
+        .await?;
         add(&self.shared.counters.heartbeats_sent, 1);
         Ok(())
     }

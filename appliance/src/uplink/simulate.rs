@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use protocol::UrlRef;
 use protocol::bounded::{HostName, MetaValue, Name, Text};
-use protocol::messages::{Action, Alert, Detection, Direction, Event, FlowRef, IpProto, Mac, MetaPair, Signature, UnixMs};
+use protocol::messages::{
+    Action, Alert, Detection, Direction, Event, FlowRef, IpProto, Mac, MetaPair, Signature, UnixMs,
+};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -132,11 +134,16 @@ pub async fn simulate(opts: &SimulateOptions) -> anyhow::Result<SimulateSummary>
     let started = Instant::now();
     for i in 0..opts.devices {
         let state = StateDir::new(device_dir(&opts.state_root, i));
-        let identity = state.load(Some(&opts.cloud.to_string())).with_context(|| format!("device {i}"))?;
+        let identity = state
+            .load(Some(&opts.cloud.to_string()))
+            .with_context(|| format!("device {i}"))?;
         let spool: Arc<dyn Spool> = if opts.memory_spool {
             Arc::new(MemorySpool::new(opts.max_events))
         } else {
-            Arc::new(RedbSpool::open(state.path(), opts.max_events).with_context(|| format!("device {i}"))?)
+            Arc::new(
+                RedbSpool::open(state.path(), opts.max_events)
+                    .with_context(|| format!("device {i}"))?,
+            )
         };
         let mut uopts = UplinkOptions::new(&identity, super::FIRMWARE_VERSION, "simulate")?;
         uopts.heartbeat = opts.heartbeat;
@@ -183,8 +190,9 @@ pub fn device_dir(root: &Path, i: usize) -> PathBuf {
 
 /// Activates every device whose folder has no identity; returns how many were activated.
 async fn activate_missing(opts: &SimulateOptions) -> anyhow::Result<usize> {
-    let missing: Vec<usize> =
-        (0..opts.devices).filter(|i| !StateDir::new(device_dir(&opts.state_root, *i)).is_activated()).collect();
+    let missing: Vec<usize> = (0..opts.devices)
+        .filter(|i| !StateDir::new(device_dir(&opts.state_root, *i)).is_activated())
+        .collect();
     if missing.is_empty() {
         return Ok(0);
     }
@@ -194,9 +202,17 @@ async fn activate_missing(opts: &SimulateOptions) -> anyhow::Result<usize> {
     let limit = Arc::new(Semaphore::new(ACTIVATION_CONCURRENCY));
     let mut tasks = JoinSet::new();
     for &i in &missing {
-        let code = codes.get(i).copied().filter(|c| !c.is_empty()).with_context(|| {
-            format!("device {i} needs an activation code on line {} of {}", i + 1, opts.codes_file.display())
-        })?;
+        let code = codes
+            .get(i)
+            .copied()
+            .filter(|c| !c.is_empty())
+            .with_context(|| {
+                format!(
+                    "device {i} needs an activation code on line {} of {}",
+                    i + 1,
+                    opts.codes_file.display()
+                )
+            })?;
         let aopts = ActivateOptions {
             cloud: opts.cloud.clone(),
             code: code.to_string(),
@@ -209,7 +225,9 @@ async fn activate_missing(opts: &SimulateOptions) -> anyhow::Result<usize> {
         let limit = Arc::clone(&limit);
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            activate(&aopts).await.with_context(|| format!("activating device {i} ({})", aopts.state_dir.display()))
+            activate(&aopts)
+                .await
+                .with_context(|| format!("activating device {i} ({})", aopts.state_dir.display()))
         });
     }
     while let Some(done) = tasks.join_next().await {
@@ -235,7 +253,13 @@ async fn generate(opts: &SimulateOptions, uplinks: &[Uplink], generated: &Arc<At
 }
 
 /// One device's generator: a token bucket refilled every tick.
-async fn device_generator(device: usize, handle: UplinkHandle, rate: f64, end: Instant, generated: Arc<AtomicU64>) {
+async fn device_generator(
+    device: usize,
+    handle: UplinkHandle,
+    rate: f64,
+    end: Instant,
+    generated: Arc<AtomicU64>,
+) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Instant::now();
@@ -253,12 +277,16 @@ async fn device_generator(device: usize, handle: UplinkHandle, rate: f64, end: I
         let mut left = count;
         while left > 0 {
             let take = left.min(protocol::limits::MAX_EVENTS_PER_BATCH as u64);
-            let events: Vec<Event> = (0..take).map(|k| Event::Alert(synthetic_alert(device, n + k))).collect();
+            let events: Vec<Event> = (0..take)
+                .map(|k| Event::Alert(synthetic_alert(device, n + k)))
+                .collect();
             n += take;
             left -= take;
             match handle.send(events).await {
                 Ok(_) => generated.fetch_add(take, Ordering::Relaxed),
-                Err(SpoolError::Full { stored, .. }) => generated.fetch_add(stored as u64, Ordering::Relaxed),
+                Err(SpoolError::Full { stored, .. }) => {
+                    generated.fetch_add(stored as u64, Ordering::Relaxed)
+                }
                 Err(e) => {
                     tracing::error!(device, error = %e, "cannot spool synthetic alerts");
                     0
@@ -290,39 +318,54 @@ pub fn synthetic_alert(device: usize, n: u64) -> Alert {
     let internal = Ipv4Addr::new(198, 18, (host >> 8) as u8, host as u8);
     let remote = (n * 37 + device as u64) % 65_534 + 1;
     let external = Ipv4Addr::new(198, 19, (remote >> 8) as u8, remote as u8);
-    let (sid, msg, classtype, severity, meta, port): (u32, &str, &str, u8, &[(&str, &str)], u16) = if n.is_multiple_of(10) {
-        (
-            2_999_001,
-            "ET MALWARE Simulated Win32/Agent CnC Beacon",
-            "trojan-activity",
-            1,
-            &[
-                ("attack_target", "Client_Endpoint"),
-                ("confidence", "High"),
-                ("malware_family", "Simulated"),
-                ("signature_severity", "Major"),
-            ],
-            443,
-        )
-    } else {
-        (
-            2_999_002,
-            "ET INFO Simulated Suspicious User-Agent",
-            "bad-unknown",
-            2,
-            &[("confidence", "Medium"), ("signature_severity", "Minor")],
-            80,
-        )
-    };
+    let (sid, msg, classtype, severity, meta, port): (u32, &str, &str, u8, &[(&str, &str)], u16) =
+        if n.is_multiple_of(10) {
+            (
+                2_999_001,
+                "ET MALWARE Simulated Win32/Agent CnC Beacon",
+                "trojan-activity",
+                1,
+                &[
+                    ("attack_target", "Client_Endpoint"),
+                    ("confidence", "High"),
+                    ("malware_family", "Simulated"),
+                    ("signature_severity", "Major"),
+                ],
+                443,
+            )
+        } else {
+            (
+                2_999_002,
+                "ET INFO Simulated Suspicious User-Agent",
+                "bad-unknown",
+                2,
+                &[("confidence", "Medium"), ("signature_severity", "Minor")],
+                80,
+            )
+        };
     let metadata = meta
         .iter()
-        .map(|(k, v)| MetaPair { key: Name::truncated(k), value: MetaValue::truncated(v) })
+        .map(|(k, v)| MetaPair {
+            key: Name::truncated(k),
+            value: MetaValue::truncated(v),
+        })
         .collect();
     let d = device as u64;
-    let mac = [0x02, 0x00, (d >> 16) as u8, (d >> 8) as u8, d as u8, (host % 256) as u8];
+    let mac = [
+        0x02,
+        0x00,
+        (d >> 16) as u8,
+        (d >> 8) as u8,
+        d as u8,
+        (host % 256) as u8,
+    ];
     let c2 = port == 443;
     Alert {
-        time: UnixMs(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_millis() as u64)),
+        time: UnixMs(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |t| t.as_millis() as u64),
+        ),
         flow: FlowRef {
             proto: IpProto::Tcp,
             direction: Direction::Outbound,
@@ -359,7 +402,9 @@ mod test {
         let alerts: Vec<Alert> = (0..20).map(|n| synthetic_alert(3, n)).collect();
         for a in &alerts {
             a.validate().expect("valid");
-            let IpAddr::V4(ip) = a.flow.internal_ip else { panic!("v4") };
+            let IpAddr::V4(ip) = a.flow.internal_ip else {
+                panic!("v4")
+            };
             assert_eq!(ip.octets()[..2], [198, 18]);
         }
         let major = alerts

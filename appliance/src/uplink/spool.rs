@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use protocol::Validate;
 use protocol::messages::{Event, SeqEvent};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 
 /// Default bound of a spool, in events.
 pub const DEFAULT_MAX_EVENTS: u64 = 1_000_000;
@@ -40,8 +42,12 @@ const NEXT_SEQ: &str = "next_seq";
 /// for duplicates. Starting from the clock keeps the numbers increasing across such restarts
 /// as long as a device averages less than one event per microsecond.
 pub fn initial_seq() -> u64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(now.as_micros()).unwrap_or(u64::MAX / 2).max(1)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(now.as_micros())
+        .unwrap_or(u64::MAX / 2)
+        .max(1)
 }
 
 /// A spool operation failed.
@@ -154,9 +160,17 @@ impl RedbSpool {
         let path = state_dir.join(SPOOL_FILE);
         let db = Database::create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => SpoolError::InUse { path: path.clone() },
-            e => SpoolError::Db { path: path.clone(), cause: e.into() },
+            e => SpoolError::Db {
+                path: path.clone(),
+                cause: e.into(),
+            },
         })?;
-        let spool = RedbSpool { db, path, max_events: max_events.max(1), refused: AtomicU64::new(0) };
+        let spool = RedbSpool {
+            db,
+            path,
+            max_events: max_events.max(1),
+            refused: AtomicU64::new(0),
+        };
         // create both tables so that readers never see them missing
         spool.write(|txn| {
             txn.open_table(EVENTS)?;
@@ -175,11 +189,17 @@ impl RedbSpool {
     }
 
     fn db_err(&self, e: impl Into<redb::Error>) -> SpoolError {
-        SpoolError::Db { path: self.path.clone(), cause: e.into() }
+        SpoolError::Db {
+            path: self.path.clone(),
+            cause: e.into(),
+        }
     }
 
     /// Runs `f` in a durable write transaction and commits it.
-    fn write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>) -> Result<T, SpoolError> {
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, SpoolError> {
         self.write_with(Durability::Immediate, f)
     }
 
@@ -228,13 +248,18 @@ impl Spool for RedbSpool {
     fn pending(&self, after_seq: u64, max: usize) -> Result<Vec<SeqEvent>, SpoolError> {
         let txn = self.db.begin_read().map_err(|e| self.db_err(e))?;
         let table = txn.open_table(EVENTS).map_err(|e| self.db_err(e))?;
-        let Some(from) = after_seq.checked_add(1) else { return Ok(Vec::new()) };
+        let Some(from) = after_seq.checked_add(1) else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::with_capacity(max.min(1024));
         for entry in table.range(from..).map_err(|e| self.db_err(e))?.take(max) {
             let (seq, bytes) = entry.map_err(|e| self.db_err(e))?;
             let seq = seq.value();
-            let event = postcard::from_bytes::<Event>(bytes.value())
-                .map_err(|e| SpoolError::Corrupt { seq, reason: e.to_string() })?;
+            let event =
+                postcard::from_bytes::<Event>(bytes.value()).map_err(|e| SpoolError::Corrupt {
+                    seq,
+                    reason: e.to_string(),
+                })?;
             out.push(SeqEvent { seq, event });
         }
         Ok(out)
@@ -278,13 +303,22 @@ impl Spool for RedbSpool {
 }
 
 /// Counts and reports the events that did not fit.
-fn finish_append(wanted: usize, stored: usize, max_events: u64, refused: &AtomicU64) -> Result<(), SpoolError> {
+fn finish_append(
+    wanted: usize,
+    stored: usize,
+    max_events: u64,
+    refused: &AtomicU64,
+) -> Result<(), SpoolError> {
     if stored == wanted {
         return Ok(());
     }
     let n = wanted - stored;
     refused.fetch_add(n as u64, Ordering::Relaxed);
-    Err(SpoolError::Full { stored, refused: n, max_events })
+    Err(SpoolError::Full {
+        stored,
+        refused: n,
+        max_events,
+    })
 }
 
 /// A spool in memory: same semantics, no durability. For load tests.
@@ -303,7 +337,10 @@ impl MemorySpool {
     /// An empty spool holding at most `max_events`.
     pub fn new(max_events: u64) -> MemorySpool {
         MemorySpool {
-            inner: Mutex::new(MemoryInner { events: BTreeMap::new(), next_seq: initial_seq() }),
+            inner: Mutex::new(MemoryInner {
+                events: BTreeMap::new(),
+                next_seq: initial_seq(),
+            }),
             max_events: max_events.max(1),
             refused: AtomicU64::new(0),
         }
@@ -333,13 +370,18 @@ impl Spool for MemorySpool {
     }
 
     fn pending(&self, after_seq: u64, max: usize) -> Result<Vec<SeqEvent>, SpoolError> {
-        let Some(from) = after_seq.checked_add(1) else { return Ok(Vec::new()) };
+        let Some(from) = after_seq.checked_add(1) else {
+            return Ok(Vec::new());
+        };
         let inner = self.lock();
         Ok(inner
             .events
             .range(from..)
             .take(max)
-            .map(|(seq, event)| SeqEvent { seq: *seq, event: event.clone() })
+            .map(|(seq, event)| SeqEvent {
+                seq: *seq,
+                event: event.clone(),
+            })
             .collect())
     }
 
@@ -356,7 +398,10 @@ impl Spool for MemorySpool {
 
     fn discard(&self, seqs: &[u64]) -> Result<u64, SpoolError> {
         let mut inner = self.lock();
-        Ok(seqs.iter().filter(|s| inner.events.remove(s).is_some()).count() as u64)
+        Ok(seqs
+            .iter()
+            .filter(|s| inner.events.remove(s).is_some())
+            .count() as u64)
     }
 
     fn len(&self) -> Result<u64, SpoolError> {
@@ -378,7 +423,9 @@ mod test {
     use crate::uplink::testutil::{TempDir, sample_alert};
 
     fn events(n: usize) -> Vec<Event> {
-        (0..n).map(|i| Event::Alert(sample_alert(i as u32))).collect()
+        (0..n)
+            .map(|i| Event::Alert(sample_alert(i as u32)))
+            .collect()
     }
 
     fn seqs(v: &[SeqEvent]) -> Vec<u64> {
@@ -397,14 +444,22 @@ mod test {
         assert_eq!(seqs(&spool.pending(s + 1, 2).unwrap()), [s + 2, s + 3]);
         assert_eq!(spool.pending(s, 1).unwrap()[0].event, events(2)[1]);
         assert_eq!(spool.ack(s + 2).unwrap(), 3);
-        assert_eq!(spool.ack(s + 2).unwrap(), 0, "a repeated ack removes nothing");
+        assert_eq!(
+            spool.ack(s + 2).unwrap(),
+            0,
+            "a repeated ack removes nothing"
+        );
         assert_eq!(spool.ack(s - 1).unwrap(), 0, "an older ack removes nothing");
         assert_eq!(seqs(&spool.pending(0, 10).unwrap()), [s + 3, s + 4]);
         assert_eq!(spool.len().unwrap(), 2);
         assert_eq!(spool.discard(&[s + 4, s + 99]).unwrap(), 1);
         assert_eq!(spool.ack(u64::MAX).unwrap(), 1);
         assert!(spool.is_empty().unwrap());
-        assert_eq!(spool.append_batch(&events(1)).unwrap(), (s + 5, s + 5), "numbers are never reused");
+        assert_eq!(
+            spool.append_batch(&events(1)).unwrap(),
+            (s + 5, s + 5),
+            "numbers are never reused"
+        );
     }
 
     #[test]
@@ -429,7 +484,11 @@ mod test {
         };
         {
             let spool = RedbSpool::open(dir.path(), 100).unwrap();
-            assert_eq!(seqs(&spool.pending(0, 10).unwrap()), [s + 2, s + 3], "unacked events survive");
+            assert_eq!(
+                seqs(&spool.pending(0, 10).unwrap()),
+                [s + 2, s + 3],
+                "unacked events survive"
+            );
             spool.ack(s + 3).unwrap();
         }
         let spool = RedbSpool::open(dir.path(), 100).unwrap();
@@ -442,9 +501,16 @@ mod test {
         let a = MemorySpool::new(10).append_batch(&events(3)).unwrap().1;
         std::thread::sleep(std::time::Duration::from_millis(2));
         let dir = TempDir::new("spool-new");
-        let b = RedbSpool::open(dir.path(), 10).unwrap().append_batch(&events(1)).unwrap().0;
+        let b = RedbSpool::open(dir.path(), 10)
+            .unwrap()
+            .append_batch(&events(1))
+            .unwrap()
+            .0;
         assert!(b > a, "{b} > {a}");
-        assert!(initial_seq() > 1_600_000_000_000_000, "microseconds since the epoch");
+        assert!(
+            initial_seq() > 1_600_000_000_000_000,
+            "microseconds since the epoch"
+        );
     }
 
     #[test]
@@ -455,14 +521,25 @@ mod test {
         for spool in [&redb as &dyn Spool, &mem] {
             let (s, _) = spool.append_batch(&events(2)).unwrap();
             match spool.append_batch(&events(3)) {
-                Err(SpoolError::Full { stored: 1, refused: 2, max_events: 3 }) => {}
+                Err(SpoolError::Full {
+                    stored: 1,
+                    refused: 2,
+                    max_events: 3,
+                }) => {}
                 other => panic!("expected Full, got {other:?}"),
             }
-            assert!(matches!(spool.append_batch(&events(1)), Err(SpoolError::Full { refused: 1, .. })));
+            assert!(matches!(
+                spool.append_batch(&events(1)),
+                Err(SpoolError::Full { refused: 1, .. })
+            ));
             assert_eq!(spool.refused(), 3);
             assert_eq!(spool.len().unwrap(), 3);
             spool.ack(s).unwrap();
-            assert_eq!(spool.append_batch(&events(1)).unwrap(), (s + 3, s + 3), "room again after an ack");
+            assert_eq!(
+                spool.append_batch(&events(1)).unwrap(),
+                (s + 3, s + 3),
+                "room again after an ack"
+            );
         }
     }
 
@@ -474,7 +551,10 @@ mod test {
             sig.metadata = vec![sig.metadata[0].clone(); protocol::limits::MAX_METADATA + 1];
         }
         let batch = [Event::Alert(sample_alert(0)), Event::Alert(alert)];
-        assert!(matches!(spool.append_batch(&batch), Err(SpoolError::Invalid { index: 1, .. })));
+        assert!(matches!(
+            spool.append_batch(&batch),
+            Err(SpoolError::Invalid { index: 1, .. })
+        ));
         assert!(spool.is_empty().unwrap());
     }
 
@@ -482,6 +562,9 @@ mod test {
     fn second_open_of_the_same_spool_is_refused() {
         let dir = TempDir::new("spool-lock");
         let _first = RedbSpool::open(dir.path(), 10).unwrap();
-        assert!(matches!(RedbSpool::open(dir.path(), 10), Err(SpoolError::InUse { .. })));
+        assert!(matches!(
+            RedbSpool::open(dir.path(), 10),
+            Err(SpoolError::InUse { .. })
+        ));
     }
 }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protocol::messages::{
-    ACTIVATION_DEVICE, Ack, Activated, Command, CommandKind, DeviceId, Event, HelloAck, Pem, RefuseReason, Refused,
+    ACTIVATION_DEVICE, Ack, Activated, Command, CommandKind, DeviceId, Event, HelloAck, Pem,
+    RefuseReason, Refused,
 };
 use protocol::{DownMsg, FrameDecoder, PROTOCOL_VERSION, UpMsg, encode_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,7 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use super::activate::{ActivateError, ActivateOptions, activate};
-use super::identity::{CERT_FILE, CLOUD_CA_FILE, IdentityError, KEY_FILE, StateDir, StoredIdentity};
+use super::identity::{
+    CERT_FILE, CLOUD_CA_FILE, IdentityError, KEY_FILE, StateDir, StoredIdentity,
+};
 use super::spool::{MemorySpool, RedbSpool, Spool};
 use super::testutil::{TempDir, TestPki, sample_alert};
 use super::tls::CloudAddr;
@@ -31,7 +34,11 @@ impl Conn {
     async fn recv(&mut self) -> Option<UpMsg> {
         let mut buf = [0u8; 16 * 1024];
         loop {
-            if let Some(msg) = self.decoder.next_frame::<UpMsg>().expect("valid frame from the appliance") {
+            if let Some(msg) = self
+                .decoder
+                .next_frame::<UpMsg>()
+                .expect("valid frame from the appliance")
+            {
                 return Some(msg);
             }
             match self.stream.read(&mut buf).await {
@@ -65,7 +72,10 @@ impl Conn {
     async fn hello(&mut self) -> String {
         match self.recv().await {
             Some(UpMsg::Hello(h)) => {
-                assert_eq!((h.version, h.min_version), (PROTOCOL_VERSION, protocol::MIN_COMPATIBLE_VERSION));
+                assert_eq!(
+                    (h.version, h.min_version),
+                    (PROTOCOL_VERSION, protocol::MIN_COMPATIBLE_VERSION)
+                );
                 h.device.to_string()
             }
             other => panic!("expected Hello, got {other:?}"),
@@ -73,7 +83,10 @@ impl Conn {
     }
 
     async fn hello_ack(&mut self) {
-        self.send(DownMsg::HelloAck(HelloAck { version: PROTOCOL_VERSION })).await;
+        self.send(DownMsg::HelloAck(HelloAck {
+            version: PROTOCOL_VERSION,
+        }))
+        .await;
     }
 }
 
@@ -89,9 +102,19 @@ where
     let script = Arc::new(script);
     tokio::spawn(async move {
         for n in 0.. {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let Ok(stream) = acceptor.accept(tcp).await else { continue };
-            tokio::spawn(script(n, Conn { stream, decoder: FrameDecoder::new() }));
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            tokio::spawn(script(
+                n,
+                Conn {
+                    stream,
+                    decoder: FrameDecoder::new(),
+                },
+            ));
         }
     });
     port
@@ -145,8 +168,12 @@ async fn activation_sends_a_csr_without_client_cert_and_stores_the_identity() {
             let device = conn.hello().await;
             let has_cert = conn.has_client_cert();
             conn.hello_ack().await;
-            let Some(UpMsg::Activate(act)) = conn.recv().await else { panic!("expected Activate") };
-            seen.lock().unwrap().push((device, has_cert, act.code.to_string()));
+            let Some(UpMsg::Activate(act)) = conn.recv().await else {
+                panic!("expected Activate")
+            };
+            seen.lock()
+                .unwrap()
+                .push((device, has_cert, act.code.to_string()));
             let reply = if act.code == "GOOD-CODE" {
                 DownMsg::Activated(Activated {
                     device: DeviceId::new("MM-000042").unwrap(),
@@ -154,7 +181,9 @@ async fn activation_sends_a_csr_without_client_cert_and_stores_the_identity() {
                     ca_pem: Pem::new(pki.ca_pem()).unwrap(),
                 })
             } else {
-                DownMsg::Refused(Refused { reason: RefuseReason::Other("unknown activation code".try_into().unwrap()) })
+                DownMsg::Refused(Refused {
+                    reason: RefuseReason::Other("unknown activation code".try_into().unwrap()),
+                })
             };
             conn.send(reply).await;
         }
@@ -176,25 +205,45 @@ async fn activation_sends_a_csr_without_client_cert_and_stores_the_identity() {
     };
     let device = activate(&opts).await.expect("activation");
     assert_eq!(device.as_str(), "MM-000042");
-    assert_eq!(*seen.lock().unwrap(), [(ACTIVATION_DEVICE.to_string(), false, "GOOD-CODE".to_string())]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(
+            ACTIVATION_DEVICE.to_string(),
+            false,
+            "GOOD-CODE".to_string()
+        )]
+    );
     let state = StateDir::new(&state_dir);
     for f in [KEY_FILE, CERT_FILE, CLOUD_CA_FILE] {
         assert!(state.file(f).is_file(), "{f}");
     }
     let id = state.read_identity_file().unwrap();
-    assert_eq!((id.device.as_str(), id.cloud.as_str()), ("MM-000042", format!("localhost:{port}").as_str()));
+    assert_eq!(
+        (id.device.as_str(), id.cloud.as_str()),
+        ("MM-000042", format!("localhost:{port}").as_str())
+    );
     state.load(None).expect("the stored identity loads");
 
     // a second activation is refused before anything is sent
     let e = activate(&opts).await.unwrap_err();
-    assert!(matches!(e, ActivateError::Identity(IdentityError::AlreadyActivated { .. })), "{e}");
+    assert!(
+        matches!(
+            e,
+            ActivateError::Identity(IdentityError::AlreadyActivated { .. })
+        ),
+        "{e}"
+    );
     assert_eq!(seen.lock().unwrap().len(), 1);
 
     // a refused code names the reason and leaves the identity alone
     opts.force = true;
     opts.code = "WRONG".into();
     let e = activate(&opts).await.unwrap_err();
-    assert!(e.to_string().contains("refused the activation: unknown activation code"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("refused the activation: unknown activation code"),
+        "{e}"
+    );
     assert_eq!(state.read_identity_file().unwrap().device, "MM-000042");
 }
 
@@ -220,7 +269,11 @@ async fn unacked_events_are_resent_after_a_drop_and_acked_events_leave_the_spool
                 }
                 return;
             }
-            conn.send(DownMsg::Command(Command { id: 7, cmd: CommandKind::Reboot })).await;
+            conn.send(DownMsg::Command(Command {
+                id: 7,
+                cmd: CommandKind::Reboot,
+            }))
+            .await;
             while let Some(msg) = conn.recv().await {
                 if let Some(last) = seqs(&msg).last().copied() {
                     conn.send(DownMsg::Ack(Ack { upto_seq: last })).await;
@@ -246,16 +299,45 @@ async fn unacked_events_are_resent_after_a_drop_and_acked_events_leave_the_spool
     assert_eq!(spool.len().unwrap(), 0);
 
     let deadline = Instant::now() + Duration::from_secs(2);
-    while !log.lock().unwrap().iter().any(|(_, m)| matches!(m, UpMsg::CommandResult(_))) && Instant::now() < deadline {
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, m)| matches!(m, UpMsg::CommandResult(_)))
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let log = log.lock().unwrap().clone();
-    let first: Vec<u64> = log.iter().filter(|(n, _)| *n == 0).flat_map(|(_, m)| seqs(m)).collect();
-    let second: Vec<u64> = log.iter().filter(|(n, _)| *n == 1).flat_map(|(_, m)| seqs(m)).collect();
-    assert_eq!(first.first(), Some(&s), "the first connection starts with the oldest event: {first:?}");
-    assert!(first.len() <= 3, "batches hold at most batch_max events: {first:?}");
-    assert_eq!(second, (s..s + 8).collect::<Vec<_>>(), "everything unacked is sent again, in order");
-    assert!(log.iter().any(|(n, m)| *n == 1 && matches!(m, UpMsg::Heartbeat(_))), "heartbeat right after the handshake");
+    let first: Vec<u64> = log
+        .iter()
+        .filter(|(n, _)| *n == 0)
+        .flat_map(|(_, m)| seqs(m))
+        .collect();
+    let second: Vec<u64> = log
+        .iter()
+        .filter(|(n, _)| *n == 1)
+        .flat_map(|(_, m)| seqs(m))
+        .collect();
+    assert_eq!(
+        first.first(),
+        Some(&s),
+        "the first connection starts with the oldest event: {first:?}"
+    );
+    assert!(
+        first.len() <= 3,
+        "batches hold at most batch_max events: {first:?}"
+    );
+    assert_eq!(
+        second,
+        (s..s + 8).collect::<Vec<_>>(),
+        "everything unacked is sent again, in order"
+    );
+    assert!(
+        log.iter()
+            .any(|(n, m)| *n == 1 && matches!(m, UpMsg::Heartbeat(_))),
+        "heartbeat right after the handshake"
+    );
     let result = log.iter().find_map(|(_, m)| match m {
         UpMsg::CommandResult(r) => Some(r.clone()),
         _ => None,
@@ -266,7 +348,10 @@ async fn unacked_events_are_resent_after_a_drop_and_acked_events_leave_the_spool
 
     let c = handle.snapshot().await;
     assert_eq!((c.events_acked, c.events_spooled, c.spool_len), (8, 3, 0));
-    assert!(c.reconnects >= 1 && c.sessions >= 2 && c.errors >= 1, "{c:?}");
+    assert!(
+        c.reconnects >= 1 && c.sessions >= 2 && c.errors >= 1,
+        "{c:?}"
+    );
     assert!(c.events_sent >= 8 + first.len() as u64, "{c:?}");
     assert_eq!(c.commands_refused, 1);
     uplink.shutdown().await;
@@ -282,7 +367,10 @@ async fn in_flight_batches_are_bounded() {
         async move {
             conn.hello().await;
             conn.hello_ack().await;
-            assert!(matches!(conn.recv().await, Some(UpMsg::Heartbeat(_))), "a heartbeat comes first");
+            assert!(
+                matches!(conn.recv().await, Some(UpMsg::Heartbeat(_))),
+                "a heartbeat comes first"
+            );
             let mut last = 0;
             for _ in 0..2 {
                 let msg = conn.recv_no_heartbeat().await.unwrap();
@@ -290,8 +378,12 @@ async fn in_flight_batches_are_bounded() {
                 got.lock().unwrap().extend(seqs(&msg));
             }
             // with two batches unacked, nothing more may come
-            let more = tokio::time::timeout(Duration::from_millis(150), conn.recv_no_heartbeat()).await;
-            assert!(more.is_err(), "a third batch arrived before any ack: {more:?}");
+            let more =
+                tokio::time::timeout(Duration::from_millis(150), conn.recv_no_heartbeat()).await;
+            assert!(
+                more.is_err(),
+                "a third batch arrived before any ack: {more:?}"
+            );
             conn.send(DownMsg::Ack(Ack { upto_seq: last })).await;
             while let Some(msg) = conn.recv_no_heartbeat().await {
                 if let Some(last) = seqs(&msg).last().copied() {
@@ -310,7 +402,11 @@ async fn in_flight_batches_are_bounded() {
     opts.batch_max = 1;
     opts.max_in_flight = 2;
     let uplink = Uplink::spawn(opts, spool);
-    uplink.handle().drain(Duration::from_secs(5)).await.expect("drained");
+    uplink
+        .handle()
+        .drain(Duration::from_secs(5))
+        .await
+        .expect("drained");
     assert_eq!(*got.lock().unwrap(), (s..s + 6).collect::<Vec<_>>());
     uplink.shutdown().await;
 }
@@ -325,7 +421,11 @@ async fn refusals_back_off_and_unknown_device_stops_retrying() {
         async move {
             conn.hello().await;
             times.lock().unwrap().push(Instant::now());
-            let reason = if n < 3 { RefuseReason::Busy } else { RefuseReason::UnknownDevice };
+            let reason = if n < 3 {
+                RefuseReason::Busy
+            } else {
+                RefuseReason::UnknownDevice
+            };
             conn.send(DownMsg::Refused(Refused { reason })).await;
         }
     })
@@ -348,7 +448,10 @@ async fn refusals_back_off_and_unknown_device_stops_retrying() {
         assert!(w[1] - w[0] >= min, "gap {i}: {:?} < {min:?}", w[1] - w[0]);
     }
     let c = handle.snapshot().await;
-    assert_eq!((c.refusals, c.reconnects, c.errors, c.events_acked), (4, 3, 4, 0));
+    assert_eq!(
+        (c.refusals, c.reconnects, c.errors, c.events_acked),
+        (4, 3, 4, 0)
+    );
     assert!(c.stopped.is_some());
     uplink.shutdown().await;
 }
@@ -374,11 +477,18 @@ async fn an_untrusted_cloud_is_not_sent_anything() {
     let spool = Arc::new(MemorySpool::new(100));
     spool.append_batch(&alerts(0..1)).unwrap();
     let uplink = Uplink::spawn(fast_options(&id), spool);
-    let e = uplink.handle().drain(Duration::from_millis(300)).await.unwrap_err();
+    let e = uplink
+        .handle()
+        .drain(Duration::from_millis(300))
+        .await
+        .unwrap_err();
     assert!(matches!(e, DrainError::Timeout { left: 1, .. }), "{e}");
     let c = uplink.handle().counters();
     assert!(c.errors >= 1 && c.sessions == 0, "{c:?}");
-    assert!(c.last_error.as_deref().unwrap_or("").contains("TLS"), "{c:?}");
+    assert!(
+        c.last_error.as_deref().unwrap_or("").contains("TLS"),
+        "{c:?}"
+    );
     assert_eq!(hellos.load(std::sync::atomic::Ordering::Relaxed), 0);
     uplink.shutdown().await;
 }
@@ -409,7 +519,11 @@ async fn a_refused_device_certificate_is_reported_as_refused() {
     let spool = Arc::new(MemorySpool::new(10));
     spool.append_batch(&alerts(0..1)).unwrap();
     let uplink = Uplink::spawn(fast_options(&id), spool);
-    let e = uplink.handle().drain(Duration::from_millis(300)).await.unwrap_err();
+    let e = uplink
+        .handle()
+        .drain(Duration::from_millis(300))
+        .await
+        .unwrap_err();
     assert!(matches!(e, DrainError::Timeout { left: 1, .. }), "{e}");
     let c = uplink.handle().counters();
     let last = c.last_error.clone().unwrap_or_default();
@@ -440,10 +554,17 @@ async fn a_silent_cloud_is_left_after_the_ack_timeout_but_an_idle_session_is_not
     opts.ack_timeout = Duration::from_millis(200);
     let uplink = Uplink::spawn(opts, spool);
     let handle = uplink.handle();
-    handle.drain(Duration::from_secs(5)).await.expect("drained after a reconnect");
+    handle
+        .drain(Duration::from_secs(5))
+        .await
+        .expect("drained after a reconnect");
     let c = handle.counters();
     assert_eq!((c.errors, c.sessions), (1, 2), "{c:?}");
-    assert!(c.last_error.unwrap_or_default().contains("no acknowledgement"));
+    assert!(
+        c.last_error
+            .unwrap_or_default()
+            .contains("no acknowledgement")
+    );
     // idle for longer than the ack timeout, then send: the clock starts with the send
     tokio::time::sleep(Duration::from_millis(400)).await;
     handle.send(alerts(1..2)).await.unwrap();

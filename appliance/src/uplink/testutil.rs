@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use protocol::bounded::{MetaValue, Name, Text};
-use protocol::messages::{Action, Alert, Detection, Direction, FlowRef, IpProto, Mac, MetaPair, Signature, UnixMs};
+use protocol::messages::{
+    Action, Alert, Detection, Direction, FlowRef, IpProto, Mac, MetaPair, Signature, UnixMs,
+};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
@@ -22,7 +24,9 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         let dir = std::env::temp_dir().join(format!(
             "mimamori-{tag}-{}-{}-{nanos}",
             std::process::id(),
@@ -63,7 +67,10 @@ pub fn sample_alert(i: u32) -> Alert {
             msg: Text::truncated("ET MALWARE test"),
             classtype: Some(Name::truncated("trojan-activity")),
             severity: 1,
-            metadata: vec![MetaPair { key: Name::truncated("signature_severity"), value: MetaValue::truncated("Major") }],
+            metadata: vec![MetaPair {
+                key: Name::truncated("signature_severity"),
+                value: MetaValue::truncated("Major"),
+            }],
         }),
         url: None,
         sni: None,
@@ -84,10 +91,16 @@ impl TestPki {
         let ca_key = KeyPair::generate().expect("key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params.distinguished_name = DistinguishedName::new();
-        ca_params.distinguished_name.push(DnType::CommonName, "Mimamori test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Mimamori test CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca_pem = ca_params.self_signed(&ca_key).expect("ca").pem();
-        TestPki { ca_params, ca_key, ca_pem }
+        TestPki {
+            ca_params,
+            ca_key,
+            ca_pem,
+        }
     }
 
     pub fn ca_pem(&self) -> String {
@@ -101,7 +114,9 @@ impl TestPki {
     /// Signs a CSR for `device` (what the cloud does at activation).
     pub fn sign_csr(&self, csr_pem: &str, device: &str) -> String {
         let mut csr = CertificateSigningRequestParams::from_pem(csr_pem).expect("valid CSR");
-        csr.params.distinguished_name.push(DnType::CommonName, device);
+        csr.params
+            .distinguished_name
+            .push(DnType::CommonName, device);
         csr.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         csr.signed_by(&self.issuer()).expect("sign").pem()
     }
@@ -120,15 +135,19 @@ impl TestPki {
     /// checked against the CA when presented.
     pub fn server_config(&self) -> Arc<ServerConfig> {
         let key = KeyPair::generate().expect("key");
-        let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("params");
+        let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("params");
         let cert = params.signed_by(&key, &self.issuer()).expect("sign");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).expect("ca der")).expect("root");
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-            .allow_unauthenticated()
-            .build()
-            .expect("verifier");
+        roots
+            .add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).expect("ca der"))
+            .expect("root");
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .allow_unauthenticated()
+                .build()
+                .expect("verifier");
         let config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("tls13")

@@ -34,10 +34,16 @@ pub struct CloudAddr {
 impl CloudAddr {
     /// Parses `host:port`, `1.2.3.4:port` or `[v6]:port`.
     pub fn parse(s: &str) -> Result<CloudAddr, AddrError> {
-        let err = |problem| AddrError { addr: s.to_string(), problem };
+        let err = |problem| AddrError {
+            addr: s.to_string(),
+            problem,
+        };
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (host, port) = rest.split_once(']').ok_or_else(|| err("missing `]`"))?;
-            (host, port.strip_prefix(':').ok_or_else(|| err("missing port"))?)
+            (
+                host,
+                port.strip_prefix(':').ok_or_else(|| err("missing port"))?,
+            )
         } else {
             s.rsplit_once(':').ok_or_else(|| err("missing port"))?
         };
@@ -47,10 +53,16 @@ impl CloudAddr {
         if host.contains(':') && !s.starts_with('[') {
             return Err(err("an IPv6 address needs brackets: [addr]:port"));
         }
-        let port = port.parse::<u16>().map_err(|_| err("port is not a number 0-65535"))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| err("port is not a number 0-65535"))?;
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| err("host is not a valid DNS name or IP address"))?;
-        Ok(CloudAddr { host: host.to_string(), port, name })
+        Ok(CloudAddr {
+            host: host.to_string(),
+            port,
+            name,
+        })
     }
 
     /// DNS name or IP literal (IPv6 without brackets).
@@ -112,16 +124,24 @@ pub fn install_provider() {
 
 /// Reads a file for TLS setup.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|cause| TlsError::Read { path: path.into(), cause })
+    std::fs::read(path).map_err(|cause| TlsError::Read {
+        path: path.into(),
+        cause,
+    })
 }
 
 /// Trust anchors from PEM text (every certificate in it); `what` names the source in errors.
 pub fn roots_from_pem(pem: &[u8], what: &Path) -> Result<RootCertStore, TlsError> {
-    let bad = |problem: String| TlsError::Pem { path: what.into(), problem };
+    let bad = |problem: String| TlsError::Pem {
+        path: what.into(),
+        problem,
+    };
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| bad(format!("bad PEM: {e}")))?;
-        roots.add(cert).map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
     }
     if roots.is_empty() {
         return Err(bad("no CERTIFICATE in the file".into()));
@@ -138,12 +158,20 @@ pub fn client_identity(
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let certs = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem { path: cert_path.into(), problem: format!("bad PEM: {e}") })?;
+        .map_err(|e| TlsError::Pem {
+            path: cert_path.into(),
+            problem: format!("bad PEM: {e}"),
+        })?;
     if certs.is_empty() {
-        return Err(TlsError::Pem { path: cert_path.into(), problem: "no CERTIFICATE in the file".into() });
+        return Err(TlsError::Pem {
+            path: cert_path.into(),
+            problem: "no CERTIFICATE in the file".into(),
+        });
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| TlsError::Pem { path: key_path.into(), problem: format!("no usable private key: {e}") })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem {
+        path: key_path.into(),
+        problem: format!("no usable private key: {e}"),
+    })?;
     Ok((certs, key))
 }
 
@@ -164,17 +192,32 @@ pub fn client_config(
 }
 
 /// Opens TCP and runs the TLS handshake, each bounded by `timeout`.
-pub async fn connect(addr: &CloudAddr, config: Arc<ClientConfig>, timeout: Duration) -> Result<TlsStream<TcpStream>, ConnError> {
+pub async fn connect(
+    addr: &CloudAddr,
+    config: Arc<ClientConfig>,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, ConnError> {
     let name = addr.to_string();
     let tcp = tokio::time::timeout(timeout, TcpStream::connect((addr.host.as_str(), addr.port)))
         .await
-        .map_err(|_| ConnError::Timeout { addr: name.clone(), what: "connecting", secs: timeout.as_secs() })?
-        .map_err(|cause| ConnError::Connect { addr: name.clone(), cause })?;
+        .map_err(|_| ConnError::Timeout {
+            addr: name.clone(),
+            what: "connecting",
+            secs: timeout.as_secs(),
+        })?
+        .map_err(|cause| ConnError::Connect {
+            addr: name.clone(),
+            cause,
+        })?;
     tcp.set_nodelay(true).ok();
     let connector = TlsConnector::from(config);
     tokio::time::timeout(timeout, connector.connect(addr.server_name(), tcp))
         .await
-        .map_err(|_| ConnError::Timeout { addr: name.clone(), what: "in the TLS handshake", secs: timeout.as_secs() })?
+        .map_err(|_| ConnError::Timeout {
+            addr: name.clone(),
+            what: "in the TLS handshake",
+            secs: timeout.as_secs(),
+        })?
         .map_err(|cause| ConnError::Tls { addr: name, cause })
 }
 
@@ -189,8 +232,18 @@ mod test {
         assert!(matches!(a.server_name(), ServerName::IpAddress(_)));
         let a = CloudAddr::parse("[::1]:443").unwrap();
         assert_eq!((a.host(), a.to_string()), ("::1", "[::1]:443".to_string()));
-        assert!(matches!(CloudAddr::parse("localhost:1").unwrap().server_name(), ServerName::DnsName(_)));
-        for bad in ["localhost", ":443", "host:x", "::1:443", "[::1]443", "a b:1"] {
+        assert!(matches!(
+            CloudAddr::parse("localhost:1").unwrap().server_name(),
+            ServerName::DnsName(_)
+        ));
+        for bad in [
+            "localhost",
+            ":443",
+            "host:x",
+            "::1:443",
+            "[::1]443",
+            "a b:1",
+        ] {
             assert!(CloudAddr::parse(bad).is_err(), "{bad}");
         }
     }

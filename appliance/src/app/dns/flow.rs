@@ -33,7 +33,10 @@ pub struct DnsFlow {
 
 impl DnsFlow {
     pub fn new(tcp: bool) -> DnsFlow {
-        DnsFlow { tcp: tcp.then(Default::default), ..Default::default() }
+        DnsFlow {
+            tcp: tcp.then(Default::default),
+            ..Default::default()
+        }
     }
 
     pub fn feed(&mut self, to_server: bool, data: &[u8]) {
@@ -68,7 +71,11 @@ impl DnsFlow {
                 tx.add(Buffer::DnsResponseRrname, q.name.clone());
             }
         }
-        for (sec, b) in [(&msg.answers, Buffer::DnsAnswersRrname), (&msg.authorities, Buffer::DnsAuthoritiesRrname), (&msg.additionals, Buffer::DnsAdditionalsRrname)] {
+        for (sec, b) in [
+            (&msg.answers, Buffer::DnsAnswersRrname),
+            (&msg.authorities, Buffer::DnsAuthoritiesRrname),
+            (&msg.additionals, Buffer::DnsAdditionalsRrname),
+        ] {
             for r in sec {
                 tx.add(b, r.name.clone());
                 if resp {
@@ -116,7 +123,12 @@ impl DnsFlow {
 
     /// The EVE `dns` object of a transaction.
     pub fn meta(&self, tx: &Tx) -> DnsMeta {
-        match self.txs.iter().position(|t| t.id == tx.id).and_then(|i| self.msgs.get(i)) {
+        match self
+            .txs
+            .iter()
+            .position(|t| t.id == tx.id)
+            .and_then(|i| self.msgs.get(i))
+        {
             Some(m) => meta(m),
             None => DnsMeta::default(),
         }
@@ -157,7 +169,12 @@ pub fn meta(m: &DnsMessage) -> DnsMeta {
         answers: m
             .answers
             .iter()
-            .map(|r| DnsAnswer { rrname: super::name_to_string(&r.name), rrtype: rrtype_name(r.rrtype).to_string(), ttl: r.ttl, rdata: rdata_text(r) })
+            .map(|r| DnsAnswer {
+                rrname: super::name_to_string(&r.name),
+                rrtype: rrtype_name(r.rrtype).to_string(),
+                ttl: r.ttl,
+                rdata: rdata_text(r),
+            })
             .collect(),
     }
 }

@@ -31,7 +31,8 @@ impl<'a> Cursor<'a> {
     }
 
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
 
@@ -39,7 +40,10 @@ impl<'a> Cursor<'a> {
 pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, DnsError> {
     let mut c = Cursor { msg: buf, pos: 0 };
     let header = parse_header(&mut c).ok_or(DnsError::ShortHeader)?;
-    let mut m = DnsMessage { header, ..DnsMessage::default() };
+    let mut m = DnsMessage {
+        header,
+        ..DnsMessage::default()
+    };
     let qd = usize::from(header.qdcount);
     for _ in 0..qd {
         let q = parse_query(&mut c)?;
@@ -97,7 +101,11 @@ fn parse_header(c: &mut Cursor) -> Option<Header> {
 fn parse_query(c: &mut Cursor) -> Result<Query, DnsError> {
     let name = parse_name(c, Section::Question)?;
     let trunc = DnsError::Truncated(Section::Question);
-    Ok(Query { name, rrtype: c.u16().ok_or(trunc)?, rrclass: c.u16().ok_or(trunc)? })
+    Ok(Query {
+        name,
+        rrtype: c.u16().ok_or(trunc)?,
+        rrclass: c.u16().ok_or(trunc)?,
+    })
 }
 
 fn parse_record(c: &mut Cursor, section: Section) -> Result<Record, DnsError> {
@@ -110,15 +118,30 @@ fn parse_record(c: &mut Cursor, section: Section) -> Result<Record, DnsError> {
     let start = c.pos;
     let data = c.take(len).ok_or(trunc)?;
     let rdata = parse_rdata(c.msg, start, data, rrtype, section)?;
-    Ok(Record { name, rrtype, rrclass, ttl, rdata })
+    Ok(Record {
+        name,
+        rrtype,
+        rrclass,
+        ttl,
+        rdata,
+    })
 }
 
 /// Record data `data`, which starts at `start` in `msg` (names in it may point back).
-fn parse_rdata(msg: &[u8], start: usize, data: &[u8], rrtype: u16, section: Section) -> Result<Rdata, DnsError> {
+fn parse_rdata(
+    msg: &[u8],
+    start: usize,
+    data: &[u8],
+    rrtype: u16,
+    section: Section,
+) -> Result<Rdata, DnsError> {
     let bad = DnsError::BadRdata(section);
     // A sub-cursor over the message that must not read past the record data.
     let end = start + data.len();
-    let mut c = Cursor { msg: &msg[..end], pos: start };
+    let mut c = Cursor {
+        msg: &msg[..end],
+        pos: start,
+    };
     let rdata = match rrtype {
         TYPE_A => {
             let b: [u8; 4] = data.try_into().map_err(|_| bad)?;
@@ -133,7 +156,10 @@ fn parse_rdata(msg: &[u8], start: usize, data: &[u8], rrtype: u16, section: Sect
         TYPE_PTR => Rdata::Ptr(parse_name_in(&mut c, msg, section)?),
         TYPE_MX => {
             let preference = c.u16().ok_or(bad)?;
-            Rdata::Mx { preference, exchange: parse_name_in(&mut c, msg, section)? }
+            Rdata::Mx {
+                preference,
+                exchange: parse_name_in(&mut c, msg, section)?,
+            }
         }
         TYPE_SOA => {
             let mname = parse_name_in(&mut c, msg, section)?;
@@ -183,7 +209,12 @@ fn parse_name(c: &mut Cursor, section: Section) -> Result<Vec<u8>, DnsError> {
 
 /// Read the name at `pos` in `msg`, whose in-place part must end before `limit`.
 /// Returns the name (labels joined with '.') and the position after it in place.
-fn read_name(msg: &[u8], mut pos: usize, mut limit: usize, section: Section) -> Result<(Vec<u8>, usize), DnsError> {
+fn read_name(
+    msg: &[u8],
+    mut pos: usize,
+    mut limit: usize,
+    section: Section,
+) -> Result<(Vec<u8>, usize), DnsError> {
     let trunc = DnsError::Truncated(section);
     let mut name = Vec::new();
     let mut wire_len = 0usize;
@@ -201,7 +232,10 @@ fn read_name(msg: &[u8], mut pos: usize, mut limit: usize, section: Section) -> 
                 if wire_len + 1 > MAX_NAME_WIRE {
                     return Err(DnsError::NameTooLong);
                 }
-                let label = msg.get(pos + 1..pos + 1 + n).filter(|_| pos + 1 + n <= limit).ok_or(trunc)?;
+                let label = msg
+                    .get(pos + 1..pos + 1 + n)
+                    .filter(|_| pos + 1 + n <= limit)
+                    .ok_or(trunc)?;
                 if !name.is_empty() {
                     name.push(b'.');
                 }

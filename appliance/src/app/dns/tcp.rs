@@ -66,5 +66,6 @@ impl DnsTcp {
 }
 
 fn message_len(buf: &[u8]) -> Option<usize> {
-    buf.get(..PREFIX).map(|p| usize::from(u16::from_be_bytes([p[0], p[1]])))
+    buf.get(..PREFIX)
+        .map(|p| usize::from(u16::from_be_bytes([p[0], p[1]])))
 }

@@ -10,8 +10,7 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 const WIRESHARK_QUERY: &str = "180f010000010000000000000977697265736861726b036f72670000010001";
-const WIRESHARK_RESPONSE: &str =
-    "180f818000010001000000000977697265736861726b036f72670000010001c00c000100010000384000048079327a";
+const WIRESHARK_RESPONSE: &str = "180f818000010001000000000977697265736861726b036f72670000010001c00c000100010000384000048079327a";
 const NXDOMAIN_SOA: &str = "8b548183000100000001000006676d7230326302313601300c66686b666873646b6668736b0674756e\
 6e656c076578616d706c6503636f6d0000010001c02c00060001000005c3002c026e73056963616e6e036f726700036e6f6303646e73c04c78\
 67fabe00001c2000000e100012750000000e10";
@@ -24,7 +23,14 @@ fn test_parse_query_and_response() {
     let q = parse_message(&unhex(WIRESHARK_QUERY)).unwrap();
     assert_eq!(q.header.id, 0x180f);
     assert!(!q.header.qr && q.header.rd);
-    assert_eq!(q.queries, vec![Query { name: b"wireshark.org".to_vec(), rrtype: TYPE_A, rrclass: 1 }]);
+    assert_eq!(
+        q.queries,
+        vec![Query {
+            name: b"wireshark.org".to_vec(),
+            rrtype: TYPE_A,
+            rrclass: 1
+        }]
+    );
 
     let r = parse_message(&unhex(WIRESHARK_RESPONSE)).unwrap();
     assert!(r.header.qr && r.header.rd && r.header.ra);
@@ -33,28 +39,45 @@ fn test_parse_query_and_response() {
     let a = &r.answers[0];
     assert_eq!(a.name, b"wireshark.org"); // through the pointer to offset 12
     assert_eq!((a.ttl, rrtype_name(a.rrtype)), (14400, "A"));
-    assert_eq!(a.rdata, Rdata::Addr(IpAddr::V4(Ipv4Addr::new(128, 121, 50, 122))));
+    assert_eq!(
+        a.rdata,
+        Rdata::Addr(IpAddr::V4(Ipv4Addr::new(128, 121, 50, 122)))
+    );
 }
 
 #[test]
 fn test_parse_nxdomain_with_soa() {
     let m = parse_message(&unhex(NXDOMAIN_SOA)).unwrap();
     assert_eq!(rcode_name(m.header.rcode), "NXDOMAIN");
-    assert_eq!(m.queries[0].name, b"gmr02c.16.0.fhkfhsdkfhsk.tunnel.example.com");
+    assert_eq!(
+        m.queries[0].name,
+        b"gmr02c.16.0.fhkfhsdkfhsk.tunnel.example.com"
+    );
     assert_eq!(m.authorities.len(), 1);
     let soa = &m.authorities[0];
     assert_eq!(soa.name, b"example.com");
-    let Rdata::Soa(s) = &soa.rdata else { panic!("not SOA: {:?}", soa.rdata) };
+    let Rdata::Soa(s) = &soa.rdata else {
+        panic!("not SOA: {:?}", soa.rdata)
+    };
     assert_eq!(s.mname, b"ns.icann.org");
     assert_eq!(s.rname, b"noc.dns.icann.org");
-    assert_eq!((s.serial, s.refresh, s.retry, s.expire, s.minimum), (2020080318, 7200, 3600, 1209600, 3600));
+    assert_eq!(
+        (s.serial, s.refresh, s.retry, s.expire, s.minimum),
+        (2020080318, 7200, 3600, 1209600, 3600)
+    );
 }
 
 #[test]
 fn test_names_with_control_bytes_render_like_suricata() {
     let m = parse_message(&unhex(INVALID_CHARS)).unwrap();
-    assert_eq!(m.queries[0].name, b"www.allyourbasesare\x01\x02\x03ongto.cn");
-    assert_eq!(name_to_string(&m.answers[0].name), "www.allyourbasesare\u{1}\u{2}\u{3}ongto.cn");
+    assert_eq!(
+        m.queries[0].name,
+        b"www.allyourbasesare\x01\x02\x03ongto.cn"
+    );
+    assert_eq!(
+        name_to_string(&m.answers[0].name),
+        "www.allyourbasesare\u{1}\u{2}\u{3}ongto.cn"
+    );
     assert_eq!(name_to_string(b"a\xffb.\xc3\xa9"), "a\\xffb.\\xc3\\xa9");
     assert_eq!(name_to_string("é.jp".as_bytes()), "é.jp");
     assert_eq!(name_to_string(b""), "");
@@ -158,8 +181,14 @@ fn test_pointer_loop_and_bad_names_are_errors() {
 fn test_truncated_messages_are_errors_not_panics() {
     let r = unhex(WIRESHARK_RESPONSE);
     assert_eq!(parse_message(&r[..11]), Err(DnsError::ShortHeader));
-    assert_eq!(parse_message(&r[..20]), Err(DnsError::Truncated(Section::Question)));
-    assert_eq!(parse_message(&r[..r.len() - 1]), Err(DnsError::Truncated(Section::Answer)));
+    assert_eq!(
+        parse_message(&r[..20]),
+        Err(DnsError::Truncated(Section::Question))
+    );
+    assert_eq!(
+        parse_message(&r[..r.len() - 1]),
+        Err(DnsError::Truncated(Section::Answer))
+    );
     for cut in 0..r.len() {
         let _ = parse_message(&r[..cut]);
     }
@@ -182,14 +211,35 @@ fn test_rdata_kinds_and_caps() {
     rr(&mut m, TYPE_MX, &[0, 10, 2, b'm', b'x', 0]);
     rr(&mut m, TYPE_TXT, b"\x03abc\x00\x02de");
     rr(&mut m, TYPE_SRV, &[0, 1, 0, 2, 0x01, 0xbb, 0]);
-    rr(&mut m, TYPE_AAAA, &[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    rr(
+        &mut m,
+        TYPE_AAAA,
+        &[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+    );
     rr(&mut m, 99, b"v=spf1");
     rr(&mut m, TYPE_CNAME, &[0xc0, 12]); // points at the root name of the first record
     let p = parse_message(&m).unwrap();
     let rd: Vec<_> = p.answers.iter().map(|a| a.rdata.clone()).collect();
-    assert_eq!(rd[0], Rdata::Mx { preference: 10, exchange: b"mx".to_vec() });
-    assert_eq!(rd[1], Rdata::Txt(vec![b"abc".to_vec(), vec![], b"de".to_vec()]));
-    assert_eq!(rd[2], Rdata::Srv(Srv { priority: 1, weight: 2, port: 443, target: vec![] }));
+    assert_eq!(
+        rd[0],
+        Rdata::Mx {
+            preference: 10,
+            exchange: b"mx".to_vec()
+        }
+    );
+    assert_eq!(
+        rd[1],
+        Rdata::Txt(vec![b"abc".to_vec(), vec![], b"de".to_vec()])
+    );
+    assert_eq!(
+        rd[2],
+        Rdata::Srv(Srv {
+            priority: 1,
+            weight: 2,
+            port: 443,
+            target: vec![]
+        })
+    );
     assert_eq!(rd[3], Rdata::Addr("2001:db8::1".parse().unwrap()));
     assert_eq!(rd[4], Rdata::Other(b"v=spf1".to_vec()));
     assert_eq!(rd[5], Rdata::Cname(vec![]));
@@ -200,11 +250,17 @@ fn test_rdata_kinds_and_caps() {
     bad[7] = 1;
     let mut short_a = bad.clone();
     rr(&mut short_a, TYPE_A, &[1, 2, 3]);
-    assert_eq!(parse_message(&short_a), Err(DnsError::BadRdata(Section::Answer)));
+    assert_eq!(
+        parse_message(&short_a),
+        Err(DnsError::BadRdata(Section::Answer))
+    );
     let mut overrun = bad.clone();
     rr(&mut overrun, TYPE_NS, &[3, b'a', b'b']);
     overrun.extend([b'c', 0]);
-    assert_eq!(parse_message(&overrun), Err(DnsError::Truncated(Section::Answer)));
+    assert_eq!(
+        parse_message(&overrun),
+        Err(DnsError::Truncated(Section::Answer))
+    );
 
     // Counts are capped at MAX_RECORDS per section.
     let mut many = unhex("000181800000ffff00000000");

@@ -25,7 +25,9 @@ const MAX_STARTS: usize = 8;
 /// Whether a complete response header block (status line first) deviates from what
 /// well-behaved servers send, so that clients and inspectors may disagree on the body.
 pub fn looks_odd(block: &[u8]) -> bool {
-    let Some(nl) = memchr::memchr(b'\n', block) else { return true };
+    let Some(nl) = memchr::memchr(b'\n', block) else {
+        return true;
+    };
     let line = block[..nl].strip_suffix(b"\r").unwrap_or(&block[..nl]);
     if !strict_status_line(line) {
         return true;
@@ -51,7 +53,9 @@ pub fn looks_odd(block: &[u8]) -> bool {
         if l[0] == b' ' || l[0] == b'\t' {
             return true; // folded
         }
-        let Some(colon) = memchr::memchr(b':', l) else { return true };
+        let Some(colon) = memchr::memchr(b':', l) else {
+            return true;
+        };
         let (name, value) = (&l[..colon], trim(&l[colon + 1..]));
         if name.is_empty() || !name.iter().all(|c| is_tchar(*c)) {
             return true;
@@ -63,7 +67,10 @@ pub fn looks_odd(block: &[u8]) -> bool {
             }
         } else if name.eq_ignore_ascii_case(b"content-encoding") {
             ce += 1;
-            if ![&b"gzip"[..], b"x-gzip", b"deflate", b"identity", b"br"].iter().any(|v| value.eq_ignore_ascii_case(v)) {
+            if ![&b"gzip"[..], b"x-gzip", b"deflate", b"identity", b"br"]
+                .iter()
+                .any(|v| value.eq_ignore_ascii_case(v))
+            {
                 return true;
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
@@ -89,8 +96,14 @@ fn is_tchar(c: u8) -> bool {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let s = v.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(v.len());
-    let e = v.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(s, |e| e + 1);
+    let s = v
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let e = v
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(s, |e| e + 1);
     &v[s..e.max(s)]
 }
 
@@ -128,7 +141,9 @@ fn body_starts(raw: &[u8]) -> Vec<usize> {
     let mut pos = 0;
     let mut i = 0;
     while i + 5 <= region.len() && i < 4096 {
-        if (i == 0 || matches!(region[i - 1], b'\n' | b'\r' | 0 | b' ' | b'\t')) && region[i..i + 5].eq_ignore_ascii_case(b"HTTP/") {
+        if (i == 0 || matches!(region[i - 1], b'\n' | b'\r' | 0 | b' ' | b'\t'))
+            && region[i..i + 5].eq_ignore_ascii_case(b"HTTP/")
+        {
             pos = i;
             break;
         }
@@ -143,7 +158,11 @@ fn body_starts(raw: &[u8]) -> Vec<usize> {
         let end = c == b'\n' || (c == b'\r' && region.get(j + 1) != Some(&b'\n'));
         if end {
             let line = &region[line_start..j];
-            if !first && line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c | 0)) {
+            if !first
+                && line
+                    .iter()
+                    .all(|b| matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c | 0))
+            {
                 starts.push(j + 1);
             }
             first = false;
@@ -172,13 +191,18 @@ pub fn dechunk(mut b: &[u8], cap: usize) -> Option<Vec<u8>> {
             break;
         }
         let hex_len = line.iter().take_while(|c| c.is_ascii_hexdigit()).count();
-        if hex_len == 0 || hex_len > 16 || !(hex_len == line.len() || matches!(line[hex_len], b';' | b' ' | b'\t')) {
+        if hex_len == 0
+            || hex_len > 16
+            || !(hex_len == line.len() || matches!(line[hex_len], b';' | b' ' | b'\t'))
+        {
             if chunks == 0 {
                 return None;
             }
             break;
         }
-        let n = std::str::from_utf8(&line[..hex_len]).ok().and_then(|h| u64::from_str_radix(h, 16).ok())?;
+        let n = std::str::from_utf8(&line[..hex_len])
+            .ok()
+            .and_then(|h| u64::from_str_radix(h, 16).ok())?;
         if n == 0 {
             break;
         }
@@ -205,7 +229,9 @@ fn decode_layers(data: &[u8], cap: usize, out: &mut Vec<Vec<u8>>) {
     let mut cur: Option<Vec<u8>> = None;
     for _ in 0..MAX_LAYERS {
         let src = cur.as_deref().unwrap_or(data);
-        let Some(next) = decompress_any(src, cap) else { break };
+        let Some(next) = decompress_any(src, cap) else {
+            break;
+        };
         push(out, &next);
         cur = Some(next);
     }
@@ -221,7 +247,10 @@ pub fn decompress_any(data: &[u8], cap: usize) -> Option<Vec<u8>> {
             }
         }
     }
-    if data.len() >= 2 && data[0] & 0x0f == 8 && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0 {
+    if data.len() >= 2
+        && data[0] & 0x0f == 8
+        && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0
+    {
         if let Some(v) = inflate(data, true, cap) {
             return Some(v);
         }
@@ -300,13 +329,18 @@ mod test {
     const SECRET: &[u8] = b"the-secret-file-content-0123456789";
 
     fn found(alts: &[Vec<u8>]) -> bool {
-        alts.iter().any(|a| memchr::memmem::find(a, SECRET).is_some())
+        alts.iter()
+            .any(|a| memchr::memmem::find(a, SECRET).is_some())
     }
 
     #[test]
     fn canonical_headers_are_not_odd() {
-        assert!(!looks_odd(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Encoding: gzip\r\n\r\n"));
-        assert!(!looks_odd(b"HTTP/1.1 404\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(!looks_odd(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Encoding: gzip\r\n\r\n"
+        ));
+        assert!(!looks_odd(
+            b"HTTP/1.1 404\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
         for odd in [
             &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\rTransfer-Encoding: chunked\r\n\r\n",
@@ -330,7 +364,8 @@ mod test {
             chunked.extend_from_slice(b"\r\n");
         }
         chunked.extend_from_slice(b"0\r\n\r\n");
-        let mut raw = b"junk\r\nHTTP/1.1 200 ok\r\n\r\rTransfer-Encoding: chunked\r\nX: y\r\n\r\n".to_vec();
+        let mut raw =
+            b"junk\r\nHTTP/1.1 200 ok\r\n\r\rTransfer-Encoding: chunked\r\nX: y\r\n\r\n".to_vec();
         raw.extend_from_slice(&chunked);
         let alts = alternate_bodies(&raw, 1 << 20);
         assert!(found(&alts));

@@ -79,7 +79,11 @@ fn inflate_into(d: &mut flate2::Decompress, mut data: &[u8], out: &mut Vec<u8>) 
 impl Tx {
     pub(crate) fn set_encoding(&mut self, enc: &[u8]) {
         let e = enc.to_ascii_lowercase();
-        let e = e.split(|c| *c == b',').next_back().map(|s| s.trim_ascii()).unwrap_or(b"");
+        let e = e
+            .split(|c| *c == b',')
+            .next_back()
+            .map(|s| s.trim_ascii())
+            .unwrap_or(b"");
         self.decoder = match e {
             b"gzip" | b"x-gzip" => Some(Decoder::GzipHeader(Vec::new())),
             b"deflate" => Some(Decoder::Zlib(flate2::Decompress::new(true), Vec::new())),
@@ -100,7 +104,10 @@ impl Tx {
         // decoding costs: stop once neither inspection nor a file needs more output
         let keep = keep && self.get(Buffer::FileData).map_or(0, |b| b.len()) < cap;
         // a page resource that is not being hashed is decoded only as far as inspection reads
-        let file = self.files[1].as_ref().filter(|f| f.hashing() || f.size() < cap as u64).map(|f| f.size());
+        let file = self.files[1]
+            .as_ref()
+            .filter(|f| f.hashing() || f.size() < cap as u64)
+            .map(|f| f.size());
         if let Some(n) = file {
             if n > MAX_DECODED_FILE && !keep {
                 // a compressed entity this large is not hashed whole: reported truncated
@@ -111,7 +118,9 @@ impl Tx {
         if !keep && file.is_none() {
             return;
         }
-        let Some(dec) = self.decoder.as_mut() else { return };
+        let Some(dec) = self.decoder.as_mut() else {
+            return;
+        };
         let held;
         let mut data = data;
         if let Decoder::GzipHeader(h) = dec {
@@ -194,12 +203,19 @@ impl HttpState {
     /// Feed new in-order bytes of one direction.
     /// A state that keeps bodies only when a rule inspects them.
     pub fn new(keep_bodies: bool) -> HttpState {
-        HttpState { keep_bodies, ..Default::default() }
+        HttpState {
+            keep_bodies,
+            ..Default::default()
+        }
     }
 
     /// A state that also hashes and scans every body as a file.
     pub fn with_files(keep_bodies: bool, files: Option<crate::file::FileEngine>) -> HttpState {
-        HttpState { keep_bodies, files, ..Default::default() }
+        HttpState {
+            keep_bodies,
+            files,
+            ..Default::default()
+        }
     }
 
     pub fn feed(&mut self, to_server: bool, data: &[u8]) {
@@ -225,7 +241,12 @@ impl HttpState {
         }
         if !to_server {
             parser::response_closing(self);
-            if let Some(t) = self.txs.iter_mut().rev().find(|t| t.response_started && !t.response_done) {
+            if let Some(t) = self
+                .txs
+                .iter_mut()
+                .rev()
+                .find(|t| t.response_started && !t.response_done)
+            {
                 t.response_done = true;
                 t.dirty = true;
             }
@@ -234,7 +255,8 @@ impl HttpState {
 
     /// Drop the transactions that are complete and were inspected.
     pub fn retire_done(&mut self) {
-        self.txs.retain(|t| !t.response_done || t.pending_alt || !t.logged);
+        self.txs
+            .retain(|t| !t.response_done || t.pending_alt || !t.logged);
     }
 
     fn new_tx(&mut self) -> &mut Tx {
@@ -259,7 +281,9 @@ pub fn meta(tx: &Tx) -> crate::events::meta::HttpMeta {
         http_content_type: tx.get_dir(Buffer::HttpContentType, true).map(text),
         http_method: t(Buffer::HttpMethod),
         protocol: t(Buffer::HttpProtocol),
-        status: tx.get(Buffer::HttpStatCode).and_then(|s| std::str::from_utf8(s).ok()?.parse().ok()),
+        status: tx
+            .get(Buffer::HttpStatCode)
+            .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok()),
         length: tx.get(Buffer::FileData).map_or(0, |b| b.len() as u64),
     }
 }

@@ -63,7 +63,10 @@ fn header_end(b: &[u8]) -> Option<usize> {
 /// The start of a response direction's message does not look like HTTP (an HTTP/0.9
 /// reply, garbage, another protocol): needs `n` bytes to tell.
 fn not_http_start(buf: &[u8]) -> bool {
-    let s = buf.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(buf.len());
+    let s = buf
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(buf.len());
     let b = &buf[s..];
     b.len() >= 5 && !b[..5].eq_ignore_ascii_case(b"HTTP/")
 }
@@ -86,7 +89,9 @@ fn start_raw(st: &mut HttpState, tx: u64, first: &[u8], rest: &[u8]) {
 
 /// Append to the raw copy; once full it is read.
 fn raw_append(st: &mut HttpState, data: &[u8]) {
-    let Some(raw) = st.resp.raw.as_mut() else { return };
+    let Some(raw) = st.resp.raw.as_mut() else {
+        return;
+    };
     let room = MAX_RAW - raw.len().min(MAX_RAW);
     raw.extend_from_slice(&data[..data.len().min(room)]);
     if raw.len() >= MAX_RAW {
@@ -101,7 +106,11 @@ pub(super) fn response_closing(st: &mut HttpState) {
         return;
     }
     let in_headers = st.resp.body == Body::None && !st.resp.failed;
-    let parsed = if in_headers { headers_at_close(st, false) } else { None };
+    let parsed = if in_headers {
+        headers_at_close(st, false)
+    } else {
+        None
+    };
     if in_headers && st.resp.raw.is_none() && !st.resp.buf.is_empty() && st.keep_bodies {
         let first = std::mem::take(&mut st.resp.buf);
         let id = match parsed {
@@ -120,9 +129,13 @@ pub(super) fn response_closing(st: &mut HttpState) {
 
 /// Derive the alternate bodies of the odd response kept raw.
 fn finish_raw(st: &mut HttpState) {
-    let Some(raw) = st.resp.raw.take() else { return };
+    let Some(raw) = st.resp.raw.take() else {
+        return;
+    };
     let id = st.resp.raw_tx;
-    let Some(tx) = st.txs.iter_mut().find(|t| t.id == id) else { return };
+    let Some(tx) = st.txs.iter_mut().find(|t| t.id == id) else {
+        return;
+    };
     let mut alts = super::evasion::alternate_bodies(&raw, MAX_BODY_BYTES);
     let primary = tx.get(Buffer::FileData);
     alts.retain(|a| Some(a.as_slice()) != primary);
@@ -141,7 +154,8 @@ fn finish_raw(st: &mut HttpState) {
         }
     }
     tx.extra.retain(|(k, _)| *k != Buffer::FileData);
-    tx.extra.extend(alts.into_iter().map(|a| (Buffer::FileData, a)));
+    tx.extra
+        .extend(alts.into_iter().map(|a| (Buffer::FileData, a)));
     tx.pending_alt = false;
     tx.response_started = true;
     tx.response_done = true;
@@ -180,7 +194,9 @@ fn is_web_resource(ct: &[u8]) -> bool {
 /// The file name a response gives in `Content-Disposition` (`filename="x"`).
 fn filename(headers: &[httparse::Header<'_>]) -> Option<Vec<u8>> {
     let v = header_value(headers, "content-disposition")?;
-    let i = v.windows(9).position(|w| w.eq_ignore_ascii_case(b"filename="))?;
+    let i = v
+        .windows(9)
+        .position(|w| w.eq_ignore_ascii_case(b"filename="))?;
     let rest = &v[i + 9..];
     let name = match rest.strip_prefix(b"\"") {
         Some(r) => r.split(|c| *c == b'"').next().unwrap_or(r),
@@ -192,7 +208,11 @@ fn filename(headers: &[httparse::Header<'_>]) -> Option<Vec<u8>> {
 
 /// Transaction for a response: the oldest request still without one, else a new one.
 fn response_tx(st: &mut HttpState) -> usize {
-    match st.txs.iter().position(|t| t.request_done && !t.response_started) {
+    match st
+        .txs
+        .iter()
+        .position(|t| t.request_done && !t.response_started)
+    {
         Some(i) => i,
         None => {
             st.new_tx();
@@ -288,20 +308,33 @@ fn header_buffers(headers: &[httparse::Header<'_>]) -> Vec<(Buffer, Vec<u8>)> {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let s = v.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(v.len());
-    let e = v.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(s, |e| e + 1);
+    let s = v
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let e = v
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(s, |e| e + 1);
     &v[s..e.max(s)]
 }
 
 fn header_value<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a [u8]> {
-    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| trim(h.value))
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| trim(h.value))
 }
 
 fn body_of(headers: &[httparse::Header<'_>]) -> Body {
-    if header_value(headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().windows(7).any(|w| w == b"chunked")) {
+    if header_value(headers, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().windows(7).any(|w| w == b"chunked"))
+    {
         return Body::Chunked(Chunk::Size);
     }
-    match header_value(headers, "content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok()) {
+    match header_value(headers, "content-length")
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
+    {
         Some(0) => Body::None,
         Some(n) => Body::Length(n),
         None => Body::None,
@@ -314,7 +347,10 @@ fn body_of(headers: &[httparse::Header<'_>]) -> Body {
 fn tolerant_first_line(block: &[u8], request: bool) -> Option<Vec<u8>> {
     let nl = block.iter().position(|c| *c == b'\n')?;
     let line = trim(&block[..nl]);
-    let parts: Vec<&[u8]> = line.split(|c| *c == b' ' || *c == b'\t').filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&[u8]> = line
+        .split(|c| *c == b' ' || *c == b'\t')
+        .filter(|p| !p.is_empty())
+        .collect();
     let mut out = Vec::with_capacity(block.len() + 8);
     if request {
         let (m, u) = (parts.first()?, parts.get(1)?);
@@ -331,7 +367,11 @@ fn tolerant_first_line(block: &[u8], request: bool) -> Option<Vec<u8>> {
         if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        out.extend_from_slice(if proto.starts_with(b"HTTP/1.0") && proto.len() == 8 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+        out.extend_from_slice(if proto.starts_with(b"HTTP/1.0") && proto.len() == 8 {
+            b"HTTP/1.0 "
+        } else {
+            b"HTTP/1.1 "
+        });
         out.extend_from_slice(code);
         out.push(b' ');
         for (i, p) in parts.iter().skip(2).enumerate() {
@@ -379,7 +419,9 @@ fn feed(st: &mut HttpState, request: bool, mut data: &[u8]) {
         }
         let side = if request { &mut st.req } else { &mut st.resp };
         let before = side.buf.len();
-        let take = data.len().min(MAX_HEADER_BYTES + 4 - before.min(MAX_HEADER_BYTES));
+        let take = data
+            .len()
+            .min(MAX_HEADER_BYTES + 4 - before.min(MAX_HEADER_BYTES));
         side.buf.extend_from_slice(&data[..take]);
         if !request && not_http_start(&side.buf) {
             // not an HTTP response: kept raw for the second reading, the parser stops
@@ -412,7 +454,10 @@ fn feed(st: &mut HttpState, request: bool, mut data: &[u8]) {
         } else {
             let fresh = st.resp.raw.is_none();
             if let Some(id) = response_headers(st, &block[..end]) {
-                if fresh && (st.resp.failed || super::evasion::looks_odd(trim_start_lines(&block[..end]))) {
+                if fresh
+                    && (st.resp.failed
+                        || super::evasion::looks_odd(trim_start_lines(&block[..end])))
+                {
                     start_raw(st, id, &block[..end], data);
                 }
             }
@@ -423,10 +468,34 @@ fn feed(st: &mut HttpState, request: bool, mut data: &[u8]) {
 /// Methods libhtp knows; a line after a finished request starting with anything else is
 /// not a new request.
 const METHODS: &[&[u8]] = &[
-    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH",
-    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"VERSION-CONTROL",
-    b"CHECKOUT", b"UNCHECKOUT", b"CHECKIN", b"UPDATE", b"LABEL", b"REPORT", b"MKWORKSPACE",
-    b"MKACTIVITY", b"BASELINE-CONTROL", b"MERGE", b"INVALID",
+    b"GET",
+    b"HEAD",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"CONNECT",
+    b"OPTIONS",
+    b"TRACE",
+    b"PATCH",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"VERSION-CONTROL",
+    b"CHECKOUT",
+    b"UNCHECKOUT",
+    b"CHECKIN",
+    b"UPDATE",
+    b"LABEL",
+    b"REPORT",
+    b"MKWORKSPACE",
+    b"MKACTIVITY",
+    b"BASELINE-CONTROL",
+    b"MERGE",
+    b"INVALID",
 ];
 
 /// Bytes after a finished request that do not start a new one (no known method before the
@@ -437,7 +506,9 @@ fn unexpected_body(st: &mut HttpState, data: &[u8]) -> Option<usize> {
     if matches!(data.first(), Some(b'\r' | b'\n')) {
         return None;
     }
-    let tok_end = data.iter().position(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'));
+    let tok_end = data
+        .iter()
+        .position(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'));
     let tok = &data[..tok_end.unwrap_or(data.len())];
     let known = |m: &&[u8]| match tok_end {
         Some(_) => *m == tok,
@@ -448,7 +519,10 @@ fn unexpected_body(st: &mut HttpState, data: &[u8]) -> Option<usize> {
         st.req.last_tx = None;
         return None;
     }
-    let n = data.iter().position(|c| *c == b'\n').map_or(data.len(), |i| i + 1);
+    let n = data
+        .iter()
+        .position(|c| *c == b'\n')
+        .map_or(data.len(), |i| i + 1);
     let keep = st.keep_bodies;
     let t = st.txs.iter_mut().find(|t| t.id == id)?;
     t.add_event("http.request_body_unexpected");
@@ -464,8 +538,13 @@ fn unexpected_body(st: &mut HttpState, data: &[u8]) -> Option<usize> {
 /// the headers — or for headers that never end.
 fn request_line_early(st: &mut HttpState) {
     let buf = &st.req.buf;
-    let start = buf.iter().position(|c| *c != b'\r' && *c != b'\n').unwrap_or(buf.len());
-    let Some(nl) = buf[start..].iter().position(|c| *c == b'\n') else { return };
+    let start = buf
+        .iter()
+        .position(|c| *c != b'\r' && *c != b'\n')
+        .unwrap_or(buf.len());
+    let Some(nl) = buf[start..].iter().position(|c| *c == b'\n') else {
+        return;
+    };
     let mut block = buf[start..start + nl + 1].to_vec();
     block.extend_from_slice(b"\r\n");
     // tried once per header block: a line that does not parse opens nothing
@@ -477,7 +556,11 @@ fn request_line_early(st: &mut HttpState) {
 /// libhtp does with the lines it has); what would follow it never comes.
 fn headers_at_close(st: &mut HttpState, request: bool) -> Option<u64> {
     let side = if request { &mut st.req } else { &mut st.resp };
-    if side.failed || side.body != Body::None || !side.buf.contains(&b'\n') || trim_start_lines(&side.buf).is_empty() {
+    if side.failed
+        || side.body != Body::None
+        || !side.buf.contains(&b'\n')
+        || trim_start_lines(&side.buf).is_empty()
+    {
         return None;
     }
     let mut block = side.buf.clone();
@@ -508,15 +591,24 @@ pub(super) fn request_closing(st: &mut HttpState) {
 
 fn request_headers(st: &mut HttpState, block: &[u8], line_only: bool) {
     // tolerate leading empty lines between pipelined requests
-    let start = block.iter().position(|c| *c != b'\r' && *c != b'\n').unwrap_or(block.len());
+    let start = block
+        .iter()
+        .position(|c| *c != b'\r' && *c != b'\n')
+        .unwrap_or(block.len());
     let block = &block[start..];
     if block.is_empty() {
         return;
     }
     // `GET /` with header lines after it: not HTTP/0.9, the protocol is missing
     let missing_protocol = !line_only && {
-        let nl = block.iter().position(|c| *c == b'\n').unwrap_or(block.len());
-        let words = trim(&block[..nl]).split(|c| *c == b' ' || *c == b'\t').filter(|w| !w.is_empty()).count();
+        let nl = block
+            .iter()
+            .position(|c| *c == b'\n')
+            .unwrap_or(block.len());
+        let words = trim(&block[..nl])
+            .split(|c| *c == b' ' || *c == b'\t')
+            .filter(|w| !w.is_empty())
+            .count();
         words == 2 && !trim(&block[nl..]).is_empty()
     };
     let fixed;
@@ -525,7 +617,8 @@ fn request_headers(st: &mut HttpState, block: &[u8], line_only: bool) {
     let mut req = httparse::Request::new(&mut hs);
     let cfg = {
         let mut c = httparse::ParserConfig::default();
-        c.allow_multiple_spaces_in_request_line_delimiters(true).ignore_invalid_headers_in_requests(true);
+        c.allow_multiple_spaces_in_request_line_delimiters(true)
+            .ignore_invalid_headers_in_requests(true);
         c
     };
     let mut parsed = cfg.parse_request(&mut req, block);
@@ -551,15 +644,26 @@ fn request_headers(st: &mut HttpState, block: &[u8], line_only: bool) {
     let method = req.method.unwrap_or("").as_bytes().to_vec();
     let uri = req.path.unwrap_or("").as_bytes().to_vec();
     let version = format!("HTTP/1.{}", req.version.unwrap_or(1)).into_bytes();
-    let line_end = block.iter().position(|c| *c == b'\n').unwrap_or(block.len());
+    let line_end = block
+        .iter()
+        .position(|c| *c == b'\n')
+        .unwrap_or(block.len());
     let line = trim(&block[..line_end]).to_vec();
     let host_raw = header_value(req.headers, "host").map(|v| v.to_vec());
     let mut bufs = header_buffers(req.headers);
     let body = body_of(req.headers);
     let raw_headers = block[line_end.saturating_add(1).min(hlen)..hlen].to_vec();
-    let upload = if body != Body::None { st.files.as_ref().map(|f| Box::new(f.inspector())) } else { None };
+    let upload = if body != Body::None {
+        st.files.as_ref().map(|f| Box::new(f.inspector()))
+    } else {
+        None
+    };
     // the transaction opened early from this block's request line, else a new one
-    let early = st.req.line_tx.take().and_then(|id| st.txs.iter().position(|t| t.id == id));
+    let early = st
+        .req
+        .line_tx
+        .take()
+        .and_then(|id| st.txs.iter().position(|t| t.id == id));
     let tx = match early {
         Some(i) => &mut st.txs[i],
         None => st.new_tx(),
@@ -598,7 +702,10 @@ fn request_headers(st: &mut HttpState, block: &[u8], line_only: bool) {
 }
 
 fn trim_start_lines(block: &[u8]) -> &[u8] {
-    let start = block.iter().position(|c| *c != b'\r' && *c != b'\n').unwrap_or(block.len());
+    let start = block
+        .iter()
+        .position(|c| *c != b'\r' && *c != b'\n')
+        .unwrap_or(block.len());
     &block[start..]
 }
 
@@ -615,7 +722,8 @@ fn response_headers(st: &mut HttpState, block: &[u8]) -> Option<u64> {
     let mut resp = httparse::Response::new(&mut hs);
     let cfg = {
         let mut c = httparse::ParserConfig::default();
-        c.allow_spaces_after_header_name_in_responses(true).allow_obsolete_multiline_headers_in_responses(true);
+        c.allow_spaces_after_header_name_in_responses(true)
+            .allow_obsolete_multiline_headers_in_responses(true);
         c
     };
     let mut parsed = cfg.parse_response(&mut resp, block);
@@ -636,17 +744,25 @@ fn response_headers(st: &mut HttpState, block: &[u8]) -> Option<u64> {
     };
     st.counters.responses += 1;
     let code = resp.code.unwrap_or(0);
-    let line_end = block.iter().position(|c| *c == b'\n').unwrap_or(block.len());
+    let line_end = block
+        .iter()
+        .position(|c| *c == b'\n')
+        .unwrap_or(block.len());
     let line = trim(&block[..line_end]).to_vec();
     let mut body = body_of(resp.headers);
     // like libhtp: chunked transfer coding is not honoured on an HTTP/1.0 response
     if resp.version == Some(0) && matches!(body, Body::Chunked(_)) {
-        body = match header_value(resp.headers, "content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok()) {
+        body = match header_value(resp.headers, "content-length")
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
+        {
             Some(n) if n > 0 => Body::Length(n),
             _ => Body::UntilClose,
         };
     }
-    if body == Body::None && header_value(resp.headers, "content-length").is_none() && !(code < 200 || code == 204 || code == 304) {
+    if body == Body::None
+        && header_value(resp.headers, "content-length").is_none()
+        && !(code < 200 || code == 204 || code == 304)
+    {
         body = Body::UntilClose;
     }
     let bufs = header_buffers(resp.headers);
@@ -656,7 +772,10 @@ fn response_headers(st: &mut HttpState, block: &[u8]) -> Option<u64> {
     let tx = &mut st.txs[idx];
     tx.response_started = true;
     tx.set(Buffer::HttpStatCode, code.to_string().into_bytes());
-    tx.set(Buffer::HttpStatMsg, resp.reason.unwrap_or("").as_bytes().to_vec());
+    tx.set(
+        Buffer::HttpStatMsg,
+        resp.reason.unwrap_or("").as_bytes().to_vec(),
+    );
     tx.set(Buffer::HttpResponseLine, line);
     for (b, v) in bufs {
         tx.set_response_header(b, v);
@@ -669,9 +788,14 @@ fn response_headers(st: &mut HttpState, block: &[u8]) -> Option<u64> {
         tx.response_done = true;
     } else {
         let name = filename(resp.headers);
-        let web = name.is_none() && header_value(resp.headers, "content-type").is_some_and(is_web_resource);
+        let web = name.is_none()
+            && header_value(resp.headers, "content-type").is_some_and(is_web_resource);
         tx.files[1] = st.files.as_ref().map(|f| {
-            Box::new(if web { crate::file::FileInspector::for_web_resource(f) } else { f.inspector() })
+            Box::new(if web {
+                crate::file::FileInspector::for_web_resource(f)
+            } else {
+                f.inspector()
+            })
         });
         if let Some(name) = name {
             tx.set(Buffer::FileName, name);
@@ -685,7 +809,11 @@ fn response_headers(st: &mut HttpState, block: &[u8]) -> Option<u64> {
 
 /// Consume body bytes; returns how many of `data` were used.
 fn body_bytes(st: &mut HttpState, request: bool, data: &[u8]) -> usize {
-    let (side, target) = if request { (&mut st.req, Buffer::HttpRequestBody) } else { (&mut st.resp, Buffer::FileData) };
+    let (side, target) = if request {
+        (&mut st.req, Buffer::HttpRequestBody)
+    } else {
+        (&mut st.resp, Buffer::FileData)
+    };
     let tx_id = side.tx;
     let mut used = 0;
     let mut out: Vec<(usize, usize)> = Vec::new();
@@ -703,10 +831,16 @@ fn body_bytes(st: &mut HttpState, request: bool, data: &[u8]) -> usize {
                 out.push((used, used + k));
                 used += k;
                 let left = n - k as u64;
-                side.body = if left == 0 { Body::None } else { Body::Length(left) };
+                side.body = if left == 0 {
+                    Body::None
+                } else {
+                    Body::Length(left)
+                };
                 done = left == 0;
             }
-            Body::Chunked(Chunk::Size) | Body::Chunked(Chunk::Trailer) | Body::Chunked(Chunk::DataEnd) => {
+            Body::Chunked(Chunk::Size)
+            | Body::Chunked(Chunk::Trailer)
+            | Body::Chunked(Chunk::DataEnd) => {
                 let Some(nl) = rest.iter().position(|c| *c == b'\n') else {
                     side.buf.extend_from_slice(rest);
                     used = data.len();
@@ -730,8 +864,15 @@ fn body_bytes(st: &mut HttpState, request: bool, data: &[u8]) -> usize {
                         }
                     }
                     _ => {
-                        let hex: Vec<u8> = l.iter().take_while(|c| c.is_ascii_hexdigit()).copied().collect();
-                        match std::str::from_utf8(&hex).ok().and_then(|h| u64::from_str_radix(h, 16).ok()) {
+                        let hex: Vec<u8> = l
+                            .iter()
+                            .take_while(|c| c.is_ascii_hexdigit())
+                            .copied()
+                            .collect();
+                        match std::str::from_utf8(&hex)
+                            .ok()
+                            .and_then(|h| u64::from_str_radix(h, 16).ok())
+                        {
                             Some(0) => Body::Chunked(Chunk::Trailer),
                             Some(n) => Body::Chunked(Chunk::Data(n)),
                             None if l.is_empty() => Body::Chunked(Chunk::Size),
@@ -750,7 +891,11 @@ fn body_bytes(st: &mut HttpState, request: bool, data: &[u8]) -> usize {
                 out.push((used, used + k));
                 used += k;
                 let left = n - k as u64;
-                side.body = if left == 0 { Body::Chunked(Chunk::DataEnd) } else { Body::Chunked(Chunk::Data(left)) };
+                side.body = if left == 0 {
+                    Body::Chunked(Chunk::DataEnd)
+                } else {
+                    Body::Chunked(Chunk::Data(left))
+                };
             }
         }
     }

@@ -50,14 +50,19 @@ pub fn hex_colon(bytes: &[u8], upper: bool) -> String {
         if i > 0 {
             s.push(':');
         }
-        let h = if upper { format!("{b:02X}") } else { format!("{b:02x}") };
+        let h = if upper {
+            format!("{b:02X}")
+        } else {
+            format!("{b:02x}")
+        };
         s.push_str(&h);
     }
     s
 }
 
 pub(super) fn certificate(body: &[u8], sink: &mut Sink) {
-    let Ok((_, TlsMessageHandshake::Certificate(c))) = parse_tls_handshake_msg_certificate(body) else {
+    let Ok((_, TlsMessageHandshake::Certificate(c))) = parse_tls_handshake_msg_certificate(body)
+    else {
         sink.counters.parse_errors += 1;
         return;
     };

@@ -22,7 +22,9 @@ impl TlsFlow {
         if self.txs.is_empty() && (!ch.is_empty() || !data.is_empty()) {
             self.txs.push(Tx::new(1));
         }
-        let Some(tx) = self.txs.first_mut() else { return };
+        let Some(tx) = self.txs.first_mut() else {
+            return;
+        };
         let info = &self.state.info;
         if ch.contains(TlsChanges::CLIENT_HELLO) {
             if let Some(s) = &info.sni {
@@ -52,7 +54,10 @@ impl TlsFlow {
                 tx.set(Buffer::TlsCertSubject, c.subject.as_bytes().to_vec());
                 tx.set(Buffer::TlsCertIssuer, c.issuer.as_bytes().to_vec());
                 tx.set(Buffer::TlsCertSerial, c.serial.as_bytes().to_vec());
-                tx.set(Buffer::TlsCertFingerprint, c.fingerprint.as_bytes().to_vec());
+                tx.set(
+                    Buffer::TlsCertFingerprint,
+                    c.fingerprint.as_bytes().to_vec(),
+                );
                 tx.set_num(AppNum::TlsCertNotBefore, c.not_before);
                 tx.set_num(AppNum::TlsCertNotAfter, c.not_after);
             }
@@ -66,7 +71,8 @@ impl TlsFlow {
         self.seen.insert(ch);
         // the handshake is over for inspection once the server's part is known or hidden
         let server_done = self.seen.contains(TlsChanges::CERTIFICATE)
-            || (self.seen.contains(TlsChanges::SERVER_HELLO) && (self.state.encrypted(false) || info.server_version == Some(0x0304)))
+            || (self.seen.contains(TlsChanges::SERVER_HELLO)
+                && (self.state.encrypted(false) || info.server_version == Some(0x0304)))
             || self.state.gave_up(false);
         if server_done {
             tx.response_done = true;
@@ -87,7 +93,11 @@ impl TlsFlow {
 
 /// A random as a buffer of its direction: the server's is seen by to_client rules.
 fn set_random(tx: &mut Tx, r: &[u8; 32], server: bool) {
-    for (b, v) in [(Buffer::TlsRandom, &r[..]), (Buffer::TlsRandomTime, &r[..4]), (Buffer::TlsRandomBytes, &r[4..])] {
+    for (b, v) in [
+        (Buffer::TlsRandom, &r[..]),
+        (Buffer::TlsRandomTime, &r[..4]),
+        (Buffer::TlsRandomBytes, &r[4..]),
+    ] {
         if server {
             tx.set_response_header(b, v.to_vec());
         } else {
@@ -98,7 +108,8 @@ fn set_random(tx: &mut Tx, r: &[u8; 32], server: bool) {
 
 pub fn meta(info: &TlsInfo) -> TlsMeta {
     let leaf = info.certs.first();
-    let date = |t: i64| crate::events::eve::timestamp(t.max(0) as u64 * 1_000_000)[..19].to_string();
+    let date =
+        |t: i64| crate::events::eve::timestamp(t.max(0) as u64 * 1_000_000)[..19].to_string();
     TlsMeta {
         subject: leaf.map(|c| c.subject.clone()),
         issuerdn: leaf.map(|c| c.issuer.clone()),
@@ -108,8 +119,22 @@ pub fn meta(info: &TlsInfo) -> TlsMeta {
         version: info.version_string().to_string(),
         notbefore: leaf.map(|c| date(c.not_before)),
         notafter: leaf.map(|c| date(c.not_after)),
-        ja3: info.ja3_hash.as_ref().zip(info.ja3_string.as_ref()).map(|(h, s)| Ja3 { hash: h.clone(), string: s.clone() }),
-        ja3s: info.ja3s_hash.as_ref().zip(info.ja3s_string.as_ref()).map(|(h, s)| Ja3 { hash: h.clone(), string: s.clone() }),
+        ja3: info
+            .ja3_hash
+            .as_ref()
+            .zip(info.ja3_string.as_ref())
+            .map(|(h, s)| Ja3 {
+                hash: h.clone(),
+                string: s.clone(),
+            }),
+        ja3s: info
+            .ja3s_hash
+            .as_ref()
+            .zip(info.ja3s_string.as_ref())
+            .map(|(h, s)| Ja3 {
+                hash: h.clone(),
+                string: s.clone(),
+            }),
         alpn: info.alpn.iter().map(|a| text(a)).collect(),
     }
 }

@@ -20,8 +20,8 @@ const MAX_SNI: usize = 1024;
 
 /// The random of a ServerHello that is really a HelloRetryRequest (RFC 8446 4.1.3).
 const HELLO_RETRY_RANDOM: [u8; 32] = [
-    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2, 0x11,
-    0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
 
 /// GREASE values (RFC 8701): 0x0a0a, 0x1a1a, ... 0xfafa.
@@ -39,10 +39,14 @@ pub fn md5_hex(s: &str) -> String {
 fn walk_extensions(mut ext: &[u8]) -> (Vec<(u16, &[u8])>, bool) {
     let mut out = Vec::new();
     while !ext.is_empty() && out.len() < MAX_EXTENSIONS {
-        let Some(head) = ext.get(..EXT_HEADER) else { return (out, false) };
+        let Some(head) = ext.get(..EXT_HEADER) else {
+            return (out, false);
+        };
         let typ = u16::from_be_bytes([head[0], head[1]]);
         let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        let Some(data) = ext.get(EXT_HEADER..EXT_HEADER + len) else { return (out, false) };
+        let Some(data) = ext.get(EXT_HEADER..EXT_HEADER + len) else {
+            return (out, false);
+        };
         out.push((typ, data));
         ext = &ext[EXT_HEADER + len..];
     }
@@ -82,7 +86,10 @@ pub(super) fn client_hello(body: &[u8], sink: &mut Sink) {
     for &(typ, data) in &exts {
         match typ {
             EXT_SUPPORTED_GROUPS if data.len() >= 2 => {
-                curves = data[2..].chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+                curves = data[2..]
+                    .chunks_exact(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect();
             }
             EXT_EC_POINT_FORMATS if !data.is_empty() => formats = data[1..].to_vec(),
             _ => {}
@@ -147,8 +154,12 @@ pub(super) fn server_hello(body: &[u8], sink: &mut Sink) {
         }
     }
     // JA3S: SSLVersion,Cipher,SSLExtension
-    let ja3s =
-        format!("{},{},{}", sh.version.0, sh.cipher.0, join(exts.iter().map(|&(t, _)| t).filter(|&t| !is_grease(t))));
+    let ja3s = format!(
+        "{},{},{}",
+        sh.version.0,
+        sh.cipher.0,
+        join(exts.iter().map(|&(t, _)| t).filter(|&t| !is_grease(t)))
+    );
     info.ja3s_hash = Some(md5_hex(&ja3s));
     info.ja3s_string = Some(ja3s);
     sink.changes.insert(TlsChanges::SERVER_HELLO);

@@ -160,8 +160,12 @@ impl TlsState {
     /// Feed in-order stream bytes of one direction; returns what became known.
     pub fn feed(&mut self, to_server: bool, data: &[u8]) -> TlsChanges {
         let dir = &mut self.dirs[usize::from(!to_server)];
-        let mut sink =
-            record::Sink { info: &mut self.info, counters: &mut self.counters, to_server, changes: TlsChanges::NONE };
+        let mut sink = record::Sink {
+            info: &mut self.info,
+            counters: &mut self.counters,
+            to_server,
+            changes: TlsChanges::NONE,
+        };
         dir.feed(data, &mut sink);
         sink.changes
     }

@@ -30,14 +30,20 @@ enum Frame {
 }
 
 fn frame(started: bool, buf: &[u8]) -> Frame {
-    let Some(&first) = buf.first() else { return Frame::Need };
+    let Some(&first) = buf.first() else {
+        return Frame::Need;
+    };
     if !started && first & 0x80 != 0 {
         return match buf.get(1) {
-            Some(&lo) => Frame::Len(SSLV2_HEADER + usize::from(u16::from_be_bytes([first & 0x7f, lo]))),
+            Some(&lo) => {
+                Frame::Len(SSLV2_HEADER + usize::from(u16::from_be_bytes([first & 0x7f, lo])))
+            }
             None => Frame::Need,
         };
     }
-    if !(CT_CHANGE_CIPHER_SPEC..=CT_HEARTBEAT).contains(&first) || buf.get(1).is_some_and(|&major| major != 3) {
+    if !(CT_CHANGE_CIPHER_SPEC..=CT_HEARTBEAT).contains(&first)
+        || buf.get(1).is_some_and(|&major| major != 3)
+    {
         return Frame::Bad;
     }
     match buf.get(3..RECORD_HEADER) {
@@ -173,7 +179,9 @@ impl Direction {
                 self.give_up(sink);
                 return used;
             }
-            let Some(body) = buf.get(used + HS_HEADER..used + HS_HEADER + len) else { break };
+            let Some(body) = buf.get(used + HS_HEADER..used + HS_HEADER + len) else {
+                break;
+            };
             sink.counters.handshake_msgs += 1;
             message(head[0], body, sink);
             used += HS_HEADER + len;
@@ -186,8 +194,12 @@ impl Direction {
 /// sends it, is decoded.
 fn message(typ: u8, body: &[u8], sink: &mut Sink) {
     match (typ, sink.to_server) {
-        (HS_CLIENT_HELLO, true) if sink.info.client_random.is_none() => hello::client_hello(body, sink),
-        (HS_SERVER_HELLO, false) if sink.info.server_random.is_none() => hello::server_hello(body, sink),
+        (HS_CLIENT_HELLO, true) if sink.info.client_random.is_none() => {
+            hello::client_hello(body, sink)
+        }
+        (HS_SERVER_HELLO, false) if sink.info.server_random.is_none() => {
+            hello::server_hello(body, sink)
+        }
         (HS_CERTIFICATE, false) if sink.info.chain_len == 0 => cert::certificate(body, sink),
         _ => {}
     }

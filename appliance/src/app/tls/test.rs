@@ -37,18 +37,36 @@ fn test_parse_prbtest_handshake() {
     let i = &st.info;
     assert_eq!(i.sni.as_deref(), Some(&b"www.prbtest.dev"[..]));
     assert_eq!(i.alpn, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
-    assert_eq!(i.ja3_hash.as_deref(), Some("00bcd759cb8ad485fdbf1e7a0c5b94b4"));
-    assert_eq!(i.ja3s_hash.as_deref(), Some("e2bc06b738d7e5d2b0cec5d2196b1d80"));
+    assert_eq!(
+        i.ja3_hash.as_deref(),
+        Some("00bcd759cb8ad485fdbf1e7a0c5b94b4")
+    );
+    assert_eq!(
+        i.ja3s_hash.as_deref(),
+        Some("e2bc06b738d7e5d2b0cec5d2196b1d80")
+    );
     assert_eq!(i.version_string(), "TLS 1.2");
     assert_eq!(i.chain_len, 3);
     assert_eq!(i.certs.len(), 3);
     let leaf = &i.certs[0];
     assert_eq!(leaf.subject, "CN=www.prbtest.dev");
-    assert_eq!(leaf.issuer, "C=US, O=Google Trust Services LLC, CN=GTS CA 1D4");
-    assert_eq!(leaf.serial, "2A:67:00:75:8D:85:12:3E:10:42:20:24:44:63:E1:C0");
-    assert_eq!(leaf.fingerprint, "0d:db:34:f8:75:63:2c:7e:1e:c0:9d:75:82:7f:82:d2:33:6d:fe:b6");
+    assert_eq!(
+        leaf.issuer,
+        "C=US, O=Google Trust Services LLC, CN=GTS CA 1D4"
+    );
+    assert_eq!(
+        leaf.serial,
+        "2A:67:00:75:8D:85:12:3E:10:42:20:24:44:63:E1:C0"
+    );
+    assert_eq!(
+        leaf.fingerprint,
+        "0d:db:34:f8:75:63:2c:7e:1e:c0:9d:75:82:7f:82:d2:33:6d:fe:b6"
+    );
     assert_eq!((leaf.not_before, leaf.not_after), (1701175811, 1708954762));
-    assert_eq!(i.certs[2].issuer, "C=BE, O=GlobalSign nv-sa, OU=Root CA, CN=GlobalSign Root CA");
+    assert_eq!(
+        i.certs[2].issuer,
+        "C=BE, O=GlobalSign nv-sa, OU=Root CA, CN=GlobalSign Root CA"
+    );
     assert_eq!(st.counters.parse_errors, 0);
     assert_eq!(st.counters.gave_up, 0);
     assert!(i.client_random.is_some() && i.server_random.is_some());
@@ -56,7 +74,11 @@ fn test_parse_prbtest_handshake() {
 
 #[test]
 fn test_byte_at_a_time_matches_bulk() {
-    for (c, s) in [(PRB_CLIENT, PRB_SERVER), (MTU_CLIENT, MTU_SERVER), (V2_CLIENT, V2_SERVER)] {
+    for (c, s) in [
+        (PRB_CLIENT, PRB_SERVER),
+        (MTU_CLIENT, MTU_SERVER),
+        (V2_CLIENT, V2_SERVER),
+    ] {
         let bulk = handshake(c, s, usize::MAX);
         for piece in [1, 2, 3, 7, 300] {
             let st = handshake(c, s, piece);
@@ -74,8 +96,14 @@ fn test_parse_mtu300() {
     assert_eq!(st.info.sni.as_deref(), Some(&b"www.google.com"[..]));
     let leaf = &st.info.certs[0];
     assert_eq!(leaf.subject, "CN=www.google.com");
-    assert_eq!(leaf.serial, "00:BB:2A:80:CC:14:FC:DD:BC:12:02:B2:A0:86:BD:1D:17");
-    assert_eq!(leaf.fingerprint, "27:2e:56:1b:56:00:b7:8d:84:07:c7:62:41:02:94:f3:9a:a0:c3:5e");
+    assert_eq!(
+        leaf.serial,
+        "00:BB:2A:80:CC:14:FC:DD:BC:12:02:B2:A0:86:BD:1D:17"
+    );
+    assert_eq!(
+        leaf.fingerprint,
+        "27:2e:56:1b:56:00:b7:8d:84:07:c7:62:41:02:94:f3:9a:a0:c3:5e"
+    );
 }
 
 /// suricata-verify sslv2-tls-upgrade-01: an SSLv2-framed ClientHello, then TLS 1.0.
@@ -99,7 +127,10 @@ fn test_parse_sslv2_upgrade() {
          CN=jumper.sv-staging.onesecure.com, Email=fulfillment@onesecure.com"
     );
     assert_eq!(leaf.serial, "55");
-    assert_eq!(leaf.fingerprint, "8c:90:bd:2a:b3:ae:e6:0b:d0:ea:b7:86:b0:1a:e4:b1:cc:57:ef:22");
+    assert_eq!(
+        leaf.fingerprint,
+        "8c:90:bd:2a:b3:ae:e6:0b:d0:ea:b7:86:b0:1a:e4:b1:cc:57:ef:22"
+    );
     assert_eq!((leaf.not_before, leaf.not_after), (1048899464, 1206579464));
 }
 
@@ -107,12 +138,18 @@ fn test_parse_sslv2_upgrade() {
 #[test]
 fn test_parse_stamus_cert() {
     let mut st = TlsState::new();
-    assert!(st.feed(false, STAMUS_SERVER).contains(TlsChanges::CERTIFICATE));
+    assert!(
+        st.feed(false, STAMUS_SERVER)
+            .contains(TlsChanges::CERTIFICATE)
+    );
     let leaf = &st.info.certs[0];
     assert_eq!(leaf.subject, "C=FR, ST=IDF, L=Paris, O=Stamus, CN=SELKS");
     assert_eq!(leaf.issuer, "C=FR, ST=IDF, L=Paris, O=Stamus, CN=SELKS");
     assert_eq!(leaf.serial, "00:97:E6:47:09:8E:EA:C9:B4");
-    assert_eq!(leaf.fingerprint, "3a:0b:3b:23:15:2c:44:5c:27:ac:6a:0c:41:d6:fa:74:af:b4:09:5b");
+    assert_eq!(
+        leaf.fingerprint,
+        "3a:0b:3b:23:15:2c:44:5c:27:ac:6a:0c:41:d6:fa:74:af:b4:09:5b"
+    );
     assert_eq!((leaf.not_before, leaf.not_after), (1423764447, 1739124447));
     assert_eq!(st.info.chain_len, 1);
 }
@@ -126,7 +163,9 @@ fn ext(typ: u16, data: &[u8]) -> Vec<u8> {
 
 fn vec16(items: &[u16]) -> Vec<u8> {
     let mut v = ((items.len() * 2) as u16).to_be_bytes().to_vec();
-    items.iter().for_each(|i| v.extend_from_slice(&i.to_be_bytes()));
+    items
+        .iter()
+        .for_each(|i| v.extend_from_slice(&i.to_be_bytes()));
     v
 }
 
@@ -164,8 +203,14 @@ fn test_ja3_of_known_client_hello() {
     let mut st = TlsState::new();
     st.feed(true, &record(22, &client_hello()));
     let i = &st.info;
-    assert_eq!(i.ja3_string.as_deref(), Some("771,4865-49199,0-10-11-16-43,29-23,0"));
-    assert_eq!(i.ja3_hash.as_deref(), Some(hello::md5_hex("771,4865-49199,0-10-11-16-43,29-23,0").as_str()));
+    assert_eq!(
+        i.ja3_string.as_deref(),
+        Some("771,4865-49199,0-10-11-16-43,29-23,0")
+    );
+    assert_eq!(
+        i.ja3_hash.as_deref(),
+        Some(hello::md5_hex("771,4865-49199,0-10-11-16-43,29-23,0").as_str())
+    );
     assert_eq!(i.sni.as_deref(), Some(&b"example.com"[..]));
     assert_eq!(i.client_version, Some(0x0304));
     assert_eq!(i.client_random, Some([7; 32]));

@@ -1,0 +1,22 @@
+//! The inline bridge (SPEC §3.1, §3.3): ports, MAC learning, steering frames to inspection
+//! workers, live actions, host isolation and fail-open.
+//!
+//! ```text
+//!  port rx thread (one per port)                 worker (cores − 1)            port
+//!  AF_PACKET ─▶ learn src MAC ─▶ out ports ─▶ isolation ─▶ hash ─▶ queue ─▶ pipeline ─▶ tx / inject
+//!                                                         │ stalled, full queue
+//!                                                         └─▶ forward uninspected (fail-open)
+//!                                                             or drop (fail_closed)
+//! ```
+
+pub mod config;
+pub mod control;
+pub mod fdb;
+pub mod inject;
+pub mod isolate;
+pub mod port;
+pub mod run;
+pub mod steer;
+
+pub use config::{Config, Role};
+pub use run::{Bridge, Engine};

@@ -1,0 +1,741 @@
+//! The bridge at run time: one receive thread per port, inspection workers fed by
+//! per-worker queues, a watchdog, an event writer and the control socket.
+//!
+//! Frames are copied once, from the receive socket into a pooled buffer that travels to
+//! a worker and back (no allocation per frame). A worker owns its pipeline (flow table,
+//! Hyperscan scratch, parsers): nothing on the per-frame path is shared between workers
+//! but the lock-free MAC table and the isolation flag.
+
+use std::io;
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded, unbounded};
+use pnet_datalink::DataLinkSender;
+use rules::compile::Ruleset;
+
+use super::config::{Config, Mode, Role};
+use super::fdb::Fdb;
+use super::isolate::{Isolation, IsolationSet};
+use super::{inject, port, steer};
+use crate::classify::Lists;
+use crate::file::FileEngine;
+use crate::pipeline::{Block, Record, Worker, WorkerConfig, WorkerCounters};
+
+const LINKTYPE_ETHERNET: u32 = 1;
+/// Frames a worker takes from its queue at once.
+const BATCH: usize = 64;
+/// Pool buffers per port (frames in flight from that port).
+const POOL: usize = 8192;
+
+/// What inspection runs with (loaded once, shared read-only by the workers).
+#[derive(Clone)]
+pub struct Engine {
+    pub ruleset: Arc<Ruleset>,
+    pub worker: WorkerConfig,
+    pub lists: Arc<Lists>,
+    pub files: Option<FileEngine>,
+    pub classes: rules::classification::Classifications,
+}
+
+/// Counters of one port's receive thread (written by that thread only).
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    pub rx: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub rx_errors: AtomicU64,
+    pub to_workers: AtomicU64,
+    /// Destination on the port the frame came from: not forwarded.
+    pub same_port: AtomicU64,
+    pub flooded: AtomicU64,
+    pub isolated_drops: AtomicU64,
+    /// Forwarded uninspected: the worker was stalled or dead.
+    pub bypass_stalled: AtomicU64,
+    /// Forwarded uninspected: the worker's queue was full.
+    pub bypass_full: AtomicU64,
+    /// Dropped because inspection failed and `fail_closed` is set.
+    pub fail_closed_drops: AtomicU64,
+    /// Forwarded uninspected: an exception host.
+    pub exempt: AtomicU64,
+    pub runt: AtomicU64,
+    pub tx_errors: AtomicU64,
+}
+
+/// A worker's shared state: its queue, health and test hooks.
+pub struct WorkerSlot {
+    queue: Sender<Job>,
+    jobs: Receiver<Job>,
+    /// Milliseconds since start at the worker's last sign of life.
+    heartbeat: AtomicU64,
+    pub stalled: AtomicBool,
+    /// Test hook: sleep without a heartbeat until this time (ms since start).
+    stall_until: AtomicU64,
+    /// Test hook: panic at the next frame.
+    panic_now: AtomicBool,
+    pub restarts: AtomicU64,
+    pub stalls: AtomicU64,
+    pub tx_errors: AtomicU64,
+    pub injected: AtomicU64,
+    /// Frames lost inside a worker that panicked.
+    pub lost: AtomicU64,
+    /// A copy of the pipeline's counters, refreshed about once a second.
+    pub counters: Mutex<WorkerCounters>,
+}
+
+struct Job {
+    buf: Vec<u8>,
+    in_port: u8,
+    out_mask: u16,
+}
+
+/// Everything the threads share.
+pub struct Bridge {
+    pub name: String,
+    pub ports: Vec<(Role, String)>,
+    pub fdb: Fdb,
+    pub isolation: Isolation,
+    pub workers: Vec<WorkerSlot>,
+    pub port_counters: Vec<PortCounters>,
+    pools: Vec<(Sender<Vec<u8>>, Receiver<Vec<u8>>)>,
+    stop: AtomicBool,
+    start: Instant,
+    fail_closed: bool,
+    prevent: bool,
+    exempt_hosts: Vec<IpAddr>,
+    pub test_hooks: bool,
+    stall_ms: u64,
+}
+
+/// Set by SIGINT / SIGTERM.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::Relaxed);
+}
+
+fn install_signals() {
+    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+fn wall_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+impl Bridge {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn all_ports_mask(&self) -> u16 {
+        ((1u32 << self.ports.len()) - 1) as u16
+    }
+
+    /// Ask every thread to finish.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || SIGNALLED.load(Ordering::Relaxed)
+    }
+
+    /// Test hook: worker `w` stops working (no heartbeat) for `ms`.
+    pub fn hook_stall(&self, w: usize, ms: u64) -> bool {
+        match self.workers.get(w) {
+            Some(s) => {
+                s.stall_until.store(self.now_ms() + ms, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Test hook: worker `w` panics at its next frame.
+    pub fn hook_panic(&self, w: usize) -> bool {
+        match self.workers.get(w) {
+            Some(s) => {
+                s.panic_now.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counters as JSON (for `ctl stats`).
+    pub fn stats_json(&self) -> serde_json::Value {
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let ports: Vec<_> = self
+            .ports
+            .iter()
+            .zip(&self.port_counters)
+            .map(|((r, n), c)| {
+                serde_json::json!({
+                    "role": r.as_str(), "interface": n, "rx": ld(&c.rx), "rx_bytes": ld(&c.rx_bytes),
+                    "rx_errors": ld(&c.rx_errors), "to_workers": ld(&c.to_workers), "same_port": ld(&c.same_port),
+                    "flooded": ld(&c.flooded), "isolated_drops": ld(&c.isolated_drops),
+                    "bypass_stalled": ld(&c.bypass_stalled), "bypass_full": ld(&c.bypass_full),
+                    "fail_closed_drops": ld(&c.fail_closed_drops), "exempt": ld(&c.exempt), "runt": ld(&c.runt),
+                    "tx_errors": ld(&c.tx_errors),
+                })
+            })
+            .collect();
+        let workers: Vec<_> = self
+            .workers
+            .iter()
+            .map(|w| {
+                let c = w.counters.lock().map(|c| *c).unwrap_or_default();
+                serde_json::json!({
+                    "stalled": w.stalled.load(Ordering::Relaxed), "restarts": ld(&w.restarts), "stalls": ld(&w.stalls),
+                    "queued": w.queue.len(), "packets": c.packets, "bytes": c.bytes, "alerts": c.alerts,
+                    "drops": c.drops + c.flow_dropped_packets, "injected": ld(&w.injected), "tx_errors": ld(&w.tx_errors),
+                    "lost": ld(&w.lost), "bad_files": c.bad_files, "category_blocks": c.category_blocks,
+                })
+            })
+            .collect();
+        let iso = self.isolation.snapshot();
+        serde_json::json!({
+            "uptime_ms": self.now_ms(),
+            "mode": if self.prevent { "prevent" } else { "detect" },
+            "fail_closed": self.fail_closed,
+            "stations": self.fdb.len(self.now_ms() / 1000),
+            "isolated": iso.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            "ports": ports,
+            "workers": workers,
+        })
+    }
+}
+
+/// Open the ports, start the threads and run until SIGINT/SIGTERM (or `Bridge::stop`).
+/// `ready` is called once every port is open and the workers are started.
+pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> anyhow::Result<()> {
+    use anyhow::Context;
+    install_signals();
+    let ports = cfg.ports.list();
+    let nworkers = cfg.workers();
+    let mut slots = Vec::with_capacity(nworkers);
+    for _ in 0..nworkers {
+        let (queue, jobs) = bounded(cfg.watchdog.queue);
+        slots.push(WorkerSlot {
+            queue,
+            jobs,
+            heartbeat: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+            stall_until: AtomicU64::new(0),
+            panic_now: AtomicBool::new(false),
+            restarts: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            tx_errors: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            counters: Mutex::new(WorkerCounters::default()),
+        });
+    }
+    let mut iso = IsolationSet::default();
+    for h in &cfg.isolation.hosts {
+        iso.hosts
+            .push(super::isolate::HostId::parse(h).map_err(anyhow::Error::msg)?);
+    }
+    for a in &cfg.isolation.allow {
+        iso.allow
+            .push(super::isolate::AllowEntry::parse(a).map_err(anyhow::Error::msg)?);
+    }
+    let bridge = Arc::new(Bridge {
+        name: cfg.name.clone(),
+        fdb: Fdb::new(16_384, cfg.bridge.mac_ageing_secs),
+        isolation: Isolation::new(iso),
+        workers: slots,
+        port_counters: ports.iter().map(|_| PortCounters::default()).collect(),
+        pools: ports.iter().map(|_| bounded(POOL)).collect(),
+        stop: AtomicBool::new(false),
+        start: Instant::now(),
+        fail_closed: cfg.fail_closed,
+        prevent: cfg.mode == Mode::Prevent,
+        exempt_hosts: cfg.exceptions.iter().filter_map(|e| e.host).collect(),
+        test_hooks: cfg.debug.test_hooks,
+        stall_ms: cfg.watchdog.stall_ms,
+        ports,
+    });
+
+    // open every socket first: a missing interface is reported before anything runs
+    let mut rx_socks = Vec::new();
+    for (i, (role, name)) in bridge.ports.iter().enumerate() {
+        let (_, rx) =
+            port::open_rx(name).with_context(|| format!("port {} ({name})", role.as_str()))?;
+        let txs = open_txs(&bridge.ports, Some(i))?;
+        rx_socks.push((rx, txs));
+    }
+    let mut worker_txs = Vec::new();
+    for _ in 0..nworkers {
+        worker_txs.push(open_txs(&bridge.ports, None)?);
+    }
+
+    // events
+    let (ev_tx, ev_rx) = unbounded::<Vec<Record>>();
+    let eve_path = cfg.output.eve.clone();
+    let rs = Arc::clone(&engine.ruleset);
+    let classes = engine.classes.clone();
+    let events = std::thread::Builder::new()
+        .name("events".into())
+        .spawn(move || write_events(eve_path, rs, classes, ev_rx))?;
+
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    for (w, txs) in worker_txs.into_iter().enumerate() {
+        let b = Arc::clone(&bridge);
+        let e = engine.clone();
+        let evs = ev_tx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{w}"))
+                .spawn(move || worker_thread(&b, w, e, txs, evs))?,
+        );
+    }
+    drop(ev_tx);
+    let mut rx_threads = Vec::new();
+    for (i, (rx, txs)) in rx_socks.into_iter().enumerate() {
+        let b = Arc::clone(&bridge);
+        rx_threads.push(
+            std::thread::Builder::new()
+                .name(format!("rx-{}", bridge.ports[i].0.as_str()))
+                .spawn(move || rx_thread(&b, i, rx, txs))?,
+        );
+    }
+    let wd = {
+        let b = Arc::clone(&bridge);
+        std::thread::Builder::new()
+            .name("watchdog".into())
+            .spawn(move || watchdog(&b))?
+    };
+    let ctl = match &cfg.output.control {
+        Some(path) => {
+            Some(super::control::serve(path, Arc::clone(&bridge)).context("control socket")?)
+        }
+        None => None,
+    };
+    tracing::info!(
+        ports = bridge.ports.len(),
+        workers = nworkers,
+        mode = if bridge.prevent { "prevent" } else { "detect" },
+        "bridge running"
+    );
+    ready(&bridge);
+
+    while !bridge.stopping() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bridge.stop();
+    for t in rx_threads {
+        let _ = t.join();
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = wd.join();
+    if let Some(c) = ctl {
+        c.shutdown();
+    }
+    let _ = events.join();
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(&bridge.stats_json()).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// A send channel per port (`None` at `skip`, the receive thread's own port).
+fn open_txs(
+    ports: &[(Role, String)],
+    skip: Option<usize>,
+) -> anyhow::Result<Vec<Option<Box<dyn DataLinkSender>>>> {
+    let mut v = Vec::new();
+    for (i, (_, name)) in ports.iter().enumerate() {
+        v.push(if Some(i) == skip {
+            None
+        } else {
+            Some(port::open_tx(name)?)
+        });
+    }
+    Ok(v)
+}
+
+fn send_mask(txs: &mut [Option<Box<dyn DataLinkSender>>], mask: u16, frame: &[u8]) -> u64 {
+    let mut errors = 0;
+    for (i, tx) in txs.iter_mut().enumerate() {
+        if mask & (1 << i) == 0 {
+            continue;
+        }
+        if let Some(tx) = tx {
+            match tx.send_to(frame, None) {
+                Some(Ok(())) => {}
+                _ => errors += 1,
+            }
+        }
+    }
+    errors
+}
+
+fn rx_thread(
+    b: &Bridge,
+    me: usize,
+    mut rx: Box<dyn pnet_datalink::DataLinkReceiver>,
+    mut txs: Vec<Option<Box<dyn DataLinkSender>>>,
+) {
+    let c = &b.port_counters[me];
+    let (pool_tx, pool_rx) = &b.pools[me];
+    let mut allocated = 0usize;
+    let others = b.all_ports_mask() & !(1 << me);
+    let nworkers = b.workers.len() as u64;
+    let mut last_sec = 0;
+    let mut frames_since_clock = 0u32;
+    while !b.stopping() {
+        let frame = match rx.next() {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
+            Err(e) => {
+                c.rx_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "receive");
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+        };
+        c.rx.fetch_add(1, Ordering::Relaxed);
+        c.rx_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
+        if frame.len() < 14 {
+            c.runt.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        // the clock is read every 256 frames (and when idle): ageing is in seconds
+        frames_since_clock += 1;
+        if frames_since_clock >= 256 || last_sec == 0 {
+            frames_since_clock = 0;
+            last_sec = b.now_ms() / 1000 + 1;
+        }
+        let dst: [u8; 6] = frame[0..6].try_into().unwrap_or_default();
+        let src: [u8; 6] = frame[6..12].try_into().unwrap_or_default();
+        b.fdb.learn(&src, me as u8, last_sec);
+        let mask = if dst[0] & 1 != 0 {
+            c.flooded.fetch_add(1, Ordering::Relaxed);
+            others
+        } else {
+            match b.fdb.lookup(&dst, last_sec) {
+                Some(p) if usize::from(p) == me => {
+                    c.same_port.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Some(p) if usize::from(p) < b.ports.len() => 1 << p,
+                _ => {
+                    c.flooded.fetch_add(1, Ordering::Relaxed);
+                    others
+                }
+            }
+        };
+        if mask == 0 {
+            continue;
+        }
+        let key = steer::frame_key(frame);
+        if b.isolation.active() && !b.isolation.snapshot().permits(&src, &dst, &key) {
+            c.isolated_drops.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if !b.exempt_hosts.is_empty()
+            && [key.src, key.dst]
+                .iter()
+                .flatten()
+                .any(|ip| b.exempt_hosts.contains(ip))
+        {
+            c.exempt.fetch_add(1, Ordering::Relaxed);
+            if send_mask(&mut txs, mask, frame) > 0 {
+                c.tx_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        let w = (steer::symmetric_hash(&key) % nworkers) as usize;
+        let slot = &b.workers[w];
+        let failed = if slot.stalled.load(Ordering::Relaxed) {
+            Some(&c.bypass_stalled)
+        } else {
+            let buf = match pool_rx.try_recv() {
+                Ok(buf) => Some(buf),
+                Err(_) if allocated < POOL => {
+                    allocated += 1;
+                    Some(Vec::with_capacity(2048))
+                }
+                Err(_) => None,
+            };
+            match buf {
+                None => Some(&c.bypass_full),
+                Some(mut buf) => {
+                    buf.clear();
+                    buf.extend_from_slice(frame);
+                    match slot.queue.try_send(Job {
+                        buf,
+                        in_port: me as u8,
+                        out_mask: mask,
+                    }) {
+                        Ok(()) => {
+                            c.to_workers.fetch_add(1, Ordering::Relaxed);
+                            None
+                        }
+                        Err(TrySendError::Full(j)) | Err(TrySendError::Disconnected(j)) => {
+                            let _ = pool_tx.try_send(j.buf);
+                            Some(&c.bypass_full)
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(counter) = failed {
+            if b.fail_closed {
+                c.fail_closed_drops.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counter.fetch_add(1, Ordering::Relaxed);
+                if send_mask(&mut txs, mask, frame) > 0 {
+                    c.tx_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// The frames injected for a block: (to the sender's port, to the receiver's ports).
+struct Injector {
+    a: Vec<u8>,
+    b: Vec<u8>,
+}
+
+fn worker_thread(
+    b: &Bridge,
+    w: usize,
+    engine: Engine,
+    mut txs: Vec<Option<Box<dyn DataLinkSender>>>,
+    events: Sender<Vec<Record>>,
+) {
+    let slot = &b.workers[w];
+    let mut inj = Injector {
+        a: Vec::with_capacity(2048),
+        b: Vec::with_capacity(2048),
+    };
+    loop {
+        let mut worker = match new_worker(&engine) {
+            Ok(wk) => wk,
+            Err(e) => {
+                tracing::error!(worker = w, error = %e, "cannot start an inspection worker; its traffic goes uninspected");
+                slot.stalled.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            worker_loop(b, slot, &mut worker, &mut txs, &events, &mut inj)
+        }));
+        match r {
+            Ok(()) => {
+                let mut out = Vec::new();
+                worker.finish(&mut out);
+                if !out.is_empty() {
+                    let _ = events.send(out);
+                }
+                if let Ok(mut c) = slot.counters.lock() {
+                    *c = worker.counters;
+                }
+                return;
+            }
+            Err(_) => {
+                slot.restarts.fetch_add(1, Ordering::Relaxed);
+                slot.lost.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    worker = w,
+                    "inspection worker panicked; restarted with an empty flow table"
+                );
+            }
+        }
+    }
+}
+
+fn new_worker(engine: &Engine) -> Result<Worker, String> {
+    let mut wk = Worker::new(Arc::clone(&engine.ruleset), engine.worker)?;
+    wk.set_lists(Arc::clone(&engine.lists));
+    wk.set_files(engine.files.clone());
+    Ok(wk)
+}
+
+fn worker_loop(
+    b: &Bridge,
+    slot: &WorkerSlot,
+    worker: &mut Worker,
+    txs: &mut [Option<Box<dyn DataLinkSender>>],
+    events: &Sender<Vec<Record>>,
+    inj: &mut Injector,
+) {
+    let mut records: Vec<Record> = Vec::new();
+    let mut cnt = 0u64;
+    let mut last_counters = Instant::now();
+    let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
+    loop {
+        let now = b.now_ms();
+        slot.heartbeat.store(now, Ordering::Relaxed);
+        if b.test_hooks {
+            let until = slot.stall_until.load(Ordering::Relaxed);
+            if until > now {
+                std::thread::sleep(Duration::from_millis(until - now));
+                slot.stall_until.store(0, Ordering::Relaxed);
+                continue;
+            }
+        }
+        match slot.jobs.recv_timeout(Duration::from_millis(20)) {
+            Ok(j) => batch.push(j),
+            Err(_) => {
+                if b.stopping() && slot.jobs.is_empty() {
+                    return;
+                }
+                continue;
+            }
+        }
+        while batch.len() < BATCH {
+            match slot.jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        let ts = wall_us();
+        for job in batch.drain(..) {
+            if b.test_hooks && slot.panic_now.swap(false, Ordering::Relaxed) {
+                panic!("test hook: worker panic");
+            }
+            cnt += 1;
+            let frame = &job.buf[..];
+            let forward = worker.process(LINKTYPE_ETHERNET, frame, ts, cnt, &mut records);
+            if forward {
+                let e = send_mask(txs, job.out_mask, frame);
+                if e > 0 {
+                    slot.tx_errors.fetch_add(e, Ordering::Relaxed);
+                }
+            } else {
+                act(b, slot, &worker.block, &job, txs, inj);
+            }
+            let _ = b.pools[usize::from(job.in_port)].0.try_send(job.buf);
+        }
+        if !records.is_empty() {
+            let _ = events.send(std::mem::take(&mut records));
+        }
+        if last_counters.elapsed() >= Duration::from_secs(1) {
+            last_counters = Instant::now();
+            if let Ok(mut c) = slot.counters.lock() {
+                *c = worker.counters;
+            }
+        }
+    }
+}
+
+/// Carry out a block on the wire: resets to both ends, or a block page to the client and
+/// a reset to the server. A plain drop sends nothing.
+fn act(
+    b: &Bridge,
+    slot: &WorkerSlot,
+    block: &Block,
+    job: &Job,
+    txs: &mut [Option<Box<dyn DataLinkSender>>],
+    inj: &mut Injector,
+) {
+    let back = 1u16 << job.in_port;
+    let ok = match block {
+        Block::None | Block::Drop => return,
+        Block::Reset => inject::resets(&job.buf, &mut inj.a, &mut inj.b).is_ok(),
+        Block::Page { host, category } => {
+            let html = inject::block_page_html(host, category, &b.name);
+            inject::block_page(&job.buf, &html, &mut inj.a).is_ok()
+                && inject::resets(&job.buf, &mut Vec::new(), &mut inj.b).is_ok()
+        }
+    };
+    if !ok {
+        return;
+    }
+    let mut e = send_mask(txs, back, &inj.a);
+    e += send_mask(txs, job.out_mask, &inj.b);
+    slot.injected.fetch_add(2, Ordering::Relaxed);
+    if e > 0 {
+        slot.tx_errors.fetch_add(e, Ordering::Relaxed);
+    }
+}
+
+fn watchdog(b: &Bridge) {
+    let mut last_sweep = Instant::now();
+    while !b.stopping() {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = b.now_ms();
+        for (i, s) in b.workers.iter().enumerate() {
+            let hb = s.heartbeat.load(Ordering::Relaxed);
+            let stalled = now.saturating_sub(hb) > b.stall_ms;
+            if stalled != s.stalled.load(Ordering::Relaxed) {
+                s.stalled.store(stalled, Ordering::Relaxed);
+                if stalled {
+                    s.stalls.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        worker = i,
+                        since_ms = now - hb,
+                        fail_closed = b.fail_closed,
+                        "inspection worker stalled; its traffic bypasses inspection until it recovers"
+                    );
+                } else {
+                    tracing::info!(worker = i, "inspection worker recovered");
+                }
+            }
+        }
+        if last_sweep.elapsed() >= Duration::from_secs(10) {
+            last_sweep = Instant::now();
+            b.fdb.sweep(now / 1000 + 1);
+        }
+    }
+}
+
+fn write_events(
+    path: Option<std::path::PathBuf>,
+    rs: Arc<Ruleset>,
+    classes: rules::classification::Classifications,
+    rx: Receiver<Vec<Record>>,
+) {
+    use std::io::Write;
+    let out: Box<dyn Write + Send> = match &path {
+        Some(p) if p.as_os_str() != "-" => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            Ok(f) => Box::new(io::BufWriter::new(f)),
+            Err(e) => {
+                tracing::error!(file = %p.display(), error = %e, "cannot open the EVE file; events go to standard output");
+                Box::new(io::BufWriter::new(io::stdout()))
+            }
+        },
+        _ => Box::new(io::BufWriter::new(io::stdout())),
+    };
+    let mut eve = crate::events::eve::EveWriter::new(out, classes);
+    let mut failed = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(batch) => {
+                for r in &batch {
+                    if let Err(e) = eve.write(r, &rs) {
+                        if !failed {
+                            tracing::error!(error = %e, "writing EVE events");
+                            failed = true;
+                        }
+                    }
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                let _ = eve.flush();
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = eve.flush();
+}
