@@ -189,3 +189,171 @@ pub mod pcapgen {
         }
     }
 }
+
+/// The network lab of `scripts/lab` (SPEC §7), for tests that need root: namespaces
+/// created on `up` and removed on drop, the appliance started with a configuration the
+/// test adjusts.
+pub mod lab {
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Output, Stdio};
+    use std::sync::{Mutex, MutexGuard};
+    use std::time::{Duration, Instant};
+
+    /// One lab at a time: they would only compete for the two cores.
+    static ONE: Mutex<()> = Mutex::new(());
+
+    pub struct Lab {
+        pub prefix: String,
+        pub dir: PathBuf,
+        appliance: Option<Child>,
+        _one: MutexGuard<'static, ()>,
+    }
+
+    /// A command's exit code and output.
+    pub struct Ran {
+        pub code: i32,
+        pub stdout: String,
+        pub stderr: String,
+    }
+
+    fn script() -> PathBuf {
+        super::root().join("scripts/lab")
+    }
+
+    /// Whether the lab can run here (root, network namespaces).
+    pub fn available() -> bool {
+        // SAFETY-free check: `id -u`
+        let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+        if !uid {
+            eprintln!("lab tests need root (network namespaces); skipped");
+        }
+        uid
+    }
+
+    impl Lab {
+        /// Build the lab (`scripts/lab up`), `linux_bridge`: a kernel bridge instead of the
+        /// appliance.
+        pub fn up(name: &str, linux_bridge: bool) -> Lab {
+            let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+            let prefix = format!("m{}{}", std::process::id() % 100_000, name.chars().take(3).collect::<String>());
+            let dir = super::tempdir(&format!("lab-{name}"));
+            let mut cmd = Command::new(script());
+            cmd.args(["up", "-p", &prefix, "-d"]).arg(&dir);
+            if linux_bridge {
+                cmd.arg("--linux-bridge");
+            }
+            let out = super::run(&mut cmd);
+            assert!(out.status.success(), "scripts/lab up failed: {}", String::from_utf8_lossy(&out.stderr));
+            Lab { prefix, dir, appliance: None, _one: one }
+        }
+
+        /// The lab's appliance configuration with `extra` TOML appended (or keys replaced
+        /// with `replace`: (from, to) pairs applied to the template first).
+        pub fn start(&mut self, replace: &[(&str, &str)], extra: &str) {
+            let tpl = std::fs::read_to_string(self.dir.join("appliance.toml")).expect("lab config");
+            let mut text = tpl;
+            for (a, b) in replace {
+                assert!(text.contains(a), "lab config has no `{a}`");
+                text = text.replace(a, b);
+            }
+            text.push_str(extra);
+            let cfg = self.dir.join("test.toml");
+            std::fs::write(&cfg, text).expect("writing the config");
+            let _ = std::fs::remove_file(self.dir.join("eve.json"));
+            let log = std::fs::File::create(self.dir.join("appliance.log")).expect("log file");
+            let child = Command::new("ip")
+                .args(["netns", "exec", &format!("{}-app", self.prefix)])
+                .arg(super::appliance())
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("starting the appliance");
+            self.appliance = Some(child);
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(30) {
+                if self.ctl("stats")["ok"] == true {
+                    return;
+                }
+                if let Some(Ok(Some(st))) = self.appliance.as_mut().map(|c| c.try_wait()) {
+                    panic!("the appliance exited ({st}): {}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            panic!("the appliance did not come up: {}", self.log());
+        }
+
+        /// Stop the appliance (SIGTERM, then wait).
+        pub fn stop(&mut self) {
+            if let Some(mut c) = self.appliance.take() {
+                let _ = Command::new("kill").arg(c.id().to_string()).status();
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_secs(10) {
+                    if let Ok(Some(_)) = c.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+
+        pub fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.join("appliance.log")).unwrap_or_default()
+        }
+
+        /// A control command; `{"ok": false}` when the appliance does not answer.
+        pub fn ctl(&self, command: &str) -> serde_json::Value {
+            let out = Command::new(super::appliance())
+                .args(["ctl", "--socket"])
+                .arg(self.dir.join("control.sock"))
+                .args(command.split_whitespace())
+                .output();
+            match out {
+                Ok(o) => serde_json::from_slice(&o.stdout).unwrap_or(serde_json::json!({"ok": false})),
+                Err(_) => serde_json::json!({"ok": false}),
+            }
+        }
+
+        /// Run a command on a node (`inet`, `app`, `lan`, `s1`, `s2`).
+        pub fn exec(&self, node: &str, args: &[&str]) -> Ran {
+            let o: Output = super::run(Command::new("ip").args(["netns", "exec", &format!("{}-{node}", self.prefix)]).args(args));
+            Ran { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+        }
+
+        /// Start a command on a node in the background.
+        pub fn spawn(&self, node: &str, args: &[&str]) -> Child {
+            Command::new("ip")
+                .args(["netns", "exec", &format!("{}-{node}", self.prefix)])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawning a lab command")
+        }
+
+        /// curl on a node: `-s -S` with a time limit, then `args`.
+        pub fn curl(&self, node: &str, secs: u32, args: &[&str]) -> Ran {
+            let t = secs.to_string();
+            let mut v = vec!["curl", "-s", "-S", "-k", "--max-time", &t];
+            v.extend_from_slice(args);
+            self.exec(node, &v)
+        }
+
+        /// The EVE events written so far (the appliance flushes within 200 ms).
+        pub fn eve(&self) -> Vec<serde_json::Value> {
+            std::thread::sleep(Duration::from_millis(400));
+            super::eve_lines(&std::fs::read_to_string(self.dir.join("eve.json")).unwrap_or_default())
+        }
+    }
+
+    impl Drop for Lab {
+        fn drop(&mut self) {
+            self.stop();
+            let _ = Command::new(script()).args(["down", "-p", &self.prefix, "-d"]).arg(&self.dir).output();
+        }
+    }
+}
