@@ -15,8 +15,6 @@ use pnet_datalink::{self as dl, Channel, DataLinkReceiver, DataLinkSender, Netwo
 
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
-/// Largest frame read (a jumbo frame or a glued one that slipped through).
-pub const MAX_FRAME: usize = 65_600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
@@ -84,7 +82,7 @@ fn channel(
     rx: bool,
 ) -> Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>), PortError> {
     let cfg = dl::Config {
-        read_buffer_size: if rx { MAX_FRAME } else { 64 },
+        read_buffer_size: 64,
         write_buffer_size: 64,
         read_timeout: Some(Duration::from_millis(50)),
         write_timeout: Some(Duration::from_millis(20)),
@@ -102,10 +100,21 @@ fn channel(
     }
 }
 
-/// A receive channel on a port (it can send too, on the same port).
-pub fn open_rx(
-    name: &str,
-) -> Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>), PortError> {
+/// A port's receive socket, bound by pnet, read in batches with `recvmmsg`. The pnet
+/// channel is kept: it owns the descriptor.
+pub struct RxPort {
+    fd: i32,
+    _chan: (Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>),
+}
+
+/// A send-only socket, bound by pnet, written in batches with `sendmmsg`.
+pub struct TxPort {
+    fd: i32,
+    _chan: Box<dyn DataLinkSender>,
+}
+
+/// Open a port for receiving.
+pub fn open_rx(name: &str) -> Result<RxPort, PortError> {
     let iface = find(name)?;
     if !iface.is_up() {
         return Err(PortError::Down(name.into()));
@@ -125,11 +134,14 @@ pub fn open_rx(
     let _ = setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
         .or_else(|_| setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20));
     disable_offloads(name);
-    channel(&iface, fd, true)
+    Ok(RxPort {
+        fd,
+        _chan: channel(&iface, fd, true)?,
+    })
 }
 
-/// A send-only channel on a port: receives nothing.
-pub fn open_tx(name: &str) -> Result<Box<dyn DataLinkSender>, PortError> {
+/// Open a port for sending only: the socket receives nothing.
+pub fn open_tx(name: &str) -> Result<TxPort, PortError> {
     let iface = find(name)?;
     let fd = raw_socket(name)?;
     let mut drop_all = [libc::sock_filter {
@@ -162,7 +174,175 @@ pub fn open_tx(name: &str) -> Result<Box<dyn DataLinkSender>, PortError> {
     }
     let _ = setopt(fd, libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1);
     let _ = setopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
-    Ok(channel(&iface, fd, false)?.0)
+    Ok(TxPort {
+        fd,
+        _chan: channel(&iface, fd, false)?.0,
+    })
+}
+
+/// Frames read per `recvmmsg`.
+pub const RX_BATCH: usize = 32;
+/// Largest frame a receive slot holds (jumbo); longer ones are counted and dropped.
+pub const SLOT: usize = 9_216;
+
+/// Receive buffers for one port: up to [`RX_BATCH`] frames per call.
+pub struct RxBatch {
+    bufs: Box<[u8]>,
+    lens: [usize; RX_BATCH],
+    truncated: [bool; RX_BATCH],
+    n: usize,
+}
+
+impl Default for RxBatch {
+    fn default() -> Self {
+        RxBatch {
+            bufs: vec![0u8; SLOT * RX_BATCH].into_boxed_slice(),
+            lens: [0; RX_BATCH],
+            truncated: [false; RX_BATCH],
+            n: 0,
+        }
+    }
+}
+
+impl RxBatch {
+    pub fn len(&self) -> usize {
+        self.n
+    }
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+    /// Frame `i` of the last read, `None` if it was longer than a slot.
+    pub fn frame(&self, i: usize) -> Option<&[u8]> {
+        (!self.truncated[i]).then(|| &self.bufs[i * SLOT..i * SLOT + self.lens[i]])
+    }
+}
+
+impl RxPort {
+    /// Wait up to `timeout_ms` for frames, then read every frame queued (up to a batch).
+    pub fn recv(&self, batch: &mut RxBatch, timeout_ms: i32) -> io::Result<usize> {
+        batch.n = 0;
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        if r == 0 {
+            return Ok(0);
+        }
+        // the headers point into `batch.bufs`, which outlives the call
+        let mut iov: [libc::iovec; RX_BATCH] = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; RX_BATCH];
+        // SAFETY: mmsghdr is plain data; zeroed is a valid empty header.
+        let mut msgs: [libc::mmsghdr; RX_BATCH] = unsafe { std::mem::zeroed() };
+        let base = batch.bufs.as_mut_ptr();
+        for i in 0..RX_BATCH {
+            // SAFETY: slot i lies inside bufs (SLOT * RX_BATCH bytes).
+            iov[i] = libc::iovec {
+                iov_base: unsafe { base.add(i * SLOT) }.cast(),
+                iov_len: SLOT,
+            };
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: RX_BATCH headers, each with one iovec into a live buffer.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.fd,
+                msgs.as_mut_ptr(),
+                RX_BATCH as u32,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        let n = n as usize;
+        for i in 0..n {
+            let len = msgs[i].msg_len as usize;
+            batch.truncated[i] = len > SLOT || msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            batch.lens[i] = len.min(SLOT);
+        }
+        batch.n = n;
+        Ok(n)
+    }
+}
+
+/// Frames waiting to be sent on one port (pointers into buffers the caller keeps alive
+/// until [`TxPort::flush`]).
+#[derive(Default)]
+pub struct TxQueue {
+    iov: Vec<libc::iovec>,
+}
+
+// SAFETY: the queue only holds pointers between `push` and `flush` on the same thread.
+unsafe impl Send for TxQueue {}
+
+impl TxQueue {
+    /// Queue a frame; it must stay alive and unchanged until the next `flush`.
+    pub fn push(&mut self, frame: &[u8]) {
+        self.iov.push(libc::iovec {
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
+        });
+    }
+    pub fn is_empty(&self) -> bool {
+        self.iov.is_empty()
+    }
+}
+
+impl TxPort {
+    /// Send one frame now.
+    pub fn send(&self, frame: &[u8]) -> bool {
+        // SAFETY: a live buffer of the given length.
+        let r = unsafe { libc::send(self.fd, frame.as_ptr().cast(), frame.len(), 0) };
+        r == frame.len() as isize
+    }
+
+    /// Send every queued frame (`sendmmsg`, in batches); returns the frames not sent.
+    pub fn flush(&self, q: &mut TxQueue) -> u64 {
+        let mut failed = 0u64;
+        let mut msgs: [libc::mmsghdr; 64] = unsafe { std::mem::zeroed() };
+        let mut i = 0;
+        while i < q.iov.len() {
+            let n = (q.iov.len() - i).min(64);
+            for k in 0..n {
+                msgs[k].msg_hdr.msg_iov = &mut q.iov[i + k];
+                msgs[k].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: n headers, each with one iovec into a buffer the caller keeps alive.
+            let r = unsafe { libc::sendmmsg(self.fd, msgs.as_mut_ptr(), n as u32, 0) };
+            if r <= 0 {
+                // one frame refused (too long, buffer full): skip it, keep the rest
+                failed += 1;
+                i += 1;
+            } else {
+                i += r as usize;
+            }
+        }
+        q.iov.clear();
+        failed
+    }
 }
 
 #[repr(C)]

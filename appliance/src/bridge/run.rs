@@ -15,13 +15,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded, unbounded};
-use pnet_datalink::DataLinkSender;
 use rules::compile::Ruleset;
 
 use super::config::{Config, Mode, Role};
 use super::fdb::Fdb;
 use super::isolate::{Isolation, IsolationSet};
-use super::{inject, port, steer};
+use super::port::{self, RxBatch, RxPort, TxPort, TxQueue};
+use super::{inject, steer};
 use crate::classify::Lists;
 use crate::file::FileEngine;
 use crate::pipeline::{Block, Record, Worker, WorkerConfig, WorkerCounters};
@@ -29,6 +29,8 @@ use crate::pipeline::{Block, Record, Worker, WorkerConfig, WorkerCounters};
 const LINKTYPE_ETHERNET: u32 = 1;
 /// Frames a worker takes from its queue at once.
 const BATCH: usize = 64;
+/// How long an idle worker polls its queue before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
 /// Pool buffers per port (frames in flight from that port).
 const POOL: usize = 8192;
 
@@ -269,8 +271,7 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
     // open every socket first: a missing interface is reported before anything runs
     let mut rx_socks = Vec::new();
     for (i, (role, name)) in bridge.ports.iter().enumerate() {
-        let (_, rx) =
-            port::open_rx(name).with_context(|| format!("port {} ({name})", role.as_str()))?;
+        let rx = port::open_rx(name).with_context(|| format!("port {} ({name})", role.as_str()))?;
         let txs = open_txs(&bridge.ports, Some(i))?;
         rx_socks.push((rx, txs));
     }
@@ -351,11 +352,14 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
     Ok(())
 }
 
-/// A send channel per port (`None` at `skip`, the receive thread's own port).
-fn open_txs(
-    ports: &[(Role, String)],
-    skip: Option<usize>,
-) -> anyhow::Result<Vec<Option<Box<dyn DataLinkSender>>>> {
+/// Send sockets for every port (`None` at `skip`, the receive thread's own port) with
+/// their batch queues.
+struct Txs {
+    ports: Vec<Option<TxPort>>,
+    queues: Vec<TxQueue>,
+}
+
+fn open_txs(ports: &[(Role, String)], skip: Option<usize>) -> anyhow::Result<Txs> {
     let mut v = Vec::new();
     for (i, (_, name)) in ports.iter().enumerate() {
         v.push(if Some(i) == skip {
@@ -364,42 +368,57 @@ fn open_txs(
             Some(port::open_tx(name)?)
         });
     }
-    Ok(v)
+    Ok(Txs {
+        queues: v.iter().map(|_| TxQueue::default()).collect(),
+        ports: v,
+    })
 }
 
-fn send_mask(txs: &mut [Option<Box<dyn DataLinkSender>>], mask: u16, frame: &[u8]) -> u64 {
-    let mut errors = 0;
-    for (i, tx) in txs.iter_mut().enumerate() {
-        if mask & (1 << i) == 0 {
-            continue;
-        }
-        if let Some(tx) = tx {
-            match tx.send_to(frame, None) {
-                Some(Ok(())) => {}
-                _ => errors += 1,
+impl Txs {
+    /// Queue a frame for every port in `mask`; it must live until `flush`.
+    fn queue(&mut self, mask: u16, frame: &[u8]) {
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            if mask & (1 << i) != 0 && self.ports[i].is_some() {
+                q.push(frame);
             }
         }
     }
-    errors
+
+    /// Send everything queued; returns the frames that could not be sent.
+    fn flush(&mut self) -> u64 {
+        let mut failed = 0;
+        for (p, q) in self.ports.iter().zip(self.queues.iter_mut()) {
+            if let Some(p) = p {
+                if !q.is_empty() {
+                    failed += p.flush(q);
+                }
+            }
+        }
+        failed
+    }
+
+    /// Send one frame now on every port in `mask`.
+    fn send_now(&self, mask: u16, frame: &[u8]) -> u64 {
+        let mut failed = 0;
+        for (i, p) in self.ports.iter().enumerate() {
+            if let Some(p) = p.as_ref().filter(|_| mask & (1 << i) != 0) {
+                failed += u64::from(!p.send(frame));
+            }
+        }
+        failed
+    }
 }
 
-fn rx_thread(
-    b: &Bridge,
-    me: usize,
-    mut rx: Box<dyn pnet_datalink::DataLinkReceiver>,
-    mut txs: Vec<Option<Box<dyn DataLinkSender>>>,
-) {
+fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
     let c = &b.port_counters[me];
     let (pool_tx, pool_rx) = &b.pools[me];
     let mut allocated = 0usize;
     let others = b.all_ports_mask() & !(1 << me);
     let nworkers = b.workers.len() as u64;
-    let mut last_sec = 0;
-    let mut frames_since_clock = 0u32;
+    let mut batch = RxBatch::default();
     while !b.stopping() {
-        let frame = match rx.next() {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
+        let n = match rx.recv(&mut batch, 50) {
+            Ok(n) => n,
             Err(e) => {
                 c.rx_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "receive");
@@ -407,101 +426,107 @@ fn rx_thread(
                 continue;
             }
         };
-        c.rx.fetch_add(1, Ordering::Relaxed);
-        c.rx_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
-        if frame.len() < 14 {
-            c.runt.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
             continue;
         }
-        // the clock is read every 256 frames (and when idle): ageing is in seconds
-        frames_since_clock += 1;
-        if frames_since_clock >= 256 || last_sec == 0 {
-            frames_since_clock = 0;
-            last_sec = b.now_ms() / 1000 + 1;
-        }
-        let dst: [u8; 6] = frame[0..6].try_into().unwrap_or_default();
-        let src: [u8; 6] = frame[6..12].try_into().unwrap_or_default();
-        b.fdb.learn(&src, me as u8, last_sec);
-        let mask = if dst[0] & 1 != 0 {
-            c.flooded.fetch_add(1, Ordering::Relaxed);
-            others
-        } else {
-            match b.fdb.lookup(&dst, last_sec) {
-                Some(p) if usize::from(p) == me => {
-                    c.same_port.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                Some(p) if usize::from(p) < b.ports.len() => 1 << p,
-                _ => {
-                    c.flooded.fetch_add(1, Ordering::Relaxed);
-                    others
-                }
-            }
-        };
-        if mask == 0 {
-            continue;
-        }
-        let key = steer::frame_key(frame);
-        if b.isolation.active() && !b.isolation.snapshot().permits(&src, &dst, &key) {
-            c.isolated_drops.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        if !b.exempt_hosts.is_empty()
-            && [key.src, key.dst]
-                .iter()
-                .flatten()
-                .any(|ip| b.exempt_hosts.contains(ip))
-        {
-            c.exempt.fetch_add(1, Ordering::Relaxed);
-            if send_mask(&mut txs, mask, frame) > 0 {
-                c.tx_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            continue;
-        }
-        let w = (steer::symmetric_hash(&key) % nworkers) as usize;
-        let slot = &b.workers[w];
-        let failed = if slot.stalled.load(Ordering::Relaxed) {
-            Some(&c.bypass_stalled)
-        } else {
-            let buf = match pool_rx.try_recv() {
-                Ok(buf) => Some(buf),
-                Err(_) if allocated < POOL => {
-                    allocated += 1;
-                    Some(Vec::with_capacity(2048))
-                }
-                Err(_) => None,
+        // ageing is in seconds: the clock is read once per batch
+        let now_s = b.now_ms() / 1000 + 1;
+        c.rx.fetch_add(n as u64, Ordering::Relaxed);
+        for i in 0..n {
+            let Some(frame) = batch.frame(i) else {
+                c.runt.fetch_add(1, Ordering::Relaxed);
+                continue;
             };
-            match buf {
-                None => Some(&c.bypass_full),
-                Some(mut buf) => {
-                    buf.clear();
-                    buf.extend_from_slice(frame);
-                    match slot.queue.try_send(Job {
-                        buf,
-                        in_port: me as u8,
-                        out_mask: mask,
-                    }) {
-                        Ok(()) => {
-                            c.to_workers.fetch_add(1, Ordering::Relaxed);
-                            None
-                        }
-                        Err(TrySendError::Full(j)) | Err(TrySendError::Disconnected(j)) => {
-                            let _ = pool_tx.try_send(j.buf);
-                            Some(&c.bypass_full)
+            c.rx_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
+            if frame.len() < 14 {
+                c.runt.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let dst: [u8; 6] = frame[0..6].try_into().unwrap_or_default();
+            let src: [u8; 6] = frame[6..12].try_into().unwrap_or_default();
+            b.fdb.learn(&src, me as u8, now_s);
+            let mask = if dst[0] & 1 != 0 {
+                c.flooded.fetch_add(1, Ordering::Relaxed);
+                others
+            } else {
+                match b.fdb.lookup(&dst, now_s) {
+                    Some(p) if usize::from(p) == me => {
+                        c.same_port.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Some(p) if usize::from(p) < b.ports.len() => 1 << p,
+                    _ => {
+                        c.flooded.fetch_add(1, Ordering::Relaxed);
+                        others
+                    }
+                }
+            };
+            if mask == 0 {
+                continue;
+            }
+            let key = steer::frame_key(frame);
+            if b.isolation.active() && !b.isolation.snapshot().permits(&src, &dst, &key) {
+                c.isolated_drops.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if !b.exempt_hosts.is_empty()
+                && [key.src, key.dst]
+                    .iter()
+                    .flatten()
+                    .any(|ip| b.exempt_hosts.contains(ip))
+            {
+                c.exempt.fetch_add(1, Ordering::Relaxed);
+                txs.queue(mask, frame);
+                continue;
+            }
+            let w = (steer::symmetric_hash(&key) % nworkers) as usize;
+            let slot = &b.workers[w];
+            let failed = if slot.stalled.load(Ordering::Relaxed) {
+                Some(&c.bypass_stalled)
+            } else {
+                let buf = match pool_rx.try_recv() {
+                    Ok(buf) => Some(buf),
+                    Err(_) if allocated < POOL => {
+                        allocated += 1;
+                        Some(Vec::with_capacity(2048))
+                    }
+                    Err(_) => None,
+                };
+                match buf {
+                    None => Some(&c.bypass_full),
+                    Some(mut buf) => {
+                        buf.clear();
+                        buf.extend_from_slice(frame);
+                        match slot.queue.try_send(Job {
+                            buf,
+                            in_port: me as u8,
+                            out_mask: mask,
+                        }) {
+                            Ok(()) => {
+                                c.to_workers.fetch_add(1, Ordering::Relaxed);
+                                None
+                            }
+                            Err(TrySendError::Full(j)) | Err(TrySendError::Disconnected(j)) => {
+                                let _ = pool_tx.try_send(j.buf);
+                                Some(&c.bypass_full)
+                            }
                         }
                     }
                 }
-            }
-        };
-        if let Some(counter) = failed {
-            if b.fail_closed {
-                c.fail_closed_drops.fetch_add(1, Ordering::Relaxed);
-            } else {
-                counter.fetch_add(1, Ordering::Relaxed);
-                if send_mask(&mut txs, mask, frame) > 0 {
-                    c.tx_errors.fetch_add(1, Ordering::Relaxed);
+            };
+            if let Some(counter) = failed {
+                if b.fail_closed {
+                    c.fail_closed_drops.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    txs.queue(mask, frame);
                 }
             }
+        }
+        // frames forwarded here point into `batch`: sent before the next read
+        let e = txs.flush();
+        if e > 0 {
+            c.tx_errors.fetch_add(e, Ordering::Relaxed);
         }
     }
 }
@@ -512,13 +537,7 @@ struct Injector {
     b: Vec<u8>,
 }
 
-fn worker_thread(
-    b: &Bridge,
-    w: usize,
-    engine: Engine,
-    mut txs: Vec<Option<Box<dyn DataLinkSender>>>,
-    events: Sender<Vec<Record>>,
-) {
+fn worker_thread(b: &Bridge, w: usize, engine: Engine, mut txs: Txs, events: Sender<Vec<Record>>) {
     let slot = &b.workers[w];
     let mut inj = Injector {
         a: Vec::with_capacity(2048),
@@ -571,7 +590,7 @@ fn worker_loop(
     b: &Bridge,
     slot: &WorkerSlot,
     worker: &mut Worker,
-    txs: &mut [Option<Box<dyn DataLinkSender>>],
+    txs: &mut Txs,
     events: &Sender<Vec<Record>>,
     inj: &mut Injector,
 ) {
@@ -590,7 +609,17 @@ fn worker_loop(
                 continue;
             }
         }
-        match slot.jobs.recv_timeout(Duration::from_millis(20)) {
+        // a short spin before sleeping: waking a parked thread costs tens of
+        // microseconds of latency per frame at low rates
+        let spin_until = Instant::now() + SPIN;
+        let first = loop {
+            match slot.jobs.try_recv() {
+                Ok(j) => break Ok(j),
+                Err(_) if Instant::now() < spin_until => std::hint::spin_loop(),
+                Err(_) => break slot.jobs.recv_timeout(Duration::from_millis(20)),
+            }
+        };
+        match first {
             Ok(j) => batch.push(j),
             Err(_) => {
                 if b.stopping() && slot.jobs.is_empty() {
@@ -606,7 +635,7 @@ fn worker_loop(
             }
         }
         let ts = wall_us();
-        for job in batch.drain(..) {
+        for job in &batch {
             if b.test_hooks && slot.panic_now.swap(false, Ordering::Relaxed) {
                 panic!("test hook: worker panic");
             }
@@ -614,13 +643,20 @@ fn worker_loop(
             let frame = &job.buf[..];
             let forward = worker.process(LINKTYPE_ETHERNET, frame, ts, cnt, &mut records);
             if forward {
-                let e = send_mask(txs, job.out_mask, frame);
-                if e > 0 {
-                    slot.tx_errors.fetch_add(e, Ordering::Relaxed);
-                }
-            } else {
-                act(b, slot, &worker.block, &job, txs, inj);
+                txs.queue(job.out_mask, frame);
+            } else if worker.block != Block::None && worker.block != Block::Drop {
+                // what was forwarded before goes first: a reset must not overtake the
+                // data it follows
+                let e = txs.flush();
+                slot.tx_errors.fetch_add(e, Ordering::Relaxed);
+                act(b, slot, &worker.block, job, txs, inj);
             }
+        }
+        let e = txs.flush();
+        if e > 0 {
+            slot.tx_errors.fetch_add(e, Ordering::Relaxed);
+        }
+        for job in batch.drain(..) {
             let _ = b.pools[usize::from(job.in_port)].0.try_send(job.buf);
         }
         if !records.is_empty() {
@@ -637,14 +673,7 @@ fn worker_loop(
 
 /// Carry out a block on the wire: resets to both ends, or a block page to the client and
 /// a reset to the server. A plain drop sends nothing.
-fn act(
-    b: &Bridge,
-    slot: &WorkerSlot,
-    block: &Block,
-    job: &Job,
-    txs: &mut [Option<Box<dyn DataLinkSender>>],
-    inj: &mut Injector,
-) {
+fn act(b: &Bridge, slot: &WorkerSlot, block: &Block, job: &Job, txs: &Txs, inj: &mut Injector) {
     let back = 1u16 << job.in_port;
     let ok = match block {
         Block::None | Block::Drop => return,
@@ -658,8 +687,8 @@ fn act(
     if !ok {
         return;
     }
-    let mut e = send_mask(txs, back, &inj.a);
-    e += send_mask(txs, job.out_mask, &inj.b);
+    let mut e = txs.send_now(back, &inj.a);
+    e += txs.send_now(job.out_mask, &inj.b);
     slot.injected.fetch_add(2, Ordering::Relaxed);
     if e > 0 {
         slot.tx_errors.fetch_add(e, Ordering::Relaxed);
