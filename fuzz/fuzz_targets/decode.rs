@@ -13,14 +13,22 @@
 //! All frames go through one fresh `Worker`, so flows, reassembly and defragmentation state
 //! build up across frames; `finish` then flushes every flow. The rule set is compiled once.
 //!
+//! Ethernet frames also take the live bridge's path around the pipeline: the switch's
+//! decision (MAC learning, flooding, isolation, exceptions, worker choice) before, and the
+//! frames a block injects (resets, block page) after.
+//!
 //! Checks: no panic; a frame that is not forwarded produced a drop record; records never
-//! come from the future and name a rule of the set.
+//! come from the future and name a rule of the set; the switch sends nothing back to the
+//! port a frame came from and picks an existing worker.
 
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
+use mimamori_appliance::bridge::isolate::{AllowEntry, HostId, IsolationSet};
+use mimamori_appliance::bridge::run::block_frames;
+use mimamori_appliance::bridge::switch::{Decision, Switch};
 use mimamori_appliance::decode::linktype;
 use mimamori_appliance::pipeline::{Record, RecordKind, Worker, WorkerConfig};
 use mimamori_appliance::reassembly::StreamConfig;
@@ -142,12 +150,31 @@ fuzz_target!(|data: &[u8]| {
     let mut worker = Worker::new(Arc::clone(rs), config(*opts)).expect("worker");
     let mut records = Vec::new();
     let mut ts_us = 1_600_000_000_000_000u64;
+    let isolated = IsolationSet {
+        hosts: vec![HostId::Ip("198.18.0.10".parse().unwrap()), HostId::Mac([2, 0, 0, 0, 0, 0x10])],
+        allow: vec![AllowEntry::parse("198.18.0.1:53").unwrap()],
+    };
+    let switch = Switch::new(4, 3, 300, isolated, vec!["198.18.0.11".parse().unwrap()]);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
     for (cnt, (dt, frame)) in frames(rest).enumerate() {
         ts_us += clock_step_us(dt);
         let cnt = cnt as u64 + 1;
         records.clear();
+        if linktype == linktype::ETHERNET {
+            let in_port = (cnt % 4) as usize;
+            match switch.decide(in_port, frame, ts_us / 1_000_000) {
+                Decision::Inspect { mask, worker, .. } => {
+                    assert!(mask & (1 << in_port) == 0 && mask != 0 && worker < 3, "bad decision");
+                }
+                Decision::Exempt { mask } => assert!(mask & (1 << in_port) == 0),
+                _ => {}
+            }
+        }
         let forward = worker.process(linktype, frame, ts_us, cnt, &mut records);
         check(rs, &records, ts_us, cnt);
+        if !forward && linktype == linktype::ETHERNET && block_frames(&worker.block, frame, "fuzz", &mut a, &mut b) {
+            assert!(a.len() >= 54 && b.len() >= 54, "injected frames too short");
+        }
         if !forward {
             assert!(
                 records

@@ -85,11 +85,11 @@ pub fn handle(b: &Bridge, line: &str) -> Value {
     match words.as_slice() {
         ["stats"] => json!({"ok": true, "stats": b.stats_json()}),
         ["isolated"] => {
-            json!({"ok": true, "isolated": b.isolation.snapshot().hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>()})
+            json!({"ok": true, "isolated": b.switch.isolation.snapshot().hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>()})
         }
         ["isolate", h] => match HostId::parse(h) {
             Ok(id) => {
-                let new = b.isolation.isolate(id);
+                let new = b.switch.isolation.isolate(id);
                 tracing::warn!(host = %id, "host isolated");
                 json!({"ok": true, "host": id.to_string(), "changed": new})
             }
@@ -97,7 +97,7 @@ pub fn handle(b: &Bridge, line: &str) -> Value {
         },
         ["release", h] => match HostId::parse(h) {
             Ok(id) => {
-                let was = b.isolation.release(id);
+                let was = b.switch.isolation.release(id);
                 tracing::warn!(host = %id, "host released");
                 json!({"ok": true, "host": id.to_string(), "changed": was})
             }

@@ -17,6 +17,7 @@ pub mod isolate;
 pub mod port;
 pub mod run;
 pub mod steer;
+pub mod switch;
 
 pub use config::{Config, Role};
 pub use run::{Bridge, Engine};

@@ -7,7 +7,6 @@
 //! but the lock-free MAC table and the isolation flag.
 
 use std::io;
-use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,10 +17,10 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded, u
 use rules::compile::Ruleset;
 
 use super::config::{Config, Mode, Role};
-use super::fdb::Fdb;
-use super::isolate::{Isolation, IsolationSet};
+use super::inject;
+use super::isolate::IsolationSet;
 use super::port::{self, RxBatch, RxPort, TxPort, TxQueue};
-use super::{inject, steer};
+use super::switch::{Decision, Switch};
 use crate::classify::Lists;
 use crate::file::FileEngine;
 use crate::pipeline::{Block, Record, Worker, WorkerConfig, WorkerCounters};
@@ -98,8 +97,7 @@ struct Job {
 pub struct Bridge {
     pub name: String,
     pub ports: Vec<(Role, String)>,
-    pub fdb: Fdb,
-    pub isolation: Isolation,
+    pub switch: Switch,
     pub workers: Vec<WorkerSlot>,
     pub port_counters: Vec<PortCounters>,
     pools: Vec<(Sender<Vec<u8>>, Receiver<Vec<u8>>)>,
@@ -107,7 +105,6 @@ pub struct Bridge {
     start: Instant,
     fail_closed: bool,
     prevent: bool,
-    exempt_hosts: Vec<IpAddr>,
     pub test_hooks: bool,
     stall_ms: u64,
 }
@@ -136,10 +133,6 @@ fn wall_us() -> u64 {
 impl Bridge {
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
-    }
-
-    fn all_ports_mask(&self) -> u16 {
-        ((1u32 << self.ports.len()) - 1) as u16
     }
 
     /// Ask every thread to finish.
@@ -204,12 +197,12 @@ impl Bridge {
                 })
             })
             .collect();
-        let iso = self.isolation.snapshot();
+        let iso = self.switch.isolation.snapshot();
         serde_json::json!({
             "uptime_ms": self.now_ms(),
             "mode": if self.prevent { "prevent" } else { "detect" },
             "fail_closed": self.fail_closed,
-            "stations": self.fdb.len(self.now_ms() / 1000),
+            "stations": self.switch.fdb.len(self.now_ms() / 1000),
             "isolated": iso.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
             "ports": ports,
             "workers": workers,
@@ -253,8 +246,13 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
     }
     let bridge = Arc::new(Bridge {
         name: cfg.name.clone(),
-        fdb: Fdb::new(16_384, cfg.bridge.mac_ageing_secs),
-        isolation: Isolation::new(iso),
+        switch: Switch::new(
+            ports.len(),
+            nworkers,
+            cfg.bridge.mac_ageing_secs,
+            iso,
+            cfg.exceptions.iter().filter_map(|e| e.host).collect(),
+        ),
         workers: slots,
         port_counters: ports.iter().map(|_| PortCounters::default()).collect(),
         pools: ports.iter().map(|_| bounded(POOL)).collect(),
@@ -262,7 +260,6 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
         start: Instant::now(),
         fail_closed: cfg.fail_closed,
         prevent: cfg.mode == Mode::Prevent,
-        exempt_hosts: cfg.exceptions.iter().filter_map(|e| e.host).collect(),
         test_hooks: cfg.debug.test_hooks,
         stall_ms: cfg.watchdog.stall_ms,
         ports,
@@ -413,8 +410,6 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
     let c = &b.port_counters[me];
     let (pool_tx, pool_rx) = &b.pools[me];
     let mut allocated = 0usize;
-    let others = b.all_ports_mask() & !(1 << me);
-    let nworkers = b.workers.len() as u64;
     let mut batch = RxBatch::default();
     while !b.stopping() {
         let n = match rx.recv(&mut batch, 50) {
@@ -438,48 +433,36 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
                 continue;
             };
             c.rx_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
-            if frame.len() < 14 {
-                c.runt.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let dst: [u8; 6] = frame[0..6].try_into().unwrap_or_default();
-            let src: [u8; 6] = frame[6..12].try_into().unwrap_or_default();
-            b.fdb.learn(&src, me as u8, now_s);
-            let mask = if dst[0] & 1 != 0 {
-                c.flooded.fetch_add(1, Ordering::Relaxed);
-                others
-            } else {
-                match b.fdb.lookup(&dst, now_s) {
-                    Some(p) if usize::from(p) == me => {
-                        c.same_port.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    Some(p) if usize::from(p) < b.ports.len() => 1 << p,
-                    _ => {
+            let (mask, w) = match b.switch.decide(me, frame, now_s) {
+                Decision::Inspect {
+                    mask,
+                    worker,
+                    flooded,
+                } => {
+                    if flooded {
                         c.flooded.fetch_add(1, Ordering::Relaxed);
-                        others
                     }
+                    (mask, worker)
                 }
+                Decision::Exempt { mask } => {
+                    c.exempt.fetch_add(1, Ordering::Relaxed);
+                    txs.queue(mask, frame);
+                    continue;
+                }
+                Decision::Runt => {
+                    c.runt.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Decision::SamePort => {
+                    c.same_port.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Decision::Isolated => {
+                    c.isolated_drops.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Decision::NoPort => continue,
             };
-            if mask == 0 {
-                continue;
-            }
-            let key = steer::frame_key(frame);
-            if b.isolation.active() && !b.isolation.snapshot().permits(&src, &dst, &key) {
-                c.isolated_drops.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            if !b.exempt_hosts.is_empty()
-                && [key.src, key.dst]
-                    .iter()
-                    .flatten()
-                    .any(|ip| b.exempt_hosts.contains(ip))
-            {
-                c.exempt.fetch_add(1, Ordering::Relaxed);
-                txs.queue(mask, frame);
-                continue;
-            }
-            let w = (steer::symmetric_hash(&key) % nworkers) as usize;
             let slot = &b.workers[w];
             let failed = if slot.stalled.load(Ordering::Relaxed) {
                 Some(&c.bypass_stalled)
@@ -675,16 +658,7 @@ fn worker_loop(
 /// a reset to the server. A plain drop sends nothing.
 fn act(b: &Bridge, slot: &WorkerSlot, block: &Block, job: &Job, txs: &Txs, inj: &mut Injector) {
     let back = 1u16 << job.in_port;
-    let ok = match block {
-        Block::None | Block::Drop => return,
-        Block::Reset => inject::resets(&job.buf, &mut inj.a, &mut inj.b).is_ok(),
-        Block::Page { host, category } => {
-            let html = inject::block_page_html(host, category, &b.name);
-            inject::block_page(&job.buf, &html, &mut inj.a).is_ok()
-                && inject::resets(&job.buf, &mut Vec::new(), &mut inj.b).is_ok()
-        }
-    };
-    if !ok {
+    if !block_frames(block, &job.buf, &b.name, &mut inj.a, &mut inj.b) {
         return;
     }
     let mut e = txs.send_now(back, &inj.a);
@@ -692,6 +666,27 @@ fn act(b: &Bridge, slot: &WorkerSlot, block: &Block, job: &Job, txs: &Txs, inj: 
     slot.injected.fetch_add(2, Ordering::Relaxed);
     if e > 0 {
         slot.tx_errors.fetch_add(e, Ordering::Relaxed);
+    }
+}
+
+/// The frames that carry out `block` for the blocked `frame`: `a` goes back to its
+/// sender, `b` on to its receiver. False when nothing is to be sent (a plain drop, or a
+/// frame that is no TCP segment).
+pub fn block_frames(
+    block: &Block,
+    frame: &[u8],
+    appliance: &str,
+    a: &mut Vec<u8>,
+    b: &mut Vec<u8>,
+) -> bool {
+    match block {
+        Block::None | Block::Drop => false,
+        Block::Reset => inject::resets(frame, a, b).is_ok(),
+        Block::Page { host, category } => {
+            // the client gets the page; the server a reset (the reset to the client is not sent)
+            let html = inject::block_page_html(host, category, appliance);
+            inject::resets(frame, a, b).is_ok() && inject::block_page(frame, &html, a).is_ok()
+        }
     }
 }
 
@@ -720,7 +715,7 @@ fn watchdog(b: &Bridge) {
         }
         if last_sweep.elapsed() >= Duration::from_secs(10) {
             last_sweep = Instant::now();
-            b.fdb.sweep(now / 1000 + 1);
+            b.switch.fdb.sweep(now / 1000 + 1);
         }
     }
 }

@@ -1,0 +1,181 @@
+//! The bridge's decision for a received frame, sans I/O: learn the source, find the
+//! output ports, apply isolation and exceptions, pick the inspection worker. The receive
+//! threads call it for every frame; the decode fuzz target calls it too.
+
+use std::net::IpAddr;
+
+use super::fdb::Fdb;
+use super::isolate::{Isolation, IsolationSet};
+use super::steer;
+
+/// What to do with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Shorter than an Ethernet header.
+    Runt,
+    /// Its destination sits on the port it came from: not forwarded.
+    SamePort,
+    /// No other port to send it to.
+    NoPort,
+    /// An isolated host's frame outside its allow-list.
+    Isolated,
+    /// An exception host: forward uninspected.
+    Exempt { mask: u16 },
+    /// Inspect on `worker`, then forward to the ports in `mask`.
+    Inspect {
+        mask: u16,
+        worker: usize,
+        flooded: bool,
+    },
+}
+
+/// Forwarding state shared by the receive threads (lock-free).
+pub struct Switch {
+    pub fdb: Fdb,
+    pub isolation: Isolation,
+    exempt_hosts: Vec<IpAddr>,
+    nports: usize,
+    nworkers: usize,
+}
+
+impl Switch {
+    pub fn new(
+        nports: usize,
+        nworkers: usize,
+        ageing_secs: u32,
+        isolation: IsolationSet,
+        exempt_hosts: Vec<IpAddr>,
+    ) -> Switch {
+        Switch {
+            fdb: Fdb::new(16_384, ageing_secs),
+            isolation: Isolation::new(isolation),
+            exempt_hosts,
+            nports: nports.clamp(1, 15),
+            nworkers: nworkers.max(1),
+        }
+    }
+
+    pub fn nports(&self) -> usize {
+        self.nports
+    }
+
+    /// Decide for a frame received on `in_port` at `now_s` (seconds, for MAC ageing).
+    #[inline]
+    pub fn decide(&self, in_port: usize, frame: &[u8], now_s: u64) -> Decision {
+        if frame.len() < 14 || in_port >= self.nports {
+            return Decision::Runt;
+        }
+        let dst: [u8; 6] = frame[0..6].try_into().unwrap_or_default();
+        let src: [u8; 6] = frame[6..12].try_into().unwrap_or_default();
+        self.fdb.learn(&src, in_port as u8, now_s);
+        let all = ((1u32 << self.nports) - 1) as u16;
+        let others = all & !(1 << in_port);
+        let (mask, flooded) = if dst[0] & 1 != 0 {
+            (others, true)
+        } else {
+            match self.fdb.lookup(&dst, now_s) {
+                Some(p) if usize::from(p) == in_port => return Decision::SamePort,
+                Some(p) if usize::from(p) < self.nports => (1 << p, false),
+                _ => (others, true),
+            }
+        };
+        if mask == 0 {
+            return Decision::NoPort;
+        }
+        let key = steer::frame_key(frame);
+        if self.isolation.active() && !self.isolation.snapshot().permits(&src, &dst, &key) {
+            return Decision::Isolated;
+        }
+        if !self.exempt_hosts.is_empty()
+            && [key.src, key.dst]
+                .iter()
+                .flatten()
+                .any(|ip| self.exempt_hosts.contains(ip))
+        {
+            return Decision::Exempt { mask };
+        }
+        let worker = (steer::symmetric_hash(&key) % self.nworkers as u64) as usize;
+        Decision::Inspect {
+            mask,
+            worker,
+            flooded,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::isolate::HostId;
+
+    fn frame(src: [u8; 6], dst: [u8; 6], sip: [u8; 4], dip: [u8; 4]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(src, dst)
+            .ipv4(sip, dip, 64)
+            .tcp(40000, 80, 1, 1000);
+        let mut v = Vec::new();
+        b.write(&mut v, b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        v
+    }
+
+    #[test]
+    fn learns_floods_and_forwards() {
+        let sw = Switch::new(4, 3, 300, IsolationSet::default(), vec![]);
+        let (a, b) = ([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb]);
+        // unknown destination: flooded to every other port
+        let d = sw.decide(1, &frame(a, b, [198, 18, 0, 10], [198, 18, 0, 80]), 1);
+        let Decision::Inspect {
+            mask,
+            worker,
+            flooded,
+        } = d
+        else {
+            panic!("{d:?}")
+        };
+        assert_eq!((mask, flooded), (0b1101, true));
+        // the answer goes back to port 1 only, on the same worker
+        let d = sw.decide(0, &frame(b, a, [198, 18, 0, 80], [198, 18, 0, 10]), 1);
+        assert_eq!(
+            d,
+            Decision::Inspect {
+                mask: 0b0010,
+                worker,
+                flooded: false
+            }
+        );
+        // now both are known: a frame to a station on its own port is not forwarded
+        assert_eq!(
+            sw.decide(
+                0,
+                &frame([2, 0, 0, 0, 0, 0xc], b, [198, 18, 0, 81], [198, 18, 0, 80]),
+                1
+            ),
+            Decision::SamePort
+        );
+        assert_eq!(sw.decide(0, &[0u8; 10], 1), Decision::Runt);
+    }
+
+    #[test]
+    fn isolation_and_exemption() {
+        let iso = IsolationSet {
+            hosts: vec![HostId::Ip("198.18.0.10".parse().unwrap())],
+            allow: vec![],
+        };
+        let sw = Switch::new(2, 1, 300, iso, vec!["198.18.0.11".parse().unwrap()]);
+        assert_eq!(
+            sw.decide(
+                1,
+                &frame([2; 6], [4; 6], [198, 18, 0, 10], [198, 18, 0, 80]),
+                1
+            ),
+            Decision::Isolated
+        );
+        assert_eq!(
+            sw.decide(
+                1,
+                &frame([6; 6], [4; 6], [198, 18, 0, 11], [198, 18, 0, 80]),
+                1
+            ),
+            Decision::Exempt { mask: 1 }
+        );
+    }
+}
