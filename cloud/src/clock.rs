@@ -52,13 +52,19 @@ pub fn parse_tz(s: &str) -> Result<i64, String> {
         "Asia/Tokyo" | "JST" | "Japan" => return Ok(9 * 3600),
         "UTC" | "Etc/UTC" | "GMT" => return Ok(0),
         "Asia/Seoul" => return Ok(9 * 3600),
-        "Asia/Shanghai" | "Asia/Taipei" | "Asia/Singapore" | "Asia/Hong_Kong" => return Ok(8 * 3600),
+        "Asia/Shanghai" | "Asia/Taipei" | "Asia/Singapore" | "Asia/Hong_Kong" => {
+            return Ok(8 * 3600);
+        }
         _ => {}
     }
     let sign = match s.as_bytes().first() {
         Some(b'+') => 1,
         Some(b'-') => -1,
-        _ => return Err(format!("unknown time zone `{s}` (use Asia/Tokyo, UTC or a fixed offset like +09:00)")),
+        _ => {
+            return Err(format!(
+                "unknown time zone `{s}` (use Asia/Tokyo, UTC or a fixed offset like +09:00)"
+            ));
+        }
     };
     let (h, m) = parse_hhmm(&s[1..])?;
     Ok(sign * (h as i64 * 3600 + m as i64 * 60))
@@ -66,7 +72,9 @@ pub fn parse_tz(s: &str) -> Result<i64, String> {
 
 /// `HH:MM` → (hours, minutes).
 pub fn parse_hhmm(s: &str) -> Result<(u32, u32), String> {
-    let (h, m) = s.split_once(':').ok_or_else(|| format!("`{s}` is not HH:MM"))?;
+    let (h, m) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not HH:MM"))?;
     let h: u32 = h.parse().map_err(|_| format!("`{s}` is not HH:MM"))?;
     let m: u32 = m.parse().map_err(|_| format!("`{s}` is not HH:MM"))?;
     if h > 23 || m > 59 {
@@ -105,7 +113,12 @@ pub fn format_local(ms: Ms, offset_secs: i64) -> String {
     let secs = ms.div_euclid(1000) + offset_secs;
     let (y, mo, d) = civil(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
-    format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

@@ -11,9 +11,15 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: String, source: Box<toml::de::Error> },
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }
@@ -118,7 +124,10 @@ fn default_admin_listen() -> SocketAddr {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: default_admin_listen(), token: String::new() }
+        AdminConfig {
+            listen: default_admin_listen(),
+            token: String::new(),
+        }
     }
 }
 
@@ -248,7 +257,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => (&s[..i], s[i..].trim()),
         None => (s, "s"),
     };
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" | "sec" => n,
@@ -284,18 +295,34 @@ mod duration {
 impl Config {
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: shown.clone(), source: e })?;
-        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown, source: Box::new(e) })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: shown.clone(),
+            source: e,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown,
+            source: Box::new(e),
+        })?;
         cfg.check()?;
         Ok(cfg)
     }
 
     pub fn check(&self) -> Result<(), ConfigError> {
-        crate::clock::parse_tz(&self.time_zone).map_err(|r| ConfigError::Invalid { field: "time_zone", reason: r })?;
-        crate::clock::parse_hhmm(&self.timing.daily_check_at)
-            .map_err(|r| ConfigError::Invalid { field: "timing.daily_check_at", reason: r })?;
+        crate::clock::parse_tz(&self.time_zone).map_err(|r| ConfigError::Invalid {
+            field: "time_zone",
+            reason: r,
+        })?;
+        crate::clock::parse_hhmm(&self.timing.daily_check_at).map_err(|r| {
+            ConfigError::Invalid {
+                field: "timing.daily_check_at",
+                reason: r,
+            }
+        })?;
         if self.timing.mail_window.is_zero() {
-            return Err(ConfigError::Invalid { field: "timing.mail_window", reason: "must be above zero".into() });
+            return Err(ConfigError::Invalid {
+                field: "timing.mail_window",
+                reason: "must be above zero".into(),
+            });
         }
         Ok(())
     }
@@ -324,7 +351,8 @@ mod test {
     fn unknown_fields_are_refused() {
         let e = toml::from_str::<Config>("data_dir = \"/tmp/x\"\nbogus = 1\n").unwrap_err();
         assert!(e.to_string().contains("bogus"));
-        let c: Config = toml::from_str("data_dir = \"/tmp/x\"\n[timing]\nstop_after = \"3s\"\n").unwrap();
+        let c: Config =
+            toml::from_str("data_dir = \"/tmp/x\"\n[timing]\nstop_after = \"3s\"\n").unwrap();
         assert_eq!(c.timing.stop_after, Duration::from_secs(3));
         assert_eq!(c.timing.mail_window, Duration::from_secs(60));
         assert_eq!(c.time_zone, "Asia/Tokyo");

@@ -47,12 +47,28 @@ impl Date {
         Date::from_days((ms.div_euclid(1000) + offset_secs).div_euclid(86_400))
     }
     pub fn first_of_next_month(self) -> Date {
-        if self.m == 12 { Date { y: self.y + 1, m: 1, d: 1 } } else { Date { y: self.y, m: self.m + 1, d: 1 } }
+        if self.m == 12 {
+            Date {
+                y: self.y + 1,
+                m: 1,
+                d: 1,
+            }
+        } else {
+            Date {
+                y: self.y,
+                m: self.m + 1,
+                d: 1,
+            }
+        }
     }
     /// Same day `n` years later (29 February becomes 28 February).
     pub fn plus_years(self, n: i32) -> Date {
         let y = self.y + n;
-        Date { y, m: self.m, d: self.d.min(days_in_month(y, self.m)) }
+        Date {
+            y,
+            m: self.m,
+            d: self.d.min(days_in_month(y, self.m)),
+        }
     }
 }
 
@@ -87,7 +103,11 @@ fn days_in_month(y: i32, m: u32) -> u32 {
 
 /// Contract start and paid start for an application date.
 pub fn contract_dates(application: Date, start_next_month: bool) -> (Date, Date) {
-    let start = if application.d <= 5 && !start_next_month { application } else { application.first_of_next_month() };
+    let start = if application.d <= 5 && !start_next_month {
+        application
+    } else {
+        application.first_of_next_month()
+    };
     (start, start.first_of_next_month())
 }
 
@@ -103,10 +123,18 @@ pub enum DispatchRefusal {
     BeforePaidStart { paid_start: Date },
     #[error("no ★★★ alert in the insurance year {year_start} – {year_end}")]
     NoHighAlert { year_start: Date, year_end: Date },
-    #[error("requested {days} days after the ★★★ alert of {alert}; it must be within {DISPATCH_REQUEST_DAYS} days")]
+    #[error(
+        "requested {days} days after the ★★★ alert of {alert}; it must be within {DISPATCH_REQUEST_DAYS} days"
+    )]
     TooLate { alert: Date, days: i64 },
-    #[error("a covered dispatch was already made on {previous} in the insurance year {year_start} – {year_end}")]
-    AlreadyUsed { previous: Date, year_start: Date, year_end: Date },
+    #[error(
+        "a covered dispatch was already made on {previous} in the insurance year {year_start} – {year_end}"
+    )]
+    AlreadyUsed {
+        previous: Date,
+        year_start: Date,
+        year_end: Date,
+    },
     #[error("¥{amount} is above the ¥{DISPATCH_LIMIT_YEN} limit")]
     OverLimit { amount: u32 },
     #[error("the contract ended on {0}")]
@@ -147,15 +175,29 @@ pub fn check_dispatch(
         return Err(DispatchRefusal::OverLimit { amount });
     }
     if let Some(prev) = dispatches.iter().copied().find(|d| *d >= ys && *d < ye) {
-        return Err(DispatchRefusal::AlreadyUsed { previous: prev, year_start: ys, year_end: ye });
+        return Err(DispatchRefusal::AlreadyUsed {
+            previous: prev,
+            year_start: ys,
+            year_end: ye,
+        });
     }
-    let in_year: Vec<Date> = high_alerts.iter().copied().filter(|a| *a >= ys && *a < ye && *a <= day).collect();
+    let in_year: Vec<Date> = high_alerts
+        .iter()
+        .copied()
+        .filter(|a| *a >= ys && *a < ye && *a <= day)
+        .collect();
     let Some(latest) = in_year.iter().copied().max() else {
-        return Err(DispatchRefusal::NoHighAlert { year_start: ys, year_end: ye });
+        return Err(DispatchRefusal::NoHighAlert {
+            year_start: ys,
+            year_end: ye,
+        });
     };
     let days = day.days() - latest.days();
     if days > DISPATCH_REQUEST_DAYS {
-        return Err(DispatchRefusal::TooLate { alert: latest, days });
+        return Err(DispatchRefusal::TooLate {
+            alert: latest,
+            days,
+        });
     }
     Ok(())
 }
@@ -171,13 +213,28 @@ mod test {
     #[test]
     fn contract_start_by_application_day() {
         // 1st and 5th: starts that day; paid from the 1st of the next month
-        assert_eq!(contract_dates(d("2026-04-01"), false), (d("2026-04-01"), d("2026-05-01")));
-        assert_eq!(contract_dates(d("2026-04-05"), false), (d("2026-04-05"), d("2026-05-01")));
+        assert_eq!(
+            contract_dates(d("2026-04-01"), false),
+            (d("2026-04-01"), d("2026-05-01"))
+        );
+        assert_eq!(
+            contract_dates(d("2026-04-05"), false),
+            (d("2026-04-05"), d("2026-05-01"))
+        );
         // 6th and 31st: starts the 1st of next month; paid from the month after
-        assert_eq!(contract_dates(d("2026-04-06"), false), (d("2026-05-01"), d("2026-06-01")));
-        assert_eq!(contract_dates(d("2026-12-31"), false), (d("2027-01-01"), d("2027-02-01")));
+        assert_eq!(
+            contract_dates(d("2026-04-06"), false),
+            (d("2026-05-01"), d("2026-06-01"))
+        );
+        assert_eq!(
+            contract_dates(d("2026-12-31"), false),
+            (d("2027-01-01"), d("2027-02-01"))
+        );
         // on the 1st–5th a customer may choose the 1st of next month
-        assert_eq!(contract_dates(d("2026-04-03"), true), (d("2026-05-01"), d("2026-06-01")));
+        assert_eq!(
+            contract_dates(d("2026-04-03"), true),
+            (d("2026-05-01"), d("2026-06-01"))
+        );
         assert!(Date::parse("2026-02-30").is_err());
         assert!(Date::parse("yesterday").is_err());
     }
@@ -187,16 +244,39 @@ mod test {
         let paid = d("2026-05-01");
         let alerts = [d("2026-06-10")];
         // inside 30 days of the ★★★ alert: covered
-        assert_eq!(check_dispatch(paid, None, d("2026-07-10"), 50_000, &alerts, &[]), Ok(()));
+        assert_eq!(
+            check_dispatch(paid, None, d("2026-07-10"), 50_000, &alerts, &[]),
+            Ok(())
+        );
         // 31 days after: refused
-        assert!(matches!(check_dispatch(paid, None, d("2026-07-11"), 1, &alerts, &[]), Err(DispatchRefusal::TooLate { days: 31, .. })));
+        assert!(matches!(
+            check_dispatch(paid, None, d("2026-07-11"), 1, &alerts, &[]),
+            Err(DispatchRefusal::TooLate { days: 31, .. })
+        ));
         // a second dispatch in the same insurance year: refused
         assert!(matches!(
-            check_dispatch(paid, None, d("2026-06-20"), 1, &[d("2026-06-15")], &[d("2026-06-12")]),
+            check_dispatch(
+                paid,
+                None,
+                d("2026-06-20"),
+                1,
+                &[d("2026-06-15")],
+                &[d("2026-06-12")]
+            ),
             Err(DispatchRefusal::AlreadyUsed { .. })
         ));
         // next insurance year: a new alert makes it eligible again
-        assert_eq!(check_dispatch(paid, None, d("2027-05-03"), 1, &[d("2027-05-02")], &[d("2026-06-12")]), Ok(()));
+        assert_eq!(
+            check_dispatch(
+                paid,
+                None,
+                d("2027-05-03"),
+                1,
+                &[d("2027-05-02")],
+                &[d("2026-06-12")]
+            ),
+            Ok(())
+        );
         // before the paid start: refused, even with an alert
         assert!(matches!(
             check_dispatch(paid, None, d("2026-04-20"), 1, &[d("2026-04-19")], &[]),
@@ -207,7 +287,13 @@ mod test {
             check_dispatch(paid, None, d("2026-05-10"), 1, &[d("2026-04-28")], &[]),
             Err(DispatchRefusal::NoHighAlert { .. })
         ));
-        assert!(matches!(check_dispatch(paid, None, d("2026-06-11"), 60_000, &alerts, &[]), Err(DispatchRefusal::OverLimit { .. })));
-        assert_eq!(insurance_year(paid, d("2027-04-30")), Some((d("2026-05-01"), d("2027-05-01"))));
+        assert!(matches!(
+            check_dispatch(paid, None, d("2026-06-11"), 60_000, &alerts, &[]),
+            Err(DispatchRefusal::OverLimit { .. })
+        ));
+        assert_eq!(
+            insurance_year(paid, d("2027-04-30")),
+            Some((d("2026-05-01"), d("2027-05-01")))
+        );
     }
 }

@@ -13,11 +13,16 @@ use crate::{App, admin, heartbeat, ingest, notify};
 
 /// Build the shared state (also used by tests with their own clock).
 pub fn build(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
-    let store = Arc::new(Store::open(&cfg.data_dir).with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?);
-    let identity = Identity::load_or_create(&cfg.data_dir, &cfg.ingest.server_names).context("device CA and server certificate")?;
+    let store = Arc::new(
+        Store::open(&cfg.data_dir)
+            .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
+    );
+    let identity = Identity::load_or_create(&cfg.data_dir, &cfg.ingest.server_names)
+        .context("device CA and server certificate")?;
     let scorer = match &cfg.scoring_policy {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             Scorer::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => Scorer::default_policy(),
@@ -35,7 +40,13 @@ pub fn build(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
     } else {
         cfg.admin.token.clone()
     };
-    let writer = ingest::writer::spawn(Arc::clone(&store), scorer.clone(), cfg.timing.clone(), Arc::clone(&clock), Default::default());
+    let writer = ingest::writer::spawn(
+        Arc::clone(&store),
+        scorer.clone(),
+        cfg.timing.clone(),
+        Arc::clone(&clock),
+        Default::default(),
+    );
     let started_ms = clock.now_ms();
     Ok(Arc::new(App {
         cfg,
@@ -62,9 +73,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding admin API {}", app.cfg.admin.listen))?;
     tracing::info!(ingest = %ingest_l.local_addr()?, admin = %admin_l.local_addr()?, data = %app.cfg.data_dir.display(), "mimamori-cloud serving");
-    eprintln!("mimamori-cloud: ingest on {}, admin API on http://{}", ingest_l.local_addr()?, admin_l.local_addr()?);
+    eprintln!(
+        "mimamori-cloud: ingest on {}, admin API on http://{}",
+        ingest_l.local_addr()?,
+        admin_l.local_addr()?
+    );
     let force_daily = Arc::new(tokio::sync::Notify::new());
-    let router = admin::api::router(admin::api::Api { app: Arc::clone(&app), force_daily: Arc::clone(&force_daily) });
+    let router = admin::api::router(admin::api::Api {
+        app: Arc::clone(&app),
+        force_daily: Arc::clone(&force_daily),
+    });
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(ingest::serve(Arc::clone(&app), ingest_l));
     tasks.spawn(notify::sender::run(Arc::clone(&app), Default::default()));

@@ -22,7 +22,13 @@ pub fn flow(dir: Direction, host: &str) -> FlowRef {
 }
 
 /// A signature alert with metadata pairs.
-pub fn sig_alert(sid: u32, dir: Direction, classtype: &str, meta: &[(&str, &str)], action: Action) -> Alert {
+pub fn sig_alert(
+    sid: u32,
+    dir: Direction,
+    classtype: &str,
+    meta: &[(&str, &str)],
+    action: Action,
+) -> Alert {
     Alert {
         time: UnixMs(1_750_000_000_000),
         flow: flow(dir, "198.18.0.10"),
@@ -33,7 +39,13 @@ pub fn sig_alert(sid: u32, dir: Direction, classtype: &str, meta: &[(&str, &str)
             msg: s("ET MALWARE Example CnC Checkin"),
             classtype: Some(s(classtype)),
             severity: 1,
-            metadata: meta.iter().map(|(k, v)| MetaPair { key: s(k), value: s(v) }).collect(),
+            metadata: meta
+                .iter()
+                .map(|(k, v)| MetaPair {
+                    key: s(k),
+                    value: s(v),
+                })
+                .collect(),
         }),
         url: Some(UrlRef::from_url("http://c2.example/gate.php?id=1")),
         sni: None,

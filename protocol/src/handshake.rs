@@ -94,9 +94,11 @@ pub fn check_reply(reply: &DownMsg) -> Result<u16, HandshakeError> {
             }
             _ => Err(HandshakeError::Refused(refused.reason.clone())),
         },
-        DownMsg::Ack(_) | DownMsg::Command(_) | DownMsg::Activated(_) => Err(HandshakeError::UnexpectedMessage {
-            expected: "HelloAck or Refused",
-        }),
+        DownMsg::Ack(_) | DownMsg::Command(_) | DownMsg::Activated(_) => {
+            Err(HandshakeError::UnexpectedMessage {
+                expected: "HelloAck or Refused",
+            })
+        }
     }
 }
 

@@ -33,10 +33,18 @@ pub struct AddrSet {
 
 impl AddrSet {
     pub fn any() -> AddrSet {
-        AddrSet { v4: vec![(0, u32::MAX)], v6: vec![(0, u128::MAX)], any: true }
+        AddrSet {
+            v4: vec![(0, u32::MAX)],
+            v6: vec![(0, u128::MAX)],
+            any: true,
+        }
     }
     fn empty() -> AddrSet {
-        AddrSet { v4: Vec::new(), v6: Vec::new(), any: false }
+        AddrSet {
+            v4: Vec::new(),
+            v6: Vec::new(),
+            any: false,
+        }
     }
     pub fn is_any(&self) -> bool {
         self.any
@@ -44,7 +52,9 @@ impl AddrSet {
     /// Number of addresses covered, IPv4 and IPv6 counted separately (saturating).
     pub fn size(&self) -> (u64, u128) {
         let v4 = self.v4.iter().map(|(a, b)| (*b - *a) as u64 + 1).sum();
-        let v6 = self.v6.iter().fold(0u128, |acc, (a, b)| acc.saturating_add((*b - *a).saturating_add(1)));
+        let v6 = self.v6.iter().fold(0u128, |acc, (a, b)| {
+            acc.saturating_add((*b - *a).saturating_add(1))
+        });
         (v4, v6)
     }
 
@@ -78,7 +88,11 @@ impl AddrSet {
     fn complement(&self) -> AddrSet {
         let v4 = complement(&self.v4, u32::MAX);
         let v6 = complement(&self.v6, u128::MAX);
-        AddrSet { any: is_full(&v4, u32::MAX) && is_full(&v6, u128::MAX), v4, v6 }
+        AddrSet {
+            any: is_full(&v4, u32::MAX) && is_full(&v6, u128::MAX),
+            v4,
+            v6,
+        }
     }
     fn minus(&self, o: &AddrSet) -> AddrSet {
         // a \ b = a ∩ ¬b = ¬(¬a ∪ b)
@@ -98,7 +112,10 @@ pub struct PortSet {
 
 impl PortSet {
     pub fn any() -> PortSet {
-        PortSet { ranges: vec![(0, u16::MAX)], any: true }
+        PortSet {
+            ranges: vec![(0, u16::MAX)],
+            any: true,
+        }
     }
     pub fn is_any(&self) -> bool {
         self.any
@@ -115,7 +132,10 @@ impl PortSet {
     }
     fn from_ranges(r: Vec<(u16, u16)>) -> PortSet {
         let ranges = normalize(r);
-        PortSet { any: is_full(&ranges, u16::MAX), ranges }
+        PortSet {
+            any: is_full(&ranges, u16::MAX),
+            ranges,
+        }
     }
 }
 
@@ -191,12 +211,25 @@ impl Default for Vars {
     /// Suricata's default `suricata.yaml` groups.
     fn default() -> Vars {
         let mut addr = HashMap::new();
-        addr.insert("HOME_NET".into(), "[192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]".into());
+        addr.insert(
+            "HOME_NET".into(),
+            "[192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]".into(),
+        );
         addr.insert("EXTERNAL_NET".into(), "!$HOME_NET".into());
         for v in [
-            "HTTP_SERVERS", "SMTP_SERVERS", "SQL_SERVERS", "DNS_SERVERS", "TELNET_SERVERS",
-            "AIM_SERVERS", "DC_SERVERS", "DNP3_SERVER", "DNP3_CLIENT", "MODBUS_CLIENT",
-            "MODBUS_SERVER", "ENIP_CLIENT", "ENIP_SERVER",
+            "HTTP_SERVERS",
+            "SMTP_SERVERS",
+            "SQL_SERVERS",
+            "DNS_SERVERS",
+            "TELNET_SERVERS",
+            "AIM_SERVERS",
+            "DC_SERVERS",
+            "DNP3_SERVER",
+            "DNP3_CLIENT",
+            "MODBUS_CLIENT",
+            "MODBUS_SERVER",
+            "ENIP_CLIENT",
+            "ENIP_SERVER",
         ] {
             addr.insert(v.into(), "$HOME_NET".into());
         }
@@ -269,7 +302,9 @@ impl Vars {
             return Ok(self.addr_expr(rest.trim(), depth + 1)?.complement());
         }
         if let Some(inner) = s.strip_prefix('[') {
-            let inner = inner.strip_suffix(']').ok_or_else(|| AddrError::Brackets(s.into()))?;
+            let inner = inner
+                .strip_suffix(']')
+                .ok_or_else(|| AddrError::Brackets(s.into()))?;
             let items = split_list(inner).map_err(|_| AddrError::Brackets(s.into()))?;
             let mut pos = AddrSet::empty();
             let mut neg = AddrSet::empty();
@@ -291,7 +326,10 @@ impl Vars {
             return Ok(pos.minus(&neg));
         }
         if let Some(name) = s.strip_prefix('$') {
-            let v = self.addr.get(name).ok_or_else(|| AddrError::UnknownVar(name.into()))?;
+            let v = self
+                .addr
+                .get(name)
+                .ok_or_else(|| AddrError::UnknownVar(name.into()))?;
             return self.addr_expr(v.trim(), depth + 1);
         }
         if s.eq_ignore_ascii_case("any") {
@@ -314,10 +352,15 @@ impl Vars {
             return Err(AddrError::Recursive(s.to_string()));
         }
         if let Some(rest) = s.strip_prefix('!') {
-            return Ok(complement(&normalize(self.port_expr(rest.trim(), depth + 1)?), u16::MAX));
+            return Ok(complement(
+                &normalize(self.port_expr(rest.trim(), depth + 1)?),
+                u16::MAX,
+            ));
         }
         if let Some(inner) = s.strip_prefix('[') {
-            let inner = inner.strip_suffix(']').ok_or_else(|| AddrError::Brackets(s.into()))?;
+            let inner = inner
+                .strip_suffix(']')
+                .ok_or_else(|| AddrError::Brackets(s.into()))?;
             let items = split_list(inner).map_err(|_| AddrError::Brackets(s.into()))?;
             let mut pos = Vec::new();
             let mut neg = Vec::new();
@@ -343,7 +386,10 @@ impl Vars {
             return Ok(complement(&normalize(u), u16::MAX));
         }
         if let Some(name) = s.strip_prefix('$') {
-            let v = self.port.get(name).ok_or_else(|| AddrError::UnknownVar(name.into()))?;
+            let v = self
+                .port
+                .get(name)
+                .ok_or_else(|| AddrError::UnknownVar(name.into()))?;
             return self.port_expr(v.trim(), depth + 1);
         }
         if s.eq_ignore_ascii_case("any") {
@@ -351,8 +397,16 @@ impl Vars {
         }
         let bad = || AddrError::BadPort(s.to_string());
         if let Some((a, b)) = s.split_once(':') {
-            let a = if a.trim().is_empty() { 0 } else { a.trim().parse().map_err(|_| bad())? };
-            let b = if b.trim().is_empty() { u16::MAX } else { b.trim().parse().map_err(|_| bad())? };
+            let a = if a.trim().is_empty() {
+                0
+            } else {
+                a.trim().parse().map_err(|_| bad())?
+            };
+            let b = if b.trim().is_empty() {
+                u16::MAX
+            } else {
+                b.trim().parse().map_err(|_| bad())?
+            };
             if a > b {
                 return Err(bad());
             }
@@ -398,7 +452,11 @@ fn parse_cidr(s: &str) -> Result<AddrSet, AddrError> {
             if bits > 32 {
                 return Err(bad());
             }
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             let lo = u32::from(a) & mask;
             set.v4.push((lo, lo | !mask));
         }
@@ -410,7 +468,11 @@ fn parse_cidr(s: &str) -> Result<AddrSet, AddrError> {
             if bits > 128 {
                 return Err(bad());
             }
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             let lo = u128::from(a) & mask;
             set.v6.push((lo, lo | !mask));
         }

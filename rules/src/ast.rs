@@ -73,9 +73,9 @@ impl AppProto {
             "ftp" | "ftp-data" => AppProto::Ftp,
             "smb" => AppProto::Smb,
             "dcerpc" => AppProto::Dcerpc,
-            "imap" | "pop3" | "krb5" | "snmp" | "sip" | "rdp" | "mqtt" | "nfs" | "dhcp"
-            | "ntp" | "tftp" | "ike" | "rfb" | "modbus" | "dnp3" | "enip" | "quic" | "telnet"
-            | "irc" | "websocket" | "ldap" | "pgsql" | "bittorrent-dht" => AppProto::Other,
+            "imap" | "pop3" | "krb5" | "snmp" | "sip" | "rdp" | "mqtt" | "nfs" | "dhcp" | "ntp"
+            | "tftp" | "ike" | "rfb" | "modbus" | "dnp3" | "enip" | "quic" | "telnet" | "irc"
+            | "websocket" | "ldap" | "pgsql" | "bittorrent-dht" => AppProto::Other,
             _ => return None,
         })
     }
@@ -265,14 +265,13 @@ impl Buffer {
     pub fn app_proto(self) -> Option<AppProto> {
         use Buffer::*;
         match self {
-            Payload | Ipv4Hdr | Ipv6Hdr | IpSrc | IpDst | TcpHdr | UdpHdr | IcmpV4Hdr | IcmpV6Hdr => None,
+            Payload | Ipv4Hdr | Ipv6Hdr | IpSrc | IpDst | TcpHdr | UdpHdr | IcmpV4Hdr
+            | IcmpV6Hdr => None,
             TlsSni | TlsCertSubject | TlsCertIssuer | TlsCertSerial | TlsCertFingerprint
-            | Ja3Hash | Ja3String | Ja3sHash | Ja3sString | TlsRandom | TlsRandomTime | TlsRandomBytes | TlsCerts => {
-                Some(AppProto::Tls)
-            }
-            DnsQuery | DnsQueriesRrname | DnsAnswersRrname | DnsAuthoritiesRrname | DnsAdditionalsRrname | DnsResponseRrname => {
-                Some(AppProto::Dns)
-            }
+            | Ja3Hash | Ja3String | Ja3sHash | Ja3sString | TlsRandom | TlsRandomTime
+            | TlsRandomBytes | TlsCerts => Some(AppProto::Tls),
+            DnsQuery | DnsQueriesRrname | DnsAnswersRrname | DnsAuthoritiesRrname
+            | DnsAdditionalsRrname | DnsResponseRrname => Some(AppProto::Dns),
             SshProto | SshSoftware => Some(AppProto::Ssh),
             FileData | FileName | Base64Data => None,
             _ => Some(AppProto::Http),
@@ -451,13 +450,25 @@ pub enum Step {
     ByteTest(ByteTest),
     ByteJump(ByteJump),
     ByteExtract(ByteExtract),
-    IsDataAt { n: Val, relative: bool, negated: bool },
+    IsDataAt {
+        n: Val,
+        relative: bool,
+        negated: bool,
+    },
     Bsize(NumCmp),
     /// `base64_decode`: decode (RFC 4648) `bytes` bytes from `offset` (after the previous
     /// match when `relative`); `data` is the `base64_data` program run on the decoded bytes.
-    Base64Decode { bytes: Option<u32>, offset: u32, relative: bool, data: Vec<Step> },
+    Base64Decode {
+        bytes: Option<u32>,
+        offset: u32,
+        relative: bool,
+        data: Vec<Step>,
+    },
     /// `dataset`: look the whole (transformed) buffer up in a named set.
-    Dataset { op: crate::dataset::DatasetOp, set: crate::dataset::DatasetRef },
+    Dataset {
+        op: crate::dataset::DatasetOp,
+        set: crate::dataset::DatasetRef,
+    },
 }
 
 /// The inspection program of one buffer.
@@ -493,8 +504,14 @@ pub enum FlowbitCmd {
     Unset(Vec<u32>),
     Toggle(Vec<u32>),
     /// All named bits set (`a&b`) — or any (`a|b`) when `any` is true.
-    IsSet { bits: Vec<u32>, any: bool },
-    IsNotSet { bits: Vec<u32>, any: bool },
+    IsSet {
+        bits: Vec<u32>,
+        any: bool,
+    },
+    IsNotSet {
+        bits: Vec<u32>,
+        any: bool,
+    },
     NoAlert,
 }
 
@@ -503,9 +520,17 @@ pub enum FlowbitCmd {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowintCmd {
     /// `=`, `+`, `-`: changes the variable when the rule matches.
-    Modify { var: u32, op: FlowintOp, value: FlowintVal },
+    Modify {
+        var: u32,
+        op: FlowintOp,
+        value: FlowintVal,
+    },
     /// `==`, `!=`, `<`, `<=`, `>`, `>=`: a condition, false while the variable is unset.
-    Compare { var: u32, cmp: FlowintCmp, value: FlowintVal },
+    Compare {
+        var: u32,
+        cmp: FlowintCmp,
+        value: FlowintVal,
+    },
     /// `isset` (`set: true`) or `notset` / `isnotset`.
     IsSet { var: u32, set: bool },
 }
@@ -557,7 +582,9 @@ pub enum ThresholdKind {
     /// `detection_filter`: alert on every hit after the count is exceeded.
     DetectionFilter,
     /// `backoff`: alert on hit `count`, then `count * multiplier`, `count * multiplier²`, ...
-    Backoff { multiplier: u32 },
+    Backoff {
+        multiplier: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -612,24 +639,56 @@ pub enum PacketTest {
     TcpFlags(TcpFlagsTest),
     TcpSeq(u32),
     TcpAck(u32),
-    TcpWindow { value: u16, negated: bool },
-    IpProto { proto: u8, negated: bool },
+    TcpWindow {
+        value: u16,
+        negated: bool,
+    },
+    IpProto {
+        proto: u8,
+        negated: bool,
+    },
     Id(u16),
-    FragBits { bits: u8, modifier: FlagsModifier },
+    FragBits {
+        bits: u8,
+        modifier: FlagsModifier,
+    },
     SameIp,
-    FlowPkts { dir: FlowDirSel, cmp: NumCmp },
-    FlowBytes { dir: FlowDirSel, cmp: NumCmp },
+    FlowPkts {
+        dir: FlowDirSel,
+        cmp: NumCmp,
+    },
+    FlowBytes {
+        dir: FlowDirSel,
+        cmp: NumCmp,
+    },
     FlowAge(NumCmp),
-    StreamSize { dir: FlowDirSel, cmp: NumCmp },
-    AppLayerProtocol { proto: Option<AppProto>, negated: bool, name: String },
+    StreamSize {
+        dir: FlowDirSel,
+        cmp: NumCmp,
+    },
+    AppLayerProtocol {
+        proto: Option<AppProto>,
+        negated: bool,
+        name: String,
+    },
     /// `decode-event` / `stream-event` / `app-layer-event`: name of the event.
-    Event { kind: EventKind, name: String },
+    Event {
+        kind: EventKind,
+        name: String,
+    },
     /// An integer fact of an application transaction (`tls.cert_chain_len:>2`,
     /// `dns.opcode:!0`, `tls_cert_notafter:>2015`).
-    AppNum { num: AppNum, cmp: NumCmp },
+    AppNum {
+        num: AppNum,
+        cmp: NumCmp,
+    },
     /// `filemd5` / `filesha1` / `filesha256`: the digest of a file of the transaction is (or,
     /// `negated`, is not) in the sorted list loaded from the rule's hash file.
-    FileHash { algo: HashAlgo, negated: bool, list: std::sync::Arc<Vec<Vec<u8>>> },
+    FileHash {
+        algo: HashAlgo,
+        negated: bool,
+        list: std::sync::Arc<Vec<Vec<u8>>>,
+    },
 }
 
 /// Digest algorithms of file hash lists.
@@ -665,7 +724,9 @@ pub enum AppNum {
 impl AppNum {
     pub fn app_proto(self) -> AppProto {
         match self {
-            AppNum::TlsCertChainLen | AppNum::TlsCertNotBefore | AppNum::TlsCertNotAfter => AppProto::Tls,
+            AppNum::TlsCertChainLen | AppNum::TlsCertNotBefore | AppNum::TlsCertNotAfter => {
+                AppProto::Tls
+            }
             AppNum::DnsOpcode | AppNum::DnsRcode => AppProto::Dns,
         }
     }

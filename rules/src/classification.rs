@@ -59,7 +59,9 @@ pub struct Classifications {
 
 impl Default for Classifications {
     fn default() -> Self {
-        let mut c = Classifications { map: HashMap::new() };
+        let mut c = Classifications {
+            map: HashMap::new(),
+        };
         c.add_text(DEFAULTS, false);
         c
     }
@@ -79,16 +81,23 @@ impl Classifications {
                 line
             };
             let mut parts = body.splitn(3, ',');
-            let (Some(n), Some(d), Some(p)) = (parts.next(), parts.next(), parts.next()) else { continue };
+            let (Some(n), Some(d), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
             if let Ok(p) = p.trim().parse() {
-                self.map.insert(n.trim().to_string(), (d.trim().to_string(), p));
+                self.map
+                    .insert(n.trim().to_string(), (d.trim().to_string(), p));
             }
         }
     }
 
     /// Read `classification.config` from a rules folder (or the folder of a rules file).
     pub fn load_near(&mut self, rules_path: &Path) {
-        let dir = if rules_path.is_dir() { rules_path } else { rules_path.parent().unwrap_or(Path::new(".")) };
+        let dir = if rules_path.is_dir() {
+            rules_path
+        } else {
+            rules_path.parent().unwrap_or(Path::new("."))
+        };
         if let Ok(t) = std::fs::read_to_string(dir.join("classification.config")) {
             self.add_text(&t, true);
         }

@@ -26,7 +26,10 @@ pub enum Transform {
     /// `%XX` → byte, `+` → space; invalid escapes are kept as they are.
     UrlDecode,
     /// XOR with a repeating key, from `offset` on (the bytes before are kept as they are).
-    Xor { key: XorKey, offset: u32 },
+    Xor {
+        key: XorKey,
+        offset: u32,
+    },
     FromBase64 {
         bytes: u32,
         offset: u32,
@@ -147,7 +150,9 @@ fn parse_xor(v: &str) -> Result<Transform, String> {
                 .split_once(',')
                 .ok_or("`offset` needs `offset <n>,<key>`")?;
             let n = n.trim();
-            let n = n.parse::<u32>().map_err(|_| format!("`{n}` is not an offset"))?;
+            let n = n
+                .parse::<u32>()
+                .map_err(|_| format!("`{n}` is not an offset"))?;
             (n, key.trim())
         }
         None => (0, v.trim()),
@@ -460,7 +465,12 @@ fn xor(input: &[u8], key: &XorKey, offset: u32, out: &mut Vec<u8>) {
     match key {
         Some(key) if start <= input.len() && !key.is_empty() => {
             out.extend_from_slice(&input[..start]);
-            out.extend(input[start..].iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
+            out.extend(
+                input[start..]
+                    .iter()
+                    .zip(key.iter().cycle())
+                    .map(|(b, k)| b ^ k),
+            );
         }
         _ => out.extend_from_slice(input),
     }
@@ -847,24 +857,43 @@ mod tests {
         // a key byte, then "hello" XORed with it
         let mut body = vec![0x42u8];
         body.extend(b"hello".iter().map(|b| b ^ 0x42));
-        for v in ["offset 1,extract 1 0", "offset   1,  extract 1 0", "offset 1,var 1 0"] {
+        for v in [
+            "offset 1,extract 1 0",
+            "offset   1,  extract 1 0",
+            "offset 1,var 1 0",
+        ] {
             let t = p("xor", Some(v));
             assert_eq!(
                 t,
-                Transform::Xor { key: XorKey::Extract { offset: 0, nbytes: 1 }, offset: 1 },
+                Transform::Xor {
+                    key: XorKey::Extract {
+                        offset: 0,
+                        nbytes: 1
+                    },
+                    offset: 1
+                },
                 "{v}"
             );
             assert_eq!(run(&[t], &body).unwrap(), b"\x42hello");
         }
         // without an offset the key byte itself is XORed too
-        assert_eq!(run(&[p("xor", Some("extract 1 0"))], &body).unwrap()[1..], *b"hello");
+        assert_eq!(
+            run(&[p("xor", Some("extract 1 0"))], &body).unwrap()[1..],
+            *b"hello"
+        );
         assert_eq!(
             run(&[p("xor", Some("offset 2,\"4242\""))], b"ab\x2a\x2b").unwrap(),
             b"abhi"
         );
         // a key or an offset past the end leaves the buffer alone
-        assert_eq!(run(&[p("xor", Some("extract 2 5"))], b"abcdef").unwrap(), b"abcdef");
-        assert_eq!(run(&[p("xor", Some("offset 9,01"))], b"abc").unwrap(), b"abc");
+        assert_eq!(
+            run(&[p("xor", Some("extract 2 5"))], b"abcdef").unwrap(),
+            b"abcdef"
+        );
+        assert_eq!(
+            run(&[p("xor", Some("offset 9,01"))], b"abc").unwrap(),
+            b"abc"
+        );
         for bad in [
             "offset 1",
             "offset x,01",

@@ -7,13 +7,20 @@ use std::sync::OnceLock;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
 }
 
 /// `../shared/corpus`, next to the repository.
 pub fn corpus() -> PathBuf {
     let c = root().join("../shared/corpus");
-    assert!(c.is_dir(), "the shared corpus is expected at {}", c.display());
+    assert!(
+        c.is_dir(),
+        "the shared corpus is expected at {}",
+        c.display()
+    );
     c
 }
 
@@ -47,7 +54,8 @@ pub fn appliance() -> PathBuf {
 
 /// Run a command and return its output.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
 /// Parse EVE-JSON lines.
@@ -60,7 +68,9 @@ pub fn eve_lines(text: &str) -> Vec<serde_json::Value> {
 
 /// A fresh temporary directory under the target dir.
 pub fn tempdir(name: &str) -> PathBuf {
-    let d = root().join("target/test-tmp").join(format!("{name}-{}", std::process::id()));
+    let d = root()
+        .join("target/test-tmp")
+        .join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("creating a temp dir");
     d
@@ -103,12 +113,23 @@ pub mod pcapgen {
             out.extend_from_slice(&[0; 8]);
             out.extend_from_slice(&65535u32.to_le_bytes());
             out.extend_from_slice(&1u32.to_le_bytes());
-            Pcap { out, ts: 1_700_000_000_000_000 }
+            Pcap {
+                out,
+                ts: 1_700_000_000_000_000,
+            }
         }
 
         /// One TCP segment from `src` to `dst`.
         #[allow(clippy::too_many_arguments)]
-        pub fn tcp(&mut self, src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, ack: u32, flags: u8, payload: &[u8]) {
+        pub fn tcp(
+            &mut self,
+            src: ([u8; 4], u16),
+            dst: ([u8; 4], u16),
+            seq: u32,
+            ack: u32,
+            flags: u8,
+            payload: &[u8],
+        ) {
             let tcp_len = 20 + payload.len();
             let total = 20 + tcp_len;
             let mut f = Vec::with_capacity(14 + total);
@@ -135,7 +156,8 @@ pub mod pcapgen {
             t.extend_from_slice(payload);
             let mut pseudo: u32 = 0;
             for w in [&src.0[..], &dst.0[..]] {
-                pseudo += u32::from(u16::from_be_bytes([w[0], w[1]])) + u32::from(u16::from_be_bytes([w[2], w[3]]));
+                pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]))
+                    + u32::from(u16::from_be_bytes([w[2], w[3]]));
             }
             pseudo += 6 + tcp_len as u32;
             let c = csum(&t, pseudo);
@@ -153,7 +175,13 @@ pub mod pcapgen {
         /// A whole HTTP/1.1 download on its own connection: handshake, GET, a 200 response
         /// with `Content-Length` carrying `body` in 1460-byte segments, FIN both ways.
         /// Returns the number of frames written for it.
-        pub fn http_download(&mut self, client: ([u8; 4], u16), server: ([u8; 4], u16), path: &str, body: &[u8]) -> usize {
+        pub fn http_download(
+            &mut self,
+            client: ([u8; 4], u16),
+            server: ([u8; 4], u16),
+            path: &str,
+            body: &[u8],
+        ) -> usize {
             const SYN: u8 = 0x02;
             const ACK: u8 = 0x10;
             const PSH: u8 = 0x08;
@@ -164,7 +192,9 @@ pub mod pcapgen {
             c += 1;
             s += 1;
             self.tcp(client, server, c, s, ACK, &[]);
-            let req = format!("GET {path} HTTP/1.1\r\nHost: files.example\r\nUser-Agent: mimamori-test\r\n\r\n");
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: files.example\r\nUser-Agent: mimamori-test\r\n\r\n"
+            );
             self.tcp(client, server, c, s, ACK | PSH, req.as_bytes());
             c += req.len() as u32;
             let mut resp =
@@ -184,7 +214,8 @@ pub mod pcapgen {
         }
 
         pub fn write(&self, path: &std::path::Path) {
-            let mut f = std::fs::File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+            let mut f = std::fs::File::create(path)
+                .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
             f.write_all(&self.out).expect("writing the capture");
         }
     }
@@ -223,7 +254,11 @@ pub mod lab {
     /// Whether the lab can run here (root, network namespaces).
     pub fn available() -> bool {
         // SAFETY-free check: `id -u`
-        let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
         if !uid {
             eprintln!("lab tests need root (network namespaces); skipped");
         }
@@ -235,7 +270,11 @@ pub mod lab {
         /// appliance.
         pub fn up(name: &str, linux_bridge: bool) -> Lab {
             let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-            let prefix = format!("m{}{}", std::process::id() % 100_000, name.chars().take(3).collect::<String>());
+            let prefix = format!(
+                "m{}{}",
+                std::process::id() % 100_000,
+                name.chars().take(3).collect::<String>()
+            );
             let dir = super::tempdir(&format!("lab-{name}"));
             let mut cmd = Command::new(script());
             cmd.args(["up", "-p", &prefix, "-d"]).arg(&dir);
@@ -243,8 +282,17 @@ pub mod lab {
                 cmd.arg("--linux-bridge");
             }
             let out = super::run(&mut cmd);
-            assert!(out.status.success(), "scripts/lab up failed: {}", String::from_utf8_lossy(&out.stderr));
-            Lab { prefix, dir, appliance: None, _one: one }
+            assert!(
+                out.status.success(),
+                "scripts/lab up failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Lab {
+                prefix,
+                dir,
+                appliance: None,
+                _one: one,
+            }
         }
 
         /// The lab's appliance configuration with `extra` TOML appended (or keys replaced
@@ -313,15 +361,25 @@ pub mod lab {
                 .args(command.split_whitespace())
                 .output();
             match out {
-                Ok(o) => serde_json::from_slice(&o.stdout).unwrap_or(serde_json::json!({"ok": false})),
+                Ok(o) => {
+                    serde_json::from_slice(&o.stdout).unwrap_or(serde_json::json!({"ok": false}))
+                }
                 Err(_) => serde_json::json!({"ok": false}),
             }
         }
 
         /// Run a command on a node (`inet`, `app`, `lan`, `s1`, `s2`).
         pub fn exec(&self, node: &str, args: &[&str]) -> Ran {
-            let o: Output = super::run(Command::new("ip").args(["netns", "exec", &format!("{}-{node}", self.prefix)]).args(args));
-            Ran { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+            let o: Output = super::run(
+                Command::new("ip")
+                    .args(["netns", "exec", &format!("{}-{node}", self.prefix)])
+                    .args(args),
+            );
+            Ran {
+                code: o.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&o.stdout).into(),
+                stderr: String::from_utf8_lossy(&o.stderr).into(),
+            }
         }
 
         /// Start a command on a node in the background.
@@ -346,14 +404,19 @@ pub mod lab {
         /// The EVE events written so far (the appliance flushes within 200 ms).
         pub fn eve(&self) -> Vec<serde_json::Value> {
             std::thread::sleep(Duration::from_millis(400));
-            super::eve_lines(&std::fs::read_to_string(self.dir.join("eve.json")).unwrap_or_default())
+            super::eve_lines(
+                &std::fs::read_to_string(self.dir.join("eve.json")).unwrap_or_default(),
+            )
         }
     }
 
     impl Drop for Lab {
         fn drop(&mut self) {
             self.stop();
-            let _ = Command::new(script()).args(["down", "-p", &self.prefix, "-d"]).arg(&self.dir).output();
+            let _ = Command::new(script())
+                .args(["down", "-p", &self.prefix, "-d"])
+                .arg(&self.dir)
+                .output();
         }
     }
 }

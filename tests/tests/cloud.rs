@@ -13,7 +13,11 @@ fn cloud_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -40,9 +44,20 @@ struct Smtp {
 
 impl Smtp {
     fn start(dir: &Path, port: u16) -> Smtp {
-        if Command::new("/usr/bin/python3").args(["-c", "import aiosmtpd"]).status().map(|s| !s.success()).unwrap_or(true) {
-            let st = Command::new("apt-get").args(["install", "-y", "-qq", "python3-aiosmtpd"]).env("DEBIAN_FRONTEND", "noninteractive").status();
-            assert!(st.is_ok_and(|s| s.success()), "python3-aiosmtpd is needed (apt-get install python3-aiosmtpd)");
+        if Command::new("/usr/bin/python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            let st = Command::new("apt-get")
+                .args(["install", "-y", "-qq", "python3-aiosmtpd"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+            assert!(
+                st.is_ok_and(|s| s.success()),
+                "python3-aiosmtpd is needed (apt-get install python3-aiosmtpd)"
+            );
         }
         let child = Command::new("/usr/bin/python3")
             .arg(root().join("tests/smtp/sink.py"))
@@ -51,8 +66,14 @@ impl Smtp {
             .stdout(Stdio::null())
             .spawn()
             .expect("starting the SMTP sink");
-        wait_for("the SMTP server", Duration::from_secs(15), || port_open(port));
-        Smtp { child: Some(child), port, dir: dir.to_path_buf() }
+        wait_for("the SMTP server", Duration::from_secs(15), || {
+            port_open(port)
+        });
+        Smtp {
+            child: Some(child),
+            port,
+            dir: dir.to_path_buf(),
+        }
     }
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -69,7 +90,12 @@ impl Smtp {
                     .filter_map(|e| {
                         let n: u64 = e.path().file_stem()?.to_str()?.parse().ok()?;
                         let text = std::fs::read_to_string(e.path()).ok()?;
-                        let to = text.lines().next()?.trim_start_matches("X-Envelope-To: ").trim().to_string();
+                        let to = text
+                            .lines()
+                            .next()?
+                            .trim_start_matches("X-Envelope-To: ")
+                            .trim()
+                            .to_string();
                         Some((n, to, text))
                     })
                     .collect()
@@ -89,7 +115,12 @@ impl Drop for Smtp {
 /// Decoded `Subject:` of a mail (RFC 2047 base64 or quoted-printable UTF-8 words).
 fn subject(mail: &str) -> String {
     let mut lines = mail.lines().skip_while(|l| !l.starts_with("Subject:"));
-    let mut raw = lines.next().unwrap_or("").trim_start_matches("Subject:").trim().to_string();
+    let mut raw = lines
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("Subject:")
+        .trim()
+        .to_string();
     for l in lines {
         if l.starts_with(' ') || l.starts_with('\t') {
             raw.push_str(l.trim());
@@ -106,12 +137,16 @@ fn decode_words(s: &str) -> String {
     let mut rest = s;
     while let Some(i) = rest.find("=?") {
         out.push_str(rest[..i].trim());
-        let Some(end) = rest[i + 2..].find("?=") else { break };
+        let Some(end) = rest[i + 2..].find("?=") else {
+            break;
+        };
         let word = &rest[i + 2..i + 2 + end];
         let parts: Vec<&str> = word.splitn(3, '?').collect();
         if parts.len() == 3 {
             let bytes = if parts[1].eq_ignore_ascii_case("B") {
-                base64::engine::general_purpose::STANDARD.decode(parts[2]).unwrap_or_default()
+                base64::engine::general_purpose::STANDARD
+                    .decode(parts[2])
+                    .unwrap_or_default()
             } else {
                 let mut b = Vec::new();
                 let q = parts[2].replace('_', " ");
@@ -119,7 +154,10 @@ fn decode_words(s: &str) -> String {
                 while let Some(c) = it.next() {
                     if c == b'=' {
                         let h: Vec<u8> = it.by_ref().take(2).collect();
-                        b.push(u8::from_str_radix(std::str::from_utf8(&h).unwrap_or("3f"), 16).unwrap_or(b'?'));
+                        b.push(
+                            u8::from_str_radix(std::str::from_utf8(&h).unwrap_or("3f"), 16)
+                                .unwrap_or(b'?'),
+                        );
                     } else {
                         b.push(c);
                     }
@@ -155,12 +193,22 @@ impl Cloud {
             ),
         )
         .unwrap();
-        let mut c = Cloud { child: None, config, ingest, admin, dir: dir.to_path_buf() };
+        let mut c = Cloud {
+            child: None,
+            config,
+            ingest,
+            admin,
+            dir: dir.to_path_buf(),
+        };
         c.spawn();
         c
     }
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("cloud.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("cloud.log"))
+            .unwrap();
         let child = Command::new(cloud_bin())
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -170,25 +218,47 @@ impl Cloud {
             .expect("starting mimamori-cloud");
         self.child = Some(child);
         let (i, a) = (self.ingest, self.admin);
-        wait_for("the cloud to listen", Duration::from_secs(20), || port_open(i) && port_open(a));
+        wait_for("the cloud to listen", Duration::from_secs(20), || {
+            port_open(i) && port_open(a)
+        });
     }
     fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-9", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-9", &c.id().to_string()])
+                .status();
             let _ = c.wait();
         }
     }
     fn admin(&self, args: &[&str]) -> Value {
         let out = run(Command::new(cloud_bin())
-            .args(["admin", "--api", &format!("http://127.0.0.1:{}", self.admin), "--token", "test-token", "--json"])
+            .args([
+                "admin",
+                "--api",
+                &format!("http://127.0.0.1:{}", self.admin),
+                "--token",
+                "test-token",
+                "--json",
+            ])
             .args(args));
-        assert!(out.status.success(), "admin {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(&text).unwrap_or(Value::String(text.to_string()))
     }
     fn admin_err(&self, args: &[&str]) -> String {
         let out = run(Command::new(cloud_bin())
-            .args(["admin", "--api", &format!("http://127.0.0.1:{}", self.admin), "--token", "test-token", "--json"])
+            .args([
+                "admin",
+                "--api",
+                &format!("http://127.0.0.1:{}", self.admin),
+                "--token",
+                "test-token",
+                "--json",
+            ])
             .args(args));
         assert!(!out.status.success(), "admin {args:?} should have failed");
         String::from_utf8_lossy(&out.stderr).to_string()
@@ -197,7 +267,10 @@ impl Cloud {
         format!("127.0.0.1:{}", self.ingest)
     }
     fn alerts(&self) -> Vec<Value> {
-        self.admin(&["alert", "list", "--limit", "100000"]).as_array().cloned().unwrap_or_default()
+        self.admin(&["alert", "list", "--limit", "100000"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -209,23 +282,57 @@ impl Drop for Cloud {
 
 /// One contract with three addresses and one device; returns (contract id, device id, code).
 fn provision(c: &Cloud, emails: &[&str]) -> (u64, String, String) {
-    let cust = c.admin(&["customer", "add", "--company", "山田商店", "--contact-email", "owner@example.com"]);
+    let cust = c.admin(&[
+        "customer",
+        "add",
+        "--company",
+        "山田商店",
+        "--contact-email",
+        "owner@example.com",
+    ]);
     let cust_id = cust["id"].as_u64().unwrap().to_string();
-    let mut args = vec!["contract", "add", "--customer", &cust_id, "--name", "山田商店 本店", "--application-date", "2026-04-03"];
+    let mut args = vec![
+        "contract",
+        "add",
+        "--customer",
+        &cust_id,
+        "--name",
+        "山田商店 本店",
+        "--application-date",
+        "2026-04-03",
+    ];
     for e in emails {
         args.push("--email");
         args.push(e);
     }
     let contract = c.admin(&args);
     let cid = contract["id"].as_u64().unwrap();
-    let devs = c.admin(&["device", "add", "--contract", &cid.to_string(), "--name", "本店UTM"]);
-    (cid, devs[0]["device_id"].as_str().unwrap().to_string(), devs[0]["activation_code"].as_str().unwrap().to_string())
+    let devs = c.admin(&[
+        "device",
+        "add",
+        "--contract",
+        &cid.to_string(),
+        "--name",
+        "本店UTM",
+    ]);
+    (
+        cid,
+        devs[0]["device_id"].as_str().unwrap().to_string(),
+        devs[0]["activation_code"].as_str().unwrap().to_string(),
+    )
 }
 
 fn ca_file(c: &Cloud) -> PathBuf {
     let p = c.dir.join("cloud-ca.pem");
-    let out = run(Command::new(cloud_bin())
-        .args(["admin", "--api", &format!("http://127.0.0.1:{}", c.admin), "--token", "test-token", "ops", "ca"]));
+    let out = run(Command::new(cloud_bin()).args([
+        "admin",
+        "--api",
+        &format!("http://127.0.0.1:{}", c.admin),
+        "--token",
+        "test-token",
+        "ops",
+        "ca",
+    ]));
     assert!(out.status.success());
     std::fs::write(&p, &out.stdout).unwrap();
     p
@@ -233,7 +340,14 @@ fn ca_file(c: &Cloud) -> PathBuf {
 
 fn activate(c: &Cloud, state: &Path, code: &str) -> std::process::Output {
     run(Command::new(appliance())
-        .args(["activate", "--cloud", &c.addr(), "--code", code, "--state-dir"])
+        .args([
+            "activate",
+            "--cloud",
+            &c.addr(),
+            "--code",
+            code,
+            "--state-dir",
+        ])
         .arg(state)
         .arg("--ca")
         .arg(ca_file(c)))
@@ -274,15 +388,28 @@ fn activation_once_with_mutual_tls_only() {
     assert!(!out.status.success());
     // the right code works once
     let out = activate(&c, &dir.join("ok"), &code);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = activate(&c, &dir.join("again"), &code);
     assert!(!out.status.success(), "a used code must be refused");
     // the activated device connects with its certificate and is seen alive
     let up = uplink_toml(&dir, &dir.join("ok"), 20);
     let out = replay_uplink(&dir, &up, C2_RULES);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let devs = c.admin(&["device", "list"]);
-    let d = devs.as_array().unwrap().iter().find(|d| d["id"] == dev.as_str()).unwrap();
+    let d = devs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == dev.as_str())
+        .unwrap();
     assert_eq!(d["status"], "active");
     assert!(d["last_heartbeat_ms"].as_i64().is_some());
     // a client without a certificate cannot send events: a raw TLS client is refused (the
@@ -291,38 +418,68 @@ fn activation_once_with_mutual_tls_only() {
     let out = replay_uplink(&dir, &uplink_toml(&dir, &dir.join("ok"), 5), C2_RULES);
     assert!(!out.status.success(), "a revoked device must not deliver");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.to_lowercase().contains("refused") || err.contains("UnknownDevice"), "{err}");
+    assert!(
+        err.to_lowercase().contains("refused") || err.contains("UnknownDevice"),
+        "{err}"
+    );
 }
 
 #[test]
 fn high_alert_mails_once_per_address_and_dedups() {
     let dir = tempdir("cloud-mail");
     let smtp = Smtp::start(&dir.join("mail"), free_port());
-    let c = Cloud::start(&dir, smtp.port, "mail_window = \"2s\"\nstartup_grace = \"1h\"\nmail_retry_min = \"1s\"");
+    let c = Cloud::start(
+        &dir,
+        smtp.port,
+        "mail_window = \"2s\"\nstartup_grace = \"1h\"\nmail_retry_min = \"1s\"",
+    );
     let emails = ["it@example.com", "boss@example.com", "vendor@example.net"];
     let (cid, _, code) = provision(&c, &emails);
     assert!(activate(&c, &dir.join("st"), &code).status.success());
     let up = uplink_toml(&dir, &dir.join("st"), 30);
     let out = replay_uplink(&dir, &up, C2_RULES);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stored = c.alerts();
     assert!(!stored.is_empty());
-    wait_for("one mail per address", Duration::from_secs(30), || smtp.mails().len() >= 3);
+    wait_for("one mail per address", Duration::from_secs(30), || {
+        smtp.mails().len() >= 3
+    });
     std::thread::sleep(Duration::from_secs(3));
     let mails = smtp.mails();
-    assert_eq!(mails.len(), 3, "exactly one mail per address: {:?}", mails.iter().map(|m| &m.0).collect::<Vec<_>>());
+    assert_eq!(
+        mails.len(),
+        3,
+        "exactly one mail per address: {:?}",
+        mails.iter().map(|m| &m.0).collect::<Vec<_>>()
+    );
     let mut to: Vec<&str> = mails.iter().map(|m| m.0.as_str()).collect();
     to.sort();
     let mut want = emails.to_vec();
     want.sort();
     assert_eq!(to, want);
     // one mail carries all important alerts of the window: highest level and the count
-    let important = stored.iter().filter(|a| a["level"] != "info" && a["mailed"] == true).count();
+    let important = stored
+        .iter()
+        .filter(|a| a["level"] != "info" && a["mailed"] == true)
+        .count();
     let subj = subject(&mails[0].1);
     assert!(subj.contains("★★★"), "{subj}");
-    assert!(subj.contains(&format!("({important}件)")), "{subj} vs {important} important alerts");
-    assert!(important >= 3, "three distinct important signatures in one window ({important})");
-    assert!(!mails[0].1.contains("x4tk7t4jo6"), "no query string in the cloud");
+    assert!(
+        subj.contains(&format!("({important}件)")),
+        "{subj} vs {important} important alerts"
+    );
+    assert!(
+        important >= 3,
+        "three distinct important signatures in one window ({important})"
+    );
+    assert!(
+        !mails[0].1.contains("x4tk7t4jo6"),
+        "no query string in the cloud"
+    );
     // the same alerts again within 72 h: stored, not mailed
     let before = stored.len();
     let out = replay_uplink(&dir, &up, C2_RULES);
@@ -330,23 +487,67 @@ fn high_alert_mails_once_per_address_and_dedups() {
     let after = c.alerts();
     assert_eq!(after.len(), before * 2);
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(smtp.mails().len(), 3, "deduplicated alerts must not be mailed");
+    assert_eq!(
+        smtp.mails().len(),
+        3,
+        "deduplicated alerts must not be mailed"
+    );
     assert!(after.iter().filter(|a| a["deduplicated"] == true).count() >= before / 2);
     // re-rating ★★☆ → ★★★ sends a new mail; resolving a 調査中 alert mails the result
-    let medium = after.iter().find(|a| a["level"] == "medium").or_else(|| after.iter().find(|a| a["level"] == "high")).unwrap();
+    let medium = after
+        .iter()
+        .find(|a| a["level"] == "medium")
+        .or_else(|| after.iter().find(|a| a["level"] == "high"))
+        .unwrap();
     let id = medium["id"].as_u64().unwrap().to_string();
-    let target = if medium["level"] == "medium" { "high" } else { "medium" };
-    c.admin(&["alert", "rerate", &id, "--level", target, "--note", "お客様のスキャンで検出"]);
-    wait_for("the re-rating mail", Duration::from_secs(15), || smtp.mails().len() >= 6);
+    let target = if medium["level"] == "medium" {
+        "high"
+    } else {
+        "medium"
+    };
+    c.admin(&[
+        "alert",
+        "rerate",
+        &id,
+        "--level",
+        target,
+        "--note",
+        "お客様のスキャンで検出",
+    ]);
+    wait_for("the re-rating mail", Duration::from_secs(15), || {
+        smtp.mails().len() >= 6
+    });
     assert!(subject(&smtp.mails()[3].1).contains("重要度変更"));
     if let Some(inv) = after.iter().find(|a| a["level"] == "investigating") {
         let id = inv["id"].as_u64().unwrap().to_string();
-        c.admin(&["alert", "resolve", &id, "--result", "誤検知でした。対応は不要です。"]);
-        wait_for("the investigation result mail", Duration::from_secs(15), || smtp.mails().len() >= 9);
-        assert!(smtp.mails()[6..].iter().all(|m| subject(&m.1).contains("調査結果")));
+        c.admin(&[
+            "alert",
+            "resolve",
+            &id,
+            "--result",
+            "誤検知でした。対応は不要です。",
+        ]);
+        wait_for(
+            "the investigation result mail",
+            Duration::from_secs(15),
+            || smtp.mails().len() >= 9,
+        );
+        assert!(
+            smtp.mails()[6..]
+                .iter()
+                .all(|m| subject(&m.1).contains("調査結果"))
+        );
     }
     // a fourth address is refused with a clear message
-    let err = c.admin_err(&["contract", "emails", &cid.to_string(), "a@example.com", "b@example.com", "c@example.com", "d@example.com"]);
+    let err = c.admin_err(&[
+        "contract",
+        "emails",
+        &cid.to_string(),
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+    ]);
     assert!(err.contains("at most 3"), "{err}");
 }
 
@@ -355,24 +556,41 @@ fn nothing_lost_across_a_cloud_kill_and_an_smtp_outage() {
     let dir = tempdir("cloud-kill");
     let smtp_port = free_port();
     let mut smtp = Smtp::start(&dir.join("mail"), smtp_port);
-    let mut c = Cloud::start(&dir, smtp_port, "mail_window = \"1s\"\nstartup_grace = \"1h\"\nmail_retry_min = \"1s\"\nmail_retry_max = \"2s\"");
+    let mut c = Cloud::start(
+        &dir,
+        smtp_port,
+        "mail_window = \"1s\"\nstartup_grace = \"1h\"\nmail_retry_min = \"1s\"\nmail_retry_max = \"2s\"",
+    );
     let (_, _, code) = provision(&c, &["ops@example.com"]);
     assert!(activate(&c, &dir.join("st"), &code).status.success());
     // the cloud is down while the appliance produces alerts: they stay in its spool
     c.kill9();
     let up = uplink_toml(&dir, &dir.join("st"), 3);
     let out = replay_uplink(&dir, &up, C2_RULES);
-    assert!(!out.status.success(), "nothing can be acknowledged while the cloud is down");
-    let produced = std::fs::read_to_string(dir.join("eve.json")).unwrap().lines().filter(|l| l.contains("\"alert\"")).count();
+    assert!(
+        !out.status.success(),
+        "nothing can be acknowledged while the cloud is down"
+    );
+    let produced = std::fs::read_to_string(dir.join("eve.json"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"alert\""))
+        .count();
     assert!(produced > 0);
     // SMTP is down too when the cloud comes back
     smtp.stop();
     c.spawn();
     let up = uplink_toml(&dir, &dir.join("st"), 30);
     let out = replay_uplink(&dir, &up, C2_RULES);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // every alert of both runs is stored exactly once
-    wait_for("all alerts stored", Duration::from_secs(20), || c.alerts().len() >= produced * 2);
+    wait_for("all alerts stored", Duration::from_secs(20), || {
+        c.alerts().len() >= produced * 2
+    });
     let alerts = c.alerts();
     assert_eq!(alerts.len(), produced * 2);
     let mut seqs: Vec<u64> = alerts.iter().map(|a| a["seq"].as_u64().unwrap()).collect();
@@ -384,7 +602,9 @@ fn nothing_lost_across_a_cloud_kill_and_an_smtp_outage() {
     c.kill9();
     let mut smtp = Smtp::start(&dir.join("mail"), smtp_port);
     c.spawn();
-    wait_for("the queued mail", Duration::from_secs(30), || !smtp.mails().is_empty());
+    wait_for("the queued mail", Duration::from_secs(30), || {
+        !smtp.mails().is_empty()
+    });
     assert_eq!(smtp.mails()[0].0, "ops@example.com");
     smtp.stop();
 }
@@ -393,29 +613,55 @@ fn nothing_lost_across_a_cloud_kill_and_an_smtp_outage() {
 fn stop_notice_daily_reminder_recovery_and_grace() {
     let dir = tempdir("cloud-stop");
     let smtp = Smtp::start(&dir.join("mail"), free_port());
-    let mut c = Cloud::start(&dir, smtp.port, "stop_after = \"3s\"\nstartup_grace = \"0s\"\nmail_retry_min = \"1s\"");
+    let mut c = Cloud::start(
+        &dir,
+        smtp.port,
+        "stop_after = \"3s\"\nstartup_grace = \"0s\"\nmail_retry_min = \"1s\"",
+    );
     let (_, dev, code) = provision(&c, &["night@example.com"]);
     assert!(activate(&c, &dir.join("st"), &code).status.success());
     let up = uplink_toml(&dir, &dir.join("st"), 20);
     assert!(replay_uplink(&dir, &up, "").status.success());
     // silence: a stop notice after stop_after
-    wait_for("the stop notice", Duration::from_secs(20), || smtp.mails().iter().any(|m| subject(&m.1).contains("機器停止")));
+    wait_for("the stop notice", Duration::from_secs(20), || {
+        smtp.mails()
+            .iter()
+            .any(|m| subject(&m.1).contains("機器停止"))
+    });
     let n_stop = smtp.mails().len();
     // the daily check mails again
     c.admin(&["ops", "run-daily-check"]);
-    wait_for("the daily reminder", Duration::from_secs(15), || smtp.mails().iter().any(|m| subject(&m.1).contains("継続中")));
+    wait_for("the daily reminder", Duration::from_secs(15), || {
+        smtp.mails()
+            .iter()
+            .any(|m| subject(&m.1).contains("継続中"))
+    });
     // the appliance is back (it connects, heartbeats and delivers): a recovery mail
     assert!(replay_uplink(&dir, &up, C2_RULES).status.success());
-    wait_for("the recovery mail", Duration::from_secs(15), || smtp.mails().iter().any(|m| subject(&m.1).contains("復旧")));
+    wait_for("the recovery mail", Duration::from_secs(15), || {
+        smtp.mails().iter().any(|m| subject(&m.1).contains("復旧"))
+    });
     assert!(smtp.mails().len() >= n_stop + 2);
     // a restarted cloud with a grace period does not blame the appliance for its own downtime
     c.kill9();
-    std::fs::write(&c.config, std::fs::read_to_string(&c.config).unwrap().replace("startup_grace = \"0s\"", "startup_grace = \"1h\"")).unwrap();
+    std::fs::write(
+        &c.config,
+        std::fs::read_to_string(&c.config)
+            .unwrap()
+            .replace("startup_grace = \"0s\"", "startup_grace = \"1h\""),
+    )
+    .unwrap();
     let before = smtp.mails().len();
     c.spawn();
     std::thread::sleep(Duration::from_secs(6));
-    let new: Vec<String> = smtp.mails()[before..].iter().map(|m| subject(&m.1)).collect();
-    assert!(new.iter().all(|s| !s.contains("機器停止")), "no stop notice during the grace period: {new:?} (device {dev})");
+    let new: Vec<String> = smtp.mails()[before..]
+        .iter()
+        .map(|m| subject(&m.1))
+        .collect();
+    assert!(
+        new.iter().all(|s| !s.contains("機器停止")),
+        "no stop notice during the grace period: {new:?} (device {dev})"
+    );
 }
 
 #[test]
@@ -428,7 +674,11 @@ fn garbage_on_the_ingest_port_does_not_disturb_other_devices() {
     assert!(activate(&c, &dir.join("st"), &code).status.success());
     // several connections send garbage: plain bytes, a huge length prefix, half a frame
     let mut junk = Vec::new();
-    for payload in [b"GET / HTTP/1.1\r\n\r\n".to_vec(), vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3], vec![0x16, 3, 3, 0, 10, 1, 0]] {
+    for payload in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+        vec![0x16, 3, 3, 0, 10, 1, 0],
+    ] {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", c.ingest)).unwrap();
         let _ = s.write_all(&payload);
         junk.push(s);
@@ -436,8 +686,16 @@ fn garbage_on_the_ingest_port_does_not_disturb_other_devices() {
     // a real device still delivers everything
     let up = uplink_toml(&dir, &dir.join("st"), 30);
     let out = replay_uplink(&dir, &up, C2_RULES);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let produced = std::fs::read_to_string(dir.join("eve.json")).unwrap().lines().filter(|l| l.contains("\"alert\"")).count();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let produced = std::fs::read_to_string(dir.join("eve.json"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"alert\""))
+        .count();
     assert_eq!(c.alerts().len(), produced);
     drop(junk);
     // and the service is still up

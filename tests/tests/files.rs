@@ -17,8 +17,18 @@ fn replay(name: &str, pcap: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
     let rules = dir.join("empty.rules");
     std::fs::write(&rules, "# no rules: file verdicts only\n").expect("writing rules");
     let eve = dir.join("eve.json");
-    let out = run(Command::new(appliance()).args(["replay", "--quiet", "--rules"]).arg(&rules).arg("--eve").arg(&eve).args(extra).arg(pcap));
-    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run(Command::new(appliance())
+        .args(["replay", "--quiet", "--rules"])
+        .arg(&rules)
+        .arg("--eve")
+        .arg(&eve)
+        .args(extra)
+        .arg(pcap));
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eve_lines(&std::fs::read_to_string(&eve).expect("reading EVE"))
 }
 
@@ -40,14 +50,23 @@ fn eicar_download_is_disarmed_in_prevent_mode_and_alerted_in_detect_mode() {
     assert_eq!(alerts[0]["alert"]["action"], "blocked");
     // the segment carrying the file is dropped: it never reaches the client whole
     let drops = of_type(&prevent, "drop");
-    assert!(drops.iter().any(|d| d["pcap_cnt"] == alerts[0]["pcap_cnt"]), "the packet completing the file is dropped");
+    assert!(
+        drops.iter().any(|d| d["pcap_cnt"] == alerts[0]["pcap_cnt"]),
+        "the packet completing the file is dropped"
+    );
 
     let detect = replay("files-eicar-detect", &pcap, &["--mode", "detect"]);
     let alerts = of_type(&detect, "alert");
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["alert"]["action"], "allowed");
-    assert!(of_type(&detect, "drop").is_empty(), "detect mode never blocks");
-    assert_eq!(of_type(&detect, "fileinfo")[0]["fileinfo"]["sha256"], EICAR_SHA256);
+    assert!(
+        of_type(&detect, "drop").is_empty(),
+        "detect mode never blocks"
+    );
+    assert_eq!(
+        of_type(&detect, "fileinfo")[0]["fileinfo"]["sha256"],
+        EICAR_SHA256
+    );
 }
 
 #[test]
@@ -56,7 +75,12 @@ fn every_listed_file_served_over_http_is_detected() {
     let tsv = std::fs::read_to_string(files.join("hashes.tsv")).expect("hashes.tsv");
     let mut lines = tsv.lines();
     let header: Vec<&str> = lines.next().expect("a header").split('\t').collect();
-    let col = |n: &str| header.iter().position(|h| *h == n).unwrap_or_else(|| panic!("column {n}"));
+    let col = |n: &str| {
+        header
+            .iter()
+            .position(|h| *h == n)
+            .unwrap_or_else(|| panic!("column {n}"))
+    };
     let (cf, cs) = (col("file"), col("sha256"));
     let mut pcap = Pcap::new();
     let mut want: HashMap<String, String> = HashMap::new(); // path → sha256
@@ -65,18 +89,34 @@ fn every_listed_file_served_over_http_is_detected() {
         let body = std::fs::read(files.join(f[cf])).unwrap_or_else(|e| panic!("{}: {e}", f[cf]));
         let name = f[cf].rsplit('/').next().unwrap_or(f[cf]);
         let port = 40000 + i as u16;
-        pcap.http_download(([198, 18, 0, 10], port), ([198, 19, 0, 80], 80), &format!("/dl/{name}"), &body);
+        pcap.http_download(
+            ([198, 18, 0, 10], port),
+            ([198, 19, 0, 80], 80),
+            &format!("/dl/{name}"),
+            &body,
+        );
         want.insert(name.to_string(), f[cs].to_string());
     }
     // and one clean file nobody lists
-    let clean: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    pcap.http_download(([198, 18, 0, 11], 39999), ([198, 19, 0, 80], 80), "/dl/clean.bin", &clean);
+    let clean: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    pcap.http_download(
+        ([198, 18, 0, 11], 39999),
+        ([198, 19, 0, 80], 80),
+        "/dl/clean.bin",
+        &clean,
+    );
     let dir = tempdir("files-listed");
     let path = dir.join("downloads.pcap");
     pcap.write(&path);
 
     let hashes = files.join("hashes.tsv");
-    let ev = replay("files-listed-run", &path, &["--file-hashes", hashes.to_str().expect("utf-8 path")]);
+    let ev = replay(
+        "files-listed-run",
+        &path,
+        &["--file-hashes", hashes.to_str().expect("utf-8 path")],
+    );
     let info = of_type(&ev, "fileinfo");
     let mut seen = 0;
     for i in &info {
@@ -86,14 +126,26 @@ fn every_listed_file_served_over_http_is_detected() {
             continue;
         }
         let Some(sha) = want.get(name) else { continue };
-        assert_eq!(i["fileinfo"]["sha256"].as_str(), Some(sha.as_str()), "{name}: hash as listed");
+        assert_eq!(
+            i["fileinfo"]["sha256"].as_str(),
+            Some(sha.as_str()),
+            "{name}: hash as listed"
+        );
         assert_ne!(i["fileinfo"]["verdict"], "clean", "{name} is listed");
         seen += 1;
     }
     assert_eq!(seen, want.len(), "every listed file was seen with its hash");
     let alerts = of_type(&ev, "alert");
-    assert_eq!(alerts.len(), want.len(), "one alert per listed file, none for the clean one");
-    assert!(alerts.iter().all(|a| a["fileinfo"]["filename"] != "clean.bin"));
+    assert_eq!(
+        alerts.len(),
+        want.len(),
+        "one alert per listed file, none for the clean one"
+    );
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a["fileinfo"]["filename"] != "clean.bin")
+    );
 }
 
 #[test]
@@ -102,19 +154,40 @@ fn a_listed_file_is_cut_short_in_prevent_mode() {
     let files = corpus().join("files");
     let body = std::fs::read(files.join("clamav-testfiles/clam-nsis.exe")).expect("clam-nsis.exe");
     let mut pcap = Pcap::new();
-    let frames = pcap.http_download(([198, 18, 0, 12], 41000), ([198, 19, 0, 80], 80), "/setup.exe", &body);
+    let frames = pcap.http_download(
+        ([198, 18, 0, 12], 41000),
+        ([198, 19, 0, 80], 80),
+        "/setup.exe",
+        &body,
+    );
     let dir = tempdir("files-cut");
     let path = dir.join("cut.pcap");
     pcap.write(&path);
     let hashes = files.join("hashes.tsv");
-    let ev = replay("files-cut-run", &path, &["--mode", "prevent", "--file-hashes", hashes.to_str().expect("utf-8 path")]);
+    let ev = replay(
+        "files-cut-run",
+        &path,
+        &[
+            "--mode",
+            "prevent",
+            "--file-hashes",
+            hashes.to_str().expect("utf-8 path"),
+        ],
+    );
     let alerts = of_type(&ev, "alert");
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["alert"]["action"], "blocked");
-    let first_drop = of_type(&ev, "drop").iter().filter_map(|d| d["pcap_cnt"].as_u64()).min().expect("a drop");
+    let first_drop = of_type(&ev, "drop")
+        .iter()
+        .filter_map(|d| d["pcap_cnt"].as_u64())
+        .min()
+        .expect("a drop");
     // the segments before the last went through; from the last one on, nothing
     let last_data_frame = (frames - 3 - 1) as u64; // before the ACK that follows it and the FINs
-    assert_eq!(first_drop, last_data_frame, "the segment that completes the file is the first dropped");
+    assert_eq!(
+        first_drop, last_data_frame,
+        "the segment that completes the file is the first dropped"
+    );
 }
 
 #[test]
@@ -122,9 +195,24 @@ fn traffic_record_sums_an_internal_hosts_flows() {
     // two downloads by one internal host inside one 10-minute bucket, one by another host
     let mut pcap = Pcap::new();
     let body: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
-    pcap.http_download(([198, 18, 0, 20], 42000), ([198, 19, 0, 80], 80), "/a.bin", &body);
-    pcap.http_download(([198, 18, 0, 20], 42001), ([198, 19, 0, 80], 80), "/b.bin", &body[..5000]);
-    pcap.http_download(([198, 18, 0, 21], 42002), ([198, 19, 0, 80], 80), "/c.bin", &body[..100]);
+    pcap.http_download(
+        ([198, 18, 0, 20], 42000),
+        ([198, 19, 0, 80], 80),
+        "/a.bin",
+        &body,
+    );
+    pcap.http_download(
+        ([198, 18, 0, 20], 42001),
+        ([198, 19, 0, 80], 80),
+        "/b.bin",
+        &body[..5000],
+    );
+    pcap.http_download(
+        ([198, 18, 0, 21], 42002),
+        ([198, 19, 0, 80], 80),
+        "/c.bin",
+        &body[..100],
+    );
     let dir = tempdir("files-traffic");
     let path = dir.join("traffic.pcap");
     pcap.write(&path);
@@ -133,22 +221,41 @@ fn traffic_record_sums_an_internal_hosts_flows() {
     let mut per_host: HashMap<[u8; 4], u64> = HashMap::new();
     let mut off = 24;
     while off + 16 <= raw.len() {
-        let caplen = u32::from_le_bytes(raw[off + 8..off + 12].try_into().expect("4 bytes")) as usize;
+        let caplen =
+            u32::from_le_bytes(raw[off + 8..off + 12].try_into().expect("4 bytes")) as usize;
         let frame = &raw[off + 16..off + 16 + caplen];
-        let (src, dst): ([u8; 4], [u8; 4]) = (frame[26..30].try_into().expect("src"), frame[30..34].try_into().expect("dst"));
+        let (src, dst): ([u8; 4], [u8; 4]) = (
+            frame[26..30].try_into().expect("src"),
+            frame[30..34].try_into().expect("dst"),
+        );
         let client = if src[1] == 18 { src } else { dst };
         *per_host.entry(client).or_default() += (caplen - 14) as u64;
         off += 16 + caplen;
     }
-    let ev = replay("files-traffic-run", &path, &["--set", "vars.address-groups.HOME_NET=[198.18.0.0/16]"]);
+    let ev = replay(
+        "files-traffic-run",
+        &path,
+        &["--set", "vars.address-groups.HOME_NET=[198.18.0.0/16]"],
+    );
     let traffic = of_type(&ev, "traffic");
-    let host = |h: &str| traffic.iter().find(|t| t["traffic"]["host"] == h).unwrap_or_else(|| panic!("a summary for {h}: {traffic:?}"));
+    let host = |h: &str| {
+        traffic
+            .iter()
+            .find(|t| t["traffic"]["host"] == h)
+            .unwrap_or_else(|| panic!("a summary for {h}: {traffic:?}"))
+    };
     let a = host("198.18.0.20");
     assert_eq!(a["traffic"]["flows"], 2);
-    assert_eq!(a["traffic"]["bytes"].as_u64(), per_host.get(&[198, 18, 0, 20]).copied());
+    assert_eq!(
+        a["traffic"]["bytes"].as_u64(),
+        per_host.get(&[198, 18, 0, 20]).copied()
+    );
     let b = host("198.18.0.21");
     assert_eq!(b["traffic"]["flows"], 1);
-    assert_eq!(b["traffic"]["bytes"].as_u64(), per_host.get(&[198, 18, 0, 21]).copied());
+    assert_eq!(
+        b["traffic"]["bytes"].as_u64(),
+        per_host.get(&[198, 18, 0, 21]).copied()
+    );
     // by category and by application, the lines add up to the totals
     for t in [a, b] {
         for key in ["categories", "apps"] {

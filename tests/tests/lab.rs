@@ -15,14 +15,25 @@ fn ok(r: &Ran, what: &str) {
 }
 
 fn alerts<'a>(eve: &'a [Value], sid: u64) -> Vec<&'a Value> {
-    eve.iter().filter(|e| e["event_type"] == "alert" && e["alert"]["signature_id"] == sid).collect()
+    eve.iter()
+        .filter(|e| e["event_type"] == "alert" && e["alert"]["signature_id"] == sid)
+        .collect()
 }
 
 /// The client got a reset: curl says so (exit 56 "Recv failure: Connection reset by
 /// peer", or 35 in the TLS handshake).
 fn reset(r: &Ran, what: &str) {
-    assert!(r.code == 56 || r.code == 35 || r.code == 7, "{what}: expected a reset, curl exit {} {}", r.code, r.stderr);
-    assert!(r.stderr.to_lowercase().contains("reset"), "{what}: curl does not report a reset: {}", r.stderr);
+    assert!(
+        r.code == 56 || r.code == 35 || r.code == 7,
+        "{what}: expected a reset, curl exit {} {}",
+        r.code,
+        r.stderr
+    );
+    assert!(
+        r.stderr.to_lowercase().contains("reset"),
+        "{what}: curl does not report a reset: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -33,8 +44,27 @@ fn prevent_mode_on_the_wire() {
     let mut lab = Lab::up("prevent", false);
     lab.start(&[], "");
     // DHCP through the bridge: a broadcast from the LAN reaches dnsmasq and back
-    let d = lab.exec("lan", &["busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-s", "/bin/true"]);
-    assert_eq!(d.code, 0, "DHCP through the appliance failed: {} {}", d.stdout, d.stderr);
+    let d = lab.exec(
+        "lan",
+        &[
+            "busybox",
+            "udhcpc",
+            "-i",
+            "eth0",
+            "-n",
+            "-q",
+            "-f",
+            "-t",
+            "5",
+            "-s",
+            "/bin/true",
+        ],
+    );
+    assert_eq!(
+        d.code, 0,
+        "DHCP through the appliance failed: {} {}",
+        d.stdout, d.stderr
+    );
     for node in ["lan", "s1"] {
         for fam in ["-4", "-6"] {
             let w = format!("{node} {fam}");
@@ -46,33 +76,74 @@ fn prevent_mode_on_the_wire() {
             // EICAR: never arrives, the client is reset
             let r = lab.curl(node, 5, &[fam, "http://www.lab.test/eicar.com"]);
             reset(&r, &format!("{w} EICAR download"));
-            assert!(!r.stdout.contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE"), "{w}: EICAR arrived");
+            assert!(
+                !r.stdout.contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE"),
+                "{w}: EICAR arrived"
+            );
             // the phishing site: a block page over HTTP, a reset over HTTPS
-            let r = lab.curl(node, 5, &[fam, "-w", "\n%{http_code}", "http://phish.lab.test/"]);
+            let r = lab.curl(
+                node,
+                5,
+                &[fam, "-w", "\n%{http_code}", "http://phish.lab.test/"],
+            );
             ok(&r, &format!("{w} phishing over HTTP"));
-            assert!(r.stdout.ends_with("403"), "{w}: no 403 block page: {}", r.stdout);
-            assert!(r.stdout.contains("phishing") && r.stdout.contains("phish.lab.test") && r.stdout.contains("Mimamori lab"), "{w}: block page does not name the category, host, appliance: {}", r.stdout);
-            assert!(!r.stdout.contains("please enter your password"), "{w}: the phishing page arrived");
+            assert!(
+                r.stdout.ends_with("403"),
+                "{w}: no 403 block page: {}",
+                r.stdout
+            );
+            assert!(
+                r.stdout.contains("phishing")
+                    && r.stdout.contains("phish.lab.test")
+                    && r.stdout.contains("Mimamori lab"),
+                "{w}: block page does not name the category, host, appliance: {}",
+                r.stdout
+            );
+            assert!(
+                !r.stdout.contains("please enter your password"),
+                "{w}: the phishing page arrived"
+            );
             let r = lab.curl(node, 5, &[fam, "https://phish.lab.test/"]);
             reset(&r, &format!("{w} phishing over HTTPS"));
             // a C2 beacon: its flow is dropped (no answer at all)
             let r = lab.curl(node, 3, &[fam, "http://c2.lab.test/c2/beacon"]);
-            assert_eq!(r.code, 28, "{w}: C2 beacon not dropped: {} {}", r.stdout, r.stderr);
+            assert_eq!(
+                r.code, 28,
+                "{w}: C2 beacon not dropped: {} {}",
+                r.stdout, r.stderr
+            );
         }
     }
     let eve = lab.eve();
-    for (sid, what) in [(C2_SID, "C2 rule"), (CATEGORY_SID, "phishing category"), (FILE_SID, "EICAR file")] {
+    for (sid, what) in [
+        (C2_SID, "C2 rule"),
+        (CATEGORY_SID, "phishing category"),
+        (FILE_SID, "EICAR file"),
+    ] {
         let a = alerts(&eve, sid);
         // lan and s1, IPv4 and IPv6 (HTTP and HTTPS for the category)
-        assert!(a.len() >= 4, "{what}: {} alerts, want one per client and family", a.len());
-        assert!(a.iter().all(|e| e["alert"]["action"] == "blocked"), "{what}: not blocked");
+        assert!(
+            a.len() >= 4,
+            "{what}: {} alerts, want one per client and family",
+            a.len()
+        );
+        assert!(
+            a.iter().all(|e| e["alert"]["action"] == "blocked"),
+            "{what}: not blocked"
+        );
         for src in ["198.18.0.10", "198.18.0.11"] {
-            assert!(a.iter().any(|e| e["src_ip"] == src || e["dest_ip"] == src), "{what}: no alert for {src}");
+            assert!(
+                a.iter().any(|e| e["src_ip"] == src || e["dest_ip"] == src),
+                "{what}: no alert for {src}"
+            );
         }
     }
     let stats = lab.ctl("stats");
     let w = &stats["stats"]["workers"][0];
-    assert!(w["injected"].as_u64().unwrap_or(0) >= 8, "resets/pages injected: {w}");
+    assert!(
+        w["injected"].as_u64().unwrap_or(0) >= 8,
+        "resets/pages injected: {w}"
+    );
 }
 
 #[test]
@@ -85,18 +156,49 @@ fn traffic_between_internal_ports_is_inspected() {
     // a small web server on the SSID2 client and on the SSID1 client
     let dir = lab.dir.join("www").display().to_string();
     let mut servers = vec![
-        lab.spawn("s2", &["python3", "-m", "http.server", "8080", "--bind", "::", "--directory", &dir]),
-        lab.spawn("s1", &["python3", "-m", "http.server", "8080", "--bind", "::", "--directory", &dir]),
+        lab.spawn(
+            "s2",
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                "::",
+                "--directory",
+                &dir,
+            ],
+        ),
+        lab.spawn(
+            "s1",
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                "::",
+                "--directory",
+                &dir,
+            ],
+        ),
     ];
     std::thread::sleep(Duration::from_millis(800));
-    for (from, to, to4, to6) in [("s1", "s2", "198.18.0.12", "[2001:db8::12]"), ("lan", "s1", "198.18.0.11", "[2001:db8::11]")] {
+    for (from, to, to4, to6) in [
+        ("s1", "s2", "198.18.0.12", "[2001:db8::12]"),
+        ("lan", "s1", "198.18.0.11", "[2001:db8::11]"),
+    ] {
         for host in [to4, to6] {
             let w = format!("{from}->{to} {host}");
             let r = lab.curl(from, 5, &[&format!("http://{host}:8080/index.html")]);
             ok(&r, &w);
             assert!(r.stdout.contains("a normal page"), "{w}: {}", r.stdout);
             let r = lab.curl(from, 3, &[&format!("http://{host}:8080/c2/beacon")]);
-            assert_eq!(r.code, 28, "{w}: C2 beacon between internal ports not dropped ({})", r.stderr);
+            assert_eq!(
+                r.code, 28,
+                "{w}: C2 beacon between internal ports not dropped ({})",
+                r.stderr
+            );
             let r = lab.curl(from, 5, &[&format!("http://{host}:8080/eicar.com")]);
             reset(&r, &format!("{w} EICAR"));
         }
@@ -107,12 +209,27 @@ fn traffic_between_internal_ports_is_inspected() {
     }
     let eve = lab.eve();
     let c2 = alerts(&eve, C2_SID);
-    for (src, dst) in [("198.18.0.11", "198.18.0.12"), ("198.18.0.10", "198.18.0.11"), ("2001:0db8:0000:0000:0000:0000:0000:0011", "2001:0db8:0000:0000:0000:0000:0000:0012")] {
-        assert!(c2.iter().any(|e| e["src_ip"] == src && e["dest_ip"] == dst), "no C2 alert {src} -> {dst}");
+    for (src, dst) in [
+        ("198.18.0.11", "198.18.0.12"),
+        ("198.18.0.10", "198.18.0.11"),
+        (
+            "2001:0db8:0000:0000:0000:0000:0000:0011",
+            "2001:0db8:0000:0000:0000:0000:0000:0012",
+        ),
+    ] {
+        assert!(
+            c2.iter().any(|e| e["src_ip"] == src && e["dest_ip"] == dst),
+            "no C2 alert {src} -> {dst}"
+        );
     }
     // same-port traffic is never forwarded: the ports saw frames, none was reflected
     let st = lab.ctl("stats");
-    assert!(st["stats"]["ports"].as_array().is_some_and(|p| p.len() == 4), "{st}");
+    assert!(
+        st["stats"]["ports"]
+            .as_array()
+            .is_some_and(|p| p.len() == 4),
+        "{st}"
+    );
 }
 
 #[test]
@@ -121,27 +238,49 @@ fn detect_mode_lets_everything_through_and_alerts() {
         return;
     }
     let mut lab = Lab::up("detect", false);
-    lab.start(&[("mode = \"prevent\"", "mode = \"detect\"")], "[bridge]\nworkers = 2\n");
+    lab.start(
+        &[("mode = \"prevent\"", "mode = \"detect\"")],
+        "[bridge]\nworkers = 2\n",
+    );
     for fam in ["-4", "-6"] {
         for node in ["lan", "s1"] {
             let w = format!("{node} {fam}");
             let r = lab.curl(node, 5, &[fam, "http://www.lab.test/eicar.com"]);
             ok(&r, &format!("{w} EICAR in detect mode"));
-            assert!(r.stdout.contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE"), "{w}");
+            assert!(
+                r.stdout.contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE"),
+                "{w}"
+            );
             let r = lab.curl(node, 5, &[fam, "http://phish.lab.test/"]);
             ok(&r, &format!("{w} phishing over HTTP in detect mode"));
             assert!(r.stdout.contains("please enter your password"), "{w}");
-            ok(&lab.curl(node, 5, &[fam, "https://phish.lab.test/"]), &format!("{w} phishing over HTTPS in detect mode"));
-            ok(&lab.curl(node, 5, &[fam, "http://c2.lab.test/c2/beacon"]), &format!("{w} C2 in detect mode"));
+            ok(
+                &lab.curl(node, 5, &[fam, "https://phish.lab.test/"]),
+                &format!("{w} phishing over HTTPS in detect mode"),
+            );
+            ok(
+                &lab.curl(node, 5, &[fam, "http://c2.lab.test/c2/beacon"]),
+                &format!("{w} C2 in detect mode"),
+            );
         }
     }
     let eve = lab.eve();
-    for (sid, what) in [(C2_SID, "C2 rule"), (CATEGORY_SID, "phishing category"), (FILE_SID, "EICAR file")] {
+    for (sid, what) in [
+        (C2_SID, "C2 rule"),
+        (CATEGORY_SID, "phishing category"),
+        (FILE_SID, "EICAR file"),
+    ] {
         let a = alerts(&eve, sid);
         assert!(a.len() >= 4, "{what}: {} alerts in detect mode", a.len());
-        assert!(a.iter().all(|e| e["alert"]["action"] == "allowed"), "{what}: blocked in detect mode");
+        assert!(
+            a.iter().all(|e| e["alert"]["action"] == "allowed"),
+            "{what}: blocked in detect mode"
+        );
     }
-    assert!(!eve.iter().any(|e| e["event_type"] == "drop"), "drops in detect mode");
+    assert!(
+        !eve.iter().any(|e| e["event_type"] == "drop"),
+        "drops in detect mode"
+    );
 }
 
 #[test]
@@ -151,7 +290,10 @@ fn isolated_host_reaches_only_its_allow_list() {
     }
     let mut lab = Lab::up("isolate", false);
     lab.start(&[], "");
-    ok(&lab.curl("lan", 5, &["http://www.lab.test/"]), "before isolation");
+    ok(
+        &lab.curl("lan", 5, &["http://www.lab.test/"]),
+        "before isolation",
+    );
     // by IP: allow-listed are DNS on .1 and www over HTTP
     let r = lab.ctl("isolate 198.18.0.10");
     assert_eq!(r["ok"], true, "{r}");
@@ -160,23 +302,55 @@ fn isolated_host_reaches_only_its_allow_list() {
     let r = lab.curl("lan", 3, &["-4", "https://www.lab.test/"]);
     assert_eq!(r.code, 28, "isolated host reached port 443: {}", r.stderr);
     let r = lab.curl("lan", 3, &["-4", "http://198.18.0.82/"]);
-    assert_eq!(r.code, 28, "isolated host reached another server: {}", r.stderr);
+    assert_eq!(
+        r.code, 28,
+        "isolated host reached another server: {}",
+        r.stderr
+    );
     // other hosts are not touched
-    ok(&lab.curl("s1", 5, &["-4", "https://www.lab.test/"]), "another host while one is isolated");
+    ok(
+        &lab.curl("s1", 5, &["-4", "https://www.lab.test/"]),
+        "another host while one is isolated",
+    );
     let st = lab.ctl("stats");
-    let drops: u64 = st["stats"]["ports"].as_array().unwrap().iter().map(|p| p["isolated_drops"].as_u64().unwrap_or(0)).sum();
+    let drops: u64 = st["stats"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["isolated_drops"].as_u64().unwrap_or(0))
+        .sum();
     assert!(drops > 0, "no isolated drops counted: {st}");
     assert_eq!(lab.ctl("release 198.18.0.10")["ok"], true);
-    ok(&lab.curl("lan", 5, &["-4", "https://www.lab.test/"]), "after release");
-    ok(&lab.curl("lan", 5, &["-4", "http://198.18.0.82/"]), "after release");
+    ok(
+        &lab.curl("lan", 5, &["-4", "https://www.lab.test/"]),
+        "after release",
+    );
+    ok(
+        &lab.curl("lan", 5, &["-4", "http://198.18.0.82/"]),
+        "after release",
+    );
     // by MAC, over IPv6: the LAN client's MAC
-    let mac = lab.exec("lan", &["cat", "/sys/class/net/eth0/address"]).stdout.trim().to_string();
+    let mac = lab
+        .exec("lan", &["cat", "/sys/class/net/eth0/address"])
+        .stdout
+        .trim()
+        .to_string();
     assert_eq!(lab.ctl(&format!("isolate {mac}"))["ok"], true);
-    ok(&lab.curl("lan", 5, &["-6", "http://www.lab.test/"]), "isolated (MAC) to allow-listed [2001:db8::80]:80");
+    ok(
+        &lab.curl("lan", 5, &["-6", "http://www.lab.test/"]),
+        "isolated (MAC) to allow-listed [2001:db8::80]:80",
+    );
     let r = lab.curl("lan", 3, &["-6", "https://www.lab.test/"]);
-    assert_eq!(r.code, 28, "isolated (MAC) host reached port 443 over IPv6: {}", r.stderr);
+    assert_eq!(
+        r.code, 28,
+        "isolated (MAC) host reached port 443 over IPv6: {}",
+        r.stderr
+    );
     assert_eq!(lab.ctl(&format!("release {mac}"))["ok"], true);
-    ok(&lab.curl("lan", 5, &["-6", "https://www.lab.test/"]), "after release (MAC)");
+    ok(
+        &lab.curl("lan", 5, &["-6", "https://www.lab.test/"]),
+        "after release (MAC)",
+    );
 }
 
 #[test]
@@ -185,13 +359,22 @@ fn exceptions_suppress_sid_and_domain() {
         return;
     }
     let mut lab = Lab::up("except", false);
-    lab.start(&[], "[[exceptions]]\nsid = 9100001\n[[exceptions]]\ndomain = \"lab.test\"\n");
-    ok(&lab.curl("lan", 5, &["http://c2.lab.test/c2/beacon"]), "C2 with a sid exception");
+    lab.start(
+        &[],
+        "[[exceptions]]\nsid = 9100001\n[[exceptions]]\ndomain = \"lab.test\"\n",
+    );
+    ok(
+        &lab.curl("lan", 5, &["http://c2.lab.test/c2/beacon"]),
+        "C2 with a sid exception",
+    );
     let r = lab.curl("lan", 5, &["http://phish.lab.test/"]);
     ok(&r, "phishing with a domain exception");
     assert!(r.stdout.contains("please enter your password"));
     // EICAR is still stopped
-    reset(&lab.curl("lan", 5, &["http://www.lab.test/eicar.com"]), "EICAR with unrelated exceptions");
+    reset(
+        &lab.curl("lan", 5, &["http://www.lab.test/eicar.com"]),
+        "EICAR with unrelated exceptions",
+    );
 }
 
 /// Bytes of a growing download.
@@ -205,10 +388,24 @@ fn start_download(lab: &Lab) -> (std::process::Child, std::path::PathBuf) {
     let out = lab.dir.join("download.bin");
     let _ = std::fs::remove_file(&out);
     let o = out.display().to_string();
-    let child = lab.spawn("lan", &["curl", "-s", "--limit-rate", "20M", "-o", &o, "http://www.lab.test/big.bin"]);
+    let child = lab.spawn(
+        "lan",
+        &[
+            "curl",
+            "-s",
+            "--limit-rate",
+            "20M",
+            "-o",
+            &o,
+            "http://www.lab.test/big.bin",
+        ],
+    );
     let t0 = Instant::now();
     while size(&out) < 1_000_000 {
-        assert!(t0.elapsed() < Duration::from_secs(10), "the download does not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the download does not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (child, out)
@@ -229,11 +426,18 @@ fn fail_open_keeps_a_download_flowing() {
     // the worker stalls for 3 s: after the watchdog notices (0.5 s) frames bypass it
     assert_eq!(lab.ctl("hook stall 0 3000")["ok"], true);
     std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(worker(&lab)["stalled"], true, "the watchdog did not notice the stall");
+    assert_eq!(
+        worker(&lab)["stalled"],
+        true,
+        "the watchdog did not notice the stall"
+    );
     let a = size(&out);
     std::thread::sleep(Duration::from_millis(1500));
     let b = size(&out);
-    assert!(b > a + 1_000_000, "the download stopped while inspection was stalled ({a} -> {b})");
+    assert!(
+        b > a + 1_000_000,
+        "the download stopped while inspection was stalled ({a} -> {b})"
+    );
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(worker(&lab)["stalled"], false, "the worker did not recover");
     // a panicking worker is restarted; the download goes on
@@ -242,14 +446,25 @@ fn fail_open_keeps_a_download_flowing() {
     let a = size(&out);
     std::thread::sleep(Duration::from_millis(1000));
     let b = size(&out);
-    assert!(b > a + 1_000_000, "the download stopped after the worker panicked ({a} -> {b})");
+    assert!(
+        b > a + 1_000_000,
+        "the download stopped after the worker panicked ({a} -> {b})"
+    );
     let w = worker(&lab);
     assert_eq!(w["restarts"], 1, "{w}");
     let st = lab.ctl("stats");
-    let bypass: u64 = st["stats"]["ports"].as_array().unwrap().iter().map(|p| p["bypass_stalled"].as_u64().unwrap_or(0)).sum();
+    let bypass: u64 = st["stats"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["bypass_stalled"].as_u64().unwrap_or(0))
+        .sum();
     assert!(bypass > 0, "no bypass counted: {st}");
     // inspection is back: EICAR is stopped again
-    reset(&lab.curl("s1", 5, &["http://www.lab.test/eicar.com"]), "EICAR after recovery");
+    reset(
+        &lab.curl("s1", 5, &["http://www.lab.test/eicar.com"]),
+        "EICAR after recovery",
+    );
     let _ = dl.kill();
     let _ = dl.wait();
 }
@@ -260,16 +475,30 @@ fn fail_closed_stops_traffic_while_inspection_is_down() {
         return;
     }
     let mut lab = Lab::up("failclosed", false);
-    lab.start(&[("mode = \"prevent\"", "mode = \"prevent\"\nfail_closed = true")], "[debug]\ntest_hooks = true\n");
+    lab.start(
+        &[(
+            "mode = \"prevent\"",
+            "mode = \"prevent\"\nfail_closed = true",
+        )],
+        "[debug]\ntest_hooks = true\n",
+    );
     let (mut dl, out) = start_download(&lab);
     assert_eq!(lab.ctl("hook stall 0 4000")["ok"], true);
     std::thread::sleep(Duration::from_millis(1200));
     let a = size(&out);
     std::thread::sleep(Duration::from_millis(1500));
     let b = size(&out);
-    assert!(b <= a + 200_000, "traffic kept flowing with fail_closed ({a} -> {b})");
+    assert!(
+        b <= a + 200_000,
+        "traffic kept flowing with fail_closed ({a} -> {b})"
+    );
     let st = lab.ctl("stats");
-    let closed: u64 = st["stats"]["ports"].as_array().unwrap().iter().map(|p| p["fail_closed_drops"].as_u64().unwrap_or(0)).sum();
+    let closed: u64 = st["stats"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["fail_closed_drops"].as_u64().unwrap_or(0))
+        .sum();
     assert!(closed > 0, "no fail-closed drops counted: {st}");
     let _ = dl.kill();
     let _ = dl.wait();

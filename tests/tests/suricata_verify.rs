@@ -15,9 +15,15 @@ const MIN_OTHER_APP_PASSES: usize = 93;
 /// The lenient pass count of one `sv-run` summary row ("http-evader  tests  251  strict …
 /// lenient  251 ( 100.0%) …").
 fn row_lenient(stdout: &str, row: &str) -> usize {
-    let line = stdout.lines().find(|l| l.split_whitespace().next() == Some(row)).unwrap_or_else(|| panic!("no {row} row"));
+    let line = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(row))
+        .unwrap_or_else(|| panic!("no {row} row"));
     let w: Vec<&str> = line.split_whitespace().collect();
-    let i = w.iter().position(|x| *x == "lenient").expect("lenient column");
+    let i = w
+        .iter()
+        .position(|x| *x == "lenient")
+        .expect("lenient column");
     w[i + 1].parse().expect("lenient count")
 }
 
@@ -34,25 +40,45 @@ fn sv_run(app: &str, show_failures: &str) -> String {
         .arg(corpus().join("suricata-verify-extended")));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
-    assert!(out.status.success(), "sv-run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sv-run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
 #[test]
 fn suricata_verify_app_layer() {
     let stdout = sv_run("only", "60");
-    let errors = stdout.lines().find(|l| l.starts_with("all")).map(|l| l.contains("errors 0")).unwrap_or(false);
-    assert!(errors, "some tests errored (crash, timeout or non-zero exit):\n{stdout}");
+    let errors = stdout
+        .lines()
+        .find(|l| l.starts_with("all"))
+        .map(|l| l.contains("errors 0"))
+        .unwrap_or(false);
+    assert!(
+        errors,
+        "some tests errored (crash, timeout or non-zero exit):\n{stdout}"
+    );
     let evader = row_lenient(&stdout, "http-evader");
     let other = row_lenient(&stdout, "other");
-    assert!(evader >= MIN_EVADER_PASSES, "http-evader passes dropped to {evader} (expected {MIN_EVADER_PASSES})");
-    assert!(other >= MIN_OTHER_APP_PASSES, "other app-layer passes dropped to {other} (expected {MIN_OTHER_APP_PASSES})");
+    assert!(
+        evader >= MIN_EVADER_PASSES,
+        "http-evader passes dropped to {evader} (expected {MIN_EVADER_PASSES})"
+    );
+    assert!(
+        other >= MIN_OTHER_APP_PASSES,
+        "other app-layer passes dropped to {other} (expected {MIN_OTHER_APP_PASSES})"
+    );
 }
 
 #[test]
 fn suricata_verify_no_app_layer() {
     let stdout = sv_run("none", "40");
-    let last = stdout.lines().rfind(|l| l.starts_with("sv-run:")).expect("sv-run summary line");
+    let last = stdout
+        .lines()
+        .rfind(|l| l.starts_with("sv-run:"))
+        .expect("sv-run summary line");
     // "sv-run: 87/107 lenient, 73/107 strict"
     let passes: usize = last
         .trim_start_matches("sv-run:")
@@ -60,7 +86,17 @@ fn suricata_verify_no_app_layer() {
         .next()
         .and_then(|n| n.trim().parse().ok())
         .expect("lenient count");
-    let errors = stdout.lines().find(|l| l.starts_with("all")).map(|l| l.contains("errors 0")).unwrap_or(false);
-    assert!(errors, "some tests errored (crash, timeout or non-zero exit):\n{stdout}");
-    assert!(passes >= MIN_LENIENT_PASSES, "lenient passes dropped to {passes} (expected at least {MIN_LENIENT_PASSES})");
+    let errors = stdout
+        .lines()
+        .find(|l| l.starts_with("all"))
+        .map(|l| l.contains("errors 0"))
+        .unwrap_or(false);
+    assert!(
+        errors,
+        "some tests errored (crash, timeout or non-zero exit):\n{stdout}"
+    );
+    assert!(
+        passes >= MIN_LENIENT_PASSES,
+        "lenient passes dropped to {passes} (expected at least {MIN_LENIENT_PASSES})"
+    );
 }

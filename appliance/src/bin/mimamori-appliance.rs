@@ -538,7 +538,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         std::fs::create_dir_all(d)
                             .with_context(|| format!("creating {}", d.display()))?;
                         let p = d.join(format!("hostapd-{name}.conf"));
-                        std::fs::write(&p, text)
+                        // the file carries the passphrase or RADIUS secret: owner only
+                        use std::os::unix::fs::OpenOptionsExt;
+                        let mut f = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create(true)
+                            .truncate(true)
+                            .mode(0o600)
+                            .open(&p)
+                            .with_context(|| format!("writing {}", p.display()))?;
+                        f.write_all(text.as_bytes())
                             .with_context(|| format!("writing {}", p.display()))?;
                         eprintln!("wrote {}", p.display());
                     }

@@ -18,7 +18,7 @@
 //! each scan call, so there is one scratch per thread scanning at a time, not per file.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use hyperscan::prelude::*;
 use hyperscan::{Stream, StreamRef};
@@ -48,8 +48,6 @@ pub const MAX_SIGNATURE_LEN: usize = 1024;
 pub const MAX_SIGNATURES: usize = 65_536;
 /// Longest signature name kept.
 const MAX_NAME_LEN: usize = 128;
-/// Scratch spaces kept for reuse; more are freed after use.
-const MAX_POOLED_SCRATCH: usize = 64;
 /// Hyperscan takes a 32-bit length: longer inputs are scanned in parts.
 const MAX_SCAN_PART: usize = 1 << 30;
 
@@ -133,11 +131,20 @@ pub(super) enum ScanOutcome {
     Failed,
 }
 
-/// The compiled signatures: a streaming database, names by pattern id, a scratch pool.
+/// The compiled signatures: a streaming database and names by pattern id. Scans use a
+/// scratch space per thread (each inspection worker has its own; no lock is shared).
 pub struct Signatures {
     db: StreamingDatabase,
     names: Vec<Arc<str>>,
-    pool: Mutex<Vec<Scratch>>,
+    /// Identifies this database for the per-thread scratch spaces.
+    id: u64,
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's scratch space and the database it was made for.
+    static SCRATCH: std::cell::RefCell<Option<(u64, Scratch)>> = const { std::cell::RefCell::new(None) };
 }
 
 impl std::fmt::Debug for Signatures {
@@ -173,14 +180,13 @@ impl Signatures {
         let db: StreamingDatabase = Patterns::from(patterns)
             .build()
             .map_err(|e| FileError::Compile(e.to_string()))?;
-        // one scratch up front: proves the database usable and serves the first scan
-        let first = db
-            .alloc_scratch()
+        // one scratch up front proves the database usable
+        db.alloc_scratch()
             .map_err(|e| FileError::Compile(e.to_string()))?;
         Ok(Signatures {
             db,
             names,
-            pool: Mutex::new(vec![first]),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -203,19 +209,15 @@ impl Signatures {
         self.db.open_stream().ok()
     }
 
-    /// Runs `f` with a scratch space from the pool (allocated when the pool is empty).
+    /// Runs `f` with this thread's scratch space for the database (allocated on first use).
     fn with_scratch<R>(&self, f: impl FnOnce(&Scratch) -> R) -> Option<R> {
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let scratch = match pooled {
-            Some(s) => s,
-            None => self.db.alloc_scratch().ok()?,
-        };
-        let r = f(&scratch);
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < MAX_POOLED_SCRATCH {
-            pool.push(scratch);
-        }
-        Some(r)
+        SCRATCH.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.as_ref().is_none_or(|(id, _)| *id != self.id) {
+                *slot = Some((self.id, self.db.alloc_scratch().ok()?));
+            }
+            slot.as_ref().map(|(_, s)| f(s))
+        })
     }
 
     /// Feeds the next bytes of a file to its stream; stops at the first signature found.

@@ -14,7 +14,9 @@ use crate::App;
 use crate::contract::{self, Date};
 use crate::notify;
 use crate::score::Level;
-use crate::store::{AlertStatus, Contract, Customer, Device, DeviceStatus, Dispatch, MaintenanceNotice, StoreError};
+use crate::store::{
+    AlertStatus, Contract, Customer, Device, DeviceStatus, Dispatch, MaintenanceNotice, StoreError,
+};
 
 /// Shared by the handlers.
 #[derive(Clone)]
@@ -83,14 +85,23 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-async fn auth(State(api): State<Api>, headers: HeaderMap, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn auth(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let ok = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|t| constant_eq(t.as_bytes(), api.app.admin_token.as_bytes()));
     if !ok {
-        return ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token".into(),
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -128,18 +139,32 @@ pub struct CustomerUpdate {
     phone: Option<String>,
 }
 
-async fn update_customer(State(api): State<Api>, Path(id): Path<u64>, Json(u): Json<CustomerUpdate>) -> R<Customer> {
+async fn update_customer(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    Json(u): Json<CustomerUpdate>,
+) -> R<Customer> {
     if let Some(e) = &u.contact_email {
         if !e.is_empty() {
             notify::valid_address(e).map_err(bad)?;
         }
     }
     let c = api.app.store.write(|tx| {
-        let mut c = tx.customer(id)?.ok_or_else(|| StoreError::NotFound(format!("customer {id}")))?;
+        let mut c = tx
+            .customer(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("customer {id}")))?;
         macro_rules! set {
             ($($f:ident),*) => {$(if let Some(v) = u.$f.clone() { c.$f = v; })*};
         }
-        set!(company, contact_name, contact_department, contact_title, contact_email, address, phone);
+        set!(
+            company,
+            contact_name,
+            contact_department,
+            contact_title,
+            contact_email,
+            address,
+            phone
+        );
         tx.put_customer(&c)?;
         Ok(c)
     })?;
@@ -166,7 +191,8 @@ async fn add_contract(State(api): State<Api>, Json(n): Json<NewContract>) -> R<C
     let recipients = notify::valid_recipients(&n.recipients).map_err(bad)?;
     let (start, paid_start) = contract::contract_dates(n.application_date, n.start_next_month);
     let c = api.app.store.write(|tx| {
-        tx.customer(n.customer_id)?.ok_or_else(|| StoreError::NotFound(format!("customer {}", n.customer_id)))?;
+        tx.customer(n.customer_id)?
+            .ok_or_else(|| StoreError::NotFound(format!("customer {}", n.customer_id)))?;
         let c = Contract {
             id: tx.next_id("contract")?,
             customer_id: n.customer_id,
@@ -196,9 +222,14 @@ async fn end_contract(State(api): State<Api>, Path(id): Path<u64>) -> R<Ended> {
     let now = api.app.now();
     let today = Date::of_ms(now, api.app.cfg.utc_offset_secs());
     let out = api.app.store.write(|tx| {
-        let mut c = tx.contract(id)?.ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
+        let mut c = tx
+            .contract(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
         if c.ended.is_some() {
-            return Err(refused(format!("contract {id} already ended on {}", c.ended.unwrap_or(today))));
+            return Err(refused(format!(
+                "contract {id} already ended on {}",
+                c.ended.unwrap_or(today)
+            )));
         }
         c.ended = Some(today);
         let mut revoked = Vec::new();
@@ -214,7 +245,11 @@ async fn end_contract(State(api): State<Api>, Path(id): Path<u64>) -> R<Ended> {
         let purged = tx.purge_contract_alerts(id)?;
         c.recipients.clear();
         tx.put_contract(&c)?;
-        Ok(Ended { contract: c, revoked_devices: revoked, purged_alerts: purged })
+        Ok(Ended {
+            contract: c,
+            revoked_devices: revoked,
+            purged_alerts: purged,
+        })
     })?;
     Ok(Json(out))
 }
@@ -225,10 +260,16 @@ pub struct Recipients {
     recipients: Vec<String>,
 }
 
-async fn set_recipients(State(api): State<Api>, Path(id): Path<u64>, Json(r): Json<Recipients>) -> R<Contract> {
+async fn set_recipients(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    Json(r): Json<Recipients>,
+) -> R<Contract> {
     let list = notify::valid_recipients(&r.recipients).map_err(bad)?;
     let c = api.app.store.write(|tx| {
-        let mut c = tx.contract(id)?.ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
+        let mut c = tx
+            .contract(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
         c.recipients = list.clone();
         tx.put_contract(&c)?;
         Ok(c)
@@ -242,15 +283,23 @@ pub struct Exceptions {
     exceptions: Vec<String>,
 }
 
-async fn set_exceptions(State(api): State<Api>, Path(id): Path<u64>, Json(e): Json<Exceptions>) -> R<Contract> {
+async fn set_exceptions(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    Json(e): Json<Exceptions>,
+) -> R<Contract> {
     for x in &e.exceptions {
         let ok = matches!(x.split_once(':'), Some(("sid" | "host" | "domain" | "hash", v)) if !v.is_empty());
         if !ok {
-            return Err(bad(format!("exception `{x}` must be sid:N, host:IP, domain:NAME or hash:SHA256")));
+            return Err(bad(format!(
+                "exception `{x}` must be sid:N, host:IP, domain:NAME or hash:SHA256"
+            )));
         }
     }
     let c = api.app.store.write(|tx| {
-        let mut c = tx.contract(id)?.ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
+        let mut c = tx
+            .contract(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
         c.exceptions = e.exceptions.clone();
         tx.put_contract(&c)?;
         Ok(c)
@@ -268,7 +317,12 @@ pub struct DeviceView {
 async fn list_devices(State(api): State<Api>) -> R<Vec<DeviceView>> {
     let now = api.app.now();
     let stop = api.app.cfg.timing.stop_after.as_millis() as i64;
-    let live = api.app.liveness.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let live = api
+        .app
+        .liveness
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let mut v: Vec<DeviceView> = api
         .app
         .store
@@ -284,7 +338,8 @@ async fn list_devices(State(api): State<Api>) -> R<Vec<DeviceView>> {
                     d.rules_version = l.rules_version.clone();
                 }
             }
-            let online = d.status == DeviceStatus::Active && d.last_heartbeat_ms.is_some_and(|t| now - t <= stop);
+            let online = d.status == DeviceStatus::Active
+                && d.last_heartbeat_ms.is_some_and(|t| now - t <= stop);
             DeviceView { device: d, online }
         })
         .collect();
@@ -318,7 +373,9 @@ async fn add_devices(State(api): State<Api>, Json(n): Json<NewDevices>) -> R<Vec
     }
     let now = api.app.now();
     let out = api.app.store.write(|tx| {
-        let c = tx.contract(n.contract_id)?.ok_or_else(|| StoreError::NotFound(format!("contract {}", n.contract_id)))?;
+        let c = tx
+            .contract(n.contract_id)?
+            .ok_or_else(|| StoreError::NotFound(format!("contract {}", n.contract_id)))?;
         if c.ended.is_some() {
             return Err(refused(format!("contract {} has ended", c.id)));
         }
@@ -342,7 +399,10 @@ async fn add_devices(State(api): State<Api>, Json(n): Json<NewDevices>) -> R<Vec
                 last_seq: 0,
             })?;
             tx.put_code(&crate::identity::code_hash(&code), &id)?;
-            out.push(NewDevice { device_id: id, activation_code: code });
+            out.push(NewDevice {
+                device_id: id,
+                activation_code: code,
+            });
         }
         Ok(out)
     })?;
@@ -351,7 +411,9 @@ async fn add_devices(State(api): State<Api>, Json(n): Json<NewDevices>) -> R<Vec
 
 async fn revoke_device(State(api): State<Api>, Path(id): Path<String>) -> R<Device> {
     let d = api.app.store.write(|tx| {
-        let mut d = tx.device(&id)?.ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
+        let mut d = tx
+            .device(&id)?
+            .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
         d.status = DeviceStatus::Revoked;
         tx.put_device(&d)?;
         Ok(d)
@@ -368,9 +430,16 @@ pub struct AlertFilter {
     limit: Option<usize>,
 }
 
-async fn list_alerts(State(api): State<Api>, Query(f): Query<AlertFilter>) -> R<Vec<crate::store::AlertRecord>> {
+async fn list_alerts(
+    State(api): State<Api>,
+    Query(f): Query<AlertFilter>,
+) -> R<Vec<crate::store::AlertRecord>> {
     let level = match &f.level {
-        Some(l) => Some(Level::parse(l).ok_or_else(|| bad(format!("unknown level `{l}` (high, medium, low, investigating, info)")))?),
+        Some(l) => Some(Level::parse(l).ok_or_else(|| {
+            bad(format!(
+                "unknown level `{l}` (high, medium, low, investigating, info)"
+            ))
+        })?),
         None => None,
     };
     let limit = f.limit.unwrap_or(1000).min(100_000);
@@ -382,7 +451,11 @@ async fn list_alerts(State(api): State<Api>, Query(f): Query<AlertFilter>) -> R<
         .into_iter()
         .filter(|a| level.is_none_or(|l| a.level == l))
         .filter(|a| f.device.as_ref().is_none_or(|d| &a.device == d))
-        .filter(|a| f.host.as_ref().is_none_or(|h| a.event.flow().internal_ip.to_string() == *h))
+        .filter(|a| {
+            f.host
+                .as_ref()
+                .is_none_or(|h| a.event.flow().internal_ip.to_string() == *h)
+        })
         .collect();
     v.sort_by(|a, b| b.id.cmp(&a.id));
     v.truncate(limit);
@@ -390,7 +463,11 @@ async fn list_alerts(State(api): State<Api>, Query(f): Query<AlertFilter>) -> R<
 }
 
 async fn get_alert(State(api): State<Api>, Path(id): Path<u64>) -> R<crate::store::AlertRecord> {
-    api.app.store.read(|rx| rx.alert(id))?.map(Json).ok_or_else(|| not_found(format!("alert {id}")))
+    api.app
+        .store
+        .read(|rx| rx.alert(id))?
+        .map(Json)
+        .ok_or_else(|| not_found(format!("alert {id}")))
 }
 
 #[derive(Deserialize)]
@@ -401,18 +478,34 @@ pub struct Rerate {
     note: String,
 }
 
-async fn rerate(State(api): State<Api>, Path(id): Path<u64>, Json(r): Json<Rerate>) -> R<crate::store::AlertRecord> {
-    let level = Level::parse(&r.level).ok_or_else(|| bad(format!("unknown level `{}`", r.level)))?;
+async fn rerate(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    Json(r): Json<Rerate>,
+) -> R<crate::store::AlertRecord> {
+    let level =
+        Level::parse(&r.level).ok_or_else(|| bad(format!("unknown level `{}`", r.level)))?;
     let now = api.app.now();
     let tz = api.app.cfg.utc_offset_secs();
     let a = api.app.store.write(|tx| {
-        let mut a = tx.alert(id)?.ok_or_else(|| StoreError::NotFound(format!("alert {id}")))?;
+        let mut a = tx
+            .alert(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("alert {id}")))?;
         let old = a.level;
         if old == level {
-            return Err(refused(format!("alert {id} is already {}", level.label_ja())));
+            return Err(refused(format!(
+                "alert {id} is already {}",
+                level.label_ja()
+            )));
         }
         a.level = level;
-        a.history.push(format!("{}: {} → {} {}", crate::clock::format_local(now, tz), old.stars(), level.stars(), r.note));
+        a.history.push(format!(
+            "{}: {} → {} {}",
+            crate::clock::format_local(now, tz),
+            old.stars(),
+            level.stars(),
+            r.note
+        ));
         tx.put_alert(&a)?;
         if let Some(c) = tx.contract(a.contract_id)? {
             if level.important() {
@@ -435,7 +528,11 @@ pub struct Resolve {
     level: Option<String>,
 }
 
-async fn resolve(State(api): State<Api>, Path(id): Path<u64>, Json(r): Json<Resolve>) -> R<crate::store::AlertRecord> {
+async fn resolve(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    Json(r): Json<Resolve>,
+) -> R<crate::store::AlertRecord> {
     if r.result.trim().is_empty() {
         return Err(bad("the investigation result must not be empty"));
     }
@@ -446,13 +543,20 @@ async fn resolve(State(api): State<Api>, Path(id): Path<u64>, Json(r): Json<Reso
     let now = api.app.now();
     let tz = api.app.cfg.utc_offset_secs();
     let a = api.app.store.write(|tx| {
-        let mut a = tx.alert(id)?.ok_or_else(|| StoreError::NotFound(format!("alert {id}")))?;
+        let mut a = tx
+            .alert(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("alert {id}")))?;
         if a.level != Level::Investigating || a.status == AlertStatus::Resolved {
             return Err(refused(format!("alert {id} is not an open 調査中 alert")));
         }
         a.level = level;
         a.status = AlertStatus::Resolved;
-        a.history.push(format!("{}: 調査完了 → {} {}", crate::clock::format_local(now, tz), level.stars(), r.result));
+        a.history.push(format!(
+            "{}: 調査完了 → {} {}",
+            crate::clock::format_local(now, tz),
+            level.stars(),
+            r.result
+        ));
         tx.put_alert(&a)?;
         if let Some(c) = tx.contract(a.contract_id)? {
             let (s, b) = notify::compose::result_mail(&c, &a, &r.result, tz);
@@ -489,7 +593,9 @@ async fn add_notice(State(api): State<Api>, Json(n): Json<NewNotice>) -> R<Maint
         // planned work is announced at least a month ahead
         let today = Date::of_ms(now, tz);
         if starts.days() - today.days() < 28 {
-            return Err(bad(format!("planned maintenance must be announced at least a month ahead (starts {starts}); use emergency for urgent work")));
+            return Err(bad(format!(
+                "planned maintenance must be announced at least a month ahead (starts {starts}); use emergency for urgent work"
+            )));
         }
     }
     let notice = api.app.store.write(|tx| {
@@ -522,7 +628,10 @@ fn default_apply() -> String {
     "次回の再起動時に自動で適用されます".into()
 }
 
-async fn announce_firmware(State(api): State<Api>, Json(f): Json<Firmware>) -> R<serde_json::Value> {
+async fn announce_firmware(
+    State(api): State<Api>,
+    Json(f): Json<Firmware>,
+) -> R<serde_json::Value> {
     let now = api.app.now();
     let n = api.app.store.write(|tx| {
         let mut n = 0;
@@ -560,12 +669,21 @@ fn high_dates(app: &App, contract: u64) -> Result<Vec<Date>, StoreError> {
 }
 
 async fn insurance(State(api): State<Api>, Path(id): Path<u64>) -> R<Insurance> {
-    let c = api.app.store.read(|rx| rx.contract(id))?.ok_or_else(|| not_found(format!("contract {id}")))?;
+    let c = api
+        .app
+        .store
+        .read(|rx| rx.contract(id))?
+        .ok_or_else(|| not_found(format!("contract {id}")))?;
     let today = Date::of_ms(api.app.now(), api.app.cfg.utc_offset_secs());
     let highs = high_dates(&api.app, id)?;
     let dispatches = api.app.store.read(|rx| rx.dispatches_of(id))?;
-    let covered: Vec<Date> = dispatches.iter().filter(|d| d.covered).map(|d| d.date).collect();
-    let eligible = contract::check_dispatch(c.paid_start, c.ended, today, 0, &highs, &covered).map_err(|e| e.to_string());
+    let covered: Vec<Date> = dispatches
+        .iter()
+        .filter(|d| d.covered)
+        .map(|d| d.date)
+        .collect();
+    let eligible = contract::check_dispatch(c.paid_start, c.ended, today, 0, &highs, &covered)
+        .map_err(|e| e.to_string());
     Ok(Json(Insurance {
         contract_id: id,
         paid_start: c.paid_start,
@@ -585,13 +703,41 @@ pub struct NewDispatch {
     note: String,
 }
 
-async fn add_dispatch(State(api): State<Api>, Path(id): Path<u64>, Json(n): Json<NewDispatch>) -> R<Dispatch> {
-    let c = api.app.store.read(|rx| rx.contract(id))?.ok_or_else(|| not_found(format!("contract {id}")))?;
+async fn add_dispatch(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    Json(n): Json<NewDispatch>,
+) -> R<Dispatch> {
+    let c = api
+        .app
+        .store
+        .read(|rx| rx.contract(id))?
+        .ok_or_else(|| not_found(format!("contract {id}")))?;
     let highs = high_dates(&api.app, id)?;
     let d = api.app.store.write(|tx| {
-        let covered: Vec<Date> = tx.dispatches_of(id)?.iter().filter(|d| d.covered).map(|d| d.date).collect();
-        contract::check_dispatch(c.paid_start, c.ended, n.date, n.amount_yen, &highs, &covered).map_err(|e| refused(format!("not covered: {e}")))?;
-        let d = Dispatch { id: tx.next_id("dispatch")?, contract_id: id, date: n.date, amount_yen: n.amount_yen, covered: true, note: n.note.clone() };
+        let covered: Vec<Date> = tx
+            .dispatches_of(id)?
+            .iter()
+            .filter(|d| d.covered)
+            .map(|d| d.date)
+            .collect();
+        contract::check_dispatch(
+            c.paid_start,
+            c.ended,
+            n.date,
+            n.amount_yen,
+            &highs,
+            &covered,
+        )
+        .map_err(|e| refused(format!("not covered: {e}")))?;
+        let d = Dispatch {
+            id: tx.next_id("dispatch")?,
+            contract_id: id,
+            date: n.date,
+            amount_yen: n.amount_yen,
+            covered: true,
+            note: n.note.clone(),
+        };
         tx.put_dispatch(&d)?;
         Ok(d)
     })?;
@@ -624,10 +770,16 @@ async fn export(State(api): State<Api>) -> Result<Response, ApiError> {
         let domain = site.split('/').next().unwrap_or("").to_string();
         let what = match &a.event {
             crate::store::StoredEvent::Alert(x) => match &x.detection {
-                protocol::messages::Detection::Signature(s) => serde_json::json!({"sid": s.sid, "msg": s.msg.as_str(), "classtype": s.classtype.as_ref().map(|c| c.as_str())}),
-                protocol::messages::Detection::Category { category } => serde_json::json!({"category": category.as_str()}),
+                protocol::messages::Detection::Signature(s) => {
+                    serde_json::json!({"sid": s.sid, "msg": s.msg.as_str(), "classtype": s.classtype.as_ref().map(|c| c.as_str())})
+                }
+                protocol::messages::Detection::Category { category } => {
+                    serde_json::json!({"category": category.as_str()})
+                }
             },
-            crate::store::StoredEvent::File(x) => serde_json::json!({"sha256": x.sha256.to_string(), "threat": x.threat.as_str()}),
+            crate::store::StoredEvent::File(x) => {
+                serde_json::json!({"sha256": x.sha256.to_string(), "threat": x.threat.as_str()})
+            }
         };
         let line = serde_json::json!({
             "time_ms": a.event.time_ms(),
@@ -643,7 +795,11 @@ async fn export(State(api): State<Api>) -> Result<Response, ApiError> {
         out.push_str(&line.to_string());
         out.push('\n');
     }
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        out,
+    )
+        .into_response())
 }
 
 async fn daily_check(State(api): State<Api>) -> R<serde_json::Value> {
@@ -652,11 +808,26 @@ async fn daily_check(State(api): State<Api>) -> R<serde_json::Value> {
 }
 
 async fn status(State(api): State<Api>) -> R<serde_json::Value> {
-    let (alerts, outbox, devices) = api.app.store.read(|rx| Ok((rx.alert_count()?, rx.outbox()?.len(), rx.devices()?.len())))?;
-    let connected: usize = api.app.connections.lock().unwrap_or_else(|e| e.into_inner()).values().sum();
-    Ok(Json(serde_json::json!({ "alerts": alerts, "outbox": outbox, "devices": devices, "connections": connected, "started_ms": api.app.started_ms })))
+    let (alerts, outbox, devices) = api
+        .app
+        .store
+        .read(|rx| Ok((rx.alert_count()?, rx.outbox()?.len(), rx.devices()?.len())))?;
+    let connected: usize = api
+        .app
+        .connections
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .sum();
+    Ok(Json(
+        serde_json::json!({ "alerts": alerts, "outbox": outbox, "devices": devices, "connections": connected, "started_ms": api.app.started_ms }),
+    ))
 }
 
 async fn ca(State(api): State<Api>) -> Result<Response, ApiError> {
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], api.app.identity.ca_pem.clone()).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+        api.app.identity.ca_pem.clone(),
+    )
+        .into_response())
 }

@@ -131,9 +131,14 @@ pub enum ContractCmd {
         emails: Vec<String>,
     },
     /// Set exceptions: sid:N, host:IP, domain:NAME, hash:SHA256.
-    Exceptions { id: u64, exceptions: Vec<String> },
+    Exceptions {
+        id: u64,
+        exceptions: Vec<String>,
+    },
     /// End a contract: certificates revoked, customer data purged.
-    End { id: u64 },
+    End {
+        id: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -148,7 +153,9 @@ pub enum DeviceCmd {
         count: usize,
     },
     List,
-    Revoke { id: String },
+    Revoke {
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,7 +173,9 @@ pub enum AlertCmd {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    Show { id: u64 },
+    Show {
+        id: u64,
+    },
     /// Change an alert's level; the customer gets a mail.
     Rerate {
         id: u64,
@@ -204,7 +213,9 @@ pub enum MaintenanceCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum InsuranceCmd {
-    Status { contract: u64 },
+    Status {
+        contract: u64,
+    },
     /// Record an on-site dispatch; refused (with the reason) when not covered.
     Dispatch {
         contract: u64,
@@ -234,21 +245,40 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<reqwest::Response> {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.token);
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|e| anyhow::anyhow!("cannot reach the admin API at {}: {e}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the admin API at {}: {e}", self.base))?;
         if !resp.status().is_success() {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
-            let msg = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["error"].as_str().map(String::from)).unwrap_or(text);
+            let msg = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(String::from))
+                .unwrap_or(text);
             anyhow::bail!("{status}: {msg}");
         }
         Ok(resp)
     }
-    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         Ok(self.call(method, path, body).await?.json().await?)
     }
 }
@@ -267,7 +297,12 @@ fn resolve_target(t: &Target) -> anyhow::Result<(String, String)> {
         (None, Some(c)) if !c.admin.token.is_empty() => c.admin.token.clone(),
         (None, Some(c)) => std::fs::read_to_string(c.data_dir.join("admin.token"))
             .map(|s| s.trim().to_string())
-            .map_err(|e| anyhow::anyhow!("no --token and cannot read {}: {e}", c.data_dir.join("admin.token").display()))?,
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "no --token and cannot read {}: {e}",
+                    c.data_dir.join("admin.token").display()
+                )
+            })?,
         (None, None) => anyhow::bail!("give --config, --token or MIMAMORI_ADMIN_TOKEN"),
     };
     Ok((base.trim_end_matches('/').to_string(), token))
@@ -299,7 +334,11 @@ fn print(v: &Value, json: bool, cols: &[&str]) {
 pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (base, token) = resolve_target(&t)?;
-    let c = Client { http: reqwest::Client::builder().build()?, base, token };
+    let c = Client {
+        http: reqwest::Client::builder().build()?,
+        base,
+        token,
+    };
     use reqwest::Method as M;
     let j = t.json;
     match cmd {

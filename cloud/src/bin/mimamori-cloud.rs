@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use mimamori_cloud::admin::cli;
 
 #[derive(Parser)]
-#[command(name = "mimamori-cloud", version, about = "Mimamori cloud watch service: ingest, ★ scoring, mails, stop notices, admin")]
+#[command(
+    name = "mimamori-cloud",
+    version,
+    about = "Mimamori cloud watch service: ingest, ★ scoring, mails, stop notices, admin"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -39,7 +43,9 @@ enum Cmd {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {

@@ -25,7 +25,14 @@ pub struct Pass {
 
 /// One pass over every device. `live` is the in-memory liveness (flushed here);
 /// `daily` forces the daily re-notification.
-pub fn pass(tx: &mut Tx, cfg: &Config, started_ms: Ms, now: Ms, live: &mut HashMap<String, Liveness>, daily: bool) -> crate::store::Result<Pass> {
+pub fn pass(
+    tx: &mut Tx,
+    cfg: &Config,
+    started_ms: Ms,
+    now: Ms,
+    live: &mut HashMap<String, Liveness>,
+    daily: bool,
+) -> crate::store::Result<Pass> {
     let tz = cfg.utc_offset_secs();
     let stop_after = cfg.timing.stop_after.as_millis() as i64;
     let in_grace = now - started_ms < cfg.timing.startup_grace.as_millis() as i64;
@@ -52,9 +59,14 @@ pub fn pass(tx: &mut Tx, cfg: &Config, started_ms: Ms, now: Ms, live: &mut HashM
             }
             continue;
         }
-        let Some(contract) = tx.contract(d.contract_id)? else { continue };
+        let Some(contract) = tx.contract(d.contract_id)? else {
+            continue;
+        };
         let ended = contract.ended.is_some_and(|e| e < today);
-        let last = d.last_heartbeat_ms.or(d.activated_ms).unwrap_or(d.created_ms);
+        let last = d
+            .last_heartbeat_ms
+            .or(d.activated_ms)
+            .unwrap_or(d.created_ms);
         let silent = now - last > stop_after;
         match (d.stopped_since_ms, silent) {
             (Some(since), false) => {
@@ -98,7 +110,10 @@ pub fn daily_due(tx: &mut Tx, cfg: &Config, now: Ms) -> crate::store::Result<boo
         return Ok(false);
     }
     let today = Date::of_ms(now, tz).to_string();
-    if tx.meta("daily_check_date")?.is_some_and(|v| v == today.as_bytes()) {
+    if tx
+        .meta("daily_check_date")?
+        .is_some_and(|v| v == today.as_bytes())
+    {
         return Ok(false);
     }
     tx.set_meta("daily_check_date", today.as_bytes())?;
@@ -134,9 +149,15 @@ pub async fn run(app: Arc<App>, force_daily: Arc<tokio::sync::Notify>) {
                     tracing::info!(device = %d, "appliance recovered: mail queued");
                 }
                 if !p.daily_notices.is_empty() {
-                    tracing::info!(devices = p.daily_notices.len(), "daily check: still-stopped appliances notified");
+                    tracing::info!(
+                        devices = p.daily_notices.len(),
+                        "daily check: still-stopped appliances notified"
+                    );
                 }
-                if !(p.stop_notices.is_empty() && p.recoveries.is_empty() && p.daily_notices.is_empty()) {
+                if !(p.stop_notices.is_empty()
+                    && p.recoveries.is_empty()
+                    && p.daily_notices.is_empty())
+                {
                     app.mail_queued.notify_one();
                 }
             }

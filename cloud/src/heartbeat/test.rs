@@ -14,8 +14,14 @@ fn setup(name: &str) -> (Store, Config, std::path::PathBuf) {
     let store = Store::open(&dir).unwrap();
     store
         .write(|tx| {
-            tx.put_contract(&crate::testutil::contract(&["a@example.com", "b@example.com"], &[]))?;
-            for (id, status) in [("dev-1", DeviceStatus::Active), ("dev-pending", DeviceStatus::Pending)] {
+            tx.put_contract(&crate::testutil::contract(
+                &["a@example.com", "b@example.com"],
+                &[],
+            ))?;
+            for (id, status) in [
+                ("dev-1", DeviceStatus::Active),
+                ("dev-pending", DeviceStatus::Pending),
+            ] {
                 tx.put_device(&Device {
                     id: id.into(),
                     contract_id: 1,
@@ -44,23 +50,53 @@ fn stop_daily_recovery_and_grace() {
     let (store, cfg, dir) = setup("flow");
     let mut live = HashMap::new();
     // cloud started at t=0: 6 minutes of silence fall inside the 10-minute grace period
-    let p = store.write(|tx| pass(tx, &cfg, 0, 6 * MIN, &mut live, false)).unwrap();
+    let p = store
+        .write(|tx| pass(tx, &cfg, 0, 6 * MIN, &mut live, false))
+        .unwrap();
     assert!(p.stop_notices.is_empty());
     // after the grace period: one stop notice for the active device only, one mail per address
-    let p = store.write(|tx| pass(tx, &cfg, 0, 11 * MIN, &mut live, false)).unwrap();
+    let p = store
+        .write(|tx| pass(tx, &cfg, 0, 11 * MIN, &mut live, false))
+        .unwrap();
     assert_eq!(p.stop_notices, vec!["dev-1".to_string()]);
-    assert_eq!(store.read(|rx| rx.outbox()).unwrap().iter().filter(|m| m.kind == "stop").count(), 2);
+    assert_eq!(
+        store
+            .read(|rx| rx.outbox())
+            .unwrap()
+            .iter()
+            .filter(|m| m.kind == "stop")
+            .count(),
+        2
+    );
     // not again on the next pass
-    let p = store.write(|tx| pass(tx, &cfg, 0, 12 * MIN, &mut live, false)).unwrap();
+    let p = store
+        .write(|tx| pass(tx, &cfg, 0, 12 * MIN, &mut live, false))
+        .unwrap();
     assert!(p.stop_notices.is_empty());
     // the daily check notifies again
-    let p = store.write(|tx| pass(tx, &cfg, 0, 13 * MIN, &mut live, true)).unwrap();
+    let p = store
+        .write(|tx| pass(tx, &cfg, 0, 13 * MIN, &mut live, true))
+        .unwrap();
     assert_eq!(p.daily_notices, vec!["dev-1".to_string()]);
     // a heartbeat: recovery mail
-    live.insert("dev-1".into(), Liveness { last_ms: 14 * MIN, dirty: true, ..Default::default() });
-    let p = store.write(|tx| pass(tx, &cfg, 0, 14 * MIN + 1000, &mut live, false)).unwrap();
+    live.insert(
+        "dev-1".into(),
+        Liveness {
+            last_ms: 14 * MIN,
+            dirty: true,
+            ..Default::default()
+        },
+    );
+    let p = store
+        .write(|tx| pass(tx, &cfg, 0, 14 * MIN + 1000, &mut live, false))
+        .unwrap();
     assert_eq!(p.recoveries, vec!["dev-1".to_string()]);
-    let kinds: Vec<String> = store.read(|rx| rx.outbox()).unwrap().into_iter().map(|m| m.kind).collect();
+    let kinds: Vec<String> = store
+        .read(|rx| rx.outbox())
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
     assert_eq!(kinds.iter().filter(|k| *k == "recovery").count(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -74,7 +110,11 @@ fn daily_check_runs_once_a_day_after_its_time() {
     assert!(!store.write(|tx| daily_due(tx, &cfg, jst(8, 59))).unwrap());
     assert!(store.write(|tx| daily_due(tx, &cfg, jst(9, 0))).unwrap());
     assert!(!store.write(|tx| daily_due(tx, &cfg, jst(15, 0))).unwrap());
-    assert!(store.write(|tx| daily_due(tx, &cfg, jst(24 + 9, 1))).unwrap());
+    assert!(
+        store
+            .write(|tx| daily_due(tx, &cfg, jst(24 + 9, 1)))
+            .unwrap()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -88,7 +128,9 @@ fn ended_contracts_get_no_notices() {
             tx.put_contract(&c)
         })
         .unwrap();
-    let p = store.write(|tx| pass(tx, &cfg, 0, 24 * 60 * MIN, &mut HashMap::new(), true)).unwrap();
+    let p = store
+        .write(|tx| pass(tx, &cfg, 0, 24 * 60 * MIN, &mut HashMap::new(), true))
+        .unwrap();
     assert_eq!(p, Pass::default());
     let _ = std::fs::remove_dir_all(&dir);
 }

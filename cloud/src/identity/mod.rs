@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use rand::Rng;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use sha2::{Digest, Sha256};
 
@@ -21,7 +21,10 @@ pub enum IdentityError {
     #[error("certificate: {0}")]
     Cert(#[from] rcgen::Error),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("TLS setup: {0}")]
     Tls(String),
     #[error("the certificate signing request is not valid: {0}")]
@@ -40,15 +43,27 @@ fn read(p: &Path) -> Result<Option<String>, IdentityError> {
     match std::fs::read_to_string(p) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(IdentityError::Io { path: p.display().to_string(), source: e }),
+        Err(e) => Err(IdentityError::Io {
+            path: p.display().to_string(),
+            source: e,
+        }),
     }
 }
 
 fn write_private(p: &Path, s: &str) -> Result<(), IdentityError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |e| IdentityError::Io { path: p.display().to_string(), source: e };
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(p).map_err(io)?;
+    let io = |e| IdentityError::Io {
+        path: p.display().to_string(),
+        source: e,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(p)
+        .map_err(io)?;
     f.write_all(s.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)
 }
@@ -60,7 +75,11 @@ fn ca_params() -> Result<CertificateParams, IdentityError> {
     dn.push(DnType::OrganizationName, "Mimamori");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
     p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365 * 20);
     Ok(p)
@@ -88,7 +107,10 @@ impl Identity {
                 let key = KeyPair::generate()?;
                 let cert = ca_params()?.self_signed(&key)?;
                 write_private(&key_path, &key.serialize_pem())?;
-                std::fs::write(&crt_path, cert.pem()).map_err(|e| IdentityError::Io { path: crt_path.display().to_string(), source: e })?;
+                std::fs::write(&crt_path, cert.pem()).map_err(|e| IdentityError::Io {
+                    path: crt_path.display().to_string(),
+                    source: e,
+                })?;
                 (key, cert.pem())
             }
         };
@@ -101,7 +123,8 @@ impl Identity {
             }
         }
         let mut sp = CertificateParams::new(all)?;
-        sp.distinguished_name.push(DnType::CommonName, "Mimamori ingest");
+        sp.distinguished_name
+            .push(DnType::CommonName, "Mimamori ingest");
         sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         sp.serial_number = Some(serial());
         sp.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
@@ -110,8 +133,12 @@ impl Identity {
         let issuer = Issuer::from_params(&issuer_params, &ca_key);
         let server_cert = sp.signed_by(&server_key, &issuer)?;
         write_private(&data_dir.join("server.key"), &server_key.serialize_pem())?;
-        std::fs::write(data_dir.join("server.crt"), server_cert.pem())
-            .map_err(|e| IdentityError::Io { path: "server.crt".into(), source: e })?;
+        std::fs::write(data_dir.join("server.crt"), server_cert.pem()).map_err(|e| {
+            IdentityError::Io {
+                path: "server.crt".into(),
+                source: e,
+            }
+        })?;
         // TLS: server authenticated; client certificates optional at the TLS layer
         // (activation comes without one) and checked against the CA when present.
         let ca_der = rustls_pemfile::certs(&mut ca_pem.as_bytes())
@@ -119,25 +146,38 @@ impl Identity {
             .ok_or_else(|| IdentityError::Tls("ca.crt holds no certificate".into()))?
             .map_err(|e| IdentityError::Tls(e.to_string()))?;
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca_der.clone()).map_err(|e| IdentityError::Tls(e.to_string()))?;
+        roots
+            .add(ca_der.clone())
+            .map_err(|e| IdentityError::Tls(e.to_string()))?;
         let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
             .allow_unauthenticated()
             .build()
             .map_err(|e| IdentityError::Tls(e.to_string()))?;
         let key_der = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der())
             .map_err(|e| IdentityError::Tls(e.to_string()))?;
-        let mut cfg = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(vec![server_cert.der().clone(), ca_der], key_der)
-            .map_err(|e| IdentityError::Tls(e.to_string()))?;
+        let mut cfg =
+            rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(vec![server_cert.der().clone(), ca_der], key_der)
+                .map_err(|e| IdentityError::Tls(e.to_string()))?;
         cfg.alpn_protocols = vec![b"mimamori/1".to_vec()];
-        Ok(Identity { ca_key, ca_params: issuer_params, ca_pem, server_config: Arc::new(cfg) })
+        Ok(Identity {
+            ca_key,
+            ca_params: issuer_params,
+            ca_pem,
+            server_config: Arc::new(cfg),
+        })
     }
 
     /// Issue a device certificate for a CSR. Only the CSR's public key is used: the name,
     /// validity and usages are the cloud's. Returns (certificate PEM, serial hex).
-    pub fn issue_device_cert(&self, device_id: &str, csr_pem: &str) -> Result<(String, String), IdentityError> {
-        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| IdentityError::BadCsr(e.to_string()))?;
+    pub fn issue_device_cert(
+        &self,
+        device_id: &str,
+        csr_pem: &str,
+    ) -> Result<(String, String), IdentityError> {
+        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| IdentityError::BadCsr(e.to_string()))?;
         let mut p = CertificateParams::new(vec![device_id.to_string()])?;
         p.distinguished_name = DistinguishedName::new();
         p.distinguished_name.push(DnType::CommonName, device_id);
@@ -177,14 +217,25 @@ pub fn new_activation_code() -> String {
 
 /// How codes are stored: only their hash.
 pub fn code_hash(code: &str) -> String {
-    let norm: String = code.trim().to_ascii_uppercase().chars().filter(|c| *c != '-' && *c != ' ').collect();
+    let norm: String = code
+        .trim()
+        .to_ascii_uppercase()
+        .chars()
+        .filter(|c| *c != '-' && *c != ' ')
+        .collect();
     hex::encode(Sha256::digest(norm.as_bytes()))
 }
 
 /// Device id and serial (hex) of a client certificate.
 pub fn peer_identity(der: &[u8]) -> Option<(String, String)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let serial = hex::encode(cert.raw_serial());
     Some((cn, serial))
 }
@@ -201,10 +252,14 @@ mod test {
         let id = Identity::load_or_create(&dir, &["ingest.example".into()]).unwrap();
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, "someone-else");
+        p.distinguished_name
+            .push(DnType::CommonName, "someone-else");
         let csr = p.serialize_request(&key).unwrap().pem().unwrap();
         let (pem, serial) = id.issue_device_cert("dev-0007", &csr).unwrap();
-        let der = rustls_pemfile::certs(&mut pem.as_bytes()).next().unwrap().unwrap();
+        let der = rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
         // the name is the cloud's, not the one the CSR asked for
         assert_eq!(peer_identity(&der), Some(("dev-0007".to_string(), serial)));
         assert!(id.issue_device_cert("dev-0008", "not a csr").is_err());

@@ -14,7 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use protocol::messages::{Ack, Activated, DeviceId, DownMsg, HelloAck, RefuseReason, Refused, UpMsg, ACTIVATION_DEVICE};
+use protocol::messages::{
+    ACTIVATION_DEVICE, Ack, Activated, DeviceId, DownMsg, HelloAck, RefuseReason, Refused, UpMsg,
+};
 use protocol::{FrameDecoder, encode_frame, handshake};
 
 use crate::App;
@@ -68,18 +70,24 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let peer_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.as_ref().to_vec());
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let peer_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().to_vec());
             match session(&app, tls, peer_cert).await {
                 Ok(dev) => tracing::debug!(%peer, device = %dev, "connection closed"),
                 Err(e) => tracing::info!(%peer, error = %e, "connection closed"),
@@ -133,9 +141,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 }
 
 /// One connection: handshake, then activation or the event stream. Returns the device id.
-async fn session<S: AsyncRead + AsyncWrite + Unpin>(app: &App, io: S, peer_cert: Option<Vec<u8>>) -> Result<String, SessionError> {
-    let mut c = Conn { io, dec: FrameDecoder::new(), buf: vec![0u8; 64 * 1024], idle: app.cfg.ingest.idle_timeout };
-    let Some(first) = c.next_body().await? else { return Err(SessionError::Other("closed before Hello".into())) };
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    io: S,
+    peer_cert: Option<Vec<u8>>,
+) -> Result<String, SessionError> {
+    let mut c = Conn {
+        io,
+        dec: FrameDecoder::new(),
+        buf: vec![0u8; 64 * 1024],
+        idle: app.cfg.ingest.idle_timeout,
+    };
+    let Some(first) = c.next_body().await? else {
+        return Err(SessionError::Other("closed before Hello".into()));
+    };
     let (hello, version) = match handshake::read_hello(&first) {
         Ok(x) => x,
         Err(e) => {
@@ -163,11 +182,16 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(app: &App, io: S, peer_cert:
         Ok(None) => return Err(c.refuse(RefuseReason::UnknownDevice).await),
         Err(e) => return Err(SessionError::Other(e.to_string())),
     };
-    if device.status != DeviceStatus::Active || device.cert_serial.as_deref() != Some(serial.as_str()) {
+    if device.status != DeviceStatus::Active
+        || device.cert_serial.as_deref() != Some(serial.as_str())
+    {
         tracing::warn!(device = %cert_device, "refused: revoked or replaced certificate");
         return Err(c.refuse(RefuseReason::UnknownDevice).await);
     }
-    let contract = app.store.read(|rx| rx.contract(device.contract_id)).map_err(|e| SessionError::Other(e.to_string()))?;
+    let contract = app
+        .store
+        .read(|rx| rx.contract(device.contract_id))
+        .map_err(|e| SessionError::Other(e.to_string()))?;
     if contract.as_ref().is_none_or(|k| k.ended.is_some()) {
         return Err(c.refuse(RefuseReason::ContractEnded).await);
     }
@@ -185,14 +209,23 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(app: &App, io: S, peer_cert:
     if busy {
         return Err(c.refuse(RefuseReason::Busy).await);
     }
-    let _guard = ConnGuard { app, device: cert_device.clone() };
+    let _guard = ConnGuard {
+        app,
+        device: cert_device.clone(),
+    };
     c.send(&DownMsg::HelloAck(HelloAck { version })).await?;
-    app.alive(&cert_device, Some(hello.firmware.as_str()), Some(hello.rules_version.as_str()));
+    app.alive(
+        &cert_device,
+        Some(hello.firmware.as_str()),
+        Some(hello.rules_version.as_str()),
+    );
     tracing::info!(device = %cert_device, firmware = %hello.firmware.as_str(), "appliance connected");
     let rate = app.cfg.ingest.max_events_per_sec_per_device.max(1) as f64;
     let mut bucket = TokenBucket::new(rate);
     loop {
-        let Some(msg) = c.next().await? else { return Ok(cert_device) };
+        let Some(msg) = c.next().await? else {
+            return Ok(cert_device);
+        };
         match msg {
             UpMsg::Events(ev) => {
                 if let Some(wait) = bucket.take(ev.events.len() as f64) {
@@ -210,11 +243,21 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(app: &App, io: S, peer_cert:
                 c.send(&DownMsg::Ack(Ack { upto_seq: upto })).await?;
                 app.alive(&cert_device, None, None);
             }
-            UpMsg::Heartbeat(h) => app.alive(&cert_device, Some(h.firmware.as_str()), Some(h.rules_version.as_str())),
-            UpMsg::CommandResult(r) => tracing::info!(device = %cert_device, id = r.command_id, ok = r.ok, message = %r.message.as_str(), "command result"),
-            UpMsg::BundleStatus(b) => tracing::info!(device = %cert_device, status = ?b, "bundle status"),
+            UpMsg::Heartbeat(h) => app.alive(
+                &cert_device,
+                Some(h.firmware.as_str()),
+                Some(h.rules_version.as_str()),
+            ),
+            UpMsg::CommandResult(r) => {
+                tracing::info!(device = %cert_device, id = r.command_id, ok = r.ok, message = %r.message.as_str(), "command result")
+            }
+            UpMsg::BundleStatus(b) => {
+                tracing::info!(device = %cert_device, status = ?b, "bundle status")
+            }
             UpMsg::Hello(_) | UpMsg::Activate(_) => {
-                return Err(SessionError::Other("unexpected Hello/Activate in an established session".into()));
+                return Err(SessionError::Other(
+                    "unexpected Hello/Activate in an established session".into(),
+                ));
             }
         }
     }
@@ -227,7 +270,11 @@ struct ConnGuard<'a> {
 
 impl Drop for ConnGuard<'_> {
     fn drop(&mut self) {
-        let mut m = self.app.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self
+            .app
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = m.get_mut(&self.device) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -238,15 +285,22 @@ impl Drop for ConnGuard<'_> {
 }
 
 /// Redeem an activation code: issue the device certificate, once.
-async fn activate<S: AsyncRead + AsyncWrite + Unpin>(app: &App, c: &mut Conn<S>) -> Result<String, SessionError> {
+async fn activate<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    c: &mut Conn<S>,
+) -> Result<String, SessionError> {
     let Some(UpMsg::Activate(req)) = c.next().await? else {
         return Err(c.refuse(RefuseReason::MalformedHello).await);
     };
     let hash = crate::identity::code_hash(req.code.as_str());
     let now = app.now();
     let issued = app.store.write(|tx| {
-        let Some(dev_id) = tx.code_device(&hash)? else { return Ok(Err("unknown or already used activation code".to_string())) };
-        let Some(mut d) = tx.device(&dev_id)? else { return Ok(Err("device no longer exists".to_string())) };
+        let Some(dev_id) = tx.code_device(&hash)? else {
+            return Ok(Err("unknown or already used activation code".to_string()));
+        };
+        let Some(mut d) = tx.device(&dev_id)? else {
+            return Ok(Err("device no longer exists".to_string()));
+        };
         if d.status != DeviceStatus::Pending {
             return Ok(Err("device already activated or revoked".to_string()));
         }
@@ -266,8 +320,10 @@ async fn activate<S: AsyncRead + AsyncWrite + Unpin>(app: &App, c: &mut Conn<S>)
             let device = DeviceId::new(&dev).map_err(|e| SessionError::Other(e.to_string()))?;
             let msg = DownMsg::Activated(Activated {
                 device,
-                cert_pem: protocol::messages::Pem::new(cert).map_err(|e| SessionError::Other(e.to_string()))?,
-                ca_pem: protocol::messages::Pem::new(app.identity.ca_pem.clone()).map_err(|e| SessionError::Other(e.to_string()))?,
+                cert_pem: protocol::messages::Pem::new(cert)
+                    .map_err(|e| SessionError::Other(e.to_string()))?,
+                ca_pem: protocol::messages::Pem::new(app.identity.ca_pem.clone())
+                    .map_err(|e| SessionError::Other(e.to_string()))?,
             });
             c.send(&msg).await?;
             let _ = c.io.shutdown().await;
@@ -292,12 +348,17 @@ struct TokenBucket {
 
 impl TokenBucket {
     fn new(rate: f64) -> Self {
-        TokenBucket { rate, tokens: rate, last: Instant::now() }
+        TokenBucket {
+            rate,
+            tokens: rate,
+            last: Instant::now(),
+        }
     }
     /// Take `n`; returns how long to wait when the bucket is short.
     fn take(&mut self, n: f64) -> Option<Duration> {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
         self.last = now;
         self.tokens -= n;
         (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
@@ -311,13 +372,18 @@ mod test {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn app(name: &str) -> Arc<App> {
-        let dir = std::env::temp_dir().join(format!("mimamori-ingest-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("mimamori-ingest-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let cfg: crate::config::Config = toml::from_str(&format!("data_dir = {dir:?}\n[admin]\ntoken = \"t\"\n")).unwrap();
+        let cfg: crate::config::Config =
+            toml::from_str(&format!("data_dir = {dir:?}\n[admin]\ntoken = \"t\"\n")).unwrap();
         crate::serve::build(cfg, Arc::new(crate::clock::ManualClock::new(1_000))).unwrap()
     }
 
-    async fn exchange(app: &Arc<App>, frames: Vec<Vec<u8>>) -> (Result<String, SessionError>, Vec<DownMsg>) {
+    async fn exchange(
+        app: &Arc<App>,
+        frames: Vec<Vec<u8>>,
+    ) -> (Result<String, SessionError>, Vec<DownMsg>) {
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let app2 = Arc::clone(app);
         let task = tokio::spawn(async move { session(&app2, server, None).await });
@@ -337,7 +403,11 @@ mod test {
     }
 
     fn hello(dev: &str) -> Vec<u8> {
-        let h = Hello::new(DeviceId::new(dev).unwrap(), protocol::bounded::Name::truncated("1.0"), protocol::bounded::Name::truncated("r1"));
+        let h = Hello::new(
+            DeviceId::new(dev).unwrap(),
+            protocol::bounded::Name::truncated("1.0"),
+            protocol::bounded::Name::truncated("r1"),
+        );
         encode_frame(&UpMsg::Hello(h)).unwrap()
     }
 
@@ -346,7 +416,15 @@ mod test {
         let app = app("nocert");
         let (res, msgs) = exchange(&app, vec![hello("dev-000001")]).await;
         assert!(matches!(res, Err(SessionError::Refused(_))));
-        assert!(matches!(msgs.as_slice(), [DownMsg::Refused(Refused { reason: RefuseReason::UnknownDevice })]), "{msgs:?}");
+        assert!(
+            matches!(
+                msgs.as_slice(),
+                [DownMsg::Refused(Refused {
+                    reason: RefuseReason::UnknownDevice
+                })]
+            ),
+            "{msgs:?}"
+        );
     }
 
     #[tokio::test]
@@ -359,7 +437,10 @@ mod test {
         assert!(msgs.iter().all(|m| matches!(m, DownMsg::Refused(_))));
         // the service still answers the next client
         let (res, msgs) = exchange(&app, vec![hello(ACTIVATION_DEVICE)]).await;
-        assert!(matches!(msgs.first(), Some(DownMsg::HelloAck(_))), "{msgs:?} {res:?}");
+        assert!(
+            matches!(msgs.first(), Some(DownMsg::HelloAck(_))),
+            "{msgs:?} {res:?}"
+        );
     }
 
     #[tokio::test]
@@ -369,7 +450,11 @@ mod test {
             code: protocol::bounded::Text::truncated("AAAA-BBBB-CCCC-DDDD"),
             csr_pem: protocol::messages::Pem::truncated("-----BEGIN CERTIFICATE REQUEST-----"),
         });
-        let (res, msgs) = exchange(&app, vec![hello(ACTIVATION_DEVICE), encode_frame(&act).unwrap()]).await;
+        let (res, msgs) = exchange(
+            &app,
+            vec![hello(ACTIVATION_DEVICE), encode_frame(&act).unwrap()],
+        )
+        .await;
         assert!(res.is_err());
         assert!(matches!(msgs.last(), Some(DownMsg::Refused(_))), "{msgs:?}");
     }

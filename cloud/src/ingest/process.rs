@@ -66,7 +66,9 @@ pub fn store_batch(
             tx.add_medium(&host_key, now, id)?;
             if distinct {
                 level = Level::High;
-                reason = format!("24時間以内に同じ端末で ★★☆ の異なるアラートが2件以上発生したため ★★★ に引き上げました（{reason}）");
+                reason = format!(
+                    "24時間以内に同じ端末で ★★☆ の異なるアラートが2件以上発生したため ★★★ に引き上げました（{reason}）"
+                );
             }
         }
         let mut rec = AlertRecord {
@@ -108,7 +110,12 @@ fn excepted(c: &Contract, e: &StoredEvent) -> Option<String> {
             },
             ("host", _) => e.flow().internal_ip.to_string() == val,
             ("domain", StoredEvent::Alert(a)) => {
-                let host = a.url.as_ref().map(|u| u.host().to_string()).or(a.sni.as_ref().map(|s| s.to_string())).or(a.dns_name.as_ref().map(|s| s.to_string()));
+                let host = a
+                    .url
+                    .as_ref()
+                    .map(|u| u.host().to_string())
+                    .or(a.sni.as_ref().map(|s| s.to_string()))
+                    .or(a.dns_name.as_ref().map(|s| s.to_string()));
                 host.is_some_and(|h| h == val || h.ends_with(&format!(".{val}")))
             }
             ("hash", StoredEvent::File(f)) => f.sha256.to_string() == val.to_ascii_lowercase(),
@@ -133,13 +140,21 @@ mod test {
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).unwrap();
         store
-            .write(|tx| tx.put_contract(&contract(&["a@example.com", "b@example.com", "c@example.com"], &["sid:999"])))
+            .write(|tx| {
+                tx.put_contract(&contract(
+                    &["a@example.com", "b@example.com", "c@example.com"],
+                    &["sid:999"],
+                ))
+            })
             .unwrap();
         (store, dir)
     }
 
     fn ev(seq: u64, a: protocol::messages::Alert) -> SeqEvent {
-        SeqEvent { seq, event: Event::Alert(a) }
+        SeqEvent {
+            seq,
+            event: Event::Alert(a),
+        }
     }
 
     #[test]
@@ -147,15 +162,48 @@ mod test {
         let (store, dir) = setup("all");
         let sc = Scorer::default_policy();
         let t = TimingConfig::default();
-        let high = sig_alert(1, Direction::Outbound, "trojan-activity", &[("confidence", "High")], Action::Blocked);
-        let med_a = sig_alert(2, Direction::Outbound, "trojan-activity", &[("confidence", "Low")], Action::Allowed);
-        let med_b = sig_alert(3, Direction::Outbound, "trojan-activity", &[("confidence", "Medium")], Action::Allowed);
-        let excepted = sig_alert(999, Direction::Outbound, "trojan-activity", &[("confidence", "High")], Action::Allowed);
-        let batch = vec![ev(1, high.clone()), ev(2, med_a), ev(3, med_b), ev(4, excepted)];
-        let r = store.write(|tx| store_batch(tx, &sc, &t, 1000, "dev-1", 1, &batch)).unwrap();
+        let high = sig_alert(
+            1,
+            Direction::Outbound,
+            "trojan-activity",
+            &[("confidence", "High")],
+            Action::Blocked,
+        );
+        let med_a = sig_alert(
+            2,
+            Direction::Outbound,
+            "trojan-activity",
+            &[("confidence", "Low")],
+            Action::Allowed,
+        );
+        let med_b = sig_alert(
+            3,
+            Direction::Outbound,
+            "trojan-activity",
+            &[("confidence", "Medium")],
+            Action::Allowed,
+        );
+        let excepted = sig_alert(
+            999,
+            Direction::Outbound,
+            "trojan-activity",
+            &[("confidence", "High")],
+            Action::Allowed,
+        );
+        let batch = vec![
+            ev(1, high.clone()),
+            ev(2, med_a),
+            ev(3, med_b),
+            ev(4, excepted),
+        ];
+        let r = store
+            .write(|tx| store_batch(tx, &sc, &t, 1000, "dev-1", 1, &batch))
+            .unwrap();
         assert_eq!(r, (4, 4, 0));
         // the same batch again: stored once
-        let r = store.write(|tx| store_batch(tx, &sc, &t, 2000, "dev-1", 1, &batch)).unwrap();
+        let r = store
+            .write(|tx| store_batch(tx, &sc, &t, 2000, "dev-1", 1, &batch))
+            .unwrap();
         assert_eq!(r, (4, 0, 4));
         let alerts = store.read(|rx| rx.alerts_of(1, 100)).unwrap();
         assert_eq!(alerts.len(), 4);
@@ -167,18 +215,41 @@ mod test {
         assert!(by_seq(3).reason.contains("引き上げ"));
         assert_eq!(by_seq(4).level, Level::Info);
         // the same signature again later (within 72 h): stored, not mailed
-        let r = store.write(|tx| store_batch(tx, &sc, &t, 3000, "dev-1", 1, &[ev(5, high)])).unwrap();
+        let r = store
+            .write(|tx| store_batch(tx, &sc, &t, 3000, "dev-1", 1, &[ev(5, high)]))
+            .unwrap();
         assert_eq!(r.1, 1);
         let again = store.read(|rx| rx.alerts_of(1, 1)).unwrap().remove(0);
         assert!(again.deduplicated && !again.mailed);
         // the window closes after 60 s: one mail per address with the highest level and the count
-        assert_eq!(store.write(|tx| crate::notify::close_due_windows(tx, 30_000, 9 * 3600)).unwrap(), 0);
-        assert_eq!(store.write(|tx| crate::notify::close_due_windows(tx, 61_001, 9 * 3600)).unwrap(), 3);
+        assert_eq!(
+            store
+                .write(|tx| crate::notify::close_due_windows(tx, 30_000, 9 * 3600))
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .write(|tx| crate::notify::close_due_windows(tx, 61_001, 9 * 3600))
+                .unwrap(),
+            3
+        );
         let mails = store.read(|rx| rx.outbox()).unwrap();
         assert_eq!(mails.len(), 3);
-        assert!(mails.iter().all(|m| m.subject == "【Mimamori】重要アラート ★★★ (3件) テスト商店"), "{:?}", mails[0].subject);
-        assert!(mails[0].body.contains("198.18.0.10") && mails[0].body.contains("c2.example/gate.php"));
-        assert!(!mails[0].body.contains("id=1"), "the query string never leaves the appliance");
+        assert!(
+            mails
+                .iter()
+                .all(|m| m.subject == "【Mimamori】重要アラート ★★★ (3件) テスト商店"),
+            "{:?}",
+            mails[0].subject
+        );
+        assert!(
+            mails[0].body.contains("198.18.0.10") && mails[0].body.contains("c2.example/gate.php")
+        );
+        assert!(
+            !mails[0].body.contains("id=1"),
+            "the query string never leaves the appliance"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -29,13 +29,24 @@ pub struct WriterHandle(mpsc::Sender<Job>);
 
 impl WriterHandle {
     /// Store a batch; resolves once it is committed.
-    pub async fn store(&self, device: &str, contract_id: u64, events: Vec<SeqEvent>) -> Result<u64, String> {
+    pub async fn store(
+        &self,
+        device: &str,
+        contract_id: u64,
+        events: Vec<SeqEvent>,
+    ) -> Result<u64, String> {
         let (tx, rx) = oneshot::channel();
         self.0
-            .send(Job { device: device.to_string(), contract_id, events, reply: tx })
+            .send(Job {
+                device: device.to_string(),
+                contract_id,
+                events,
+                reply: tx,
+            })
             .await
             .map_err(|_| "the store writer stopped".to_string())?;
-        rx.await.map_err(|_| "the store writer dropped the batch".to_string())?
+        rx.await
+            .map_err(|_| "the store writer dropped the batch".to_string())?
     }
 }
 

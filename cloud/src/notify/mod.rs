@@ -13,8 +13,18 @@ use crate::store::{AlertRecord, Mail, Tx, Window};
 
 /// Put an important alert into its contract's window (opening one if needed), unless the
 /// same thing was mailed within the dedup window.
-pub fn enqueue_alert(tx: &mut Tx, timing: &TimingConfig, now: Ms, rec: &mut AlertRecord) -> crate::store::Result<()> {
-    let key = format!("{}|{}|{}", rec.device, rec.event.flow().internal_ip, rec.event.dedup_subject());
+pub fn enqueue_alert(
+    tx: &mut Tx,
+    timing: &TimingConfig,
+    now: Ms,
+    rec: &mut AlertRecord,
+) -> crate::store::Result<()> {
+    let key = format!(
+        "{}|{}|{}",
+        rec.device,
+        rec.event.flow().internal_ip,
+        rec.event.dedup_subject()
+    );
     if let Some(last) = tx.dedup_last(&key)? {
         if now - last < timing.dedup_window.as_millis() as i64 {
             rec.deduplicated = true;
@@ -22,7 +32,10 @@ pub fn enqueue_alert(tx: &mut Tx, timing: &TimingConfig, now: Ms, rec: &mut Aler
         }
     }
     tx.set_dedup(&key, now)?;
-    let mut w = tx.window(rec.contract_id)?.unwrap_or(Window { closes_ms: now + timing.mail_window.as_millis() as i64, alerts: Vec::new() });
+    let mut w = tx.window(rec.contract_id)?.unwrap_or(Window {
+        closes_ms: now + timing.mail_window.as_millis() as i64,
+        alerts: Vec::new(),
+    });
     w.alerts.push(rec.id);
     rec.mailed = true;
     tx.put_window(rec.contract_id, &w)
@@ -37,7 +50,9 @@ pub fn close_due_windows(tx: &mut Tx, now: Ms, tz_offset: i64) -> crate::store::
             continue;
         }
         tx.remove_window(contract_id)?;
-        let Some(contract) = tx.contract(contract_id)? else { continue };
+        let Some(contract) = tx.contract(contract_id)? else {
+            continue;
+        };
         let mut alerts: Vec<AlertRecord> = Vec::new();
         for id in &w.alerts {
             if let Some(a) = tx.alert(*id)? {
@@ -46,7 +61,10 @@ pub fn close_due_windows(tx: &mut Tx, now: Ms, tz_offset: i64) -> crate::store::
         }
         if alerts.is_empty() || contract.recipients.is_empty() {
             if contract.recipients.is_empty() {
-                tracing::warn!(contract = contract_id, "important alerts but no notification address");
+                tracing::warn!(
+                    contract = contract_id,
+                    "important alerts but no notification address"
+                );
             }
             continue;
         }
@@ -61,7 +79,14 @@ pub fn close_due_windows(tx: &mut Tx, now: Ms, tz_offset: i64) -> crate::store::
 }
 
 /// Queue one mail.
-pub fn queue(tx: &mut Tx, now: Ms, to: &str, subject: &str, body: &str, kind: &str) -> crate::store::Result<u64> {
+pub fn queue(
+    tx: &mut Tx,
+    now: Ms,
+    to: &str,
+    subject: &str,
+    body: &str,
+    kind: &str,
+) -> crate::store::Result<u64> {
     tx.queue_mail(Mail {
         id: 0,
         to: to.to_string(),
@@ -76,8 +101,17 @@ pub fn queue(tx: &mut Tx, now: Ms, to: &str, subject: &str, body: &str, kind: &s
 }
 
 /// Queue a mail to every recipient of a contract.
-pub fn queue_to_contract(tx: &mut Tx, now: Ms, contract_id: u64, subject: &str, body: &str, kind: &str) -> crate::store::Result<usize> {
-    let Some(c) = tx.contract(contract_id)? else { return Ok(0) };
+pub fn queue_to_contract(
+    tx: &mut Tx,
+    now: Ms,
+    contract_id: u64,
+    subject: &str,
+    body: &str,
+    kind: &str,
+) -> crate::store::Result<usize> {
+    let Some(c) = tx.contract(contract_id)? else {
+        return Ok(0);
+    };
     for to in &c.recipients {
         queue(tx, now, to, subject, body, kind)?;
     }
@@ -90,21 +124,36 @@ pub fn valid_address(a: &str) -> Result<(), String> {
     if a.len() > 254 {
         return Err(format!("`{a}` is too long"));
     }
-    let Some((local, domain)) = a.rsplit_once('@') else { return Err(format!("`{a}` has no @")) };
-    if local.is_empty() || domain.is_empty() || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+    let Some((local, domain)) = a.rsplit_once('@') else {
+        return Err(format!("`{a}` has no @"));
+    };
+    if local.is_empty()
+        || domain.is_empty()
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
         return Err(format!("`{a}` is not a mail address"));
     }
-    if a.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',' || c == ';') {
-        return Err(format!("`{a}` contains characters not allowed in an address"));
+    if a.chars()
+        .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',' || c == ';')
+    {
+        return Err(format!(
+            "`{a}` contains characters not allowed in an address"
+        ));
     }
-    a.parse::<lettre::Address>().map_err(|e| format!("`{a}`: {e}"))?;
+    a.parse::<lettre::Address>()
+        .map_err(|e| format!("`{a}`: {e}"))?;
     Ok(())
 }
 
 /// Up to three valid, distinct addresses.
 pub fn valid_recipients(list: &[String]) -> Result<Vec<String>, String> {
     if list.len() > 3 {
-        return Err(format!("at most 3 notification addresses per contract ({} given)", list.len()));
+        return Err(format!(
+            "at most 3 notification addresses per contract ({} given)",
+            list.len()
+        ));
     }
     let mut out: Vec<String> = Vec::new();
     for a in list {

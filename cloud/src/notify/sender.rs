@@ -22,7 +22,9 @@ pub struct SenderStats {
 
 fn transport(cfg: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
     let b = if cfg.starttls {
-        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host).map_err(|e| e.to_string())?.port(cfg.port)
+        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
+            .map_err(|e| e.to_string())?
+            .port(cfg.port)
     } else {
         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host).port(cfg.port)
     };
@@ -36,8 +38,15 @@ fn transport(cfg: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, Str
 
 fn message(cfg: &SmtpConfig, m: &Mail) -> Result<Message, String> {
     Message::builder()
-        .from(cfg.from.parse().map_err(|e| format!("sender `{}`: {e}", cfg.from))?)
-        .to(m.to.parse().map_err(|e| format!("recipient `{}`: {e}", m.to))?)
+        .from(
+            cfg.from
+                .parse()
+                .map_err(|e| format!("sender `{}`: {e}", cfg.from))?,
+        )
+        .to(m
+            .to
+            .parse()
+            .map_err(|e| format!("recipient `{}`: {e}", m.to))?)
         .subject(m.subject.clone())
         .header(ContentType::TEXT_PLAIN)
         .body(m.body.clone())
@@ -57,7 +66,10 @@ pub async fn run(app: Arc<App>, stats: Arc<SenderStats>) {
     loop {
         let now = app.now();
         // windows whose time is up become mails
-        match app.store.write(|tx| crate::notify::close_due_windows(tx, now, tz)) {
+        match app
+            .store
+            .write(|tx| crate::notify::close_due_windows(tx, now, tz))
+        {
             Ok(n) if n > 0 => tracing::info!(mails = n, "alert mails queued"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "closing mail windows failed"),

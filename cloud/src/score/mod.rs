@@ -62,10 +62,18 @@ impl Level {
     /// What the customer must do (SPEC §5.2/§5.3).
     pub fn actions_ja(self) -> &'static str {
         match self {
-            Level::High => "感染の可能性が高い状態です。該当端末を直ちにネットワークから切り離し（LANケーブルを抜く／Wi-Fiを切る）、ウイルス対策ソフトでフルスキャンを実施してください。結果を弊社までご連絡ください。",
-            Level::Medium => "感染の可能性があります。該当端末でウイルス対策ソフトのフルスキャンを実施してください。",
-            Level::Low => "感染の可能性は低いと考えられます。不審なメールやサイトにご注意ください。",
-            Level::Investigating => "弊社にて調査中です。結果が分かり次第ご連絡します。現時点で特別な対応は不要です。",
+            Level::High => {
+                "感染の可能性が高い状態です。該当端末を直ちにネットワークから切り離し（LANケーブルを抜く／Wi-Fiを切る）、ウイルス対策ソフトでフルスキャンを実施してください。結果を弊社までご連絡ください。"
+            }
+            Level::Medium => {
+                "感染の可能性があります。該当端末でウイルス対策ソフトのフルスキャンを実施してください。"
+            }
+            Level::Low => {
+                "感染の可能性は低いと考えられます。不審なメールやサイトにご注意ください。"
+            }
+            Level::Investigating => {
+                "弊社にて調査中です。結果が分かり次第ご連絡します。現時点で特別な対応は不要です。"
+            }
             Level::Info => "対応は不要です。",
         }
     }
@@ -218,7 +226,8 @@ impl Scorer {
         let p: Policy = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut rules = Vec::new();
         for r in p.rules {
-            let level = Level::parse(&r.level).ok_or_else(|| format!("rule `{}`: unknown level `{}`", r.name, r.level))?;
+            let level = Level::parse(&r.level)
+                .ok_or_else(|| format!("rule `{}`: unknown level `{}`", r.name, r.level))?;
             if let Some(e) = &r.event {
                 if !matches!(e.as_str(), "signature" | "category" | "file") {
                     return Err(format!("rule `{}`: unknown event `{e}`", r.name));
@@ -236,7 +245,10 @@ impl Scorer {
             }
             rules.push((r, level));
         }
-        Ok(Scorer { rules, fallback: p.fallback_reason })
+        Ok(Scorer {
+            rules,
+            fallback: p.fallback_reason,
+        })
     }
 
     /// Level and reason of an event by the policy alone.
@@ -282,14 +294,22 @@ fn rule_matches(r: &PolicyRule, s: &Subject<'_>) -> bool {
     if r.event.as_deref().is_some_and(|e| e != kind) {
         return false;
     }
-    if !r.direction.is_empty() && !r.direction.iter().any(|d| d == direction_name(flow.direction)) {
+    if !r.direction.is_empty()
+        && !r
+            .direction
+            .iter()
+            .any(|d| d == direction_name(flow.direction))
+    {
         return false;
     }
     if !r.action.is_empty() && !r.action.iter().any(|a| a == action_name(action)) {
         return false;
     }
     let sig = match s {
-        Subject::Alert(Alert { detection: Detection::Signature(sig), .. }) => Some(sig),
+        Subject::Alert(Alert {
+            detection: Detection::Signature(sig),
+            ..
+        }) => Some(sig),
         _ => None,
     };
     if !r.classtype.is_empty() {
@@ -300,7 +320,10 @@ fn rule_matches(r: &PolicyRule, s: &Subject<'_>) -> bool {
     }
     if !r.any_metadata.is_empty() {
         let Some(sig) = sig else { return false };
-        let hit = r.any_metadata.iter().any(|(k, vals)| sig.meta(k).is_some_and(|v| vals.iter().any(|x| x.eq_ignore_ascii_case(v))));
+        let hit = r.any_metadata.iter().any(|(k, vals)| {
+            sig.meta(k)
+                .is_some_and(|v| vals.iter().any(|x| x.eq_ignore_ascii_case(v)))
+        });
         if !hit {
             return false;
         }
@@ -313,7 +336,10 @@ fn rule_matches(r: &PolicyRule, s: &Subject<'_>) -> bool {
     }
     if !r.category.is_empty() {
         let cat = match s {
-            Subject::Alert(Alert { detection: Detection::Category { category }, .. }) => Some(category.as_str()),
+            Subject::Alert(Alert {
+                detection: Detection::Category { category },
+                ..
+            }) => Some(category.as_str()),
             _ => None,
         };
         if !cat.is_some_and(|c| r.category.iter().any(|x| x == c)) {

@@ -32,7 +32,13 @@ macro_rules! from_redb {
         fn from(e: $t) -> Self { StoreError::Db(e.into()) }
     })*};
 }
-from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -56,7 +62,10 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn dec<T: DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<T> {
-    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt { table, reason: e.to_string() })
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt {
+        table,
+        reason: e.to_string(),
+    })
 }
 
 /// The database.
@@ -67,7 +76,8 @@ pub struct Store {
 impl Store {
     /// Open (or create) the store in a data directory.
     pub fn open(data_dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Refused(format!("creating {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Refused(format!("creating {}: {e}", data_dir.display())))?;
         let db = Database::create(data_dir.join("mimamori.redb"))?;
         let s = Store { db };
         // create every table so readers never meet a missing one
@@ -250,21 +260,30 @@ impl Tx {
     /// Next value of a named counter (starts at 1).
     pub fn next_id(&mut self, name: &str) -> Result<u64> {
         let key = format!("seq:{name}");
-        let cur = self.meta(&key)?.and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()).map_or(0, u64::from_be_bytes);
+        let cur = self
+            .meta(&key)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes);
         let n = cur + 1;
         self.set_meta(&key, &n.to_be_bytes())?;
         Ok(n)
     }
     pub fn put_customer(&mut self, c: &Customer) -> Result<()> {
-        self.0.open_table(CUSTOMERS)?.insert(c.id, enc(c).as_slice())?;
+        self.0
+            .open_table(CUSTOMERS)?
+            .insert(c.id, enc(c).as_slice())?;
         Ok(())
     }
     pub fn put_contract(&mut self, c: &Contract) -> Result<()> {
-        self.0.open_table(CONTRACTS)?.insert(c.id, enc(c).as_slice())?;
+        self.0
+            .open_table(CONTRACTS)?
+            .insert(c.id, enc(c).as_slice())?;
         Ok(())
     }
     pub fn put_device(&mut self, d: &Device) -> Result<()> {
-        self.0.open_table(DEVICES)?.insert(d.id.as_str(), enc(d).as_slice())?;
+        self.0
+            .open_table(DEVICES)?
+            .insert(d.id.as_str(), enc(d).as_slice())?;
         Ok(())
     }
     pub fn put_code(&mut self, code_hash: &str, device: &str) -> Result<()> {
@@ -278,8 +297,12 @@ impl Tx {
     /// Store a new alert and its indexes.
     pub fn insert_alert(&mut self, a: &AlertRecord) -> Result<()> {
         self.0.open_table(ALERTS)?.insert(a.id, enc(a).as_slice())?;
-        self.0.open_table(BY_CONTRACT)?.insert((a.contract_id, a.id), ())?;
-        self.0.open_table(SEEN)?.insert((a.device.as_str(), a.seq), a.id)?;
+        self.0
+            .open_table(BY_CONTRACT)?
+            .insert((a.contract_id, a.id), ())?;
+        self.0
+            .open_table(SEEN)?
+            .insert((a.device.as_str(), a.seq), a.id)?;
         Ok(())
     }
     /// Mark (device, seq) as stored without an alert record (non-alert events).
@@ -292,7 +315,9 @@ impl Tx {
         Ok(())
     }
     pub fn add_medium(&mut self, host_key: &str, ms: i64, alert: u64) -> Result<()> {
-        self.0.open_table(MEDIUM_BY_HOST)?.insert((host_key, ms), alert)?;
+        self.0
+            .open_table(MEDIUM_BY_HOST)?
+            .insert((host_key, ms), alert)?;
         Ok(())
     }
     pub fn set_dedup(&mut self, key: &str, ms: i64) -> Result<()> {
@@ -303,7 +328,9 @@ impl Tx {
         Ok(json_get!(self, WINDOWS, "mail_windows", contract))
     }
     pub fn put_window(&mut self, contract: u64, w: &Window) -> Result<()> {
-        self.0.open_table(WINDOWS)?.insert(contract, enc(w).as_slice())?;
+        self.0
+            .open_table(WINDOWS)?
+            .insert(contract, enc(w).as_slice())?;
         Ok(())
     }
     pub fn remove_window(&mut self, contract: u64) -> Result<()> {
@@ -313,7 +340,9 @@ impl Tx {
     /// Queue a mail; its id is assigned here.
     pub fn queue_mail(&mut self, mut m: Mail) -> Result<u64> {
         m.id = self.next_id("mail")?;
-        self.0.open_table(OUTBOX)?.insert(m.id, enc(&m).as_slice())?;
+        self.0
+            .open_table(OUTBOX)?
+            .insert(m.id, enc(&m).as_slice())?;
         Ok(m.id)
     }
     pub fn put_mail(&mut self, m: &Mail) -> Result<()> {
@@ -325,11 +354,15 @@ impl Tx {
         Ok(())
     }
     pub fn put_notice(&mut self, n: &MaintenanceNotice) -> Result<()> {
-        self.0.open_table(NOTICES)?.insert(n.id, enc(n).as_slice())?;
+        self.0
+            .open_table(NOTICES)?
+            .insert(n.id, enc(n).as_slice())?;
         Ok(())
     }
     pub fn put_dispatch(&mut self, d: &Dispatch) -> Result<()> {
-        self.0.open_table(DISPATCHES)?.insert((d.contract_id, d.id), enc(d).as_slice())?;
+        self.0
+            .open_table(DISPATCHES)?
+            .insert((d.contract_id, d.id), enc(d).as_slice())?;
         Ok(())
     }
     /// Remove a contract's alerts and indexes (contract end: customer data purged).
@@ -364,7 +397,11 @@ mod test {
             let s = Store::open(&dir).unwrap();
             s.write(|tx| {
                 let id = tx.next_id("customer")?;
-                tx.put_customer(&Customer { id, company: "山田商店".into(), ..Default::default() })
+                tx.put_customer(&Customer {
+                    id,
+                    company: "山田商店".into(),
+                    ..Default::default()
+                })
             })
             .unwrap();
         }
@@ -375,7 +412,11 @@ mod test {
         assert_eq!(s.write(|tx| tx.next_id("customer")).unwrap(), 2);
         // a failing transaction changes nothing
         let r: Result<()> = s.write(|tx| {
-            tx.put_customer(&Customer { id: 9, company: "x".into(), ..Default::default() })?;
+            tx.put_customer(&Customer {
+                id: 9,
+                company: "x".into(),
+                ..Default::default()
+            })?;
             Err(StoreError::Refused("no".into()))
         });
         assert!(r.is_err());

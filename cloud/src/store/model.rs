@@ -144,7 +144,9 @@ impl StoredEvent {
         match self {
             StoredEvent::Alert(a) => match &a.detection {
                 Detection::Signature(s) => format!("sig:{}:{}", s.gid, s.sid),
-                Detection::Category { category } => format!("cat:{}:{}", category.as_str(), self.site()),
+                Detection::Category { category } => {
+                    format!("cat:{}:{}", category.as_str(), self.site())
+                }
             },
             StoredEvent::File(f) => format!("hash:{}", f.sha256),
         }
@@ -155,9 +157,18 @@ impl StoredEvent {
         match self {
             StoredEvent::Alert(a) => match &a.detection {
                 Detection::Signature(s) => format!("{} (sid {})", s.msg.as_str(), s.sid),
-                Detection::Category { category } => format!("カテゴリ「{}」のサイト", category.as_str()),
+                Detection::Category { category } => {
+                    format!("カテゴリ「{}」のサイト", category.as_str())
+                }
             },
-            StoredEvent::File(f) => format!("{} ({})", f.threat.as_str(), f.name.as_ref().map(|n| n.as_str()).unwrap_or("ファイル名不明")),
+            StoredEvent::File(f) => format!(
+                "{} ({})",
+                f.threat.as_str(),
+                f.name
+                    .as_ref()
+                    .map(|n| n.as_str())
+                    .unwrap_or("ファイル名不明")
+            ),
         }
     }
     /// URL (host and path), SNI or DNS name, if any.
@@ -169,7 +180,9 @@ impl StoredEvent {
         if let Some(u) = url {
             return format!("{}{}", u.host(), u.path());
         }
-        sni.or(dns).map(|s| s.as_str().to_string()).unwrap_or_default()
+        sni.or(dns)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default()
     }
     pub fn action(&self) -> protocol::messages::Action {
         match self {

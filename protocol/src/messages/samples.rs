@@ -171,7 +171,9 @@ pub(crate) fn up() -> Vec<UpMsg> {
         }),
         UpMsg::Activate(super::Activate {
             code: s("K7QW-2M9D-XP4R"),
-            csr_pem: s("-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"),
+            csr_pem: s(
+                "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n",
+            ),
         }),
     ]
 }

@@ -23,7 +23,11 @@ pub struct CContent {
 
 impl CContent {
     pub fn new(c: &crate::ast::Content) -> CContent {
-        let pattern = if c.nocase { c.pattern.to_ascii_lowercase() } else { c.pattern.clone() };
+        let pattern = if c.nocase {
+            c.pattern.to_ascii_lowercase()
+        } else {
+            c.pattern.clone()
+        };
         CContent {
             finder: memmem::Finder::new(&pattern).into_owned(),
             pattern,
@@ -74,7 +78,11 @@ impl CContent {
 
     fn eq_at(&self, hay: &[u8], p: usize) -> bool {
         let s = &hay[p..p + self.pattern.len()];
-        if self.nocase { s.eq_ignore_ascii_case(&self.pattern) } else { s == self.pattern.as_slice() }
+        if self.nocase {
+            s.eq_ignore_ascii_case(&self.pattern)
+        } else {
+            s == self.pattern.as_slice()
+        }
     }
 }
 
@@ -94,11 +102,23 @@ pub enum CStep {
     ByteTest(crate::ast::ByteTest),
     ByteJump(crate::ast::ByteJump),
     ByteExtract(crate::ast::ByteExtract),
-    IsDataAt { n: Val, relative: bool, negated: bool },
+    IsDataAt {
+        n: Val,
+        relative: bool,
+        negated: bool,
+    },
     Bsize(NumCmp),
     /// `base64_decode` and the `base64_data` program run on what it decoded.
-    Base64Decode { bytes: Option<u32>, offset: u32, relative: bool, data: Vec<CStep> },
-    Dataset { op: crate::dataset::DatasetOp, set: std::sync::Arc<crate::dataset::Dataset> },
+    Base64Decode {
+        bytes: Option<u32>,
+        offset: u32,
+        relative: bool,
+        data: Vec<CStep>,
+    },
+    Dataset {
+        op: crate::dataset::DatasetOp,
+        set: std::sync::Arc<crate::dataset::Dataset>,
+    },
 }
 
 /// Most bytes `base64_decode` decodes at once.
@@ -119,7 +139,10 @@ pub fn inspect(steps: &[CStep], buf: &[u8], vars: &mut Vars) -> bool {
 /// stream window whose first `min_end` bytes were already inspected, so an old match is
 /// not reported again. Programs without a positive match ignore `min_end`.
 pub fn inspect_new(steps: &[CStep], buf: &[u8], vars: &mut Vars, min_end: usize) -> bool {
-    let mut cx = Cx { budget: BUDGET, min_end };
+    let mut cx = Cx {
+        budget: BUDGET,
+        min_end,
+    };
     run(steps, buf, 0, vars, &mut cx)
 }
 
@@ -136,7 +159,9 @@ fn val(v: Val, vars: &Vars) -> i64 {
 }
 
 fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut Cx) -> bool {
-    let Some((step, rest)) = steps.split_first() else { return prev_end == 0 || prev_end > cx.min_end };
+    let Some((step, rest)) = steps.split_first() else {
+        return prev_end == 0 || prev_end > cx.min_end;
+    };
     if cx.budget == 0 {
         return false;
     }
@@ -168,7 +193,11 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut C
             false
         }
         CStep::Pcre(p) => {
-            let base = if p.relative { prev_end.min(buf.len()) } else { 0 };
+            let base = if p.relative {
+                prev_end.min(buf.len())
+            } else {
+                0
+            };
             let subject = &buf[base..];
             if p.negated {
                 if matches!(p.re.is_match(subject), Ok(true)) {
@@ -185,7 +214,10 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut C
                 if run(rest, buf, base + m.end(), vars, cx) {
                     return true;
                 }
-                if (cx.min_end == 0 && !rest_depends_on_position(rest)) || cx.budget == 0 || m.start() >= subject.len() {
+                if (cx.min_end == 0 && !rest_depends_on_position(rest))
+                    || cx.budget == 0
+                    || m.start() >= subject.len()
+                {
                     return false;
                 }
                 cx.budget = cx.budget.saturating_sub(1);
@@ -193,8 +225,14 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut C
             }
         }
         CStep::ByteExtract(be) => {
-            let pos = if be.relative { prev_end as i64 + be.offset } else { be.offset };
-            let Some(v) = read_num(buf, pos, be.nbytes, be.enc) else { return false };
+            let pos = if be.relative {
+                prev_end as i64 + be.offset
+            } else {
+                be.offset
+            };
+            let Some(v) = read_num(buf, pos, be.nbytes, be.enc) else {
+                return false;
+            };
             let mut v = match be.bitmask {
                 Some(m) => apply_mask(v, m),
                 None => v,
@@ -210,7 +248,9 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut C
         }
         CStep::ByteTest(bt) => {
             let pos = val(bt.offset, vars) + if bt.relative { prev_end as i64 } else { 0 };
-            let Some(v) = read_num(buf, pos, bt.nbytes, bt.enc) else { return false };
+            let Some(v) = read_num(buf, pos, bt.nbytes, bt.enc) else {
+                return false;
+            };
             let v = match bt.bitmask {
                 Some(m) => apply_mask(v, m),
                 None => v,
@@ -233,11 +273,15 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut C
         CStep::ByteJump(bj) => {
             let pos = val(bj.offset, vars) + if bj.relative { prev_end as i64 } else { 0 };
             let nbytes = val(bj.nbytes, vars);
-            if !(0..=20).contains(&nbytes) || (nbytes > 8 && !matches!(bj.enc, NumEncoding::String(_))) {
+            if !(0..=20).contains(&nbytes)
+                || (nbytes > 8 && !matches!(bj.enc, NumEncoding::String(_)))
+            {
                 return false;
             }
             let nbytes = nbytes as u8;
-            let Some(v) = read_num(buf, pos, nbytes, bj.enc) else { return false };
+            let Some(v) = read_num(buf, pos, nbytes, bj.enc) else {
+                return false;
+            };
             let v = match bj.bitmask {
                 Some(m) => apply_mask(v, m),
                 None => v,
@@ -259,17 +303,30 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut C
             }
             run(rest, buf, new as usize, vars, cx)
         }
-        CStep::IsDataAt { n, relative, negated } => {
+        CStep::IsDataAt {
+            n,
+            relative,
+            negated,
+        } => {
             // Suricata: absolute `isdataat:n` needs a byte at offset n; relative needs n
             // bytes after the previous match
-            let has = if *relative { prev_end as i64 + val(*n, vars) <= len } else { val(*n, vars) < len };
+            let has = if *relative {
+                prev_end as i64 + val(*n, vars) <= len
+            } else {
+                val(*n, vars) < len
+            };
             if has == *negated {
                 return false;
             }
             run(rest, buf, prev_end, vars, cx)
         }
         CStep::Bsize(cmp) => cmp.matches(buf.len() as u64) && run(rest, buf, prev_end, vars, cx),
-        CStep::Base64Decode { bytes, offset, relative, data } => {
+        CStep::Base64Decode {
+            bytes,
+            offset,
+            relative,
+            data,
+        } => {
             let start = if *relative { prev_end } else { 0 } + *offset as usize;
             if start >= buf.len() {
                 return false;
@@ -277,12 +334,27 @@ fn run(steps: &[CStep], buf: &[u8], prev_end: usize, vars: &mut Vars, cx: &mut C
             let n = bytes.map_or(buf.len() - start, |b| (b as usize).min(buf.len() - start));
             let src = &buf[start..start + n.min(BASE64_MAX_DECODED * 4 / 3 + 4)];
             let mut decoded = Vec::with_capacity(src.len() * 3 / 4 + 3);
-            crate::transform::base64_decode(src, crate::transform::Base64Mode::Rfc2045, &mut decoded);
+            crate::transform::base64_decode(
+                src,
+                crate::transform::Base64Mode::Rfc2045,
+                &mut decoded,
+            );
             if decoded.is_empty() {
                 return false;
             }
             // the decoded bytes are a buffer of their own, with their own positions
-            if !data.is_empty() && !run(data, &decoded, 0, vars, &mut Cx { budget: cx.budget, min_end: 0 }) {
+            if !data.is_empty()
+                && !run(
+                    data,
+                    &decoded,
+                    0,
+                    vars,
+                    &mut Cx {
+                        budget: cx.budget,
+                        min_end: 0,
+                    },
+                )
+            {
                 return false;
             }
             run(rest, buf, prev_end, vars, cx)
@@ -349,7 +421,11 @@ fn read_num(buf: &[u8], pos: i64, n: u8, enc: NumEncoding) -> Option<u64> {
         let rest = buf.get(pos..)?;
         return match enc {
             NumEncoding::String(base) => {
-                let len = rest.iter().take(20).take_while(|b| (**b as char).is_digit(base)).count();
+                let len = rest
+                    .iter()
+                    .take(20)
+                    .take_while(|b| (**b as char).is_digit(base))
+                    .count();
                 read_num(buf, pos as i64, len as u8, enc)
             }
             _ => Some(0),
@@ -388,28 +464,54 @@ mod test {
 
     #[test]
     fn depth_offset_and_relative() {
-        let c = CStep::Content(CContent::new(&Content { depth: Some(Val::Lit(3)), ..content(b"GET") }));
+        let c = CStep::Content(CContent::new(&Content {
+            depth: Some(Val::Lit(3)),
+            ..content(b"GET")
+        }));
         assert!(ok(vec![c], b"GET /"));
-        let c = CStep::Content(CContent::new(&Content { depth: Some(Val::Lit(3)), ..content(b"GET") }));
+        let c = CStep::Content(CContent::new(&Content {
+            depth: Some(Val::Lit(3)),
+            ..content(b"GET")
+        }));
         assert!(!ok(vec![c], b" GET /"));
         // backtracking: first "a" is followed by "x", the second by "b"
         let a = CStep::Content(CContent::new(&content(b"a")));
-        let b = CStep::Content(CContent::new(&Content { distance: Some(Val::Lit(0)), within: Some(Val::Lit(1)), ..content(b"b") }));
+        let b = CStep::Content(CContent::new(&Content {
+            distance: Some(Val::Lit(0)),
+            within: Some(Val::Lit(1)),
+            ..content(b"b")
+        }));
         assert!(ok(vec![a, b], b"axab"));
         let a = CStep::Content(CContent::new(&content(b"a")));
-        let b = CStep::Content(CContent::new(&Content { distance: Some(Val::Lit(0)), within: Some(Val::Lit(1)), ..content(b"b") }));
+        let b = CStep::Content(CContent::new(&Content {
+            distance: Some(Val::Lit(0)),
+            within: Some(Val::Lit(1)),
+            ..content(b"b")
+        }));
         assert!(!ok(vec![a, b], b"axax b"));
     }
 
     #[test]
     fn nocase_negation_endswith() {
-        let c = CStep::Content(CContent::new(&Content { nocase: true, ..content(b"HeLLo") }));
+        let c = CStep::Content(CContent::new(&Content {
+            nocase: true,
+            ..content(b"HeLLo")
+        }));
         assert!(ok(vec![c], b"xxhelloxx"));
-        let n = CStep::Content(CContent::new(&Content { negated: true, ..content(b"bad") }));
+        let n = CStep::Content(CContent::new(&Content {
+            negated: true,
+            ..content(b"bad")
+        }));
         assert!(!ok(vec![n], b"so bad"));
-        let e = CStep::Content(CContent::new(&Content { endswith: true, ..content(b".exe") }));
+        let e = CStep::Content(CContent::new(&Content {
+            endswith: true,
+            ..content(b".exe")
+        }));
         assert!(ok(vec![e], b"a.exe"));
-        let e = CStep::Content(CContent::new(&Content { endswith: true, ..content(b".exe") }));
+        let e = CStep::Content(CContent::new(&Content {
+            endswith: true,
+            ..content(b".exe")
+        }));
         assert!(!ok(vec![e], b"a.exe "));
     }
 
@@ -427,7 +529,13 @@ mod test {
             bitmask: None,
         };
         assert!(ok(vec![CStep::ByteTest(bt.clone())], &[0, 1, 2]));
-        assert!(!ok(vec![CStep::ByteTest(ByteTest { enc: NumEncoding::Little, ..bt.clone() })], &[0, 1, 2]));
+        assert!(!ok(
+            vec![CStep::ByteTest(ByteTest {
+                enc: NumEncoding::Little,
+                ..bt.clone()
+            })],
+            &[0, 1, 2]
+        ));
         assert!(!ok(vec![CStep::ByteTest(bt)], &[0, 1]));
         // jump over a length-prefixed field then find "z" right after it
         let bj = ByteJump {
@@ -442,20 +550,71 @@ mod test {
             post_offset: 0,
             bitmask: None,
         };
-        let z = CContent::new(&Content { distance: Some(Val::Lit(0)), within: Some(Val::Lit(1)), ..content(b"z") });
-        assert!(ok(vec![CStep::ByteJump(bj), CStep::Content(z)], &[3, b'z', b'z', b'z', b'z']));
-        let be = ByteExtract { nbytes: 1, offset: 0, var: 0, relative: false, enc: NumEncoding::String(10), multiplier: 1, align: 0, bitmask: None };
-        let z = CContent::new(&Content { offset: Some(Val::Var(0)), depth: Some(Val::Lit(1)), ..content(b"z") });
-        assert!(ok(vec![CStep::ByteExtract(be.clone()), CStep::Content(z)], b"2azb"));
-        let z = CContent::new(&Content { offset: Some(Val::Var(0)), depth: Some(Val::Lit(1)), ..content(b"z") });
-        assert!(!ok(vec![CStep::ByteExtract(be), CStep::Content(z)], b"3azb"));
+        let z = CContent::new(&Content {
+            distance: Some(Val::Lit(0)),
+            within: Some(Val::Lit(1)),
+            ..content(b"z")
+        });
+        assert!(ok(
+            vec![CStep::ByteJump(bj), CStep::Content(z)],
+            &[3, b'z', b'z', b'z', b'z']
+        ));
+        let be = ByteExtract {
+            nbytes: 1,
+            offset: 0,
+            var: 0,
+            relative: false,
+            enc: NumEncoding::String(10),
+            multiplier: 1,
+            align: 0,
+            bitmask: None,
+        };
+        let z = CContent::new(&Content {
+            offset: Some(Val::Var(0)),
+            depth: Some(Val::Lit(1)),
+            ..content(b"z")
+        });
+        assert!(ok(
+            vec![CStep::ByteExtract(be.clone()), CStep::Content(z)],
+            b"2azb"
+        ));
+        let z = CContent::new(&Content {
+            offset: Some(Val::Var(0)),
+            depth: Some(Val::Lit(1)),
+            ..content(b"z")
+        });
+        assert!(!ok(
+            vec![CStep::ByteExtract(be), CStep::Content(z)],
+            b"3azb"
+        ));
     }
 
     #[test]
     fn isdataat_and_bsize() {
-        assert!(ok(vec![CStep::IsDataAt { n: Val::Lit(2), relative: false, negated: false }], b"abc"));
-        assert!(!ok(vec![CStep::IsDataAt { n: Val::Lit(3), relative: false, negated: false }], b"abc"));
-        assert!(ok(vec![CStep::IsDataAt { n: Val::Lit(3), relative: false, negated: true }], b"abc"));
+        assert!(ok(
+            vec![CStep::IsDataAt {
+                n: Val::Lit(2),
+                relative: false,
+                negated: false
+            }],
+            b"abc"
+        ));
+        assert!(!ok(
+            vec![CStep::IsDataAt {
+                n: Val::Lit(3),
+                relative: false,
+                negated: false
+            }],
+            b"abc"
+        ));
+        assert!(ok(
+            vec![CStep::IsDataAt {
+                n: Val::Lit(3),
+                relative: false,
+                negated: true
+            }],
+            b"abc"
+        ));
         assert!(ok(vec![CStep::Bsize(NumCmp::Range(1, 4))], b"abc"));
         assert!(!ok(vec![CStep::Bsize(NumCmp::Lt(3))], b"abc"));
     }

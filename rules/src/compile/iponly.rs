@@ -66,7 +66,11 @@ impl<T: Addr> Segments<T> {
             rules.extend(p);
         }
         idx.push(rules.len() as u32);
-        Segments { starts: bounds, idx, rules }
+        Segments {
+            starts: bounds,
+            idx,
+            rules,
+        }
     }
 
     fn lookup(&self, ip: T, out: &mut Vec<u32>) {
@@ -99,14 +103,22 @@ fn narrow(a: &AddrSet) -> bool {
 
 impl IpOnlyIndex {
     /// Build from (rule id, src, dst, bidirectional).
-    pub fn build<'a>(rules: impl Iterator<Item = (u32, &'a AddrSet, &'a AddrSet, bool)>) -> IpOnlyIndex {
+    pub fn build<'a>(
+        rules: impl Iterator<Item = (u32, &'a AddrSet, &'a AddrSet, bool)>,
+    ) -> IpOnlyIndex {
         let (mut s4, mut s6, mut d4, mut d6) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut always = Vec::new();
         let mut n = 0;
         for (id, src, dst, bidi) in rules {
             n += 1;
             // `<>` rules may match with sides swapped: index the side on both keys
-            let key = if narrow(src) { Some(src) } else if narrow(dst) { Some(dst) } else { None };
+            let key = if narrow(src) {
+                Some(src)
+            } else if narrow(dst) {
+                Some(dst)
+            } else {
+                None
+            };
             let Some(k) = key else {
                 always.push(id);
                 continue;
@@ -166,18 +178,35 @@ mod test {
         let any = v.parse_addr("any").unwrap();
         let ext = v.parse_addr("$EXTERNAL_NET").unwrap();
         let idx = IpOnlyIndex::build(
-            [(0u32, &rep, &home, false), (1, &home, &rep, false), (2, &any, &ext, false)].into_iter(),
+            [
+                (0u32, &rep, &home, false),
+                (1, &home, &rep, false),
+                (2, &any, &ext, false),
+            ]
+            .into_iter(),
         );
         let mut out = Vec::new();
-        idx.lookup("5.6.7.9".parse().unwrap(), "10.0.0.1".parse().unwrap(), &mut out);
+        idx.lookup(
+            "5.6.7.9".parse().unwrap(),
+            "10.0.0.1".parse().unwrap(),
+            &mut out,
+        );
         out.sort();
         assert_eq!(out, vec![0, 2]);
         out.clear();
-        idx.lookup("10.0.0.1".parse().unwrap(), "1.2.3.4".parse().unwrap(), &mut out);
+        idx.lookup(
+            "10.0.0.1".parse().unwrap(),
+            "1.2.3.4".parse().unwrap(),
+            &mut out,
+        );
         out.sort();
         assert_eq!(out, vec![1, 2]);
         out.clear();
-        idx.lookup("9.9.9.9".parse().unwrap(), "8.8.8.8".parse().unwrap(), &mut out);
+        idx.lookup(
+            "9.9.9.9".parse().unwrap(),
+            "8.8.8.8".parse().unwrap(),
+            &mut out,
+        );
         assert_eq!(out, vec![2]);
     }
 }

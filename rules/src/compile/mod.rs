@@ -29,7 +29,13 @@ impl CProgram {
     /// Run the program on one instance of its buffer, transforming it first when the
     /// program has transforms (`tb` holds the transformed bytes; reused, no allocation
     /// once grown). `min_end` applies to untransformed stream windows only.
-    pub fn run(&self, data: &[u8], vars: &mut inspect::Vars, min_end: usize, tb: &mut TransformBuf) -> bool {
+    pub fn run(
+        &self,
+        data: &[u8],
+        vars: &mut inspect::Vars,
+        min_end: usize,
+        tb: &mut TransformBuf,
+    ) -> bool {
         if self.absent == Some(false) {
             // present, and the program wants it absent
             return false;
@@ -62,7 +68,10 @@ pub struct CompiledRule {
 impl CompiledRule {
     /// The steps of the untransformed program of `buf`.
     pub fn program(&self, buf: Buffer) -> Option<&[CStep]> {
-        self.programs.iter().find(|p| p.buffer == buf && p.transforms.is_empty()).map(|p| p.steps.as_slice())
+        self.programs
+            .iter()
+            .find(|p| p.buffer == buf && p.transforms.is_empty())
+            .map(|p| p.steps.as_slice())
     }
 }
 
@@ -98,7 +107,9 @@ pub fn inspects_packets(r: &Rule) -> bool {
 
 impl std::fmt::Debug for Ruleset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ruleset").field("rules", &self.rules.len()).finish()
+        f.debug_struct("Ruleset")
+            .field("rules", &self.rules.len())
+            .finish()
     }
 }
 
@@ -132,17 +143,40 @@ fn compile_steps(steps: &[Step]) -> Result<Vec<CStep>, ErrorKind> {
             Step::Content(c) => CStep::Content(inspect::CContent::new(c)),
             Step::Pcre(p) => {
                 let re = compile_pcre(p).map_err(ErrorKind::Pcre)?;
-                CStep::Pcre(inspect::CPcre { re, negated: p.negated, relative: p.relative })
+                CStep::Pcre(inspect::CPcre {
+                    re,
+                    negated: p.negated,
+                    relative: p.relative,
+                })
             }
             Step::ByteTest(b) => CStep::ByteTest(b.clone()),
             Step::ByteJump(b) => CStep::ByteJump(b.clone()),
             Step::ByteExtract(b) => CStep::ByteExtract(b.clone()),
-            Step::IsDataAt { n, relative, negated } => CStep::IsDataAt { n: *n, relative: *relative, negated: *negated },
+            Step::IsDataAt {
+                n,
+                relative,
+                negated,
+            } => CStep::IsDataAt {
+                n: *n,
+                relative: *relative,
+                negated: *negated,
+            },
             Step::Bsize(c) => CStep::Bsize(*c),
-            Step::Base64Decode { bytes, offset, relative, data } => {
-                CStep::Base64Decode { bytes: *bytes, offset: *offset, relative: *relative, data: compile_steps(data)? }
-            }
-            Step::Dataset { op, set } => CStep::Dataset { op: *op, set: set.0.clone() },
+            Step::Base64Decode {
+                bytes,
+                offset,
+                relative,
+                data,
+            } => CStep::Base64Decode {
+                bytes: *bytes,
+                offset: *offset,
+                relative: *relative,
+                data: compile_steps(data)?,
+            },
+            Step::Dataset { op, set } => CStep::Dataset {
+                op: *op,
+                set: set.0.clone(),
+            },
         });
     }
     Ok(out)
@@ -155,9 +189,18 @@ fn compile_rule(rule: Rule) -> Result<CompiledRule, (Rule, ErrorKind)> {
             Ok(s) => s,
             Err(e) => return Err((rule, e)),
         };
-        programs.push(CProgram { buffer: prog.buffer, transforms: prog.transforms.clone(), absent: prog.absent, steps });
+        programs.push(CProgram {
+            buffer: prog.buffer,
+            transforms: prog.transforms.clone(),
+            absent: prog.absent,
+            steps,
+        });
     }
-    Ok(CompiledRule { rule, programs, prefilter_buffer: None })
+    Ok(CompiledRule {
+        rule,
+        programs,
+        prefilter_buffer: None,
+    })
 }
 
 /// The literal a rule is prefiltered on: an explicit `fast_pattern`, else the longest
@@ -203,7 +246,9 @@ pub fn is_ip_only(r: &Rule) -> bool {
         && r.flow == crate::ast::FlowOpts::default()
         && r.app_proto.is_none()
         && matches!(r.proto, Proto::Ip | Proto::Tcp | Proto::Udp | Proto::Icmp)
-        && r.flowbits.iter().all(|f| !matches!(f, FlowbitCmd::IsSet { .. } | FlowbitCmd::IsNotSet { .. }))
+        && r.flowbits
+            .iter()
+            .all(|f| !matches!(f, FlowbitCmd::IsSet { .. } | FlowbitCmd::IsNotSet { .. }))
         && r.flowints.is_empty()
 }
 
@@ -216,7 +261,12 @@ impl Ruleset {
         for r in rules {
             match compile_rule(r) {
                 Ok(c) => compiled.push(c),
-                Err((r, kind)) => failures.push(RuleError { file: r.file.clone(), line: r.line, sid: Some(r.sid), kind }),
+                Err((r, kind)) => failures.push(RuleError {
+                    file: r.file.clone(),
+                    line: r.line,
+                    sid: Some(r.sid),
+                    kind,
+                }),
             }
         }
         let mut literals: Vec<Vec<(Vec<u8>, bool, u32)>> = vec![Vec::new(); Buffer::COUNT];
@@ -233,7 +283,11 @@ impl Ruleset {
                 }
                 None if c.programs.iter().any(|p| p.absent.is_some()) => {
                     tx_always.push(id);
-                    c.prefilter_buffer = c.programs.iter().find(|p| p.absent.is_none()).map(|p| p.buffer);
+                    c.prefilter_buffer = c
+                        .programs
+                        .iter()
+                        .find(|p| p.absent.is_none())
+                        .map(|p| p.buffer);
                 }
                 None => match c.programs.first() {
                     Some(p) => {
@@ -284,7 +338,11 @@ impl Ruleset {
                 _ => packet_payload_unfiltered.push(i as u32),
             }
         }
-        let packet_payload = if pkt_lits.is_empty() { None } else { Prefilter::build(&pkt_lits).ok() };
+        let packet_payload = if pkt_lits.is_empty() {
+            None
+        } else {
+            Prefilter::build(&pkt_lits).ok()
+        };
         if packet_payload.is_none() && !pkt_lits.is_empty() {
             packet_payload_unfiltered.extend(pkt_lits.iter().map(|l| l.2));
         }
@@ -305,7 +363,12 @@ impl Ruleset {
     /// Scratch space for one worker, large enough for every database of the set.
     pub fn alloc_scratch(&self) -> Result<Scratch, String> {
         let mut s = Scratch::new();
-        for p in self.prefilters.iter().flatten().chain(self.packet_payload.iter()) {
+        for p in self
+            .prefilters
+            .iter()
+            .flatten()
+            .chain(self.packet_payload.iter())
+        {
             s.grow_for(p)?;
         }
         Ok(s)
@@ -316,7 +379,10 @@ impl Ruleset {
     pub fn uses(&self, buf: Buffer) -> bool {
         self.prefilters[buf.index()].is_some()
             || !self.unfiltered[buf.index()].is_empty()
-            || self.rules.iter().any(|r| r.programs.iter().any(|p| p.buffer == buf))
+            || self
+                .rules
+                .iter()
+                .any(|r| r.programs.iter().any(|p| p.buffer == buf))
     }
 
     /// Rules with a program on `buf` but no literal: candidates for every such buffer.
@@ -348,7 +414,12 @@ impl Ruleset {
             let lits = p.as_ref().map_or(0, |p| p.len());
             let unf = self.unfiltered[i].len();
             if lits + unf > 0 {
-                if let Some(b) = self.rules.iter().filter_map(|r| r.prefilter_buffer).find(|b| b.index() == i) {
+                if let Some(b) = self
+                    .rules
+                    .iter()
+                    .filter_map(|r| r.prefilter_buffer)
+                    .find(|b| b.index() == i)
+                {
                     v.push((b, lits, unf));
                 }
             }

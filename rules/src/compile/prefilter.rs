@@ -76,7 +76,8 @@ impl Prefilter {
                 if *nocase {
                     flags |= CompileFlags::CASELESS;
                 }
-                let mut p = Pattern::with_flags(escape(lit), flags).expect("infallible constructor");
+                let mut p =
+                    Pattern::with_flags(escape(lit), flags).expect("infallible constructor");
                 p.id = Some(per_pattern.len());
                 patterns.push(p);
                 per_pattern.push(Vec::new());
@@ -85,7 +86,9 @@ impl Prefilter {
             per_pattern[pid].push(*rule);
         }
         let n = patterns.len();
-        let db: BlockDatabase = Patterns::from(patterns).build().map_err(|e| e.to_string())?;
+        let db: BlockDatabase = Patterns::from(patterns)
+            .build()
+            .map_err(|e| e.to_string())?;
         let mut starts = Vec::with_capacity(n + 1);
         let mut rules = Vec::with_capacity(lits.len());
         for r in per_pattern {
@@ -93,7 +96,12 @@ impl Prefilter {
             rules.extend(r);
         }
         starts.push(rules.len() as u32);
-        Ok(Prefilter { db, starts, rules, patterns: n })
+        Ok(Prefilter {
+            db,
+            starts,
+            rules,
+            patterns: n,
+        })
     }
 
     /// Number of distinct literals.
@@ -112,14 +120,18 @@ impl Prefilter {
         let hits = &mut scratch.hits;
         // An error here can only be a scratch/database mismatch; detection then sees no
         // candidates from this buffer, which the caller's counters make visible.
-        let _ = self.db.scan(data, s, |id: u32, _from: u64, _to: u64, _flags: u32| {
-            hits.push(id);
-            Matching::Continue
-        });
+        let _ = self
+            .db
+            .scan(data, s, |id: u32, _from: u64, _to: u64, _flags: u32| {
+                hits.push(id);
+                Matching::Continue
+            });
         for &p in scratch.hits.iter() {
             let p = p as usize;
             if p + 1 < self.starts.len() {
-                out.extend_from_slice(&self.rules[self.starts[p] as usize..self.starts[p + 1] as usize]);
+                out.extend_from_slice(
+                    &self.rules[self.starts[p] as usize..self.starts[p + 1] as usize],
+                );
             }
         }
     }

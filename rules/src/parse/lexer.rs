@@ -10,8 +10,12 @@ pub struct Split<'a> {
 
 /// Split `action proto src sport dir dst dport (opts)` into header tokens and options.
 pub fn split_rule(text: &str) -> Result<Split<'_>, ErrorKind> {
-    let open = text.find('(').ok_or(ErrorKind::Header("no `(` starting the options".into()))?;
-    let close = text.rfind(')').ok_or(ErrorKind::Header("no `)` closing the options".into()))?;
+    let open = text
+        .find('(')
+        .ok_or(ErrorKind::Header("no `(` starting the options".into()))?;
+    let close = text
+        .rfind(')')
+        .ok_or(ErrorKind::Header("no `)` closing the options".into()))?;
     if close < open {
         return Err(ErrorKind::Header("`)` before `(`".into()));
     }
@@ -86,7 +90,10 @@ fn split_options(s: &str) -> Result<Vec<(&str, Option<String>)>, ErrorKind> {
             if rest.is_empty() {
                 break;
             }
-            return Err(ErrorKind::Header(format!("option `{}` is not terminated by `;`", clip(rest))));
+            return Err(ErrorKind::Header(format!(
+                "option `{}` is not terminated by `;`",
+                clip(rest)
+            )));
         };
         i = end + 1;
         let opt = &s[start..end];
@@ -109,7 +116,11 @@ fn clip(s: &str) -> String {
 /// Remove surrounding quotes of an option value, if any.
 pub fn unquote(v: &str) -> &str {
     let v = v.trim();
-    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') { &v[1..v.len() - 1] } else { v }
+    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+        &v[1..v.len() - 1]
+    } else {
+        v
+    }
 }
 
 /// Decode a content string: `"abc|0d 0a|def"` with `\"`, `\;`, `\\`, `\:` escapes.
@@ -148,7 +159,10 @@ pub fn parse_content(v: &str) -> Result<(Vec<u8>, bool), String> {
                     }
                 }
                 _ => {
-                    let d = (c as char).to_digit(16).ok_or_else(|| format!("bad hex digit `{}`", c as char))? as u8;
+                    let d = (c as char)
+                        .to_digit(16)
+                        .ok_or_else(|| format!("bad hex digit `{}`", c as char))?
+                        as u8;
                     match nib.take() {
                         Some(h) => out.push(h << 4 | d),
                         None => nib = Some(d),
@@ -188,8 +202,10 @@ mod test {
 
     #[test]
     fn splits_options_with_escapes() {
-        let s = split_rule(r#"alert tcp [1.1.1.1, 2.2.2.2] any -> any any (msg:"a\;b"; content:"x|3b|"; sid:1;)"#)
-            .unwrap();
+        let s = split_rule(
+            r#"alert tcp [1.1.1.1, 2.2.2.2] any -> any any (msg:"a\;b"; content:"x|3b|"; sid:1;)"#,
+        )
+        .unwrap();
         assert_eq!(s.header.len(), 7);
         assert_eq!(s.header[2], "[1.1.1.1, 2.2.2.2]");
         assert_eq!(s.options[0], ("msg", Some(r#""a\;b""#.to_string())));
@@ -198,7 +214,10 @@ mod test {
 
     #[test]
     fn content_decoding() {
-        assert_eq!(parse_content(r#""a|0d 0A|b\"""#).unwrap(), (b"a\r\nb\"".to_vec(), false));
+        assert_eq!(
+            parse_content(r#""a|0d 0A|b\"""#).unwrap(),
+            (b"a\r\nb\"".to_vec(), false)
+        );
         assert_eq!(parse_content(r#"!"x""#).unwrap(), (b"x".to_vec(), true));
         assert!(parse_content(r#""|0|""#).is_err());
         assert!(parse_content(r#""|zz|""#).is_err());

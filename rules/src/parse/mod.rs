@@ -97,7 +97,10 @@ pub struct ParseCtx {
 
 impl ParseCtx {
     pub fn new(vars: Vars) -> ParseCtx {
-        ParseCtx { vars, ..Default::default() }
+        ParseCtx {
+            vars,
+            ..Default::default()
+        }
     }
 
     pub(crate) fn flowbit_id(&mut self, name: &str) -> u32 {
@@ -117,20 +120,36 @@ impl ParseCtx {
 
     /// Parse one rule. `file`/`line` are only used for messages.
     pub fn parse_rule(&mut self, text: &str, file: &str, line: usize) -> Result<Rule, RuleError> {
-        let err = |sid, kind| RuleError { file: file.to_string(), line, sid, kind };
+        let err = |sid, kind| RuleError {
+            file: file.to_string(),
+            line,
+            sid,
+            kind,
+        };
         let sid_hint = sniff_sid(text);
         let split = lexer::split_rule(text).map_err(|k| err(sid_hint, k))?;
-        let rule = self.build(text, &split, file, line).map_err(|k| err(sid_hint, k))?;
+        let rule = self
+            .build(text, &split, file, line)
+            .map_err(|k| err(sid_hint, k))?;
         if !self.seen.insert((rule.gid, rule.sid)) {
             return Err(err(Some(rule.sid), ErrorKind::DuplicateSid(rule.sid)));
         }
         Ok(rule)
     }
 
-    fn build(&mut self, text: &str, s: &lexer::Split<'_>, file: &str, line: usize) -> Result<Rule, ErrorKind> {
+    fn build(
+        &mut self,
+        text: &str,
+        s: &lexer::Split<'_>,
+        file: &str,
+        line: usize,
+    ) -> Result<Rule, ErrorKind> {
         let h = &s.header;
         if h.len() != 7 {
-            return Err(ErrorKind::Header(format!("expected 7 header fields, found {}", h.len())));
+            return Err(ErrorKind::Header(format!(
+                "expected 7 header fields, found {}",
+                h.len()
+            )));
         }
         let action = match h[0] {
             "alert" => Action::Alert,
@@ -158,7 +177,11 @@ impl ParseCtx {
         let bidirectional = match h[4] {
             "->" => false,
             "<>" => true,
-            "=>" => return Err(ErrorKind::Header("transactional `=>` direction is not supported".into())),
+            "=>" => {
+                return Err(ErrorKind::Header(
+                    "transactional `=>` direction is not supported".into(),
+                ));
+            }
             d => return Err(ErrorKind::Header(format!("bad direction `{d}`"))),
         };
         let dst = self.vars.parse_addr(h[5])?;
@@ -220,7 +243,9 @@ fn sniff_sid(text: &str) -> Option<u32> {
         return sniff_sid(rest);
     }
     let rest = text[i + 4..].trim_start();
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 

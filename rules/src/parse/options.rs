@@ -9,19 +9,32 @@ use crate::ast::*;
 type R<T> = Result<T, ErrorKind>;
 
 fn bad(keyword: &str, reason: impl Into<String>) -> ErrorKind {
-    ErrorKind::BadValue { keyword: keyword.to_string(), reason: reason.into() }
+    ErrorKind::BadValue {
+        keyword: keyword.to_string(),
+        reason: reason.into(),
+    }
 }
 
 fn need<'a>(kw: &str, v: Option<&'a str>) -> R<&'a str> {
-    v.filter(|s| !s.is_empty()).ok_or_else(|| bad(kw, "needs a value"))
+    v.filter(|s| !s.is_empty())
+        .ok_or_else(|| bad(kw, "needs a value"))
 }
 
 fn num<T: std::str::FromStr>(kw: &str, s: &str) -> R<T> {
-    s.trim().parse().map_err(|_| bad(kw, format!("`{}` is not a valid number", s.trim())))
+    s.trim()
+        .parse()
+        .map_err(|_| bad(kw, format!("`{}` is not a valid number", s.trim())))
 }
 
 /// Options that only annotate and never change matching.
-const IGNORED: &[&str] = &["rawbytes", "prefilter", "tag", "noscan", "requires", "stream_size_noop"];
+const IGNORED: &[&str] = &[
+    "rawbytes",
+    "prefilter",
+    "tag",
+    "noscan",
+    "requires",
+    "stream_size_noop",
+];
 
 pub(super) struct Builder<'c> {
     ctx: &'c mut ParseCtx,
@@ -53,11 +66,24 @@ impl<'c> Builder<'c> {
     /// The program of `buf` (with the current transforms when `buf` is the current sticky
     /// buffer), created on first use.
     pub(super) fn prog(&mut self, rule: &mut Rule, buf: Buffer) -> usize {
-        let transforms: &[crate::transform::Transform] = if buf == self.cur { &self.transforms } else { &[] };
-        if let Some(i) = rule.programs.iter().position(|p| p.buffer == buf && p.transforms == transforms) {
+        let transforms: &[crate::transform::Transform] = if buf == self.cur {
+            &self.transforms
+        } else {
+            &[]
+        };
+        if let Some(i) = rule
+            .programs
+            .iter()
+            .position(|p| p.buffer == buf && p.transforms == transforms)
+        {
             return i;
         }
-        rule.programs.push(BufferProgram { buffer: buf, transforms: transforms.to_vec(), absent: None, steps: Vec::new() });
+        rule.programs.push(BufferProgram {
+            buffer: buf,
+            transforms: transforms.to_vec(),
+            absent: None,
+            steps: Vec::new(),
+        });
         rule.programs.len() - 1
     }
 
@@ -69,7 +95,9 @@ impl<'c> Builder<'c> {
     }
 
     fn content_mut<'r>(&self, rule: &'r mut Rule, kw: &str) -> R<&'r mut Content> {
-        let (p, s) = self.last_content.ok_or_else(|| bad(kw, "no preceding content"))?;
+        let (p, s) = self
+            .last_content
+            .ok_or_else(|| bad(kw, "no preceding content"))?;
         match rule.programs.get_mut(p).and_then(|pr| pr.steps.get_mut(s)) {
             Some(Step::Content(c)) => Ok(c),
             _ => Err(bad(kw, "no preceding content")),
@@ -83,7 +111,10 @@ impl<'c> Builder<'c> {
         }
         match self.vars.iter().position(|v| v == s) {
             Some(i) => Ok(Val::Var(i as u8)),
-            None => Err(bad(kw, format!("`{s}` is neither a number nor a byte_extract variable"))),
+            None => Err(bad(
+                kw,
+                format!("`{s}` is neither a number nor a byte_extract variable"),
+            )),
         }
     }
 
@@ -105,7 +136,12 @@ impl<'c> Builder<'c> {
             return Ok(());
         }
         match name {
-            "msg" => rule.msg = lexer::unquote(need(name, v)?).replace("\\;", ";").replace("\\\"", "\"").replace("\\\\", "\\"),
+            "msg" => {
+                rule.msg = lexer::unquote(need(name, v)?)
+                    .replace("\\;", ";")
+                    .replace("\\\"", "\"")
+                    .replace("\\\\", "\\")
+            }
             "sid" => rule.sid = num(name, need(name, v)?)?,
             "rev" => rule.rev = num(name, need(name, v)?)?,
             "gid" => rule.gid = num(name, need(name, v)?)?,
@@ -120,12 +156,18 @@ impl<'c> Builder<'c> {
                         continue;
                     }
                     let (k, val) = kv.split_once(' ').unwrap_or((kv, ""));
-                    rule.metadata.push((k.trim().to_string(), val.trim().to_string()));
+                    rule.metadata
+                        .push((k.trim().to_string(), val.trim().to_string()));
                 }
             }
             "content" | "uricontent" => {
-                let (pattern, negated) = lexer::parse_content(need(name, v)?).map_err(|e| bad(name, e))?;
-                let buf = if name == "uricontent" { Buffer::HttpUri } else { self.cur };
+                let (pattern, negated) =
+                    lexer::parse_content(need(name, v)?).map_err(|e| bad(name, e))?;
+                let buf = if name == "uricontent" {
+                    Buffer::HttpUri
+                } else {
+                    self.cur
+                };
                 let c = Content::plain(pattern, negated, false);
                 self.last_content = Some(self.push_step(rule, buf, Step::Content(c)));
             }
@@ -184,7 +226,15 @@ impl<'c> Builder<'c> {
                     }
                 }
                 let buf = self.cur_for_relative(rule, relative);
-                self.push_step(rule, buf, Step::IsDataAt { n, relative, negated });
+                self.push_step(
+                    rule,
+                    buf,
+                    Step::IsDataAt {
+                        n,
+                        relative,
+                        negated,
+                    },
+                );
             }
             "bsize" => {
                 let cmp = parse_cmp(name, need(name, v)?)?;
@@ -203,7 +253,11 @@ impl<'c> Builder<'c> {
                     None => (s, false),
                 };
                 let cmp = parse_cmp(name, s)?;
-                let buf = if raw { Buffer::HttpUriRaw } else { Buffer::HttpUri };
+                let buf = if raw {
+                    Buffer::HttpUriRaw
+                } else {
+                    Buffer::HttpUri
+                };
                 let p = self.prog(rule, buf);
                 rule.programs[p].steps.insert(0, Step::Bsize(cmp));
                 if let Some((lp, ls)) = self.last_content {
@@ -228,7 +282,10 @@ impl<'c> Builder<'c> {
                     return Err(bad(name, "more than 8 byte_extract variables"));
                 }
                 self.vars.push(var_name);
-                let be = ByteExtract { var: (self.vars.len() - 1) as u8, ..be };
+                let be = ByteExtract {
+                    var: (self.vars.len() - 1) as u8,
+                    ..be
+                };
                 rule.nvars = self.vars.len() as u8;
                 let buf = self.cur_for_relative(rule, be.relative);
                 self.push_step(rule, buf, Step::ByteExtract(be));
@@ -245,31 +302,63 @@ impl<'c> Builder<'c> {
             "noalert" => rule.noalert = true,
             // makes a firewall `accept` rule also alert; a rule that alerts already does
             "alert" => {}
-            "dsize" => rule.packet_tests.push(PacketTest::Dsize(parse_cmp(name, need(name, v)?)?)),
+            "dsize" => rule
+                .packet_tests
+                .push(PacketTest::Dsize(parse_cmp(name, need(name, v)?)?)),
             "tls.cert_chain_len" | "dns.opcode" | "dns.rcode" => {
                 let num = match name {
                     "tls.cert_chain_len" => AppNum::TlsCertChainLen,
                     "dns.opcode" => AppNum::DnsOpcode,
                     _ => AppNum::DnsRcode,
                 };
-                rule.packet_tests.push(PacketTest::AppNum { num, cmp: parse_cmp(name, need(name, v)?)? });
+                rule.packet_tests.push(PacketTest::AppNum {
+                    num,
+                    cmp: parse_cmp(name, need(name, v)?)?,
+                });
             }
-            "tls_cert_notbefore" | "tls.cert_notbefore" | "tls_cert_notafter" | "tls.cert_notafter" => {
-                let num = if name.ends_with("notbefore") { AppNum::TlsCertNotBefore } else { AppNum::TlsCertNotAfter };
-                rule.packet_tests.push(PacketTest::AppNum { num, cmp: parse_date_cmp(name, need(name, v)?)? });
+            "tls_cert_notbefore" | "tls.cert_notbefore" | "tls_cert_notafter"
+            | "tls.cert_notafter" => {
+                let num = if name.ends_with("notbefore") {
+                    AppNum::TlsCertNotBefore
+                } else {
+                    AppNum::TlsCertNotAfter
+                };
+                rule.packet_tests.push(PacketTest::AppNum {
+                    num,
+                    cmp: parse_date_cmp(name, need(name, v)?)?,
+                });
             }
-            "ttl" => rule.packet_tests.push(PacketTest::Ttl(parse_cmp(name, need(name, v)?)?)),
-            "itype" => rule.packet_tests.push(PacketTest::Itype(parse_cmp(name, need(name, v)?)?)),
-            "icode" => rule.packet_tests.push(PacketTest::Icode(parse_cmp(name, need(name, v)?)?)),
-            "icmp_id" => rule.packet_tests.push(PacketTest::IcmpId(num(name, need(name, v)?)?)),
-            "icmp_seq" => rule.packet_tests.push(PacketTest::IcmpSeq(num(name, need(name, v)?)?)),
-            "seq" | "tcp.seq" => rule.packet_tests.push(PacketTest::TcpSeq(num(name, need(name, v)?)?)),
-            "ack" | "tcp.ack" => rule.packet_tests.push(PacketTest::TcpAck(num(name, need(name, v)?)?)),
-            "id" => rule.packet_tests.push(PacketTest::Id(num(name, need(name, v)?)?)),
+            "ttl" => rule
+                .packet_tests
+                .push(PacketTest::Ttl(parse_cmp(name, need(name, v)?)?)),
+            "itype" => rule
+                .packet_tests
+                .push(PacketTest::Itype(parse_cmp(name, need(name, v)?)?)),
+            "icode" => rule
+                .packet_tests
+                .push(PacketTest::Icode(parse_cmp(name, need(name, v)?)?)),
+            "icmp_id" => rule
+                .packet_tests
+                .push(PacketTest::IcmpId(num(name, need(name, v)?)?)),
+            "icmp_seq" => rule
+                .packet_tests
+                .push(PacketTest::IcmpSeq(num(name, need(name, v)?)?)),
+            "seq" | "tcp.seq" => rule
+                .packet_tests
+                .push(PacketTest::TcpSeq(num(name, need(name, v)?)?)),
+            "ack" | "tcp.ack" => rule
+                .packet_tests
+                .push(PacketTest::TcpAck(num(name, need(name, v)?)?)),
+            "id" => rule
+                .packet_tests
+                .push(PacketTest::Id(num(name, need(name, v)?)?)),
             "window" | "tcp.window" => {
                 let s = need(name, v)?.trim();
                 let (negated, s) = s.strip_prefix('!').map_or((false, s), |r| (true, r));
-                rule.packet_tests.push(PacketTest::TcpWindow { value: num(name, s)?, negated });
+                rule.packet_tests.push(PacketTest::TcpWindow {
+                    value: num(name, s)?,
+                    negated,
+                });
             }
             "ip_proto" => {
                 let s = need(name, v)?.trim();
@@ -286,9 +375,12 @@ impl<'c> Builder<'c> {
                     "sctp" => 132,
                     _ => num(name, s)?,
                 };
-                rule.packet_tests.push(PacketTest::IpProto { proto, negated });
+                rule.packet_tests
+                    .push(PacketTest::IpProto { proto, negated });
             }
-            "flags" | "tcp.flags" => rule.packet_tests.push(PacketTest::TcpFlags(parse_flags(name, need(name, v)?)?)),
+            "flags" | "tcp.flags" => rule
+                .packet_tests
+                .push(PacketTest::TcpFlags(parse_flags(name, need(name, v)?)?)),
             "fragbits" => {
                 let s = need(name, v)?.trim();
                 let (modifier, s) = flag_modifier(s);
@@ -301,11 +393,16 @@ impl<'c> Builder<'c> {
                         _ => return Err(bad(name, format!("unknown fragment bit `{c}`"))),
                     };
                 }
-                rule.packet_tests.push(PacketTest::FragBits { bits, modifier });
+                rule.packet_tests
+                    .push(PacketTest::FragBits { bits, modifier });
             }
             "sameip" => rule.packet_tests.push(PacketTest::SameIp),
-            "flow.pkts" | "flow.pkts_toserver" | "flow.pkts_toclient" | "flow.bytes"
-            | "flow.bytes_toserver" | "flow.bytes_toclient" => {
+            "flow.pkts"
+            | "flow.pkts_toserver"
+            | "flow.pkts_toclient"
+            | "flow.bytes"
+            | "flow.bytes_toserver"
+            | "flow.bytes_toclient" => {
                 let s = need(name, v)?;
                 let (dir, s) = if name.ends_with("_toserver") {
                     (FlowDirSel::ToServer, s)
@@ -333,7 +430,9 @@ impl<'c> Builder<'c> {
                     PacketTest::FlowBytes { dir, cmp }
                 });
             }
-            "flow.age" => rule.packet_tests.push(PacketTest::FlowAge(parse_cmp(name, need(name, v)?)?)),
+            "flow.age" => rule
+                .packet_tests
+                .push(PacketTest::FlowAge(parse_cmp(name, need(name, v)?)?)),
             "stream_size" => {
                 let parts: Vec<&str> = need(name, v)?.split(',').map(str::trim).collect();
                 if parts.len() != 3 {
@@ -364,9 +463,16 @@ impl<'c> Builder<'c> {
                 let (negated, s) = s.strip_prefix('!').map_or((false, s), |r| (true, r));
                 let proto = match s {
                     "failed" | "unknown" => None,
-                    _ => Some(AppProto::from_name(s).ok_or_else(|| bad(name, format!("unknown protocol `{s}`")))?),
+                    _ => Some(
+                        AppProto::from_name(s)
+                            .ok_or_else(|| bad(name, format!("unknown protocol `{s}`")))?,
+                    ),
                 };
-                rule.packet_tests.push(PacketTest::AppLayerProtocol { proto, negated, name: s.to_string() });
+                rule.packet_tests.push(PacketTest::AppLayerProtocol {
+                    proto,
+                    negated,
+                    name: s.to_string(),
+                });
             }
             "decode-event" | "stream-event" | "app-layer-event" => {
                 let kind = match name {
@@ -375,7 +481,10 @@ impl<'c> Builder<'c> {
                     _ => EventKind::AppLayer,
                 };
                 let ev = need(name, v)?.trim();
-                rule.packet_tests.push(PacketTest::Event { kind, name: ev.to_string() });
+                rule.packet_tests.push(PacketTest::Event {
+                    kind,
+                    name: ev.to_string(),
+                });
             }
             "threshold" | "detection_filter" => {
                 let t = parse_threshold(name, need(name, v)?)?;
@@ -403,7 +512,9 @@ impl<'c> Builder<'c> {
     }
 
     fn move_last_content(&mut self, rule: &mut Rule, buf: Buffer) -> R<()> {
-        let (p, s) = self.last_content.ok_or_else(|| bad("http modifier", "no preceding content"))?;
+        let (p, s) = self
+            .last_content
+            .ok_or_else(|| bad("http modifier", "no preceding content"))?;
         if rule.programs[p].buffer == buf {
             return Ok(());
         }
@@ -422,8 +533,12 @@ impl<'c> Builder<'c> {
         let v = v.trim();
         let (negated, v) = v.strip_prefix('!').map_or((false, v), |r| (true, r.trim()));
         let v = lexer::unquote(v);
-        let v = v.strip_prefix('/').ok_or_else(|| bad("pcre", "pattern must start with `/`"))?;
-        let end = v.rfind('/').ok_or_else(|| bad("pcre", "pattern must end with `/`"))?;
+        let v = v
+            .strip_prefix('/')
+            .ok_or_else(|| bad("pcre", "pattern must start with `/`"))?;
+        let end = v
+            .rfind('/')
+            .ok_or_else(|| bad("pcre", "pattern must end with `/`"))?;
         let (pat, flags) = (&v[..end], &v[end + 1..]);
         let mut spec = PcreSpec {
             pattern: pat.replace("\\;", ";").replace("\\\"", "\""),
@@ -482,7 +597,9 @@ impl<'c> Builder<'c> {
         if cmd == "noalert" {
             return Ok(FlowbitCmd::NoAlert);
         }
-        let names = names.filter(|n| !n.is_empty()).ok_or_else(|| bad("flowbits", format!("`{cmd}` needs a name")))?;
+        let names = names
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| bad("flowbits", format!("`{cmd}` needs a name")))?;
         let any = names.contains('|');
         let ids: Vec<u32> = names
             .split(['|', '&'])
@@ -510,7 +627,10 @@ impl<'c> Builder<'c> {
                 if let Step::Content(c) = st {
                     if c.startswith {
                         if c.offset.is_some() || c.depth.is_some() || c.is_relative() {
-                            return Err(bad("startswith", "cannot be combined with offset/depth/distance/within"));
+                            return Err(bad(
+                                "startswith",
+                                "cannot be combined with offset/depth/distance/within",
+                            ));
                         }
                         c.depth = Some(Val::Lit(c.pattern.len() as i64));
                     }
@@ -535,11 +655,17 @@ fn parse_date_cmp(kw: &str, s: &str) -> R<NumCmp> {
         let m: i64 = it.next().map_or(Ok(1), |v| num(kw, v))?;
         let dd: i64 = it.next().map_or(Ok(1), |v| num(kw, v))?;
         let mut t = time.split(':');
-        let hh: i64 = t.next().filter(|v| !v.is_empty()).map_or(Ok(0), |v| num(kw, v))?;
+        let hh: i64 = t
+            .next()
+            .filter(|v| !v.is_empty())
+            .map_or(Ok(0), |v| num(kw, v))?;
         let mi: i64 = t.next().map_or(Ok(0), |v| num(kw, v))?;
         let ss: i64 = t.next().map_or(Ok(0), |v| num(kw, v))?;
         if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&dd) {
-            return Err(bad(kw, "expected a date YYYY[-MM[-DD[ HH:MM:SS]]] from 1970"));
+            return Err(bad(
+                kw,
+                "expected a date YYYY[-MM[-DD[ HH:MM:SS]]] from 1970",
+            ));
         }
         // days from civil (Howard Hinnant)
         let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
@@ -554,7 +680,14 @@ fn parse_date_cmp(kw: &str, s: &str) -> R<NumCmp> {
     if let Some((a, b)) = s.split_once("<>") {
         return Ok(NumCmp::Range(date(a)?, date(b)?));
     }
-    for (p, f) in [("<=", NumCmp::Le as fn(u64) -> NumCmp), (">=", NumCmp::Ge), ("<", NumCmp::Lt), (">", NumCmp::Gt), ("!", NumCmp::Ne), ("=", NumCmp::Eq)] {
+    for (p, f) in [
+        ("<=", NumCmp::Le as fn(u64) -> NumCmp),
+        (">=", NumCmp::Ge),
+        ("<", NumCmp::Lt),
+        (">", NumCmp::Gt),
+        ("!", NumCmp::Ne),
+        ("=", NumCmp::Eq),
+    ] {
         if let Some(r) = s.strip_prefix(p) {
             return Ok(f(date(r)?));
         }
@@ -665,14 +798,25 @@ fn parse_flags(kw: &str, v: &str) -> R<TcpFlagsTest> {
         None => (v.trim(), 0),
     };
     let (modifier, f) = flag_modifier(f);
-    Ok(TcpFlagsTest { flags: tcp_flag_bits(kw, f)?, modifier, mask })
+    Ok(TcpFlagsTest {
+        flags: tcp_flag_bits(kw, f)?,
+        modifier,
+        mask,
+    })
 }
 
 fn parse_threshold(kw: &str, v: &str) -> R<Threshold> {
-    let mut kind = if kw == "detection_filter" { Some(ThresholdKind::DetectionFilter) } else { None };
+    let mut kind = if kw == "detection_filter" {
+        Some(ThresholdKind::DetectionFilter)
+    } else {
+        None
+    };
     let (mut track, mut count, mut seconds, mut multiplier) = (None, None, None, None);
     for part in v.split(',').map(str::trim) {
-        let (k, val) = part.split_once(' ').map(|(a, b)| (a.trim(), b.trim())).ok_or_else(|| bad(kw, format!("`{part}` is not `key value`")))?;
+        let (k, val) = part
+            .split_once(' ')
+            .map(|(a, b)| (a.trim(), b.trim()))
+            .ok_or_else(|| bad(kw, format!("`{part}` is not `key value`")))?;
         match k {
             "type" => {
                 kind = Some(match val {

@@ -7,7 +7,10 @@ use crate::ast::*;
 type R<T> = Result<T, ErrorKind>;
 
 fn bad(kw: &str, reason: impl Into<String>) -> ErrorKind {
-    ErrorKind::BadValue { keyword: kw.to_string(), reason: reason.into() }
+    ErrorKind::BadValue {
+        keyword: kw.to_string(),
+        reason: reason.into(),
+    }
 }
 
 fn parse_u64(kw: &str, s: &str) -> R<u64> {
@@ -71,7 +74,12 @@ fn tail(kw: &str, parts: &[&str]) -> R<Tail> {
             "hex" => t.string = Some(16),
             "dec" => t.string = Some(10),
             "oct" => t.string = Some(8),
-            "multiplier" => t.multiplier = Some(parse_u64(kw, arg.ok_or_else(|| bad(kw, "multiplier needs a value"))?)?),
+            "multiplier" => {
+                t.multiplier = Some(parse_u64(
+                    kw,
+                    arg.ok_or_else(|| bad(kw, "multiplier needs a value"))?,
+                )?)
+            }
             "align" => {
                 t.align = true;
                 if let Some(a) = arg {
@@ -86,9 +94,17 @@ fn tail(kw: &str, parts: &[&str]) -> R<Tail> {
             "from_end" => t.from_end = true,
             "post_offset" => {
                 let a = arg.ok_or_else(|| bad(kw, "post_offset needs a value"))?;
-                t.post_offset = Some(a.parse().map_err(|_| bad(kw, format!("bad post_offset `{a}`")))?);
+                t.post_offset = Some(
+                    a.parse()
+                        .map_err(|_| bad(kw, format!("bad post_offset `{a}`")))?,
+                );
             }
-            "bitmask" => t.bitmask = Some(parse_u64(kw, arg.ok_or_else(|| bad(kw, "bitmask needs a value"))?)?),
+            "bitmask" => {
+                t.bitmask = Some(parse_u64(
+                    kw,
+                    arg.ok_or_else(|| bad(kw, "bitmask needs a value"))?,
+                )?)
+            }
             "" => {}
             o => return Err(bad(kw, format!("unknown option `{o}`"))),
         }
@@ -109,13 +125,19 @@ fn encoding(kw: &str, t: &Tail, nbytes: u8) -> R<NumEncoding> {
             if nbytes > 8 {
                 return Err(bad(kw, "binary conversion takes at most 8 bytes"));
             }
-            Ok(if t.big == Some(false) { NumEncoding::Little } else { NumEncoding::Big })
+            Ok(if t.big == Some(false) {
+                NumEncoding::Little
+            } else {
+                NumEncoding::Big
+            })
         }
     }
 }
 
 fn nbytes(kw: &str, s: &str) -> R<u8> {
-    s.trim().parse().map_err(|_| bad(kw, format!("`{}` is not a byte count", s.trim())))
+    s.trim()
+        .parse()
+        .map_err(|_| bad(kw, format!("`{}` is not a byte count", s.trim())))
 }
 
 pub(super) fn byte_test(b: &mut Builder<'_>, v: &str) -> R<ByteTest> {
@@ -126,7 +148,9 @@ pub(super) fn byte_test(b: &mut Builder<'_>, v: &str) -> R<ByteTest> {
     }
     let n = nbytes(KW, parts[0])?;
     let op_s = parts[1].trim();
-    let (negated, op_s) = op_s.strip_prefix('!').map_or((false, op_s), |r| (true, r.trim()));
+    let (negated, op_s) = op_s
+        .strip_prefix('!')
+        .map_or((false, op_s), |r| (true, r.trim()));
     let op = match op_s {
         "<" => ByteOp::Lt,
         ">" => ByteOp::Gt,
@@ -144,7 +168,16 @@ pub(super) fn byte_test(b: &mut Builder<'_>, v: &str) -> R<ByteTest> {
     };
     let offset = b.var_val(KW, parts[3])?;
     let t = tail(KW, &parts[4..])?;
-    Ok(ByteTest { nbytes: n, op, negated, value, offset, relative: t.relative, enc: encoding(KW, &t, n)?, bitmask: t.bitmask })
+    Ok(ByteTest {
+        nbytes: n,
+        op,
+        negated,
+        value,
+        offset,
+        relative: t.relative,
+        enc: encoding(KW, &t, n)?,
+        bitmask: t.bitmask,
+    })
 }
 
 pub(super) fn byte_jump(b: &mut Builder<'_>, v: &str) -> R<ByteJump> {
@@ -157,7 +190,9 @@ pub(super) fn byte_jump(b: &mut Builder<'_>, v: &str) -> R<ByteJump> {
     let offset = b.var_val(KW, parts[1])?;
     let t = tail(KW, &parts[2..])?;
     let enc_n = match n {
-        Val::Lit(v) if !(0..=20).contains(&v) => return Err(bad(KW, format!("`{v}` is not a byte count"))),
+        Val::Lit(v) if !(0..=20).contains(&v) => {
+            return Err(bad(KW, format!("`{v}` is not a byte count")));
+        }
         Val::Lit(v) => v as u8,
         Val::Var(_) => 1,
     };
@@ -185,7 +220,10 @@ pub(super) fn byte_extract(_b: &mut Builder<'_>, v: &str) -> R<(ByteExtract, Str
         return Err(bad(KW, "expected <bytes>,<offset>,<name>[,...]"));
     }
     let n = nbytes(KW, parts[0])?;
-    let offset: i64 = parts[1].trim().parse().map_err(|_| bad(KW, format!("bad offset `{}`", parts[1].trim())))?;
+    let offset: i64 = parts[1]
+        .trim()
+        .parse()
+        .map_err(|_| bad(KW, format!("bad offset `{}`", parts[1].trim())))?;
     let name = parts[2].trim().to_string();
     if name.is_empty() || name.parse::<i64>().is_ok() {
         return Err(bad(KW, "variable name missing"));

@@ -12,7 +12,9 @@ fn valid_name(s: &str, extra: &[u8]) -> bool {
     let b = s.as_bytes();
     b.len() >= 2
         && b[0].is_ascii_alphabetic()
-        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || extra.contains(c))
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || extra.contains(c))
 }
 
 impl Builder<'_> {
@@ -36,7 +38,10 @@ impl Builder<'_> {
                 if value.is_some() {
                     return Err(bad(kw, format!("`{op}` takes no value")));
                 }
-                FlowintCmd::IsSet { var, set: op == "isset" }
+                FlowintCmd::IsSet {
+                    var,
+                    set: op == "isset",
+                }
             }
             _ => {
                 let value = value
@@ -66,13 +71,18 @@ impl Builder<'_> {
     /// A number up to `u32::MAX` or the name of another flowint.
     fn flowint_value(&mut self, v: &str) -> R<FlowintVal> {
         if v.starts_with(|c: char| c.is_ascii_digit()) {
-            return v
-                .parse::<u32>()
-                .map(FlowintVal::Lit)
-                .map_err(|_| bad("flowint", format!("`{v}` is not a number up to {}", u32::MAX)));
+            return v.parse::<u32>().map(FlowintVal::Lit).map_err(|_| {
+                bad(
+                    "flowint",
+                    format!("`{v}` is not a number up to {}", u32::MAX),
+                )
+            });
         }
         if !valid_name(v, b"") {
-            return Err(bad("flowint", format!("`{v}` is neither a number nor a variable name")));
+            return Err(bad(
+                "flowint",
+                format!("`{v}` is neither a number nor a variable name"),
+            ));
         }
         Ok(FlowintVal::Var(self.ctx.flowint_id(v)))
     }
