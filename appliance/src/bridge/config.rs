@@ -388,6 +388,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_file_is_valid() {
+        let c = Config::parse(include_str!("../../appliance.example.toml")).unwrap();
+        assert_eq!(c.ports.list().len(), 2);
+        assert!(c.ssid1.is_some());
+        assert_eq!(c.watchdog.stall_ms, 500);
+    }
+
+    #[test]
     fn minimal_and_defaults() {
         let c = Config::parse("[ports]\nwan = \"eth0\"\nlan = \"eth1\"\n").unwrap();
         assert_eq!(c.mode, Mode::Prevent);
