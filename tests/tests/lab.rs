@@ -354,14 +354,15 @@ fn isolated_host_reaches_only_its_allow_list() {
 }
 
 #[test]
-fn exceptions_suppress_sid_and_domain() {
+fn exceptions_suppress_sid_domain_and_file_hash() {
     if !lab::available() {
         return;
     }
+    const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
     let mut lab = Lab::up("except", false);
     lab.start(
         &[],
-        "[[exceptions]]\nsid = 9100001\n[[exceptions]]\ndomain = \"lab.test\"\n",
+        &format!("[[exceptions]]\nsid = 9100001\n[[exceptions]]\ndomain = \"lab.test\"\n[[exceptions]]\nsha256 = \"{EICAR_SHA256}\"\n"),
     );
     ok(
         &lab.curl("lan", 5, &["http://c2.lab.test/c2/beacon"]),
@@ -370,10 +371,22 @@ fn exceptions_suppress_sid_and_domain() {
     let r = lab.curl("lan", 5, &["http://phish.lab.test/"]);
     ok(&r, "phishing with a domain exception");
     assert!(r.stdout.contains("please enter your password"));
-    // EICAR is still stopped
-    reset(
-        &lab.curl("lan", 5, &["http://www.lab.test/eicar.com"]),
-        "EICAR with unrelated exceptions",
+    // the EICAR file's hash is excepted: it arrives whole, its verdict is clean
+    let r = lab.curl("lan", 5, &["http://www.lab.test/eicar.com"]);
+    ok(&r, "EICAR with its hash excepted");
+    assert!(r.stdout.contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE"));
+    let eve = lab.eve();
+    for sid in [C2_SID, CATEGORY_SID, FILE_SID] {
+        assert!(
+            alerts(&eve, sid).is_empty(),
+            "alert {sid} despite its exception"
+        );
+    }
+    assert!(
+        eve.iter().any(|e| e["event_type"] == "fileinfo"
+            && e["fileinfo"]["sha256"] == EICAR_SHA256
+            && e["fileinfo"]["verdict"] == "clean"),
+        "no clean fileinfo for the excepted file"
     );
 }
 

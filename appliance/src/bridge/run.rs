@@ -63,6 +63,8 @@ pub struct PortCounters {
     /// Forwarded uninspected: an exception host.
     pub exempt: AtomicU64,
     pub runt: AtomicU64,
+    /// Longer than a receive slot (9,216 bytes): dropped.
+    pub oversize: AtomicU64,
     pub tx_errors: AtomicU64,
 }
 
@@ -179,7 +181,7 @@ impl Bridge {
                     "rx_errors": ld(&c.rx_errors), "to_workers": ld(&c.to_workers), "same_port": ld(&c.same_port),
                     "flooded": ld(&c.flooded), "isolated_drops": ld(&c.isolated_drops),
                     "bypass_stalled": ld(&c.bypass_stalled), "bypass_full": ld(&c.bypass_full),
-                    "fail_closed_drops": ld(&c.fail_closed_drops), "exempt": ld(&c.exempt), "runt": ld(&c.runt),
+                    "fail_closed_drops": ld(&c.fail_closed_drops), "exempt": ld(&c.exempt), "runt": ld(&c.runt), "oversize": ld(&c.oversize),
                     "tx_errors": ld(&c.tx_errors),
                 })
             })
@@ -429,7 +431,7 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
         c.rx.fetch_add(n as u64, Ordering::Relaxed);
         for i in 0..n {
             let Some(frame) = batch.frame(i) else {
-                c.runt.fetch_add(1, Ordering::Relaxed);
+                c.oversize.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             c.rx_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);

@@ -173,6 +173,11 @@ impl FileEngine {
         self
     }
 
+    /// Some file hash is excepted.
+    pub fn has_exceptions(&self) -> bool {
+        !self.allowed.is_empty()
+    }
+
     pub fn hash_list(&self) -> Option<&HashList> {
         self.hashes.as_deref()
     }

@@ -389,7 +389,14 @@ impl Worker {
         }
         // files whose verdict is known: fileinfo; a bad one alerts and, in prevent mode,
         // the packet that would complete it is dropped — the file never arrives whole
-        if flow.app.is_some() && file_verdicts(flow, self.cfg.prevent, &mut self.file_events) {
+        if flow.app.is_some()
+            && file_verdicts(
+                flow,
+                self.cfg.prevent,
+                early_file_verdicts(self.cfg.prevent, self.files.as_ref()),
+                &mut self.file_events,
+            )
+        {
             let fc = flow_ctx(Some(flow));
             let blocked = self.cfg.prevent;
             for (bad, meta) in self.file_events.drain(..) {
@@ -608,7 +615,12 @@ impl Worker {
             app.closing(false);
         }
         if f.app.is_some() && !f.dropped {
-            file_verdicts(&mut f, self.cfg.prevent, &mut self.file_events);
+            file_verdicts(
+                &mut f,
+                self.cfg.prevent,
+                early_file_verdicts(self.cfg.prevent, self.files.as_ref()),
+                &mut self.file_events,
+            );
             for (bad, meta) in self.file_events.drain(..) {
                 if bad {
                     // the flow is over: nothing left to hold back, the alert remains
@@ -850,15 +862,26 @@ fn classify_names(lists: &Lists, flow: &mut Flow) -> bool {
 
 /// Collect the file verdicts that became known on the flow's transactions as events
 /// (bad?, fields); true when one of them is bad.
-fn file_verdicts(flow: &mut Flow, prevent: bool, events: &mut Vec<(bool, EventMeta)>) -> bool {
+/// Whether a signature hit ends a file at once (prevent mode without hash exceptions).
+fn early_file_verdicts(prevent: bool, files: Option<&crate::file::FileEngine>) -> bool {
+    prevent && files.is_none_or(|f| !f.has_exceptions())
+}
+
+fn file_verdicts(
+    flow: &mut Flow,
+    prevent: bool,
+    early: bool,
+    events: &mut Vec<(bool, EventMeta)>,
+) -> bool {
     let Some(mut app) = flow.app.take() else {
         return false;
     };
     let mut any_bad = false;
     for i in 0..app.txs().len() {
         // prevent mode acts on a signature at once (the rest is never delivered); detect
-        // mode waits for the end of the file and reports its exact hash
-        if prevent {
+        // mode — and prevent mode with hash exceptions, which need the whole file's hash —
+        // waits for the end of the file (whose last segment is then held back)
+        if early {
             app.txs_mut()[i].end_files_with_hits();
         }
         let tx = &app.txs()[i];
