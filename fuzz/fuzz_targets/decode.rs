@@ -154,7 +154,7 @@ fuzz_target!(|data: &[u8]| {
         hosts: vec![HostId::Ip("198.18.0.10".parse().unwrap()), HostId::Mac([2, 0, 0, 0, 0, 0x10])],
         allow: vec![AllowEntry::parse("198.18.0.1:53").unwrap()],
     };
-    let switch = Switch::new(4, 3, 300, isolated, vec!["198.18.0.11".parse().unwrap()]);
+    let switch = Switch::new(4, 0b1110, 3, 300, isolated, vec!["198.18.0.11".parse().unwrap()]);
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for (cnt, (dt, frame)) in frames(rest).enumerate() {
         ts_us += clock_step_us(dt);

@@ -26,10 +26,12 @@ pub struct Control {
 impl Control {
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // wake the accept loop
-        let _ = UnixStream::connect(&self.path);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        // wake the accept loop; if it cannot be reached (the file was removed) it is left
+        // blocked: the process is ending
+        if UnixStream::connect(&self.path).is_ok() {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
         }
         let _ = std::fs::remove_file(&self.path);
     }

@@ -44,7 +44,10 @@ impl Fdb {
     }
 
     fn age(&self, now: u64, t: u64) -> u64 {
-        (now.wrapping_sub(t)) & TIME_MASK
+        // another thread may have stored a second later than this thread's clock: an
+        // age just below the wrap is such a fresh entry, not an old one
+        let a = (now.wrapping_sub(t)) & TIME_MASK;
+        if a > 4000 { 0 } else { a }
     }
 
     /// `mac` was heard on `port` (0..15) at `now_secs`. Multicast sources are ignored.

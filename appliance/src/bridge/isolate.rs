@@ -144,25 +144,32 @@ impl Isolation {
 
     /// Isolate a host (no change if it already is). Returns whether it was new.
     pub fn isolate(&self, h: HostId) -> bool {
-        let mut s = (*self.set.load_full()).clone();
-        if s.hosts.contains(&h) {
-            return false;
-        }
-        s.hosts.push(h);
-        self.set.store(Arc::new(s));
+        let mut new = false;
+        self.set.rcu(|cur| {
+            let mut s = (**cur).clone();
+            new = !s.hosts.contains(&h);
+            if new {
+                s.hosts.push(h);
+            }
+            s
+        });
         self.any.store(true, Ordering::Relaxed);
-        true
+        new
     }
 
     /// Release a host. Returns whether it was isolated.
     pub fn release(&self, h: HostId) -> bool {
-        let mut s = (*self.set.load_full()).clone();
-        let before = s.hosts.len();
-        s.hosts.retain(|x| *x != h);
-        let changed = s.hosts.len() != before;
-        self.any.store(!s.hosts.is_empty(), Ordering::Relaxed);
-        self.set.store(Arc::new(s));
-        changed
+        let mut was = false;
+        self.set.rcu(|cur| {
+            let mut s = (**cur).clone();
+            let before = s.hosts.len();
+            s.hosts.retain(|x| *x != h);
+            was = s.hosts.len() != before;
+            s
+        });
+        self.any
+            .store(!self.set.load().hosts.is_empty(), Ordering::Relaxed);
+        was
     }
 }
 

@@ -55,13 +55,9 @@ fn setopt(fd: i32, level: libc::c_int, opt: libc::c_int, val: libc::c_int) -> io
 
 fn raw_socket(name: &str) -> Result<i32, PortError> {
     // SAFETY: plain socket(2) call.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW,
-            (libc::ETH_P_ALL as u16).to_be() as libc::c_int,
-        )
-    };
+    // protocol 0: nothing is captured until pnet binds the socket to its interface (with
+    // ETH_P_ALL); a socket made with ETH_P_ALL would capture every interface until then
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
     if fd == -1 {
         return Err(PortError::Socket {
             name: name.into(),
@@ -308,6 +304,10 @@ impl TxQueue {
     }
     pub fn is_empty(&self) -> bool {
         self.iov.is_empty()
+    }
+    /// Forget the queued frames unsent.
+    pub fn clear(&mut self) {
+        self.iov.clear();
     }
 }
 

@@ -114,8 +114,11 @@ pub struct Bridge {
 /// Set by SIGINT / SIGTERM.
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(sig: libc::c_int) {
     SIGNALLED.store(true, Ordering::Relaxed);
+    // a second signal ends the process at once, should shutting down hang
+    // SAFETY: signal(2) is async-signal-safe.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
 }
 
 fn install_signals() {
@@ -150,7 +153,8 @@ impl Bridge {
     pub fn hook_stall(&self, w: usize, ms: u64) -> bool {
         match self.workers.get(w) {
             Some(s) => {
-                s.stall_until.store(self.now_ms() + ms, Ordering::Relaxed);
+                s.stall_until
+                    .store(self.now_ms() + ms.min(60_000), Ordering::Relaxed);
                 true
             }
             None => false,
@@ -250,6 +254,11 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
         name: cfg.name.clone(),
         switch: Switch::new(
             ports.len(),
+            ports
+                .iter()
+                .enumerate()
+                .filter(|(_, (r, _))| r.internal())
+                .fold(0, |m, (i, _)| m | 1 << i),
             nworkers,
             cfg.bridge.mac_ageing_secs,
             iso,
@@ -336,8 +345,17 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
     for t in rx_threads {
         let _ = t.join();
     }
+    // a worker stuck inside the pipeline (what the watchdog reports) is not waited for
+    let deadline = Instant::now() + Duration::from_secs(5);
     for t in threads {
-        let _ = t.join();
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            tracing::warn!("an inspection worker did not finish; leaving it");
+        }
     }
     let _ = wd.join();
     if let Some(c) = ctl {
@@ -394,6 +412,11 @@ impl Txs {
             }
         }
         failed
+    }
+
+    /// Forget every queued send.
+    fn clear(&mut self) {
+        self.queues.iter_mut().for_each(TxQueue::clear);
     }
 
     /// Send one frame now on every port in `mask`.
@@ -528,6 +551,8 @@ fn worker_thread(b: &Bridge, w: usize, engine: Engine, mut txs: Txs, events: Sen
         a: Vec::with_capacity(2048),
         b: Vec::with_capacity(2048),
     };
+    // owned here, not by the loop: a panic must not free buffers that sends point into
+    let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     loop {
         let mut worker = match new_worker(&engine) {
             Ok(wk) => wk,
@@ -538,7 +563,15 @@ fn worker_thread(b: &Bridge, w: usize, engine: Engine, mut txs: Txs, events: Sen
             }
         };
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            worker_loop(b, slot, &mut worker, &mut txs, &events, &mut inj)
+            worker_loop(
+                b,
+                slot,
+                &mut worker,
+                &mut txs,
+                &events,
+                &mut inj,
+                &mut batch,
+            )
         }));
         match r {
             Ok(()) => {
@@ -553,8 +586,14 @@ fn worker_thread(b: &Bridge, w: usize, engine: Engine, mut txs: Txs, events: Sen
                 return;
             }
             Err(_) => {
+                // queued sends point into the batch's buffers: forget them, then give the
+                // buffers back (the frames of the batch are lost)
+                txs.clear();
+                slot.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for job in batch.drain(..) {
+                    let _ = b.pools[usize::from(job.in_port)].0.try_send(job.buf);
+                }
                 slot.restarts.fetch_add(1, Ordering::Relaxed);
-                slot.lost.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
                     worker = w,
                     "inspection worker panicked; restarted with an empty flow table"
@@ -578,11 +617,11 @@ fn worker_loop(
     txs: &mut Txs,
     events: &Sender<Vec<Record>>,
     inj: &mut Injector,
+    batch: &mut Vec<Job>,
 ) {
     let mut records: Vec<Record> = Vec::new();
     let mut cnt = 0u64;
     let mut last_counters = Instant::now();
-    let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     loop {
         let now = b.now_ms();
         slot.heartbeat.store(now, Ordering::Relaxed);
@@ -620,7 +659,7 @@ fn worker_loop(
             }
         }
         let ts = wall_us();
-        for job in &batch {
+        for job in batch.iter() {
             if b.test_hooks && slot.panic_now.swap(false, Ordering::Relaxed) {
                 panic!("test hook: worker panic");
             }
@@ -663,9 +702,15 @@ fn act(b: &Bridge, slot: &WorkerSlot, block: &Block, job: &Job, txs: &Txs, inj: 
     if !block_frames(block, &job.buf, &b.name, &mut inj.a, &mut inj.b) {
         return;
     }
-    let mut e = txs.send_now(back, &inj.a);
-    e += txs.send_now(job.out_mask, &inj.b);
-    slot.injected.fetch_add(2, Ordering::Relaxed);
+    let mut e = 0;
+    for (mask, f) in [(back, &inj.a), (job.out_mask, &inj.b)] {
+        if !f.is_empty() {
+            let failed = txs.send_now(mask, f);
+            e += failed;
+            slot.injected
+                .fetch_add(u64::from(failed == 0), Ordering::Relaxed);
+        }
+    }
     if e > 0 {
         slot.tx_errors.fetch_add(e, Ordering::Relaxed);
     }
@@ -681,15 +726,36 @@ pub fn block_frames(
     a: &mut Vec<u8>,
     b: &mut Vec<u8>,
 ) -> bool {
+    a.clear();
+    b.clear();
+    // a reset is never answered with a reset (RFC 9293); dropping it is enough
+    if is_rst(frame) {
+        return false;
+    }
     match block {
         Block::None | Block::Drop => false,
         Block::Reset => inject::resets(frame, a, b).is_ok(),
         Block::Page { host, category } => {
-            // the client gets the page; the server a reset (the reset to the client is not sent)
+            if inject::resets(frame, a, b).is_err() {
+                return false;
+            }
+            // the client gets the page instead of its reset; without a page it keeps the reset
             let html = inject::block_page_html(host, category, appliance);
-            inject::resets(frame, a, b).is_ok() && inject::block_page(frame, &html, a).is_ok()
+            let mut page = Vec::new();
+            if inject::block_page(frame, &html, &mut page).is_ok() {
+                *a = page;
+            }
+            true
         }
     }
+}
+
+/// The frame is a TCP segment with RST set.
+fn is_rst(frame: &[u8]) -> bool {
+    matches!(
+        etherparse::SlicedPacket::from_ethernet(frame).map(|p| p.transport),
+        Ok(Some(etherparse::TransportSlice::Tcp(t))) if t.rst()
+    )
 }
 
 fn watchdog(b: &Bridge) {

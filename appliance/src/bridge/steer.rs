@@ -2,9 +2,11 @@
 //! addresses and ports, and a symmetric hash so both directions of a flow meet the same
 //! worker.
 //!
-//! TCP is hashed on its 5-tuple; everything else (UDP, ICMP, IP fragments) on the address
-//! pair and protocol, so that fragments of one datagram — which carry no ports after the
-//! first — and the unfragmented packets of the same conversation stay together.
+//! The hash covers the address pair, protocol and VLAN — not the ports: fragments carry no
+//! ports after the first, and a segment sent as fragments (or behind more extension
+//! headers than are read here) must meet the same worker as the rest of its flow, or a
+//! blocked flow could be continued past inspection on another worker. The price is that
+//! all conversations of one host pair share a worker.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -84,8 +86,16 @@ pub fn frame_key(frame: &[u8]) -> FrameKey {
             if !k.fragment {
                 let l4 = ip.get(o..).unwrap_or(&[]);
                 ports(&mut k, l4);
-                // ICMPv6 router/neighbour solicitation/advertisement, redirect
-                if nh == 58 && l4.first().is_some_and(|t| (133..=137).contains(t)) {
+                // ICMPv6 router/neighbour solicitation/advertisement, redirect: only as
+                // RFC 4861 sends them (hop limit 255, to a link-local or link-scope
+                // multicast address), so they cannot carry traffic elsewhere
+                let link_scope = (ip[24] == 0xfe && ip[25] & 0xc0 == 0x80)
+                    || (ip[24] == 0xff && ip[25] & 0x0f == 2);
+                if nh == 58
+                    && ip[7] == 255
+                    && link_scope
+                    && l4.first().is_some_and(|t| (133..=137).contains(t))
+                {
                     k.link_control = true;
                 }
             }
@@ -125,15 +135,8 @@ pub fn symmetric_hash(k: &FrameKey) -> u64 {
     h = mix(h, (lo >> 64) as u64);
     h = mix(h, hi as u64);
     h = mix(h, (hi >> 64) as u64);
-    h = mix(h, u64::from(k.proto) | u64::from(k.vlan) << 8);
-    if k.proto == 6 && !k.fragment {
-        let (p, q) = if k.sport <= k.dport {
-            (k.sport, k.dport)
-        } else {
-            (k.dport, k.sport)
-        };
-        h = mix(h, u64::from(p) << 16 | u64::from(q));
-    }
+    // not the protocol either: it is what an unread extension header hides
+    h = mix(h, u64::from(k.vlan));
     h
 }
 
@@ -157,8 +160,11 @@ mod tests {
         assert_eq!(a.sport, 40000);
         assert_eq!(a.dst, Some("198.18.0.80".parse().unwrap()));
         assert_eq!(symmetric_hash(&a), symmetric_hash(&b));
+        // another conversation of the same pair meets the same worker; another pair not
         let c = frame_key(&tcp4([198, 18, 0, 10], [198, 18, 0, 80], 40001, 80));
-        assert_ne!(symmetric_hash(&a), symmetric_hash(&c));
+        assert_eq!(symmetric_hash(&a), symmetric_hash(&c));
+        let d = frame_key(&tcp4([198, 18, 0, 11], [198, 18, 0, 80], 40000, 80));
+        assert_ne!(symmetric_hash(&a), symmetric_hash(&d));
     }
 
     #[test]

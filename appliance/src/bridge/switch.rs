@@ -34,13 +34,17 @@ pub struct Switch {
     pub fdb: Fdb,
     pub isolation: Isolation,
     exempt_hosts: Vec<IpAddr>,
+    /// Ports on the office side (LAN, SSIDs): exceptions name hosts there.
+    internal: u16,
     nports: usize,
     nworkers: usize,
 }
 
 impl Switch {
+    /// `internal`: bit i set when port i is on the office side.
     pub fn new(
         nports: usize,
+        internal: u16,
         nworkers: usize,
         ageing_secs: u32,
         isolation: IsolationSet,
@@ -50,6 +54,7 @@ impl Switch {
             fdb: Fdb::new(16_384, ageing_secs),
             isolation: Isolation::new(isolation),
             exempt_hosts,
+            internal,
             nports: nports.clamp(1, 15),
             nworkers: nworkers.max(1),
         }
@@ -86,13 +91,15 @@ impl Switch {
         if self.isolation.active() && !self.isolation.snapshot().permits(&src, &dst, &key) {
             return Decision::Isolated;
         }
-        if !self.exempt_hosts.is_empty()
-            && [key.src, key.dst]
-                .iter()
-                .flatten()
-                .any(|ip| self.exempt_hosts.contains(ip))
-        {
-            return Decision::Exempt { mask };
+        // an exception host counts only where it lives: a frame claiming its address
+        // from the WAN side is inspected like any other
+        if !self.exempt_hosts.is_empty() {
+            let exempt = |ip: Option<IpAddr>| ip.is_some_and(|ip| self.exempt_hosts.contains(&ip));
+            let from_inside = self.internal & (1 << in_port) != 0;
+            let to_inside = mask & !self.internal == 0;
+            if (from_inside && exempt(key.src)) || (to_inside && exempt(key.dst)) {
+                return Decision::Exempt { mask };
+            }
         }
         let worker = (steer::symmetric_hash(&key) % self.nworkers as u64) as usize;
         Decision::Inspect {
@@ -119,7 +126,7 @@ mod tests {
 
     #[test]
     fn learns_floods_and_forwards() {
-        let sw = Switch::new(4, 3, 300, IsolationSet::default(), vec![]);
+        let sw = Switch::new(4, 0b1110, 3, 300, IsolationSet::default(), vec![]);
         let (a, b) = ([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb]);
         // unknown destination: flooded to every other port
         let d = sw.decide(1, &frame(a, b, [198, 18, 0, 10], [198, 18, 0, 80]), 1);
@@ -160,7 +167,7 @@ mod tests {
             hosts: vec![HostId::Ip("198.18.0.10".parse().unwrap())],
             allow: vec![],
         };
-        let sw = Switch::new(2, 1, 300, iso, vec!["198.18.0.11".parse().unwrap()]);
+        let sw = Switch::new(2, 0b10, 1, 300, iso, vec!["198.18.0.11".parse().unwrap()]);
         assert_eq!(
             sw.decide(
                 1,
@@ -177,5 +184,14 @@ mod tests {
             ),
             Decision::Exempt { mask: 1 }
         );
+        // the exempt address claimed from the WAN port toward the WAN side is inspected
+        assert!(matches!(
+            sw.decide(
+                0,
+                &frame([8; 6], [10; 6], [198, 18, 0, 11], [198, 18, 0, 80]),
+                1
+            ),
+            Decision::Inspect { .. }
+        ));
     }
 }

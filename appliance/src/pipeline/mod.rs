@@ -157,6 +157,8 @@ pub struct Worker {
     file_events: Vec<(bool, EventMeta)>,
     /// Why the last frame was blocked (set when `process` returns false).
     pub block: Block,
+    /// Time of the newest frame seen (a traffic summary is never dated later).
+    newest_us: u64,
 }
 
 impl Worker {
@@ -180,6 +182,7 @@ impl Worker {
             files: None,
             file_events: Vec::new(),
             block: Block::None,
+            newest_us: 0,
             cfg,
         })
     }
@@ -224,6 +227,7 @@ impl Worker {
         if self.block != Block::None {
             self.block = Block::None;
         }
+        self.newest_us = self.newest_us.max(ts_us);
         let mut p = decode::decode(linktype, frame);
         if p.frag.is_none() {
             return self.handle(&p, ts_us, pcap_cnt, out);
@@ -755,7 +759,11 @@ impl Worker {
         let mut sums = Vec::new();
         self.traffic.drain(before_us, &mut sums);
         for (host, bucket, meta) in sums {
-            let ts = (bucket + crate::classify::BUCKET_SECS) * 1_000_000;
+            // the bucket's end, or the newest frame when the bucket is cut short (end of
+            // input): a summary is never dated in the future
+            let start = bucket * 1_000_000;
+            let ts = ((bucket + crate::classify::BUCKET_SECS) * 1_000_000)
+                .min(self.newest_us.max(start));
             out.push(Record {
                 kind: RecordKind::Traffic,
                 ts_us: ts,
