@@ -7,6 +7,41 @@ use mimamori_tests::lab::{self, Lab, Ran};
 use serde_json::Value;
 
 const C2_SID: u64 = 9_100_001;
+
+/// Sends (`send`) or waits for (`recv`) an 802.1Q-tagged frame (VLAN 100) on eth0, reading
+/// the tag from the frame or from the kernel's auxiliary data; exit 0 when it arrived tagged.
+const VLAN_PY: &str = r#"import socket, struct, sys, time
+ETH_P_ALL = 3
+mode = sys.argv[1]
+if mode == "send":
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind(("eth0", 0))
+    src = open("/sys/class/net/eth0/address").read().strip()
+    mac = bytes.fromhex(src.replace(":", ""))
+    frame = b"\xff" * 6 + mac + struct.pack("!HHH", 0x8100, 100, 0x88B5) + b"mimamori-vlan-test".ljust(46, b"\0")
+    for _ in range(5):
+        s.send(frame); time.sleep(0.1)
+else:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.bind(("eth0", 0))
+    s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA
+    s.settimeout(5)
+    end = time.time() + 5
+    while time.time() < end:
+        data, anc, _, _ = s.recvmsg(2048, socket.CMSG_SPACE(20))
+        if b"mimamori-vlan-test" not in data:
+            continue
+        vid = None
+        if data[12:14] == b"\x81\x00":
+            vid = struct.unpack("!H", data[14:16])[0] & 0xfff
+        for lvl, typ, d in anc:
+            if lvl == 263 and typ == 8:
+                st, ln, sn, mac, net, tci, tpid = struct.unpack("IIIHHHH", d[:20])
+                if st & 0x10:
+                    vid = tci & 0xfff
+        print("vid", vid); sys.exit(0 if vid == 100 else 1)
+    print("not received"); sys.exit(2)
+"#;
 const CATEGORY_SID: u64 = 9_000_001;
 const FILE_SID: u64 = 9_000_002;
 
@@ -114,6 +149,30 @@ fn prevent_mode_on_the_wire() {
             );
         }
     }
+    // a VLAN-tagged frame crosses with its tag (the kernel strips it on receive)
+    let py = lab.dir.join("vlan.py");
+    std::fs::write(&py, VLAN_PY).expect("writing vlan.py");
+    let py = py.display().to_string();
+    let rx = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{}-inet", lab.prefix),
+            "python3",
+            &py,
+            "recv",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("vlan receiver");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lab.exec("lan", &["python3", &py, "send"]).code, 0);
+    let out = rx.wait_with_output().expect("vlan receiver");
+    assert!(
+        out.status.success(),
+        "the VLAN tag did not survive the bridge: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let eve = lab.eve();
     for (sid, what) in [
         (C2_SID, "C2 rule"),

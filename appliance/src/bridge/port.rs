@@ -129,6 +129,14 @@ pub fn open_rx(name: &str) -> Result<RxPort, PortError> {
     // room for bursts while a worker is busy
     let _ = setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
         .or_else(|_| setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20));
+    // VLAN tags the kernel strips on receive come back as auxiliary data
+    if let Err(e) = setopt(fd, libc::SOL_PACKET, PACKET_AUXDATA, 1) {
+        close(fd);
+        return Err(PortError::Socket {
+            name: name.into(),
+            source: e,
+        });
+    }
     disable_offloads(name);
     Ok(RxPort {
         fd,
@@ -184,17 +192,30 @@ pub const SLOT: usize = 9_216;
 /// Receive buffers for one port: up to [`RX_BATCH`] frames per call.
 pub struct RxBatch {
     bufs: Box<[u8]>,
+    /// Frame i is `bufs[i * SLOT + starts[i]..][..lens[i]]`: frames are read
+    /// [`HEADROOM`] bytes into their slot so a VLAN tag the kernel took off can be put back.
+    starts: [usize; RX_BATCH],
     lens: [usize; RX_BATCH],
     truncated: [bool; RX_BATCH],
+    /// Control messages (`PACKET_AUXDATA`) per frame.
+    ctrl: Box<[[u64; 8]; RX_BATCH]>,
     n: usize,
 }
+
+/// Room before each received frame for a VLAN tag.
+const HEADROOM: usize = 4;
+const PACKET_AUXDATA: libc::c_int = 8;
+const TP_STATUS_VLAN_VALID: u32 = 0x10;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
 
 impl Default for RxBatch {
     fn default() -> Self {
         RxBatch {
             bufs: vec![0u8; SLOT * RX_BATCH].into_boxed_slice(),
+            starts: [HEADROOM; RX_BATCH],
             lens: [0; RX_BATCH],
             truncated: [false; RX_BATCH],
+            ctrl: Box::new([[0u64; 8]; RX_BATCH]),
             n: 0,
         }
     }
@@ -209,7 +230,8 @@ impl RxBatch {
     }
     /// Frame `i` of the last read, `None` if it was longer than a slot.
     pub fn frame(&self, i: usize) -> Option<&[u8]> {
-        (!self.truncated[i]).then(|| &self.bufs[i * SLOT..i * SLOT + self.lens[i]])
+        let s = i * SLOT + self.starts[i];
+        (!self.truncated[i]).then(|| &self.bufs[s..s + self.lens[i]])
     }
 }
 
@@ -246,11 +268,13 @@ impl RxPort {
         for i in 0..RX_BATCH {
             // SAFETY: slot i lies inside bufs (SLOT * RX_BATCH bytes).
             iov[i] = libc::iovec {
-                iov_base: unsafe { base.add(i * SLOT) }.cast(),
-                iov_len: SLOT,
+                iov_base: unsafe { base.add(i * SLOT + HEADROOM) }.cast(),
+                iov_len: SLOT - HEADROOM,
             };
             msgs[i].msg_hdr.msg_iov = &mut iov[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_control = batch.ctrl[i].as_mut_ptr().cast();
+            msgs[i].msg_hdr.msg_controllen = std::mem::size_of::<[u64; 8]>() as _;
         }
         // SAFETY: RX_BATCH headers, each with one iovec into a live buffer.
         let n = unsafe {
@@ -276,12 +300,51 @@ impl RxPort {
         let n = n as usize;
         for i in 0..n {
             let len = msgs[i].msg_len as usize;
-            batch.truncated[i] = len > SLOT || msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            batch.lens[i] = len.min(SLOT);
+            batch.truncated[i] =
+                len > SLOT - HEADROOM || msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            batch.lens[i] = len.min(SLOT - HEADROOM);
+            batch.starts[i] = HEADROOM;
+            // the kernel may have taken the outer VLAN tag off into the auxiliary data
+            if let Some((tpid, tci)) = vlan_of(&msgs[i].msg_hdr) {
+                if batch.lens[i] >= 12 && !batch.truncated[i] {
+                    let s = i * SLOT;
+                    batch.bufs.copy_within(s + HEADROOM..s + HEADROOM + 12, s);
+                    batch.bufs[s + 12..s + 14].copy_from_slice(&tpid.to_be_bytes());
+                    batch.bufs[s + 14..s + 16].copy_from_slice(&tci.to_be_bytes());
+                    batch.starts[i] = 0;
+                    batch.lens[i] += HEADROOM;
+                }
+            }
         }
         batch.n = n;
         Ok(n)
     }
+}
+
+/// The VLAN tag the kernel stripped from a received frame, if any: (TPID, TCI).
+fn vlan_of(h: &libc::msghdr) -> Option<(u16, u16)> {
+    // SAFETY: the header's control buffer was filled by recvmmsg; the CMSG macros walk
+    // it within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
+                let aux =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::tpacket_auxdata>());
+                if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
+                    let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                        aux.tp_vlan_tpid
+                    } else {
+                        0x8100
+                    };
+                    return Some((tpid, aux.tp_vlan_tci));
+                }
+                return None;
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
 }
 
 /// Frames waiting to be sent on one port (pointers into buffers the caller keeps alive
