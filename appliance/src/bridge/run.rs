@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded, unbounded};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 use rules::compile::Ruleset;
 
 use super::config::{Config, Mode, Role};
@@ -30,6 +30,8 @@ const LINKTYPE_ETHERNET: u32 = 1;
 const BATCH: usize = 64;
 /// How long an idle worker polls its queue before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
+/// Batches of events queued for the writer.
+const EVENT_BATCHES: usize = 16_384;
 /// Pool buffers per port (frames in flight from that port).
 const POOL: usize = 8192;
 
@@ -85,6 +87,8 @@ pub struct WorkerSlot {
     pub injected: AtomicU64,
     /// Frames lost inside a worker that panicked.
     pub lost: AtomicU64,
+    /// Events not written because the event writer was behind.
+    pub events_dropped: AtomicU64,
     /// A copy of the pipeline's counters, refreshed about once a second.
     pub counters: Mutex<WorkerCounters>,
 }
@@ -199,7 +203,7 @@ impl Bridge {
                     "stalled": w.stalled.load(Ordering::Relaxed), "restarts": ld(&w.restarts), "stalls": ld(&w.stalls),
                     "queued": w.queue.len(), "packets": c.packets, "bytes": c.bytes, "alerts": c.alerts,
                     "drops": c.drops + c.flow_dropped_packets, "injected": ld(&w.injected), "tx_errors": ld(&w.tx_errors),
-                    "lost": ld(&w.lost), "bad_files": c.bad_files, "category_blocks": c.category_blocks,
+                    "events_dropped": ld(&w.events_dropped), "lost": ld(&w.lost), "bad_files": c.bad_files, "category_blocks": c.category_blocks,
                 })
             })
             .collect();
@@ -238,6 +242,7 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
             tx_errors: AtomicU64::new(0),
             injected: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
             counters: Mutex::new(WorkerCounters::default()),
         });
     }
@@ -289,7 +294,9 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
     }
 
     // events
-    let (ev_tx, ev_rx) = unbounded::<Vec<Record>>();
+    // bounded: a writer that cannot keep up (a slow disk, an alert flood) costs events,
+    // counted, never memory without bound or a blocked worker
+    let (ev_tx, ev_rx) = bounded::<Vec<Record>>(EVENT_BATCHES);
     let eve_path = cfg.output.eve.clone();
     let rs = Arc::clone(&engine.ruleset);
     let classes = engine.classes.clone();
@@ -684,7 +691,12 @@ fn worker_loop(
             let _ = b.pools[usize::from(job.in_port)].0.try_send(job.buf);
         }
         if !records.is_empty() {
-            let _ = events.send(std::mem::take(&mut records));
+            if let Err(TrySendError::Full(lost) | TrySendError::Disconnected(lost)) =
+                events.try_send(std::mem::take(&mut records))
+            {
+                slot.events_dropped
+                    .fetch_add(lost.len() as u64, Ordering::Relaxed);
+            }
         }
         if last_counters.elapsed() >= Duration::from_secs(1) {
             last_counters = Instant::now();
