@@ -45,6 +45,9 @@ pub struct Config {
     /// Path of a scoring policy TOML replacing the built-in default (SPEC §5.2).
     #[serde(default)]
     pub scoring_policy: Option<PathBuf>,
+    /// The portal's address as customers reach it (named in account mails).
+    #[serde(default)]
+    pub portal_url: Option<String>,
 }
 
 fn default_tz() -> String {
@@ -325,6 +328,13 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The portal's address for mails (`portal_url`, default a local one).
+    pub fn portal_url(&self) -> String {
+        self.portal_url
+            .clone()
+            .unwrap_or_else(|| "https://localhost:8443/".into())
     }
 
     /// UTC offset of the configured time zone, in seconds.

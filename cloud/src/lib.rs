@@ -12,6 +12,7 @@ pub mod heartbeat;
 pub mod identity;
 pub mod ingest;
 pub mod notify;
+pub mod portal;
 pub mod score;
 pub mod serve;
 pub mod store;

@@ -112,6 +112,42 @@ impl Drop for Smtp {
     }
 }
 
+/// The decoded text body of a mail (base64, quoted-printable or plain).
+fn body_of(mail: &str) -> String {
+    let (head, rest) = mail
+        .split_once("\r\n\r\n")
+        .or_else(|| mail.split_once("\n\n"))
+        .unwrap_or((mail, ""));
+    let head = head.to_ascii_lowercase();
+    if head.contains("content-transfer-encoding: base64") {
+        use base64::Engine;
+        let joined: String = rest.split_whitespace().collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(joined)
+            .unwrap_or_default();
+        return String::from_utf8_lossy(&bytes).into_owned();
+    }
+    if head.contains("content-transfer-encoding: quoted-printable") {
+        let text = rest.replace("=\r\n", "").replace("=\n", "");
+        let b = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'=' && i + 2 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        return String::from_utf8_lossy(&out).into_owned();
+    }
+    rest.to_string()
+}
+
 /// Decoded `Subject:` of a mail (RFC 2047 base64 or quoted-printable UTF-8 words).
 fn subject(mail: &str) -> String {
     let mut lines = mail.lines().skip_while(|l| !l.starts_with("Subject:"));
@@ -700,4 +736,89 @@ fn garbage_on_the_ingest_port_does_not_disturb_other_devices() {
     drop(junk);
     // and the service is still up
     assert!(c.admin(&["ops", "status"])["alerts"].as_u64().unwrap() as usize == produced);
+}
+
+#[test]
+fn portal_user_gets_a_temporary_password_by_mail() {
+    let dir = tempdir("cloud-user");
+    let smtp = Smtp::start(&dir.join("mail"), free_port());
+    let c = Cloud::start(
+        &dir,
+        smtp.port,
+        "startup_grace = \"1h\"\nmail_retry_min = \"1s\"",
+    );
+    let (cid, _, _) = provision(&c, &["it@example.com"]);
+    let cid = cid.to_string();
+    let u = c.admin(&[
+        "user",
+        "add",
+        "--contract",
+        &cid,
+        "--email",
+        "Owner@Example.com",
+    ]);
+    assert_eq!(u["email"], "owner@example.com");
+    assert_eq!(u["must_change_password"], true);
+    assert_eq!(u["mfa"], false);
+    // the same address again, a bad address, an unknown contract: refused with the reason
+    let e = c.admin_err(&[
+        "user",
+        "add",
+        "--contract",
+        &cid,
+        "--email",
+        "owner@example.com",
+    ]);
+    assert!(e.contains("exists already"), "{e}");
+    let e = c.admin_err(&[
+        "user",
+        "add",
+        "--contract",
+        &cid,
+        "--email",
+        "not-an-address",
+    ]);
+    assert!(e.contains("not-an-address"), "{e}");
+    let e = c.admin_err(&[
+        "user",
+        "add",
+        "--contract",
+        "999",
+        "--email",
+        "x@example.com",
+    ]);
+    assert!(e.contains("999"), "{e}");
+    // operators can add more users to a contract
+    c.admin(&[
+        "user",
+        "add",
+        "--contract",
+        &cid,
+        "--email",
+        "staff@example.com",
+    ]);
+    let list = c.admin(&["user", "list", "--contract", &cid]);
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+    wait_for("the account mails", Duration::from_secs(30), || {
+        smtp.mails()
+            .iter()
+            .filter(|m| body_of(&m.1).contains("仮パスワード"))
+            .count()
+            >= 2
+    });
+    let mails = smtp.mails();
+    let m = mails
+        .iter()
+        .find(|m| m.0 == "owner@example.com")
+        .expect("mail to the new user");
+    let body = body_of(&m.1);
+    let temp = body
+        .lines()
+        .find_map(|l| l.strip_prefix("仮パスワード: "))
+        .map(str::trim);
+    let temp = temp.unwrap_or_else(|| panic!("no temporary password in the mail: {body}"));
+    assert_eq!(temp.len(), 16, "{temp}");
+    // the two users got different passwords
+    let other = mails.iter().find(|m| m.0 == "staff@example.com").expect("mail to the second user");
+    assert!(!body_of(&other.1).contains(temp), "two users share a temporary password");
 }

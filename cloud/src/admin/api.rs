@@ -76,6 +76,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/alerts/{id}/rerate", post(rerate))
         .route("/v1/alerts/{id}/resolve", post(resolve))
         .route("/v1/maintenance", get(list_notices).post(add_notice))
+        .route("/v1/users", get(list_users).post(add_user))
         .route("/v1/firmware", post(announce_firmware))
         .route("/v1/export", get(export))
         .route("/v1/ops/daily-check", post(daily_check))
@@ -582,6 +583,91 @@ pub struct NewNotice {
     ends: String,
     #[serde(default)]
     emergency: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    contract_id: u64,
+    email: String,
+}
+
+/// A portal user as the admin API shows it (no secrets).
+#[derive(Serialize)]
+pub struct UserView {
+    id: u64,
+    contract_id: u64,
+    email: String,
+    must_change_password: bool,
+    mfa: bool,
+    locked: bool,
+}
+
+impl UserView {
+    fn of(u: &crate::store::PortalUser, now: i64) -> UserView {
+        UserView {
+            id: u.id,
+            contract_id: u.contract_id,
+            email: u.email.clone(),
+            must_change_password: u.must_change_password,
+            mfa: u.totp_secret.is_some(),
+            locked: u.locked_until_ms > now,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UserQuery {
+    contract: u64,
+}
+
+async fn list_users(State(api): State<Api>, Query(q): Query<UserQuery>) -> R<Vec<UserView>> {
+    let now = api.app.now();
+    let users = api.app.store.read(|rx| rx.users_of(q.contract))?;
+    Ok(Json(users.iter().map(|u| UserView::of(u, now)).collect()))
+}
+
+/// A portal user for a contract: a temporary password is mailed to the address; the
+/// first login must change it.
+async fn add_user(State(api): State<Api>, Json(n): Json<NewUser>) -> R<UserView> {
+    let email = n.email.trim().to_ascii_lowercase();
+    notify::valid_address(&email).map_err(bad)?;
+    let now = api.app.now();
+    let temp = crate::portal::auth::temporary_password();
+    // argon2 is deliberately slow: off the async threads
+    let hash = {
+        let t = temp.clone();
+        tokio::task::spawn_blocking(move || crate::portal::auth::hash_password(&t))
+            .await
+            .map_err(|e| bad(e.to_string()))?
+            .map_err(|e| bad(e.to_string()))?
+    };
+    let portal = api.app.cfg.portal_url();
+    let user = api.app.store.write(|tx| {
+        let c = tx
+            .contract(n.contract_id)?
+            .ok_or_else(|| StoreError::NotFound(format!("contract {}", n.contract_id)))?;
+        if tx.user_by_email(&email)?.is_some() {
+            return Err(StoreError::Refused(format!("a portal user `{email}` exists already")));
+        }
+        let u = crate::store::PortalUser {
+            id: tx.next_id("user")?,
+            contract_id: c.id,
+            email: email.clone(),
+            password_hash: hash.clone(),
+            must_change_password: true,
+            created_ms: now,
+            ..Default::default()
+        };
+        tx.put_user(&u)?;
+        let body = format!(
+            "{name} 様\n\nMimamori ポータルのアカウントを作成しました。\n\nログイン URL: {portal}\nメールアドレス: {email}\n仮パスワード: {temp}\n\n初回ログイン時に新しいパスワードの設定と、認証アプリ（二要素認証）の登録をお願いします。\n仮パスワードは新しいパスワードを設定すると使えなくなります。\n\n---\nMimamori 見守りサービス",
+            name = c.name
+        );
+        notify::queue(tx, now, &email, "【Mimamori】ポータルアカウントのご案内", &body, "portal-user")?;
+        Ok(u)
+    })?;
+    Ok(Json(UserView::of(&user, now)))
 }
 
 async fn add_notice(State(api): State<Api>, Json(n): Json<NewNotice>) -> R<MaintenanceNotice> {

@@ -34,6 +34,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ContractCmd,
     },
+    /// Portal users of a contract: add (a temporary password is mailed), list.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
     /// Appliances: add (→ activation code), list, revoke.
     Device {
         #[command(subcommand)]
@@ -138,6 +143,23 @@ pub enum ContractCmd {
     /// End a contract: certificates revoked, customer data purged.
     End {
         id: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a portal user: a temporary password goes to the address by mail; the first
+    /// login must change it and enrol an authenticator app.
+    Add {
+        #[arg(long)]
+        contract: u64,
+        #[arg(long)]
+        email: String,
+    },
+    /// The portal users of a contract (no secrets shown).
+    List {
+        #[arg(long)]
+        contract: u64,
     },
 }
 
@@ -367,6 +389,17 @@ pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
             ContractCmd::Emails { id, emails } => print(&c.json(M::PUT, &format!("/v1/contracts/{id}/recipients"), Some(json!({"recipients": emails}))).await?, j, &[]),
             ContractCmd::Exceptions { id, exceptions } => print(&c.json(M::PUT, &format!("/v1/contracts/{id}/exceptions"), Some(json!({"exceptions": exceptions}))).await?, j, &[]),
             ContractCmd::End { id } => print(&c.json(M::POST, &format!("/v1/contracts/{id}/end"), None).await?, j, &[]),
+        },
+        Cmd::User { cmd } => match cmd {
+            UserCmd::Add { contract, email } => {
+                let v = c.json(M::POST, "/v1/users", Some(json!({"contract_id": contract, "email": email}))).await?;
+                print(&v, j, &[]);
+            }
+            UserCmd::List { contract } => print(
+                &c.json(M::GET, &format!("/v1/users?contract={contract}"), None).await?,
+                j,
+                &["id", "contract_id", "email", "must_change_password", "mfa", "locked"],
+            ),
         },
         Cmd::Device { cmd } => match cmd {
             DeviceCmd::Add { contract, name, count } => {

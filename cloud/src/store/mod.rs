@@ -56,6 +56,8 @@ const WINDOWS: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_windows"
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const NOTICES: TableDefinition<u64, &[u8]> = TableDefinition::new("maintenance");
 const DISPATCHES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dispatches");
+const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("portal_users");
+const USERS_BY_EMAIL: TableDefinition<&str, u64> = TableDefinition::new("portal_users_by_email");
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("store types serialize")
@@ -97,6 +99,8 @@ impl Store {
             t.open_table(OUTBOX)?;
             t.open_table(NOTICES)?;
             t.open_table(DISPATCHES)?;
+            t.open_table(USERS)?;
+            t.open_table(USERS_BY_EMAIL)?;
             Ok(())
         })?;
         Ok(s)
@@ -158,6 +162,28 @@ macro_rules! readers {
             }
             pub fn customers(&self) -> Result<Vec<Customer>> {
                 Ok(json_all!(self, CUSTOMERS, "customers"))
+            }
+            pub fn user(&self, id: u64) -> Result<Option<PortalUser>> {
+                Ok(json_get!(self, USERS, "portal_users", id))
+            }
+            /// The user with this e-mail address (any case).
+            pub fn user_by_email(&self, email: &str) -> Result<Option<PortalUser>> {
+                let id = {
+                    let t = self.0.open_table(USERS_BY_EMAIL)?;
+                    let r = t.get(email.to_ascii_lowercase().as_str())?;
+                    r.map(|v| v.value())
+                };
+                match id {
+                    Some(id) => self.user(id),
+                    None => Ok(None),
+                }
+            }
+            pub fn users_of(&self, contract: u64) -> Result<Vec<PortalUser>> {
+                let all: Vec<PortalUser> = json_all!(self, USERS, "portal_users");
+                Ok(all
+                    .into_iter()
+                    .filter(|u| u.contract_id == contract)
+                    .collect())
             }
             pub fn contract(&self, id: u64) -> Result<Option<Contract>> {
                 Ok(json_get!(self, CONTRACTS, "contracts", id))
@@ -267,6 +293,14 @@ impl Tx {
         let n = cur + 1;
         self.set_meta(&key, &n.to_be_bytes())?;
         Ok(n)
+    }
+    /// Store a portal user and its e-mail index.
+    pub fn put_user(&mut self, u: &PortalUser) -> Result<()> {
+        self.0.open_table(USERS)?.insert(u.id, enc(u).as_slice())?;
+        self.0
+            .open_table(USERS_BY_EMAIL)?
+            .insert(u.email.as_str(), u.id)?;
+        Ok(())
     }
     pub fn put_customer(&mut self, c: &Customer) -> Result<()> {
         self.0

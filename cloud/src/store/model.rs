@@ -228,6 +228,33 @@ pub struct MaintenanceNotice {
     pub created_ms: i64,
 }
 
+/// A portal user of one contract (SPEC §5.6). Passwords are argon2id PHC strings; the
+/// TOTP secret is kept as base32; recovery codes only as SHA-256 hashes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortalUser {
+    pub id: u64,
+    pub contract_id: u64,
+    /// Lower case; unique across the service.
+    pub email: String,
+    pub password_hash: String,
+    /// Logged in with a temporary password: must choose a new one first.
+    #[serde(default)]
+    pub must_change_password: bool,
+    /// TOTP secret (base32) once enrolment is confirmed.
+    #[serde(default)]
+    pub totp_secret: Option<String>,
+    /// The last TOTP step accepted (replays of the same code are refused).
+    #[serde(default)]
+    pub totp_last_step: Option<u64>,
+    #[serde(default)]
+    pub recovery_hashes: Vec<String>,
+    #[serde(default)]
+    pub failed_logins: u32,
+    #[serde(default)]
+    pub locked_until_ms: i64,
+    pub created_ms: i64,
+}
+
 /// A recorded on-site dispatch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Dispatch {

@@ -1,0 +1,3 @@
+//! The customer portal (SPEC §5.6).
+
+pub mod auth;
