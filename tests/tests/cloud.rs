@@ -819,6 +819,12 @@ fn portal_user_gets_a_temporary_password_by_mail() {
     let temp = temp.unwrap_or_else(|| panic!("no temporary password in the mail: {body}"));
     assert_eq!(temp.len(), 16, "{temp}");
     // the two users got different passwords
-    let other = mails.iter().find(|m| m.0 == "staff@example.com").expect("mail to the second user");
-    assert!(!body_of(&other.1).contains(temp), "two users share a temporary password");
+    let other = mails
+        .iter()
+        .find(|m| m.0 == "staff@example.com")
+        .expect("mail to the second user");
+    assert!(
+        !body_of(&other.1).contains(temp),
+        "two users share a temporary password"
+    );
 }

@@ -417,7 +417,7 @@ fn exceptions_suppress_sid_domain_and_file_hash() {
     let mut lab = Lab::up("except", false);
     lab.start(
         &[],
-        &format!("[[exceptions]]\nsid = 9100001\n[[exceptions]]\ndomain = \"lab.test\"\n[[exceptions]]\nsha256 = \"{EICAR_SHA256}\"\n"),
+        &format!("[[exceptions]]\nsid = 9100001\n[[exceptions]]\ndomain = \"lab.test\"\n[[exceptions]]\nsha256 = \"{EICAR_SHA256}\"\n[[exceptions]]\nhost = \"198.18.0.12\"\n"),
     );
     ok(
         &lab.curl("lan", 5, &["http://c2.lab.test/c2/beacon"]),
@@ -442,6 +442,22 @@ fn exceptions_suppress_sid_domain_and_file_hash() {
             && e["fileinfo"]["sha256"] == EICAR_SHA256
             && e["fileinfo"]["verdict"] == "clean"),
         "no clean fileinfo for the excepted file"
+    );
+    // an exception host (the SSID2 client) is forwarded uninspected: no event names it
+    ok(
+        &lab.curl("s2", 5, &["http://www.lab.test/"]),
+        "exception host",
+    );
+    assert!(port_sum(&lab, "exempt") > 0, "no exempt frames counted");
+    let eve = lab.eve();
+    assert!(
+        eve.iter().any(|e| e["src_ip"] == "198.18.0.10"),
+        "the LAN client's traffic was not inspected"
+    );
+    assert!(
+        !eve.iter()
+            .any(|e| e["src_ip"] == "198.18.0.12" || e["dest_ip"] == "198.18.0.12"),
+        "the exception host's traffic was inspected"
     );
 }
 
