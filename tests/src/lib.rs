@@ -266,9 +266,19 @@ pub mod lab {
     }
 
     impl Lab {
-        /// Build the lab (`scripts/lab up`), `linux_bridge`: a kernel bridge instead of the
-        /// appliance.
-        pub fn up(name: &str, linux_bridge: bool) -> Lab {
+        /// A lab with the appliance running (`Lab::up` then `Lab::start`), or `None` (with
+        /// a message) where the lab cannot run.
+        pub fn running(name: &str, replace: &[(&str, &str)], extra: &str) -> Option<Lab> {
+            if !available() {
+                return None;
+            }
+            let mut lab = Lab::up(name);
+            lab.start(replace, extra);
+            Some(lab)
+        }
+
+        /// Build the lab (`scripts/lab up`).
+        pub fn up(name: &str) -> Lab {
             let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
             let prefix = format!(
                 "m{}{}",
@@ -278,9 +288,6 @@ pub mod lab {
             let dir = super::tempdir(&format!("lab-{name}"));
             let mut cmd = Command::new(script());
             cmd.args(["up", "-p", &prefix, "-d"]).arg(&dir);
-            if linux_bridge {
-                cmd.arg("--linux-bridge");
-            }
             let out = super::run(&mut cmd);
             assert!(
                 out.status.success(),

@@ -761,33 +761,14 @@ fn portal_user_gets_a_temporary_password_by_mail() {
     assert_eq!(u["must_change_password"], true);
     assert_eq!(u["mfa"], false);
     // the same address again, a bad address, an unknown contract: refused with the reason
-    let e = c.admin_err(&[
-        "user",
-        "add",
-        "--contract",
-        &cid,
-        "--email",
-        "owner@example.com",
-    ]);
-    assert!(e.contains("exists already"), "{e}");
-    let e = c.admin_err(&[
-        "user",
-        "add",
-        "--contract",
-        &cid,
-        "--email",
-        "not-an-address",
-    ]);
-    assert!(e.contains("not-an-address"), "{e}");
-    let e = c.admin_err(&[
-        "user",
-        "add",
-        "--contract",
-        "999",
-        "--email",
-        "x@example.com",
-    ]);
-    assert!(e.contains("999"), "{e}");
+    for (contract, email, want) in [
+        (cid.as_str(), "owner@example.com", "exists already"),
+        (cid.as_str(), "not-an-address", "not-an-address"),
+        ("999", "x@example.com", "999"),
+    ] {
+        let e = c.admin_err(&["user", "add", "--contract", contract, "--email", email]);
+        assert!(e.contains(want), "{email}: {e}");
+    }
     // operators can add more users to a contract
     c.admin(&[
         "user",

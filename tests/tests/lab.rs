@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use mimamori_tests::lab::{self, Lab, Ran};
+use mimamori_tests::lab::{Lab, Ran};
 use serde_json::Value;
 
 const C2_SID: u64 = 9_100_001;
@@ -73,11 +73,9 @@ fn reset(r: &Ran, what: &str) {
 
 #[test]
 fn prevent_mode_on_the_wire() {
-    if !lab::available() {
+    let Some(lab) = Lab::running("prevent", &[], "") else {
         return;
-    }
-    let mut lab = Lab::up("prevent", false);
-    lab.start(&[], "");
+    };
     // DHCP through the bridge: a broadcast from the LAN reaches dnsmasq and back
     let d = lab.exec(
         "lan",
@@ -197,8 +195,7 @@ fn prevent_mode_on_the_wire() {
             );
         }
     }
-    let stats = lab.ctl("stats");
-    let w = &stats["stats"]["workers"][0];
+    let w = worker(&lab);
     assert!(
         w["injected"].as_u64().unwrap_or(0) >= 8,
         "resets/pages injected: {w}"
@@ -207,11 +204,9 @@ fn prevent_mode_on_the_wire() {
 
 #[test]
 fn traffic_between_internal_ports_is_inspected() {
-    if !lab::available() {
+    let Some(lab) = Lab::running("inner", &[], "") else {
         return;
-    }
-    let mut lab = Lab::up("inner", false);
-    lab.start(&[], "");
+    };
     // a small web server on the SSID2 client and on the SSID1 client
     let dir = lab.dir.join("www").display().to_string();
     let mut servers = vec![
@@ -293,14 +288,13 @@ fn traffic_between_internal_ports_is_inspected() {
 
 #[test]
 fn detect_mode_lets_everything_through_and_alerts() {
-    if !lab::available() {
-        return;
-    }
-    let mut lab = Lab::up("detect", false);
-    lab.start(
+    let Some(lab) = Lab::running(
+        "detect",
         &[("mode = \"prevent\"", "mode = \"detect\"")],
         "[bridge]\nworkers = 2\n",
-    );
+    ) else {
+        return;
+    };
     for fam in ["-4", "-6"] {
         for node in ["lan", "s1"] {
             let w = format!("{node} {fam}");
@@ -344,11 +338,9 @@ fn detect_mode_lets_everything_through_and_alerts() {
 
 #[test]
 fn isolated_host_reaches_only_its_allow_list() {
-    if !lab::available() {
+    let Some(lab) = Lab::running("isolate", &[], "") else {
         return;
-    }
-    let mut lab = Lab::up("isolate", false);
-    lab.start(&[], "");
+    };
     ok(
         &lab.curl("lan", 5, &["http://www.lab.test/"]),
         "before isolation",
@@ -410,15 +402,16 @@ fn isolated_host_reaches_only_its_allow_list() {
 
 #[test]
 fn exceptions_suppress_sid_domain_and_file_hash() {
-    if !lab::available() {
-        return;
-    }
     const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
-    let mut lab = Lab::up("except", false);
-    lab.start(
+    let Some(lab) = Lab::running(
+        "except",
         &[],
-        &format!("[[exceptions]]\nsid = 9100001\n[[exceptions]]\ndomain = \"lab.test\"\n[[exceptions]]\nsha256 = \"{EICAR_SHA256}\"\n[[exceptions]]\nhost = \"198.18.0.12\"\n"),
-    );
+        &format!(
+            "[[exceptions]]\nsid = 9100001\n[[exceptions]]\ndomain = \"lab.test\"\n[[exceptions]]\nsha256 = \"{EICAR_SHA256}\"\n[[exceptions]]\nhost = \"198.18.0.12\"\n"
+        ),
+    ) else {
+        return;
+    };
     ok(
         &lab.curl("lan", 5, &["http://c2.lab.test/c2/beacon"]),
         "C2 with a sid exception",
@@ -509,11 +502,9 @@ fn worker(lab: &Lab) -> Value {
 
 #[test]
 fn fail_open_keeps_a_download_flowing() {
-    if !lab::available() {
+    let Some(lab) = Lab::running("failopen", &[], "[debug]\ntest_hooks = true\n") else {
         return;
-    }
-    let mut lab = Lab::up("failopen", false);
-    lab.start(&[], "[debug]\ntest_hooks = true\n");
+    };
     let (mut dl, out) = start_download(&lab);
     // the worker stalls for 3 s: after the watchdog notices (0.5 s) frames bypass it
     assert_eq!(lab.ctl("hook stall 0 3000")["ok"], true);
@@ -556,17 +547,16 @@ fn fail_open_keeps_a_download_flowing() {
 
 #[test]
 fn fail_closed_stops_traffic_while_inspection_is_down() {
-    if !lab::available() {
-        return;
-    }
-    let mut lab = Lab::up("failclosed", false);
-    lab.start(
+    let Some(lab) = Lab::running(
+        "failclosed",
         &[(
             "mode = \"prevent\"",
             "mode = \"prevent\"\nfail_closed = true",
         )],
         "[debug]\ntest_hooks = true\n",
-    );
+    ) else {
+        return;
+    };
     let (mut dl, out) = start_download(&lab);
     assert_eq!(lab.ctl("hook stall 0 4000")["ok"], true);
     std::thread::sleep(Duration::from_millis(1200));

@@ -323,17 +323,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let loaded =
                 replay::load_rules(&rules, settings.vars.clone()).context("loading rules")?;
             if !quiet {
-                for (reason, n) in replay::group_failures(&loaded.failures) {
-                    eprintln!("rules: {n} not loaded: {reason}");
-                }
-                eprintln!(
-                    "rules: loaded {} of {} in {:.2}s (parse {:.2}s, compile {:.2}s)",
-                    loaded.ruleset.rules.len(),
-                    loaded.enabled,
-                    (loaded.parse_time + loaded.compile_time).as_secs_f64(),
-                    loaded.parse_time.as_secs_f64(),
-                    loaded.compile_time.as_secs_f64()
-                );
+                report_rules(&loaded, 0);
             }
             let out: Box<dyn Write> = if replay::is_stdout(&eve) {
                 Box::new(BufWriter::new(std::io::stdout().lock()))
@@ -628,6 +618,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The load report on standard error: failures by reason, then what loaded.
+fn report_rules(loaded: &replay::Loaded, suppressed: usize) {
+    for (reason, n) in replay::group_failures(&loaded.failures) {
+        eprintln!("rules: {n} not loaded: {reason}");
+    }
+    let excepted = if suppressed > 0 {
+        format!(", {suppressed} suppressed by exceptions")
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "rules: loaded {} of {} in {:.2}s (parse {:.2}s, compile {:.2}s{excepted})",
+        loaded.ruleset.rules.len(),
+        loaded.enabled,
+        (loaded.parse_time + loaded.compile_time).as_secs_f64(),
+        loaded.parse_time.as_secs_f64(),
+        loaded.compile_time.as_secs_f64()
+    );
+}
+
 /// `run`: load everything the configuration names, then bridge its ports.
 fn run_bridge(path: &std::path::Path, check_only: bool) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(path)?;
@@ -682,16 +692,7 @@ fn run_bridge(path: &std::path::Path, check_only: bool) -> anyhow::Result<ExitCo
     }
     let loaded = replay::load_rules_except(&i.rules, settings.vars.clone(), &suppressed)
         .context("loading rules")?;
-    for (reason, n) in replay::group_failures(&loaded.failures) {
-        eprintln!("rules: {n} not loaded: {reason}");
-    }
-    eprintln!(
-        "rules: loaded {} of {} in {:.2}s ({} suppressed by exceptions)",
-        loaded.ruleset.rules.len(),
-        loaded.enabled,
-        (loaded.parse_time + loaded.compile_time).as_secs_f64(),
-        suppressed.len()
-    );
+    report_rules(&loaded, suppressed.len());
     if check_only {
         eprintln!(
             "configuration {} is valid: {} ports, {} workers",

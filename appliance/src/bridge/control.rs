@@ -87,7 +87,7 @@ pub fn handle(b: &Bridge, line: &str) -> Value {
     match words.as_slice() {
         ["stats"] => json!({"ok": true, "stats": b.stats_json()}),
         ["isolated"] => {
-            json!({"ok": true, "isolated": b.switch.isolation.snapshot().hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>()})
+            json!({"ok": true, "isolated": b.switch.isolation.hosts()})
         }
         ["isolate", h] => match HostId::parse(h) {
             Ok(id) => {

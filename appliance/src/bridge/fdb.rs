@@ -128,10 +128,6 @@ impl Fdb {
             })
             .count()
     }
-
-    pub fn is_empty(&self, now_secs: u64) -> bool {
-        self.len(now_secs) == 0
-    }
 }
 
 #[cfg(test)]

@@ -142,6 +142,23 @@ impl Isolation {
         self.set.load_full()
     }
 
+    /// Whether a frame may pass. Per frame: a flag when nothing is isolated, else a
+    /// borrowed look at the current set (no reference count touched).
+    #[inline]
+    pub fn permits(&self, src_mac: &[u8; 6], dst_mac: &[u8; 6], k: &FrameKey) -> bool {
+        !self.active() || self.set.load().permits(src_mac, dst_mac, k)
+    }
+
+    /// The isolated hosts, for display.
+    pub fn hosts(&self) -> Vec<String> {
+        self.set
+            .load()
+            .hosts
+            .iter()
+            .map(|h| h.to_string())
+            .collect()
+    }
+
     /// Isolate a host (no change if it already is). Returns whether it was new.
     pub fn isolate(&self, h: HostId) -> bool {
         let mut new = false;

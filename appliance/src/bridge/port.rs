@@ -199,7 +199,6 @@ pub struct RxBatch {
     truncated: [bool; RX_BATCH],
     /// Control messages (`PACKET_AUXDATA`) per frame.
     ctrl: Box<[[u64; 8]; RX_BATCH]>,
-    n: usize,
 }
 
 /// Room before each received frame for a VLAN tag.
@@ -216,18 +215,11 @@ impl Default for RxBatch {
             lens: [0; RX_BATCH],
             truncated: [false; RX_BATCH],
             ctrl: Box::new([[0u64; 8]; RX_BATCH]),
-            n: 0,
         }
     }
 }
 
 impl RxBatch {
-    pub fn len(&self) -> usize {
-        self.n
-    }
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
     /// Frame `i` of the last read, `None` if it was longer than a slot.
     pub fn frame(&self, i: usize) -> Option<&[u8]> {
         let s = i * SLOT + self.starts[i];
@@ -238,7 +230,6 @@ impl RxBatch {
 impl RxPort {
     /// Wait up to `timeout_ms` for frames, then read every frame queued (up to a batch).
     pub fn recv(&self, batch: &mut RxBatch, timeout_ms: i32) -> io::Result<usize> {
-        batch.n = 0;
         let mut pfd = libc::pollfd {
             fd: self.fd,
             events: libc::POLLIN,
@@ -316,7 +307,6 @@ impl RxPort {
                 }
             }
         }
-        batch.n = n;
         Ok(n)
     }
 }

@@ -207,13 +207,12 @@ impl Bridge {
                 })
             })
             .collect();
-        let iso = self.switch.isolation.snapshot();
         serde_json::json!({
             "uptime_ms": self.now_ms(),
             "mode": if self.prevent { "prevent" } else { "detect" },
             "fail_closed": self.fail_closed,
             "stations": self.switch.fdb.len(self.now_ms() / 1000),
-            "isolated": iso.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            "isolated": self.switch.isolation.hosts(),
             "ports": ports,
             "workers": workers,
         })
@@ -438,6 +437,13 @@ impl Txs {
     }
 }
 
+/// Add to a counter only its own thread writes: a plain load and store, no locked
+/// read-modify-write per frame (readers see a value at most one update old).
+#[inline]
+fn bump(a: &AtomicU64, n: u64) {
+    a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
 fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
     let c = &b.port_counters[me];
     let (pool_tx, pool_rx) = &b.pools[me];
@@ -447,7 +453,7 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
         let n = match rx.recv(&mut batch, 50) {
             Ok(n) => n,
             Err(e) => {
-                c.rx_errors.fetch_add(1, Ordering::Relaxed);
+                bump(&c.rx_errors, 1);
                 tracing::debug!(error = %e, "receive");
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
@@ -458,13 +464,13 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
         }
         // ageing is in seconds: the clock is read once per batch
         let now_s = b.now_ms() / 1000 + 1;
-        c.rx.fetch_add(n as u64, Ordering::Relaxed);
+        bump(&c.rx, n as u64);
         for i in 0..n {
             let Some(frame) = batch.frame(i) else {
-                c.oversize.fetch_add(1, Ordering::Relaxed);
+                bump(&c.oversize, 1);
                 continue;
             };
-            c.rx_bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
+            bump(&c.rx_bytes, frame.len() as u64);
             let (mask, w) = match b.switch.decide(me, frame, now_s) {
                 Decision::Inspect {
                     mask,
@@ -472,25 +478,25 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
                     flooded,
                 } => {
                     if flooded {
-                        c.flooded.fetch_add(1, Ordering::Relaxed);
+                        bump(&c.flooded, 1);
                     }
                     (mask, worker)
                 }
                 Decision::Exempt { mask } => {
-                    c.exempt.fetch_add(1, Ordering::Relaxed);
+                    bump(&c.exempt, 1);
                     txs.queue(mask, frame);
                     continue;
                 }
                 Decision::Runt => {
-                    c.runt.fetch_add(1, Ordering::Relaxed);
+                    bump(&c.runt, 1);
                     continue;
                 }
                 Decision::SamePort => {
-                    c.same_port.fetch_add(1, Ordering::Relaxed);
+                    bump(&c.same_port, 1);
                     continue;
                 }
                 Decision::Isolated => {
-                    c.isolated_drops.fetch_add(1, Ordering::Relaxed);
+                    bump(&c.isolated_drops, 1);
                     continue;
                 }
                 Decision::NoPort => continue,
@@ -518,7 +524,7 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
                             out_mask: mask,
                         }) {
                             Ok(()) => {
-                                c.to_workers.fetch_add(1, Ordering::Relaxed);
+                                bump(&c.to_workers, 1);
                                 None
                             }
                             Err(TrySendError::Full(j)) | Err(TrySendError::Disconnected(j)) => {
@@ -531,9 +537,9 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
             };
             if let Some(counter) = failed {
                 if b.fail_closed {
-                    c.fail_closed_drops.fetch_add(1, Ordering::Relaxed);
+                    bump(&c.fail_closed_drops, 1);
                 } else {
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    bump(&counter, 1);
                     txs.queue(mask, frame);
                 }
             }
@@ -541,7 +547,7 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
         // frames forwarded here point into `batch`: sent before the next read
         let e = txs.flush();
         if e > 0 {
-            c.tx_errors.fetch_add(e, Ordering::Relaxed);
+            bump(&c.tx_errors, e);
         }
     }
 }

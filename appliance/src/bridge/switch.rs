@@ -60,10 +60,6 @@ impl Switch {
         }
     }
 
-    pub fn nports(&self) -> usize {
-        self.nports
-    }
-
     /// Decide for a frame received on `in_port` at `now_s` (seconds, for MAC ageing).
     #[inline]
     pub fn decide(&self, in_port: usize, frame: &[u8], now_s: u64) -> Decision {
@@ -88,7 +84,7 @@ impl Switch {
             return Decision::NoPort;
         }
         let key = steer::frame_key(frame);
-        if self.isolation.active() && !self.isolation.snapshot().permits(&src, &dst, &key) {
+        if !self.isolation.permits(&src, &dst, &key) {
             return Decision::Isolated;
         }
         // an exception host counts only where it lives: a frame claiming its address
