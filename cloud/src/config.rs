@@ -45,9 +45,41 @@ pub struct Config {
     /// Path of a scoring policy TOML replacing the built-in default (SPEC §5.2).
     #[serde(default)]
     pub scoring_policy: Option<PathBuf>,
-    /// The portal's address as customers reach it (named in account mails).
+    /// The portal's address as customers reach it (named in account mails). When it
+    /// starts with `https://` the portal's cookies are marked `Secure` (TLS is ended by the
+    /// reverse proxy in front of the portal).
     #[serde(default)]
     pub portal_url: Option<String>,
+    #[serde(default)]
+    pub portal: PortalConfig,
+}
+
+/// The customers' web portal (SPEC §5.6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalConfig {
+    /// Address to listen on (plain HTTP; put a TLS reverse proxy in front of it).
+    #[serde(default = "default_portal_listen")]
+    pub listen: SocketAddr,
+    /// Minutes without a request after which a login ends.
+    #[serde(default = "default_idle_minutes")]
+    pub idle_minutes: u64,
+}
+
+fn default_portal_listen() -> SocketAddr {
+    "127.0.0.1:8080".parse().expect("valid default")
+}
+fn default_idle_minutes() -> u64 {
+    30
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        PortalConfig {
+            listen: default_portal_listen(),
+            idle_minutes: default_idle_minutes(),
+        }
+    }
 }
 
 fn default_tz() -> String {

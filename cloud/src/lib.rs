@@ -62,6 +62,31 @@ impl App {
         self.clock.now_ms()
     }
 
+    /// Devices with what connected appliances reported since the last flush (last contact,
+    /// versions), and whether each is online (active and heard from within `stop_after`).
+    pub fn with_liveness(&self, devices: Vec<store::Device>) -> Vec<(store::Device, bool)> {
+        let now = self.now();
+        let stop = self.cfg.timing.stop_after.as_millis() as i64;
+        let live = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        devices
+            .into_iter()
+            .map(|mut d| {
+                if let Some(l) = live.get(&d.id) {
+                    d.last_heartbeat_ms = Some(l.last_ms.max(d.last_heartbeat_ms.unwrap_or(0)));
+                    if !l.firmware.is_empty() {
+                        d.firmware = l.firmware.clone();
+                    }
+                    if !l.rules_version.is_empty() {
+                        d.rules_version = l.rules_version.clone();
+                    }
+                }
+                let online = d.status == store::DeviceStatus::Active
+                    && d.last_heartbeat_ms.is_some_and(|t| now - t <= stop);
+                (d, online)
+            })
+            .collect()
+    }
+
     /// Record a heartbeat (or any sign of life) of a device.
     pub fn alive(&self, device: &str, firmware: Option<&str>, rules: Option<&str>) {
         let now = self.now();

@@ -72,11 +72,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let admin_l = tokio::net::TcpListener::bind(app.cfg.admin.listen)
         .await
         .with_context(|| format!("binding admin API {}", app.cfg.admin.listen))?;
-    tracing::info!(ingest = %ingest_l.local_addr()?, admin = %admin_l.local_addr()?, data = %app.cfg.data_dir.display(), "mimamori-cloud serving");
+    let portal_l = tokio::net::TcpListener::bind(app.cfg.portal.listen)
+        .await
+        .with_context(|| format!("binding the portal {}", app.cfg.portal.listen))?;
+    tracing::info!(ingest = %ingest_l.local_addr()?, admin = %admin_l.local_addr()?, portal = %portal_l.local_addr()?, data = %app.cfg.data_dir.display(), "mimamori-cloud serving");
     eprintln!(
-        "mimamori-cloud: ingest on {}, admin API on http://{}",
+        "mimamori-cloud: ingest on {}, admin API on http://{}, portal on http://{}",
         ingest_l.local_addr()?,
-        admin_l.local_addr()?
+        admin_l.local_addr()?,
+        portal_l.local_addr()?
     );
     let force_daily = Arc::new(tokio::sync::Notify::new());
     let router = admin::api::router(admin::api::Api {
@@ -90,6 +94,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     tasks.spawn(async move {
         if let Err(e) = axum::serve(admin_l, router).await {
             tracing::error!(error = %e, "admin API stopped");
+        }
+    });
+    let portal = crate::portal::router(Arc::clone(&app));
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(portal_l, portal).await {
+            tracing::error!(error = %e, "portal stopped");
         }
     });
     tokio::select! {

@@ -316,33 +316,12 @@ pub struct DeviceView {
 }
 
 async fn list_devices(State(api): State<Api>) -> R<Vec<DeviceView>> {
-    let now = api.app.now();
-    let stop = api.app.cfg.timing.stop_after.as_millis() as i64;
-    let live = api
-        .app
-        .liveness
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let devices = api.app.store.read(|rx| rx.devices())?;
     let mut v: Vec<DeviceView> = api
         .app
-        .store
-        .read(|rx| rx.devices())?
+        .with_liveness(devices)
         .into_iter()
-        .map(|mut d| {
-            if let Some(l) = live.get(&d.id) {
-                d.last_heartbeat_ms = Some(l.last_ms.max(d.last_heartbeat_ms.unwrap_or(0)));
-                if !l.firmware.is_empty() {
-                    d.firmware = l.firmware.clone();
-                }
-                if !l.rules_version.is_empty() {
-                    d.rules_version = l.rules_version.clone();
-                }
-            }
-            let online = d.status == DeviceStatus::Active
-                && d.last_heartbeat_ms.is_some_and(|t| now - t <= stop);
-            DeviceView { device: d, online }
-        })
+        .map(|(device, online)| DeviceView { device, online })
         .collect();
     v.sort_by(|a, b| a.device.id.cmp(&b.device.id));
     Ok(Json(v))

@@ -32,8 +32,25 @@ pub fn store_batch(
         let stored = match &se.event {
             Event::Alert(a) => StoredEvent::Alert(a.clone()),
             Event::FileVerdict(f) => StoredEvent::File(f.clone()),
-            Event::TrafficSummary(_) => {
-                // traffic records are kept by the portal work; here they are acknowledged
+            Event::TrafficSummary(t) => {
+                let row = crate::store::TrafficRow {
+                    device: device.to_string(),
+                    bucket_start: t.bucket_start.0,
+                    host_ip: t.host.ip.to_string(),
+                    host_mac: t.host.mac.to_string(),
+                    entries: t
+                        .entries
+                        .iter()
+                        .map(|e| crate::store::TrafficCount {
+                            category: e.category.as_str().to_string(),
+                            app: e.app.as_str().to_string(),
+                            bytes_in: e.bytes_in,
+                            bytes_out: e.bytes_out,
+                            flows: e.flows,
+                        })
+                        .collect(),
+                };
+                tx.add_traffic(contract_id, &row)?;
                 tx.mark_seen(device, se.seq)?;
                 continue;
             }

@@ -58,6 +58,8 @@ const NOTICES: TableDefinition<u64, &[u8]> = TableDefinition::new("maintenance")
 const DISPATCHES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dispatches");
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("portal_users");
 const USERS_BY_EMAIL: TableDefinition<&str, u64> = TableDefinition::new("portal_users_by_email");
+/// Traffic summaries by (contract, bucket start in Unix seconds, id).
+const TRAFFIC: TableDefinition<(u64, u64, u64), &[u8]> = TableDefinition::new("traffic");
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("store types serialize")
@@ -101,6 +103,7 @@ impl Store {
             t.open_table(DISPATCHES)?;
             t.open_table(USERS)?;
             t.open_table(USERS_BY_EMAIL)?;
+            t.open_table(TRAFFIC)?;
             Ok(())
         })?;
         Ok(s)
@@ -217,6 +220,46 @@ macro_rules! readers {
                 }
                 Ok(out)
             }
+            /// Visit a contract's alerts newest first, fetching a record only when `want`
+            /// accepts its id; `visit` returns false to stop.
+            pub fn scan_alerts_of(
+                &self,
+                contract: u64,
+                mut want: impl FnMut(u64) -> bool,
+                mut visit: impl FnMut(Option<AlertRecord>) -> bool,
+            ) -> Result<()> {
+                let idx = self.0.open_table(BY_CONTRACT)?;
+                let alerts = self.0.open_table(ALERTS)?;
+                for e in idx.range((contract, 0)..=(contract, u64::MAX))?.rev() {
+                    let (k, _) = e?;
+                    let id = k.value().1;
+                    let rec = if want(id) {
+                        match alerts.get(id)? {
+                            Some(v) => Some(dec("alerts", v.value())?),
+                            None => continue,
+                        }
+                    } else {
+                        None
+                    };
+                    if !visit(rec) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            /// Traffic summaries of a contract with buckets in `[from_secs, to_secs)`.
+            pub fn traffic_of(&self, contract: u64, from_secs: u64, to_secs: u64) -> Result<Vec<TrafficRow>> {
+                let t = self.0.open_table(TRAFFIC)?;
+                let mut out = Vec::new();
+                if to_secs <= from_secs {
+                    return Ok(out);
+                }
+                for e in t.range((contract, from_secs, 0)..(contract, to_secs, 0))? {
+                    let (_, v) = e?;
+                    out.push(dec("traffic", v.value())?);
+                }
+                Ok(out)
+            }
             pub fn all_alerts(&self) -> Result<Vec<AlertRecord>> {
                 Ok(json_all!(self, ALERTS, "alerts"))
             }
@@ -293,6 +336,14 @@ impl Tx {
         let n = cur + 1;
         self.set_meta(&key, &n.to_be_bytes())?;
         Ok(n)
+    }
+    /// Store one traffic summary.
+    pub fn add_traffic(&mut self, contract: u64, row: &TrafficRow) -> Result<()> {
+        let id = self.next_id("traffic")?;
+        self.0
+            .open_table(TRAFFIC)?
+            .insert((contract, row.bucket_start, id), enc(row).as_slice())?;
+        Ok(())
     }
     /// Store a portal user and its e-mail index.
     pub fn put_user(&mut self, u: &PortalUser) -> Result<()> {
@@ -414,6 +465,19 @@ impl Tx {
         for id in &ids {
             alerts.remove(*id)?;
             idx.remove((contract, *id))?;
+        }
+        // the traffic record goes with them
+        let keys: Vec<(u64, u64, u64)> = {
+            let t = self.0.open_table(TRAFFIC)?;
+            let mut v = Vec::new();
+            for e in t.range((contract, 0, 0)..=(contract, u64::MAX, u64::MAX))? {
+                v.push(e?.0.value());
+            }
+            v
+        };
+        let mut t = self.0.open_table(TRAFFIC)?;
+        for k in keys {
+            t.remove(k)?;
         }
         Ok(ids.len())
     }

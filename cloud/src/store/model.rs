@@ -255,6 +255,29 @@ pub struct PortalUser {
     pub created_ms: i64,
 }
 
+/// Traffic of one internal host in one ten-minute bucket, as an appliance reported it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TrafficRow {
+    pub device: String,
+    /// Unix seconds.
+    pub bucket_start: u64,
+    pub host_ip: String,
+    pub host_mac: String,
+    pub entries: Vec<TrafficCount>,
+}
+
+/// Traffic to one (category, application).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TrafficCount {
+    #[serde(default)]
+    pub category: String,
+    #[serde(default)]
+    pub app: String,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub flows: u64,
+}
+
 /// A recorded on-site dispatch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Dispatch {

@@ -1,0 +1,497 @@
+//! The cloud test harness: the release `mimamori-cloud` binary on loopback ports, a real
+//! SMTP server (python3-aiosmtpd) and helpers to provision, activate and feed devices.
+//! Used by `tests/tests/cloud.rs` and the portal tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{appliance, corpus, release_bin, root, run};
+
+/// The release build of the cloud binary.
+pub fn cloud_bin() -> PathBuf {
+    release_bin("mimamori-cloud", "mimamori-cloud")
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binding a loopback port")
+        .local_addr()
+        .expect("the address of a bound socket")
+        .port()
+}
+
+/// Poll `f` every 100 ms until it holds; panic naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Whether something accepts connections on 127.0.0.1:`p`.
+pub fn port_open(p: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()
+}
+
+/// The SMTP server (aiosmtpd), one .eml file per delivered (message, recipient).
+pub struct Smtp {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Smtp {
+    /// Start the sink on 127.0.0.1:`port` writing into `dir` (installs python3-aiosmtpd
+    /// when missing).
+    pub fn start(dir: &Path, port: u16) -> Smtp {
+        if Command::new("/usr/bin/python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            let st = Command::new("apt-get")
+                .args(["install", "-y", "-qq", "python3-aiosmtpd"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+            assert!(
+                st.is_ok_and(|s| s.success()),
+                "python3-aiosmtpd is needed (apt-get install python3-aiosmtpd)"
+            );
+        }
+        let child = Command::new("/usr/bin/python3")
+            .arg(root().join("tests/smtp/sink.py"))
+            .args(["127.0.0.1", &port.to_string()])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting the SMTP sink");
+        wait_for("the SMTP server", Duration::from_secs(15), || {
+            port_open(port)
+        });
+        Smtp {
+            child: Some(child),
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Stop the server (the delivered mails stay).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Delivered mails: (recipient, whole text).
+    pub fn mails(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(u64, String, String)> = std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .filter_map(|e| {
+                        let n: u64 = e.path().file_stem()?.to_str()?.parse().ok()?;
+                        let text = std::fs::read_to_string(e.path()).ok()?;
+                        let to = text
+                            .lines()
+                            .next()?
+                            .trim_start_matches("X-Envelope-To: ")
+                            .trim()
+                            .to_string();
+                        Some((n, to, text))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v.into_iter().map(|(_, a, b)| (a, b)).collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The decoded text body of a mail (base64, quoted-printable or plain).
+pub fn body_of(mail: &str) -> String {
+    let (head, rest) = mail
+        .split_once("\r\n\r\n")
+        .or_else(|| mail.split_once("\n\n"))
+        .unwrap_or((mail, ""));
+    let head = head.to_ascii_lowercase();
+    if head.contains("content-transfer-encoding: base64") {
+        use base64::Engine;
+        let joined: String = rest.split_whitespace().collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(joined)
+            .unwrap_or_default();
+        return String::from_utf8_lossy(&bytes).into_owned();
+    }
+    if head.contains("content-transfer-encoding: quoted-printable") {
+        let text = rest.replace("=\r\n", "").replace("=\n", "");
+        let b = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'='
+                && i + 2 < b.len()
+                && let Ok(v) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        return String::from_utf8_lossy(&out).into_owned();
+    }
+    rest.to_string()
+}
+
+/// Decoded `Subject:` of a mail (RFC 2047 base64 or quoted-printable UTF-8 words).
+pub fn subject(mail: &str) -> String {
+    let mut lines = mail.lines().skip_while(|l| !l.starts_with("Subject:"));
+    let mut raw = lines
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("Subject:")
+        .trim()
+        .to_string();
+    for l in lines {
+        if l.starts_with(' ') || l.starts_with('\t') {
+            raw.push_str(l.trim());
+        } else {
+            break;
+        }
+    }
+    decode_words(&raw)
+}
+
+/// Decode RFC 2047 encoded words (`=?charset?B|Q?...?=`) in a header value.
+pub fn decode_words(s: &str) -> String {
+    use base64::Engine;
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("=?") {
+        out.push_str(rest[..i].trim());
+        let Some(end) = rest[i + 2..].find("?=") else {
+            break;
+        };
+        let word = &rest[i + 2..i + 2 + end];
+        let parts: Vec<&str> = word.splitn(3, '?').collect();
+        if parts.len() == 3 {
+            let bytes = if parts[1].eq_ignore_ascii_case("B") {
+                base64::engine::general_purpose::STANDARD
+                    .decode(parts[2])
+                    .unwrap_or_default()
+            } else {
+                let mut b = Vec::new();
+                let q = parts[2].replace('_', " ");
+                let mut it = q.bytes();
+                while let Some(c) = it.next() {
+                    if c == b'=' {
+                        let h: Vec<u8> = it.by_ref().take(2).collect();
+                        b.push(
+                            u8::from_str_radix(std::str::from_utf8(&h).unwrap_or("3f"), 16)
+                                .unwrap_or(b'?'),
+                        );
+                    } else {
+                        b.push(c);
+                    }
+                }
+                b
+            };
+            out.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        rest = &rest[i + 2 + end + 2..];
+    }
+    out.push_str(rest.trim());
+    out
+}
+
+/// A running cloud (`mimamori-cloud serve`) with its configuration in `dir/cloud.toml`,
+/// its data in `dir/data` and its log appended to `dir/cloud.log`.
+pub struct Cloud {
+    pub child: Option<Child>,
+    pub config: PathBuf,
+    pub ingest: u16,
+    pub admin: u16,
+    /// The portal's port (a free loopback port).
+    pub portal: u16,
+    pub dir: PathBuf,
+}
+
+impl Cloud {
+    /// A cloud mailing through 127.0.0.1:`smtp_port`, with `timing` as the body of its
+    /// `[timing]` section; every listener (ingest, admin, portal) on a free loopback port.
+    pub fn start(dir: &Path, smtp_port: u16, timing: &str) -> Cloud {
+        Cloud::launch(dir, smtp_port, timing, "", true)
+    }
+
+    /// Like `start`, with `extra_top` (top-level `key = value` lines) inserted before the
+    /// first `[section]` of the configuration.
+    pub fn start_with(dir: &Path, smtp_port: u16, timing: &str, extra_top: &str) -> Cloud {
+        Cloud::launch(dir, smtp_port, timing, extra_top, true)
+    }
+
+    fn launch(dir: &Path, smtp_port: u16, timing: &str, extra_top: &str, portal: bool) -> Cloud {
+        let ingest = free_port();
+        let admin = free_port();
+        let portal = if portal { free_port() } else { 0 };
+        let config = dir.join("cloud.toml");
+        let mut top = extra_top.to_string();
+        if !top.is_empty() && !top.ends_with('\n') {
+            top.push('\n');
+        }
+        let portal_section = if portal != 0 {
+            format!("[portal]\nlisten = \"127.0.0.1:{portal}\"\n")
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n{top}[ingest]\nlisten = \"127.0.0.1:{ingest}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"test-token\"\n{portal_section}[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n[timing]\n{timing}\n",
+                dir.join("data")
+            ),
+        )
+        .expect("writing cloud.toml");
+        let mut c = Cloud {
+            child: None,
+            config,
+            ingest,
+            admin,
+            portal,
+            dir: dir.to_path_buf(),
+        };
+        c.spawn();
+        c
+    }
+
+    /// Start the binary on the existing configuration and wait until it listens (ingest,
+    /// admin, and the portal when configured).
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("cloud.log"))
+            .expect("opening cloud.log");
+        let child = Command::new(cloud_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting mimamori-cloud");
+        self.child = Some(child);
+        let (i, a, p) = (self.ingest, self.admin, self.portal);
+        wait_for("the cloud to listen", Duration::from_secs(20), || {
+            port_open(i) && port_open(a) && (p == 0 || port_open(p))
+        });
+    }
+
+    /// SIGKILL the cloud (nothing flushed, nothing said goodbye).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-9", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Run `mimamori-cloud admin --json <args>`; panics when it fails. The JSON answer, or
+    /// the output as a string when it is not JSON.
+    pub fn admin(&self, args: &[&str]) -> Value {
+        let out = run(Command::new(cloud_bin())
+            .args([
+                "admin",
+                "--api",
+                &format!("http://127.0.0.1:{}", self.admin),
+                "--token",
+                "test-token",
+                "--json",
+            ])
+            .args(args));
+        assert!(
+            out.status.success(),
+            "admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(&text).unwrap_or(Value::String(text.to_string()))
+    }
+
+    /// Run an admin command that must fail; its stderr.
+    pub fn admin_err(&self, args: &[&str]) -> String {
+        let out = run(Command::new(cloud_bin())
+            .args([
+                "admin",
+                "--api",
+                &format!("http://127.0.0.1:{}", self.admin),
+                "--token",
+                "test-token",
+                "--json",
+            ])
+            .args(args));
+        assert!(!out.status.success(), "admin {args:?} should have failed");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
+    /// The ingest address (`127.0.0.1:<port>`).
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.ingest)
+    }
+
+    /// The portal's base URL (`http://127.0.0.1:<port>`); panics without a `[portal]`.
+    pub fn portal_url(&self) -> String {
+        assert!(
+            self.portal != 0,
+            "this cloud has no [portal] section (use Cloud::start_portal)"
+        );
+        format!("http://127.0.0.1:{}", self.portal)
+    }
+
+    /// Every stored alert (`alert list`).
+    pub fn alerts(&self) -> Vec<Value> {
+        self.admin(&["alert", "list", "--limit", "100000"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One contract with the given addresses (at most three) and one device; returns
+/// (contract id, device id, activation code).
+pub fn provision(c: &Cloud, emails: &[&str]) -> (u64, String, String) {
+    let cust = c.admin(&[
+        "customer",
+        "add",
+        "--company",
+        "山田商店",
+        "--contact-email",
+        "owner@example.com",
+    ]);
+    let cust_id = cust["id"]
+        .as_u64()
+        .expect("customer add answers an id")
+        .to_string();
+    let mut args = vec![
+        "contract",
+        "add",
+        "--customer",
+        &cust_id,
+        "--name",
+        "山田商店 本店",
+        "--application-date",
+        "2026-04-03",
+    ];
+    for e in emails {
+        args.push("--email");
+        args.push(e);
+    }
+    let contract = c.admin(&args);
+    let cid = contract["id"].as_u64().expect("contract add answers an id");
+    let devs = c.admin(&[
+        "device",
+        "add",
+        "--contract",
+        &cid.to_string(),
+        "--name",
+        "本店UTM",
+    ]);
+    (
+        cid,
+        devs[0]["device_id"]
+            .as_str()
+            .expect("device add answers a device_id")
+            .to_string(),
+        devs[0]["activation_code"]
+            .as_str()
+            .expect("device add answers an activation_code")
+            .to_string(),
+    )
+}
+
+/// The cloud's CA certificate (`admin ops ca`) written to `dir/cloud-ca.pem`.
+pub fn ca_file(c: &Cloud) -> PathBuf {
+    let p = c.dir.join("cloud-ca.pem");
+    let out = run(Command::new(cloud_bin()).args([
+        "admin",
+        "--api",
+        &format!("http://127.0.0.1:{}", c.admin),
+        "--token",
+        "test-token",
+        "ops",
+        "ca",
+    ]));
+    assert!(
+        out.status.success(),
+        "admin ops ca failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&p, &out.stdout).expect("writing cloud-ca.pem");
+    p
+}
+
+/// `mimamori-appliance activate` against `c` with `code`, keeping its state in `state`.
+pub fn activate(c: &Cloud, state: &Path, code: &str) -> std::process::Output {
+    run(Command::new(appliance())
+        .args([
+            "activate",
+            "--cloud",
+            &c.addr(),
+            "--code",
+            code,
+            "--state-dir",
+        ])
+        .arg(state)
+        .arg("--ca")
+        .arg(ca_file(c)))
+}
+
+/// An uplink configuration (`dir/uplink.toml`) for the activated state in `state`.
+pub fn uplink_toml(dir: &Path, state: &Path, drain_secs: u64) -> PathBuf {
+    let p = dir.join("uplink.toml");
+    std::fs::write(&p, format!("state_dir = {state:?}\nheartbeat_secs = 1\nbatch_max = 64\ndrain_timeout_secs = {drain_secs}\n")).expect("writing uplink.toml");
+    p
+}
+
+/// Rules that fire on the CryptoWall C2 capture at three levels of importance.
+pub const C2_RULES: &str = r#"alert tcp $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (msg:"ET MALWARE CryptoWall Check-in (test)"; flow:established,to_server; content:"POST /76N1Lm.php"; classtype:trojan-activity; metadata: signature_severity Major, confidence High; sid:9000001; rev:1;)
+alert tcp $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (msg:"ET MALWARE CryptoWall Beacon Body (test)"; flow:established,to_server; content:"Content-Type"; classtype:trojan-activity; metadata: signature_severity Minor, confidence Low; sid:9000002; rev:1;)
+alert tcp $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (msg:"ET INFO Suspicious PHP POST (test)"; flow:established,to_server; content:"User-Agent"; classtype:misc-activity; sid:9000003; rev:1;)
+"#;
+
+/// Replay the CryptoWall C2 capture with `rules` (written to `dir/c2.rules`), EVE to
+/// `dir/eve.json`, delivering alerts through `uplink`.
+pub fn replay_uplink(dir: &Path, uplink: &Path, rules: &str) -> std::process::Output {
+    let rf = dir.join("c2.rules");
+    std::fs::write(&rf, rules).expect("writing c2.rules");
+    run(Command::new(appliance())
+        .args(["replay", "--rules"])
+        .arg(&rf)
+        .args(["--eve"])
+        .arg(dir.join("eve.json"))
+        .arg("--uplink")
+        .arg(uplink)
+        .arg(corpus().join("pcaps/chrissanders/cryptowall4_c2.pcapng")))
+}
