@@ -216,12 +216,21 @@ impl Browser {
         self.click(button_css).await;
     }
 
-    /// The rendered text of the first element matching `css`.
+    /// The rendered text of the first element matching `css`. An element replaced while
+    /// it is read (the page was navigating) is looked up again.
     pub async fn text(&self, css: &str) -> String {
-        let el = self.find(css).await;
-        match el.text().await {
-            Ok(t) => t,
-            Err(e) => panic!("reading the text of `{css}`: {e}"),
+        let mut tries = 0;
+        loop {
+            let el = self.find(css).await;
+            match el.text().await {
+                Ok(t) => return t,
+                // stale element, node gone from the document: the page changed under us
+                Err(_) if tries < 30 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("reading the text of `{css}`: {e}"),
+            }
         }
     }
 

@@ -263,9 +263,17 @@ async fn device_generator(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Instant::now();
-    let (mut tokens, mut n) = (0.0f64, 0u64);
+    let (mut tokens, mut n, mut ticks) = (0.0f64, 0u64, 0u64);
     while Instant::now() < end {
         tick.tick().await;
+        // a traffic record of one host every second
+        if ticks.is_multiple_of(10) {
+            let t = Event::TrafficSummary(synthetic_traffic(device, ticks / 10));
+            if let Err(e) = handle.send(vec![t]).await {
+                tracing::error!(device, error = %e, "cannot spool a synthetic traffic record");
+            }
+        }
+        ticks += 1;
         let now = Instant::now().min(end);
         tokens += rate * (now - last).as_secs_f64();
         last = now;
@@ -310,6 +318,53 @@ async fn drain_all(uplinks: &[Uplink], timeout: Duration) -> Vec<Option<String>>
         }
     }
     out
+}
+
+/// Applications of the synthetic traffic records: (category, app, typical bytes).
+const SYNTHETIC_APPS: [(&str, &str, u64); 8] = [
+    ("webmail", "Gmail", 2_400_000),
+    ("video", "YouTube", 48_000_000),
+    ("social_networks", "LINE", 3_100_000),
+    ("news", "Yahoo! JAPAN", 5_200_000),
+    ("filehosting", "Dropbox", 21_000_000),
+    ("", "Microsoft 365", 12_500_000),
+    ("shopping", "Amazon", 1_800_000),
+    ("", "", 900_000),
+];
+
+/// The `n`-th synthetic traffic record of `device`: one of five hosts in the current
+/// ten-minute bucket, a few applications with volumes that vary by host.
+pub fn synthetic_traffic(device: usize, n: u64) -> protocol::messages::TrafficSummary {
+    use protocol::messages::{InternalHost, TrafficEntry, TrafficSummary, UnixSecs};
+    let h = (device as u64 * 7 + n % 5) % 65_534 + 1;
+    let d = device as u64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| t.as_secs());
+    let bucket = now - now % protocol::limits::TRAFFIC_BUCKET_SECS;
+    let entries = SYNTHETIC_APPS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (h + *i as u64 + n) % 3 != 0)
+        .map(|(i, (cat, app, bytes))| {
+            let scale = 1 + (h * 3 + i as u64) % 4;
+            TrafficEntry {
+                category: Name::truncated(cat),
+                app: Name::truncated(app),
+                bytes_in: bytes * scale,
+                bytes_out: bytes * scale / 12,
+                flows: 3 + (h + i as u64) % 20,
+            }
+        })
+        .collect();
+    TrafficSummary {
+        host: InternalHost {
+            ip: IpAddr::V4(Ipv4Addr::new(198, 18, (h >> 8) as u8, h as u8)),
+            mac: Mac([0x02, 0x00, (d >> 16) as u8, (d >> 8) as u8, d as u8, (h % 256) as u8]),
+        },
+        bucket_start: UnixSecs(bucket),
+        entries,
+    }
 }
 
 /// The `n`-th synthetic alert of `device`.
@@ -396,6 +451,18 @@ mod test {
     use protocol::Validate;
 
     use super::*;
+
+    #[test]
+    fn synthetic_traffic_is_valid_and_bucketed() {
+        for n in 0..10 {
+            let t = synthetic_traffic(2, n);
+            protocol::messages::Event::TrafficSummary(t.clone())
+                .validate()
+                .expect("valid");
+            assert_eq!(t.bucket_start.0 % protocol::limits::TRAFFIC_BUCKET_SECS, 0);
+            assert!(!t.entries.is_empty());
+        }
+    }
 
     #[test]
     fn synthetic_alerts_are_valid_and_mixed() {
