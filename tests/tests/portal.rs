@@ -80,12 +80,30 @@ fn seed(c: &Cloud, dir: &Path) -> (u64, u64, Vec<Value>, Vec<Value>, String) {
     // the capture with real rules: the office's main appliance
     let state = dir.join("state-a");
     let out = activate(c, &state, &a_code);
-    assert!(out.status.success(), "activation: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "activation: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = replay_uplink(dir, &uplink_toml(dir, &state, 60), C2_RULES);
-    assert!(out.status.success(), "replay: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // a second appliance of A and B's appliance: simulated alerts and traffic records
-    let more = c.admin(&["device", "add", "--contract", &a.to_string(), "--name", "支店UTM"]);
-    let a2_code = more[0]["activation_code"].as_str().expect("code").to_string();
+    let more = c.admin(&[
+        "device",
+        "add",
+        "--contract",
+        &a.to_string(),
+        "--name",
+        "支店UTM",
+    ]);
+    let a2_code = more[0]["activation_code"]
+        .as_str()
+        .expect("code")
+        .to_string();
     let codes = dir.join("codes.txt");
     std::fs::write(&codes, format!("{a2_code}\n{b_code}\n")).expect("codes file");
     let out = run(Command::new(appliance())
@@ -95,14 +113,34 @@ fn seed(c: &Cloud, dir: &Path) -> (u64, u64, Vec<Value>, Vec<Value>, String) {
         .arg(&codes)
         .arg("--state-root")
         .arg(dir.join("sim"))
-        .args(["--rate", "20", "--duration", "4", "--heartbeat-secs", "1", "--memory-spool"]));
-    assert!(out.status.success(), "simulate: {}", String::from_utf8_lossy(&out.stderr));
+        .args([
+            "--rate",
+            "20",
+            "--duration",
+            "4",
+            "--heartbeat-secs",
+            "1",
+            "--memory-spool",
+        ]));
+    assert!(
+        out.status.success(),
+        "simulate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let all = c.alerts();
     let of = |k: u64| -> Vec<Value> {
-        all.iter().filter(|x| x["contract_id"].as_u64() == Some(k)).cloned().collect()
+        all.iter()
+            .filter(|x| x["contract_id"].as_u64() == Some(k))
+            .cloned()
+            .collect()
     };
     let (aa, bb) = (of(a), of(b));
-    assert!(aa.len() >= 20 && bb.len() >= 10, "seeded alerts: A {} B {}", aa.len(), bb.len());
+    assert!(
+        aa.len() >= 20 && bb.len() >= 10,
+        "seeded alerts: A {} B {}",
+        aa.len(),
+        bb.len()
+    );
     let _ = a_dev;
     (a, b, aa, bb, b_dev)
 }
@@ -140,7 +178,10 @@ async fn portal_in_a_real_browser() {
     b.fill("input[name=again]", "password1").await;
     b.click("#submit").await;
     let refused = b.text("#error").await;
-    assert!(!refused.is_empty(), "a weak password must be refused with a reason");
+    assert!(
+        !refused.is_empty(),
+        "a weak password must be refused with a reason"
+    );
     b.fill("input[name=new]", NEW_PASSWORD).await;
     b.fill("input[name=again]", NEW_PASSWORD).await;
     b.click("#submit").await;
@@ -163,18 +204,32 @@ async fn portal_in_a_real_browser() {
     wait_text(&b, "コードが正しくありません").await;
     b.fill("input[name=code]", &browser::totp(&secret)).await;
     b.click("#submit").await;
-    b.wait_for_path("/mfa/recovery", Duration::from_secs(10)).await;
+    b.wait_for_path("/mfa/recovery", Duration::from_secs(10))
+        .await;
     let codes = b.text("#codes").await;
-    assert_eq!(codes.lines().filter(|l| !l.trim().is_empty()).count(), 10, "ten recovery codes: {codes}");
+    assert_eq!(
+        codes.lines().filter(|l| !l.trim().is_empty()).count(),
+        10,
+        "ten recovery codes: {codes}"
+    );
     b.click("#submit").await;
 
     // → the dashboard: appliances and the seeded alerts
     b.wait_for_path("/", Duration::from_secs(10)).await;
     let body = wait_text(&b, "本店UTM").await;
-    assert!(body.contains("支店UTM"), "both appliances of the contract: {body}");
+    assert!(
+        body.contains("支店UTM"),
+        "both appliances of the contract: {body}"
+    );
     assert!(body.contains("稼働中"), "an online appliance: {body}");
-    assert!(b.exists("#alert-chart svg").await, "the alert chart is drawn");
-    assert!(b.exists("#top-apps svg").await, "the top apps chart is drawn");
+    assert!(
+        b.exists("#alert-chart svg").await,
+        "the alert chart is drawn"
+    );
+    assert!(
+        b.exists("#top-apps svg").await,
+        "the top apps chart is drawn"
+    );
     let high = a_alerts.iter().filter(|x| x["level"] == "high").count();
     assert!(high > 0, "the seed has ★★★ alerts");
     assert!(body.contains("★★★"), "important alerts are listed: {body}");
@@ -183,17 +238,30 @@ async fn portal_in_a_real_browser() {
         .await
         .expect("window size");
     shot(&b, &dir, "dashboard.png").await;
-    b.client.set_window_size(1280, 900).await.expect("window size");
+    b.client
+        .set_window_size(1280, 900)
+        .await
+        .expect("window size");
 
     // alerts: filter by level, then the detail
     b.goto(&format!("{base}/alerts?level=high")).await;
     let count = b.text("#count").await;
-    assert!(count.starts_with(&format!("{high} ")), "{high} ★★★ alerts expected, page says {count}");
-    let rows = b.client.find_all(fantoccini::Locator::Css("table.alerts tbody tr")).await.expect("rows");
+    assert!(
+        count.starts_with(&format!("{high} ")),
+        "{high} ★★★ alerts expected, page says {count}"
+    );
+    let rows = b
+        .client
+        .find_all(fantoccini::Locator::Css("table.alerts tbody tr"))
+        .await
+        .expect("rows");
     assert_eq!(rows.len(), high.min(50));
     for r in &rows {
         let text = r.text().await.expect("row text");
-        assert!(text.contains("★★★"), "filtered row of another level: {text}");
+        assert!(
+            text.contains("★★★"),
+            "filtered row of another level: {text}"
+        );
     }
     // filter by host: every row is that host
     let host = a_alerts[0]["event"]
@@ -204,7 +272,12 @@ async fn portal_in_a_real_browser() {
         .to_string();
     let host_n = a_alerts
         .iter()
-        .filter(|x| x["event"].as_object().and_then(|o| o.values().next()).is_some_and(|e| e["flow"]["internal_ip"] == host.as_str()))
+        .filter(|x| {
+            x["event"]
+                .as_object()
+                .and_then(|o| o.values().next())
+                .is_some_and(|e| e["flow"]["internal_ip"] == host.as_str())
+        })
         .count();
     b.goto(&format!("{base}/alerts?host={host}")).await;
     assert!(b.text("#count").await.starts_with(&format!("{host_n} ")));
@@ -213,7 +286,10 @@ async fn portal_in_a_real_browser() {
     b.wait_for_path("/alerts/", Duration::from_secs(10)).await;
     let detail = wait_text(&b, "この重要度の理由").await;
     assert!(detail.contains("お客様に実施いただく対応"), "{detail}");
-    assert!(detail.contains("ネットワークから切り離し"), "★★★ tells to disconnect the host: {detail}");
+    assert!(
+        detail.contains("ネットワークから切り離し"),
+        "★★★ tells to disconnect the host: {detail}"
+    );
     assert!(!b.text("#reason").await.is_empty());
     shot(&b, &dir, "alert.png").await;
 
@@ -238,13 +314,18 @@ async fn portal_in_a_real_browser() {
 
     eprintln!("tenant checks done at {:?}", t0.elapsed());
     // notification addresses: three accepted, a fourth refused with a clear message
-    for addr in ["it@example.co.jp", "shacho@example.co.jp", "keiri@example.co.jp"] {
+    for addr in [
+        "it@example.co.jp",
+        "shacho@example.co.jp",
+        "keiri@example.co.jp",
+    ] {
         b.goto(&format!("{base}/addresses")).await;
         b.fill("#add-form input[name=address]", addr).await;
         b.click("#add").await;
         wait_text(&b, "通知先を追加しました").await;
     }
-    b.fill("#add-form input[name=address]", "fourth@example.co.jp").await;
+    b.fill("#add-form input[name=address]", "fourth@example.co.jp")
+        .await;
     b.click("#add").await;
     wait_text(&b, "通知先は3件までです").await;
     let contract = c
@@ -252,7 +333,11 @@ async fn portal_in_a_real_browser() {
         .as_array()
         .and_then(|v| v.iter().find(|x| x["id"].as_u64() == Some(a)).cloned())
         .expect("contract A");
-    assert_eq!(contract["recipients"].as_array().map(Vec::len), Some(3), "{contract}");
+    assert_eq!(
+        contract["recipients"].as_array().map(Vec::len),
+        Some(3),
+        "{contract}"
+    );
     // the test mail reaches the three
     b.click("#test-mail").await;
     wait_text(&b, "テストメールを送信しました").await;
@@ -278,16 +363,26 @@ async fn portal_in_a_real_browser() {
     wait_text(&b, "不正な送信").await;
     // without a session the pages' forms lead to the login; the login form itself needs
     // its token too
-    let status = post_status(&format!("{base}/addresses/remove"), "address=it%40example.co.jp");
+    let status = post_status(
+        &format!("{base}/addresses/remove"),
+        "address=it%40example.co.jp",
+    );
     assert_eq!(status, 303, "a POST without a session is sent to the login");
-    let status = post_status(&format!("{base}/login"), "email=yamada%40example.co.jp&password=x");
+    let status = post_status(
+        &format!("{base}/login"),
+        "email=yamada%40example.co.jp&password=x",
+    );
     assert_eq!(status, 403, "a login POST without its token is refused");
     let contract = c
         .admin(&["contract", "list"])
         .as_array()
         .and_then(|v| v.iter().find(|x| x["id"].as_u64() == Some(a)).cloned())
         .expect("contract A");
-    assert_eq!(contract["recipients"].as_array().map(Vec::len), Some(3), "{contract}");
+    assert_eq!(
+        contract["recipients"].as_array().map(Vec::len),
+        Some(3),
+        "{contract}"
+    );
 
     // English
     b.goto(&format!("{base}/")).await;
@@ -311,7 +406,11 @@ async fn portal_in_a_real_browser() {
     b.fill("input[name=password]", NEW_PASSWORD).await;
     b.click("#submit").await;
     let locked = wait_text(&b, "ロック").await;
-    assert_eq!(b.current_path().await, "/login", "the right password does not pass a lock: {locked}");
+    assert_eq!(
+        b.current_path().await,
+        "/login",
+        "the right password does not pass a lock: {locked}"
+    );
     let users = c.admin(&["user", "list", "--contract", &a.to_string()]);
     assert_eq!(users[0]["locked"], true, "{users}");
 
@@ -334,5 +433,8 @@ fn post_status(url: &str, body: &str) -> u16 {
         body,
         url,
     ]));
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }

@@ -360,7 +360,14 @@ pub fn synthetic_traffic(device: usize, n: u64) -> protocol::messages::TrafficSu
     TrafficSummary {
         host: InternalHost {
             ip: IpAddr::V4(Ipv4Addr::new(198, 18, (h >> 8) as u8, h as u8)),
-            mac: Mac([0x02, 0x00, (d >> 16) as u8, (d >> 8) as u8, d as u8, (h % 256) as u8]),
+            mac: Mac([
+                0x02,
+                0x00,
+                (d >> 16) as u8,
+                (d >> 8) as u8,
+                d as u8,
+                (h % 256) as u8,
+            ]),
         },
         bucket_start: UnixSecs(bucket),
         entries,

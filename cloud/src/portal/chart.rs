@@ -48,7 +48,10 @@ pub fn stacked_days(days: &[(String, [u64; 5])], names: [&str; 5], aria: &str) -
         .map(|(_, c)| c.iter().sum::<u64>())
         .max()
         .unwrap_or(0);
-    let ymax = nice_max(max.max(1)) as f64;
+    // round steps (1, 2, 5 × 10^n), at most four of them
+    let step = nice_max(max.max(1).div_ceil(4));
+    let ticks = max.max(1).div_ceil(step).max(1);
+    let ymax = (step * ticks) as f64;
     let plot_h = h - bottom - top;
     let n = days.len().max(1) as f64;
     let slot = (w - left - 8.0) / n;
@@ -59,16 +62,16 @@ pub fn stacked_days(days: &[(String, [u64; 5])], names: [&str; 5], aria: &str) -
         r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">"#,
         esc(aria)
     );
-    for i in 0..=4 {
-        let v = ymax * i as f64 / 4.0;
-        let y = top + plot_h - plot_h * i as f64 / 4.0;
+    for i in 0..=ticks {
+        let v = step * i;
+        let y = top + plot_h - plot_h * (v as f64) / ymax;
         let _ = write!(
             s,
             r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e3e7ec"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end" fill="#667">{}</text>"##,
             w - 8.0,
             left - 6.0,
             y + 4.0,
-            v.round() as u64
+            v
         );
     }
     for (i, (label, counts)) in days.iter().enumerate() {
@@ -90,7 +93,8 @@ pub fn stacked_days(days: &[(String, [u64; 5])], names: [&str; 5], aria: &str) -
         }
         // a date label every few columns so they never overlap
         let every = (days.len() / 10).max(1);
-        if i % every == 0 || i + 1 == days.len() {
+        // counted from the last column: today is always labelled
+        if (days.len() - 1 - i) % every == 0 {
             let _ = write!(
                 s,
                 r##"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle" fill="#667">{}</text>"##,
@@ -176,7 +180,11 @@ mod test {
         assert_eq!(nice_max(11), 20);
         assert_eq!(nice_max(1), 1);
         assert_eq!(nice_max(450), 500);
-        let d = stacked_days(&[("11-01".into(), [1, 2, 0, 0, 3])], ["a", "b", "c", "d", "e"], "x");
+        let d = stacked_days(
+            &[("11-01".into(), [1, 2, 0, 0, 3])],
+            ["a", "b", "c", "d", "e"],
+            "x",
+        );
         assert_eq!(d.matches("<rect").count(), 3, "zero counts draw nothing");
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1_500_000), "1.5 MB");

@@ -97,6 +97,7 @@ texts! {
     next: "次へ", "Next";
     page: "ページ", "Page";
     bad_date: "日付は YYYY-MM-DD の形式で入力してください。", "Enter dates as YYYY-MM-DD.";
+    bad_host: "社内端末は IP アドレス（例 198.18.0.10）か MAC アドレス（例 02:00:5e:00:53:01）で入力してください。", "Enter the host as an IP address (198.18.0.10) or a MAC address (02:00:5e:00:53:01).";
     alert_title: "アラート詳細", "Alert detail";
     reason: "この重要度の理由", "Why this level";
     what_detected: "検知した内容", "What was detected";
@@ -185,26 +186,80 @@ impl Tr {
         use protocol::messages::Action::*;
         let ja = self.lang == "ja";
         match a {
-            Allowed => if ja { "通過（検知のみ）" } else { "passed (detected only)" },
-            Blocked => if ja { "遮断" } else { "blocked" },
-            Disarmed => if ja { "無害化（ファイルを遮断）" } else { "disarmed (file blocked)" },
-            Reset => if ja { "通信を切断" } else { "connection reset" },
+            Allowed => {
+                if ja {
+                    "通過（検知のみ）"
+                } else {
+                    "passed (detected only)"
+                }
+            }
+            Blocked => {
+                if ja {
+                    "遮断"
+                } else {
+                    "blocked"
+                }
+            }
+            Disarmed => {
+                if ja {
+                    "無害化（ファイルを遮断）"
+                } else {
+                    "disarmed (file blocked)"
+                }
+            }
+            Reset => {
+                if ja {
+                    "通信を切断"
+                } else {
+                    "connection reset"
+                }
+            }
         }
     }
     pub fn direction(&self, d: protocol::messages::Direction) -> &'static str {
         use protocol::messages::Direction::*;
         let ja = self.lang == "ja";
         match d {
-            Outbound => if ja { "社内→社外" } else { "outbound" },
-            Inbound => if ja { "社外→社内" } else { "inbound" },
-            Internal => if ja { "社内→社内" } else { "internal" },
+            Outbound => {
+                if ja {
+                    "社内→社外"
+                } else {
+                    "outbound"
+                }
+            }
+            Inbound => {
+                if ja {
+                    "社外→社内"
+                } else {
+                    "inbound"
+                }
+            }
+            Internal => {
+                if ja {
+                    "社内→社内"
+                } else {
+                    "internal"
+                }
+            }
         }
     }
     pub fn status(&self, s: crate::store::AlertStatus) -> &'static str {
         let ja = self.lang == "ja";
         match s {
-            crate::store::AlertStatus::Open => if ja { "対応中" } else { "open" },
-            crate::store::AlertStatus::Resolved => if ja { "調査完了" } else { "resolved" },
+            crate::store::AlertStatus::Open => {
+                if ja {
+                    "対応中"
+                } else {
+                    "open"
+                }
+            }
+            crate::store::AlertStatus::Resolved => {
+                if ja {
+                    "調査完了"
+                } else {
+                    "resolved"
+                }
+            }
         }
     }
 }

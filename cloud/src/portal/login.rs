@@ -59,7 +59,8 @@ struct RecoveryPage {
 
 /// Visitors at another stage go where they belong.
 fn elsewhere(ctx: &Ctx, want: fn(&Stage) -> bool) -> Option<Response> {
-    (!want(&ctx.session.stage)).then(|| Redirect::to(stage_home(&ctx.session.stage)).into_response())
+    (!want(&ctx.session.stage))
+        .then(|| Redirect::to(stage_home(&ctx.session.stage)).into_response())
 }
 
 pub async fn login_page(ctx: Ctx) -> Response {
@@ -143,8 +144,20 @@ pub async fn login(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<LoginForm
     let (pw, hash) = (f.password, user.password_hash.clone());
     if !blocking(move || Ok(auth::verify_password(&pw, &hash))).await? {
         let locked = count_failure(&ctx, user.id)?;
-        tracing::info!(user = user.id, locked, "portal login refused: wrong password");
-        return Ok(fail(&ctx, if locked { ctx.t.locked } else { ctx.t.login_failed }, email));
+        tracing::info!(
+            user = user.id,
+            locked,
+            "portal login refused: wrong password"
+        );
+        return Ok(fail(
+            &ctx,
+            if locked {
+                ctx.t.locked
+            } else {
+                ctx.t.login_failed
+            },
+            email,
+        ));
     }
     let stage = if user.must_change_password {
         Stage::ChangePassword
@@ -233,7 +246,14 @@ pub async fn totp(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>)
         }
         return Ok(render(&TotpPage {
             c: ctx.chrome("login"),
-            error: Some(if locked { ctx.t.locked } else { ctx.t.totp_wrong }.into()),
+            error: Some(
+                if locked {
+                    ctx.t.locked
+                } else {
+                    ctx.t.totp_wrong
+                }
+                .into(),
+            ),
         }));
     }
     set_lockout(&mut u, Lockout::default());
@@ -337,7 +357,8 @@ pub async fn change(ctx: Ctx, CsrfForm(f): CsrfForm<ChangeForm>) -> R {
 }
 
 fn enroll_view(ctx: &Ctx, secret: &str, error: Option<String>) -> Result<Response, PortalError> {
-    let totp = Totp::from_base32(secret).ok_or_else(|| PortalError::Internal("bad enrolment secret".into()))?;
+    let totp = Totp::from_base32(secret)
+        .ok_or_else(|| PortalError::Internal("bad enrolment secret".into()))?;
     let uri = totp.uri(ISSUER, &ctx.session.email);
     let qr = qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M)
         .map_err(|e| PortalError::Internal(e.to_string()))?;
@@ -421,7 +442,10 @@ pub async fn logout(ctx: Ctx, CsrfForm(_): CsrfForm<Empty>) -> Response {
     ctx.p.sessions.remove(&ctx.sid);
     tracing::info!(user = ctx.session.user, "portal logout");
     let mut resp = Redirect::to("/login").into_response();
-    let expire = format!("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax", session::COOKIE);
+    let expire = format!(
+        "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
+        session::COOKIE
+    );
     if let Ok(v) = HeaderValue::from_str(&expire) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }

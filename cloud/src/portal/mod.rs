@@ -61,7 +61,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/login/totp", get(login::totp_page).post(login::totp))
         .route("/password", get(login::change_page).post(login::change))
         .route("/mfa/setup", get(login::enroll_page).post(login::enroll))
-        .route("/mfa/recovery", get(login::recovery_page).post(login::recovery_done))
+        .route(
+            "/mfa/recovery",
+            get(login::recovery_page).post(login::recovery_done),
+        )
         .route("/logout", post(login::logout))
         .route("/lang/{code}", get(login::set_lang))
         .route("/alerts", get(pages::alerts))
@@ -79,7 +82,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/account/recovery", post(pages::account_recovery))
         .route("/static/portal.css", get(stylesheet))
         .fallback(not_found_route)
-        .layer(middleware::from_fn_with_state(Arc::clone(&portal), session_layer))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&portal),
+            session_layer,
+        ))
         .with_state(portal)
 }
 
@@ -168,9 +174,15 @@ async fn session_layer(State(p): State<P>, mut req: Request, next: Next) -> Resp
             "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -281,9 +293,12 @@ impl<T: DeserializeOwned> FromRequest<P> for CsrfForm<T> {
         let bytes = axum::body::Bytes::from_request(req, p)
             .await
             .map_err(IntoResponse::into_response)?;
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(&bytes).map_err(|_| PortalError::BadForm.into_response())?;
-        let token = pairs.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str());
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|_| PortalError::BadForm.into_response())?;
+        let token = pairs
+            .iter()
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.as_str());
         let ok = match (sid, token) {
             (Some(s), Some(t)) => auth::csrf_ok(&p.csrf_key, &s, t),
             _ => false,

@@ -44,10 +44,16 @@ fn level_class(l: Level) -> &'static str {
 }
 
 fn device_name(devices: &[Device], id: &str) -> String {
-    devices
-        .iter()
-        .find(|d| d.id == id)
-        .map_or_else(|| id.to_string(), |d| if d.name.is_empty() { d.id.clone() } else { d.name.clone() })
+    devices.iter().find(|d| d.id == id).map_or_else(
+        || id.to_string(),
+        |d| {
+            if d.name.is_empty() {
+                d.id.clone()
+            } else {
+                d.name.clone()
+            }
+        },
+    )
 }
 
 fn row(a: &AlertRecord, t: &Tr, devices: &[Device], tz: i64) -> AlertRow {
@@ -91,13 +97,29 @@ fn device_rows(ctx: &super::Ctx, devices: Vec<Device>) -> Vec<DeviceRow> {
                 (DeviceStatus::Active, false) => (t.offline, "st-offline"),
             };
             DeviceRow {
-                name: if d.name.is_empty() { d.id.clone() } else { d.name.clone() },
+                name: if d.name.is_empty() {
+                    d.id.clone()
+                } else {
+                    d.name.clone()
+                },
                 state,
                 state_class,
-                last: d.last_heartbeat_ms.map_or_else(|| t.never.to_string(), |ms| format_local(ms, tz)),
-                firmware: if d.firmware.is_empty() { "-".into() } else { d.firmware.clone() },
-                rules: if d.rules_version.is_empty() { "-".into() } else { d.rules_version.clone() },
-                activated: d.activated_ms.map_or_else(|| "-".into(), |ms| format_local(ms, tz)),
+                last: d
+                    .last_heartbeat_ms
+                    .map_or_else(|| t.never.to_string(), |ms| format_local(ms, tz)),
+                firmware: if d.firmware.is_empty() {
+                    "-".into()
+                } else {
+                    d.firmware.clone()
+                },
+                rules: if d.rules_version.is_empty() {
+                    "-".into()
+                } else {
+                    d.rules_version.clone()
+                },
+                activated: d
+                    .activated_ms
+                    .map_or_else(|| "-".into(), |ms| format_local(ms, tz)),
                 id: d.id,
             }
         })
@@ -132,7 +154,13 @@ struct DashboardPage {
     rows: Vec<AlertRow>,
 }
 
-fn bars(items: &[(String, query::Totals)], unknown: &str, color: &str, aria: &str, n: usize) -> String {
+fn bars(
+    items: &[(String, query::Totals)],
+    unknown: &str,
+    color: &str,
+    aria: &str,
+    n: usize,
+) -> String {
     if items.is_empty() {
         return String::new();
     }
@@ -141,7 +169,11 @@ fn bars(items: &[(String, query::Totals)], unknown: &str, color: &str, aria: &st
         .take(n)
         .map(|(k, t)| {
             (
-                if k.is_empty() { unknown.to_string() } else { k.clone() },
+                if k.is_empty() {
+                    unknown.to_string()
+                } else {
+                    k.clone()
+                },
                 t.bytes,
                 human_bytes(t.bytes),
             )
@@ -155,15 +187,20 @@ pub async fn dashboard(a: Authed) -> R {
     let p = ctx.p.clone();
     let now = p.app.now();
     let tz = p.tz;
-    let (devices, alerts, traffic) = {
+    let (devices, alerts, recent, traffic) = {
         let store = p.app.store.clone();
         blocking(move || {
             Ok(store.read(|rx| {
                 let devices = scope.devices(rx)?;
-                let alerts = scope.alerts_since(rx, now - 31 * DAY_MS)?;
+                let alerts = scope.keys_since(rx, now - 31 * DAY_MS)?;
+                let important = AlertFilter {
+                    important: true,
+                    ..Default::default()
+                };
+                let recent = scope.alert_page(rx, &important, 1, 8)?.items;
                 let from = ((now - 7 * DAY_MS).max(0) / 1000) as u64;
                 let traffic = scope.traffic(rx, from, u64::MAX, None)?;
-                Ok((devices, alerts, traffic))
+                Ok((devices, alerts, recent, traffic))
             })?)
         })
         .await?
@@ -179,18 +216,25 @@ pub async fn dashboard(a: Authed) -> R {
     }
     let names = level_names(t);
     let legend = (0..5)
-        .map(|i| (names[i], ["lv-high", "lv-medium", "lv-low", "lv-inv", "lv-info"][i], totals[i]))
+        .map(|i| {
+            (
+                names[i],
+                ["lv-high", "lv-medium", "lv-low", "lv-inv", "lv-info"][i],
+                totals[i],
+            )
+        })
         .collect();
     let tt = query::traffic_totals(&traffic);
-    let rows = alerts
-        .iter()
-        .filter(|a| a.level.important())
-        .take(8)
-        .map(|a| row(a, t, &devices, tz))
-        .collect();
+    let rows = recent.iter().map(|a| row(a, t, &devices, tz)).collect();
     let drows = device_rows(&ctx, devices);
-    let online = drows.iter().filter(|d| d.state_class == "st-online").count();
-    let offline = drows.iter().filter(|d| d.state_class == "st-offline").count();
+    let online = drows
+        .iter()
+        .filter(|d| d.state_class == "st-online")
+        .count();
+    let offline = drows
+        .iter()
+        .filter(|d| d.state_class == "st-offline")
+        .count();
     let page = DashboardPage {
         chart: if alerts.is_empty() {
             String::new()
@@ -253,8 +297,13 @@ fn page_link(q: &AlertQuery, page: u32) -> String {
         ("device", q.device.as_str()),
         ("host", q.host.as_str()),
     ];
-    let mut s = serde_urlencoded::to_string(pairs.iter().filter(|(_, v)| !v.is_empty()).collect::<Vec<_>>())
-        .unwrap_or_default();
+    let mut s = serde_urlencoded::to_string(
+        pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default();
     if !s.is_empty() {
         s.push('&');
     }
@@ -270,7 +319,10 @@ pub async fn alerts(a: Authed, Query(q): Query<AlertQuery>) -> R {
         level: Level::parse(q.level.trim()),
         ..Default::default()
     };
-    for (text, slot, end) in [(&q.from, &mut f.from_ms, false), (&q.to, &mut f.to_ms, true)] {
+    for (text, slot, end) in [
+        (&q.from, &mut f.from_ms, false),
+        (&q.to, &mut f.to_ms, true),
+    ] {
         if text.trim().is_empty() {
             continue;
         }
@@ -281,11 +333,21 @@ pub async fn alerts(a: Authed, Query(q): Query<AlertQuery>) -> R {
         }
     }
     f.device = Some(q.device.trim().to_string()).filter(|s| !s.is_empty());
-    f.host = Some(q.host.trim().to_string()).filter(|s| !s.is_empty());
+    if !q.host.trim().is_empty() {
+        match query::HostMatch::parse(&q.host) {
+            Some(h) => f.host = Some(h),
+            None => error = Some(t.bad_host),
+        }
+    }
     let page = q.page.unwrap_or(1).max(1);
     let store = ctx.p.app.store.clone();
     let (list, devices): (AlertPage, Vec<Device>) = blocking(move || {
-        Ok(store.read(|rx| Ok((scope.alert_page(rx, &f, page, PER_PAGE)?, scope.devices(rx)?)))?)
+        Ok(store.read(|rx| {
+            Ok((
+                scope.alert_page(rx, &f, page, PER_PAGE)?,
+                scope.devices(rx)?,
+            ))
+        })?)
     })
     .await?;
     let rows = list.items.iter().map(|a| row(a, t, &devices, tz)).collect();
@@ -307,7 +369,16 @@ pub async fn alerts(a: Authed, Query(q): Query<AlertQuery>) -> R {
         levels,
         devices: devices
             .iter()
-            .map(|d| (d.id.clone(), if d.name.is_empty() { d.id.clone() } else { d.name.clone() }))
+            .map(|d| {
+                (
+                    d.id.clone(),
+                    if d.name.is_empty() {
+                        d.id.clone()
+                    } else {
+                        d.name.clone()
+                    },
+                )
+            })
             .collect(),
         rows,
         total: list.total,
@@ -379,7 +450,12 @@ pub async fn alert_detail(a: Authed, Path(id): Path<String>) -> R {
     let page = AlertDetailPage {
         reason: rec.reason.clone(),
         todo: t.actions(rec.level),
-        internal: format!("{}{}  (MAC {})", f.internal_ip, port(f.internal_port), f.internal_mac),
+        internal: format!(
+            "{}{}  (MAC {})",
+            f.internal_ip,
+            port(f.internal_port),
+            f.internal_mac
+        ),
         remote: format!("{}{}", f.external_ip, port(f.external_port)),
         direction: t.direction(f.direction),
         site: rec.event.site(),
@@ -441,7 +517,14 @@ pub async fn traffic(a: Authed, Query(q): Query<TrafficQuery>) -> R {
     let store = ctx.p.app.store.clone();
     let h = host.clone();
     let rows = blocking(move || {
-        Ok(store.read(|rx| scope.traffic(rx, from, u64::MAX, Some(h.as_str()).filter(|s| !s.is_empty())))?)
+        Ok(store.read(|rx| {
+            scope.traffic(
+                rx,
+                from,
+                u64::MAX,
+                Some(h.as_str()).filter(|s| !s.is_empty()),
+            )
+        })?)
     })
     .await?;
     let TrafficTotals {
@@ -449,12 +532,24 @@ pub async fn traffic(a: Authed, Query(q): Query<TrafficQuery>) -> R {
         apps,
         hosts,
     } = query::traffic_totals(&rows);
-    let name = |k: &String| if k.is_empty() { t.unknown.to_string() } else { k.clone() };
+    let name = |k: &String| {
+        if k.is_empty() {
+            t.unknown.to_string()
+        } else {
+            k.clone()
+        }
+    };
     let page = TrafficPage {
         categories: bars(&categories, t.unknown, "#1e6fa8", t.by_category, 12),
         apps: bars(&apps, t.unknown, "#2e8b57", t.by_app, 12),
-        table_categories: categories.iter().map(|(k, v)| (name(k), human_bytes(v.bytes), v.flows)).collect(),
-        table_apps: apps.iter().map(|(k, v)| (name(k), human_bytes(v.bytes), v.flows)).collect(),
+        table_categories: categories
+            .iter()
+            .map(|(k, v)| (name(k), human_bytes(v.bytes), v.flows))
+            .collect(),
+        table_apps: apps
+            .iter()
+            .map(|(k, v)| (name(k), human_bytes(v.bytes), v.flows))
+            .collect(),
         hosts: hosts
             .into_iter()
             .map(|(ip, mac, tot, top)| HostRow {
@@ -462,7 +557,11 @@ pub async fn traffic(a: Authed, Query(q): Query<TrafficQuery>) -> R {
                 mac,
                 bytes: human_bytes(tot.bytes),
                 flows: tot.flows,
-                top: if top.is_empty() { t.unknown.to_string() } else { top },
+                top: if top.is_empty() {
+                    t.unknown.to_string()
+                } else {
+                    top
+                },
             })
             .collect(),
         days,
@@ -516,8 +615,14 @@ pub async fn appliance_detail(a: Authed, Path(id): Path<String>) -> R {
     let store = ctx.p.app.store.clone();
     let list = blocking(move || Ok(store.read(|rx| scope.alert_page(rx, &f, 1, 10))?)).await?;
     let t = ctx.t;
-    let rows = list.items.iter().map(|a| row(a, t, &devices, ctx.p.tz)).collect();
-    let d = device_rows(&ctx, vec![dev]).pop().ok_or(PortalError::NotFound)?;
+    let rows = list
+        .items
+        .iter()
+        .map(|a| row(a, t, &devices, ctx.p.tz))
+        .collect();
+    let d = device_rows(&ctx, vec![dev])
+        .pop()
+        .ok_or(PortalError::NotFound)?;
     let page = AppliancePage {
         d,
         rows,
@@ -589,7 +694,10 @@ pub async fn address_add(a: Authed, CsrfForm(f): CsrfForm<AddressForm>) -> R {
     })?;
     match res {
         Ok(()) => {
-            tracing::info!(contract = scope.contract(), "portal: notification address added");
+            tracing::info!(
+                contract = scope.contract(),
+                "portal: notification address added"
+            );
             ctx.flash(true, t.address_added);
         }
         Err(Refusal::Full) => ctx.flash(false, t.address_max),
@@ -606,7 +714,8 @@ pub async fn address_remove(a: Authed, CsrfForm(f): CsrfForm<AddressForm>) -> R 
             .contract(scope.contract())?
             .ok_or_else(|| StoreError::NotFound("contract".into()))?;
         let before = c.recipients.len();
-        c.recipients.retain(|x| !x.eq_ignore_ascii_case(f.address.trim()));
+        c.recipients
+            .retain(|x| !x.eq_ignore_ascii_case(f.address.trim()));
         let removed = c.recipients.len() != before;
         if removed {
             tx.put_contract(&c)?;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::clock::{civil, days_from_civil};
 use crate::score::Level;
-use crate::store::{AlertRecord, Device, Rx, StoreError, TrafficRow};
+use crate::store::{AlertKey, AlertRecord, Device, Rx, StoreError, TrafficRow};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -27,11 +27,7 @@ impl Scope {
 
     /// The contract's appliances (revoked ones too: their alerts stay).
     pub fn devices(&self, rx: &Rx) -> Result<Vec<Device>> {
-        let mut v: Vec<Device> = rx
-            .devices()?
-            .into_iter()
-            .filter(|d| d.contract_id == self.contract)
-            .collect();
+        let mut v = rx.devices_of(self.contract)?;
         v.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         Ok(v)
     }
@@ -40,46 +36,27 @@ impl Scope {
         Ok(rx.device(id)?.filter(|d| d.contract_id == self.contract))
     }
 
-    /// One page of the contract's alerts matching `f`, newest first.
+    /// One page of the contract's alerts matching `f`, newest first. The filters and
+    /// the count read only the index; only the page's records are read.
     pub fn alert_page(&self, rx: &Rx, f: &AlertFilter, page: u32, per: usize) -> Result<AlertPage> {
         let skip = page.saturating_sub(1) as usize * per;
         let mut total = 0usize;
         let mut items = Vec::new();
-        if f.is_empty() {
-            // the index alone counts; only the page's records are read
-            let mut seen = 0usize;
-            rx.scan_alerts_of(
-                self.contract,
-                |_| {
-                    let take = seen >= skip && seen < skip + per;
-                    seen += 1;
-                    take
-                },
-                |rec| {
-                    total += 1;
-                    if let Some(r) = rec {
-                        items.push(r);
-                    }
-                    true
-                },
-            )?;
-        } else {
-            rx.scan_alerts_of(
-                self.contract,
-                |_| true,
-                |rec| {
-                    if let Some(r) = rec {
-                        if f.matches(&r) {
-                            if total >= skip && total < skip + per {
-                                items.push(r);
-                            }
-                            total += 1;
-                        }
-                    }
-                    true
-                },
-            )?;
-        }
+        rx.scan_alerts_of(
+            self.contract,
+            |_, key| {
+                if !f.matches(key) {
+                    return false;
+                }
+                let take = total >= skip && total < skip + per;
+                total += 1;
+                take
+            },
+            |rec| {
+                items.extend(rec);
+                true
+            },
+        )?;
         let pages = total.div_ceil(per).max(1) as u32;
         Ok(AlertPage {
             items,
@@ -89,27 +66,34 @@ impl Scope {
         })
     }
 
-    /// Alerts received since `since_ms`, newest first.
-    pub fn alerts_since(&self, rx: &Rx, since_ms: i64) -> Result<Vec<AlertRecord>> {
+    /// Index entries of the alerts received since `since_ms`, newest first.
+    pub fn keys_since(&self, rx: &Rx, since_ms: i64) -> Result<Vec<AlertKey>> {
         let mut out = Vec::new();
+        let older = std::cell::Cell::new(false);
         rx.scan_alerts_of(
             self.contract,
-            |_| true,
-            |rec| match rec {
-                Some(r) if r.received_ms >= since_ms => {
-                    out.push(r);
-                    true
+            |_, key| {
+                // ids grow with arrival: the first older one ends the scan
+                older.set(key.received_ms < since_ms);
+                if !older.get() {
+                    out.push(key.clone());
                 }
-                Some(_) => false,
-                None => true,
+                false
             },
+            |_| !older.get(),
         )?;
         Ok(out)
     }
 
     /// Traffic summaries with buckets in `[from_secs, to_secs)`, optionally of one host
     /// (IP or MAC).
-    pub fn traffic(&self, rx: &Rx, from_secs: u64, to_secs: u64, host: Option<&str>) -> Result<Vec<TrafficRow>> {
+    pub fn traffic(
+        &self,
+        rx: &Rx,
+        from_secs: u64,
+        to_secs: u64,
+        host: Option<&str>,
+    ) -> Result<Vec<TrafficRow>> {
         let mut rows = rx.traffic_of(self.contract, from_secs, to_secs)?;
         if let Some(h) = host {
             rows.retain(|r| r.host_ip == h || r.host_mac.eq_ignore_ascii_case(h));
@@ -126,44 +110,63 @@ pub struct AlertPage {
     pub pages: u32,
 }
 
+/// An internal host as the user typed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostMatch {
+    Ip(std::net::IpAddr),
+    Mac([u8; 6]),
+}
+
+impl HostMatch {
+    /// An IP address, or a MAC written with `:` or `-`.
+    pub fn parse(s: &str) -> Option<HostMatch> {
+        let s = s.trim();
+        if let Ok(ip) = s.parse() {
+            return Some(HostMatch::Ip(ip));
+        }
+        let parts: Vec<&str> = s.split([':', '-']).collect();
+        if parts.len() != 6 {
+            return None;
+        }
+        let mut mac = [0u8; 6];
+        for (m, p) in mac.iter_mut().zip(parts) {
+            if p.len() != 2 {
+                return None;
+            }
+            *m = u8::from_str_radix(p, 16).ok()?;
+        }
+        Some(HostMatch::Mac(mac))
+    }
+}
+
 /// The alert list's filters.
 #[derive(Debug, Default, Clone)]
 pub struct AlertFilter {
     pub level: Option<Level>,
+    /// Only alerts worth a mail (not 参考情報).
+    pub important: bool,
     /// Appliance time, inclusive.
     pub from_ms: Option<i64>,
     /// Appliance time, exclusive.
     pub to_ms: Option<i64>,
     pub device: Option<String>,
-    /// IP address or MAC of the internal host.
-    pub host: Option<String>,
+    /// The internal host.
+    pub host: Option<HostMatch>,
 }
 
 impl AlertFilter {
-    pub fn is_empty(&self) -> bool {
-        self.level.is_none()
-            && self.from_ms.is_none()
-            && self.to_ms.is_none()
-            && self.device.is_none()
-            && self.host.is_none()
-    }
-
-    pub fn matches(&self, a: &AlertRecord) -> bool {
-        let t = a.event.time_ms();
-        if self.level.is_some_and(|l| l != a.level)
+    pub fn matches(&self, k: &AlertKey) -> bool {
+        let t = k.time_ms;
+        !(self.level.is_some_and(|l| l != k.level)
+            || (self.important && !k.level.important())
             || self.from_ms.is_some_and(|f| t < f)
             || self.to_ms.is_some_and(|e| t >= e)
-            || self.device.as_deref().is_some_and(|d| d != a.device)
-        {
-            return false;
-        }
-        match &self.host {
-            None => true,
-            Some(h) => {
-                let f = a.event.flow();
-                f.internal_ip.to_string() == *h || f.internal_mac.to_string().eq_ignore_ascii_case(h)
-            }
-        }
+            || self.device.as_deref().is_some_and(|d| d != k.device)
+            || match self.host {
+                None => false,
+                Some(HostMatch::Ip(ip)) => ip != k.ip,
+                Some(HostMatch::Mac(m)) => m != k.mac,
+            })
     }
 }
 
@@ -207,9 +210,15 @@ pub fn level_slot(l: Level) -> usize {
 }
 
 /// Alert counts per local day and level for the `days` days ending today.
-pub fn alerts_per_day(alerts: &[AlertRecord], today: i64, days: i64, tz_secs: i64) -> Vec<(String, [u64; 5])> {
+pub fn alerts_per_day(
+    alerts: &[AlertKey],
+    today: i64,
+    days: i64,
+    tz_secs: i64,
+) -> Vec<(String, [u64; 5])> {
     let first = today - days + 1;
-    let mut out: Vec<(String, [u64; 5])> = (first..=today).map(|d| (day_label(d), [0; 5])).collect();
+    let mut out: Vec<(String, [u64; 5])> =
+        (first..=today).map(|d| (day_label(d), [0; 5])).collect();
     for a in alerts {
         let d = local_day(a.received_ms, tz_secs);
         if d >= first && d <= today {
@@ -239,10 +248,15 @@ pub fn traffic_totals(rows: &[TrafficRow]) -> TrafficTotals {
     let mut apps: HashMap<&str, Totals> = HashMap::new();
     let mut hosts: HashMap<&str, (&str, Totals, HashMap<&str, u64>)> = HashMap::new();
     for r in rows {
-        let h = hosts.entry(&r.host_ip).or_insert_with(|| (&r.host_mac, Totals::default(), HashMap::new()));
+        let h = hosts
+            .entry(&r.host_ip)
+            .or_insert_with(|| (&r.host_mac, Totals::default(), HashMap::new()));
         for e in &r.entries {
             let b = e.bytes_in.saturating_add(e.bytes_out);
-            for (map, key) in [(&mut cats, e.category.as_str()), (&mut apps, e.app.as_str())] {
+            for (map, key) in [
+                (&mut cats, e.category.as_str()),
+                (&mut apps, e.app.as_str()),
+            ] {
                 let t = map.entry(key).or_default();
                 t.bytes = t.bytes.saturating_add(b);
                 t.flows = t.flows.saturating_add(e.flows);
@@ -295,6 +309,20 @@ mod test {
     }
 
     #[test]
+    fn hosts_parse_as_ip_or_mac() {
+        assert_eq!(
+            HostMatch::parse(" 198.18.0.7 "),
+            Some(HostMatch::Ip("198.18.0.7".parse().unwrap()))
+        );
+        assert_eq!(
+            HostMatch::parse("02-00-00-0A-0b-01"),
+            Some(HostMatch::Mac([2, 0, 0, 10, 11, 1]))
+        );
+        assert!(HostMatch::parse("02:00:00:0a:0b").is_none());
+        assert!(HostMatch::parse("pc-yamada").is_none());
+    }
+
+    #[test]
     fn traffic_adds_up_per_category_app_and_host() {
         let row = |ip: &str, cat: &str, app: &str, b: u64| TrafficRow {
             device: "d".into(),
@@ -314,7 +342,16 @@ mod test {
             row("198.18.0.10", "news", "Yahoo", 10),
             row("198.18.0.11", "video", "YouTube", 50),
         ]);
-        assert_eq!(t.categories[0], ("video".into(), Totals { bytes: 152, flows: 4 }));
+        assert_eq!(
+            t.categories[0],
+            (
+                "video".into(),
+                Totals {
+                    bytes: 152,
+                    flows: 4
+                }
+            )
+        );
         assert_eq!(t.apps[1].0, "Yahoo");
         assert_eq!(t.hosts[0].0, "198.18.0.10");
         assert_eq!(t.hosts[0].2.bytes, 112);

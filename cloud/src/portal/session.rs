@@ -155,7 +155,10 @@ mod test {
         let s = Sessions::new(1000);
         let a = s.create(0);
         assert!(s.touch(&a, 900).is_some());
-        assert!(s.touch(&a, 1800).is_some(), "touching extends the idle time");
+        assert!(
+            s.touch(&a, 1800).is_some(),
+            "touching extends the idle time"
+        );
         assert!(s.touch(&a, 2801).is_none(), "idle too long");
         assert!(s.touch(&a, 2802).is_none(), "and gone");
         let b = s.create(0);
@@ -163,11 +166,17 @@ mod test {
         sess.stage = Stage::Full;
         let c = s.rotate(&b, sess);
         assert_ne!(b, c);
-        assert!(s.touch(&b, 2).is_none(), "the old id is dead after rotation");
+        assert!(
+            s.touch(&b, 2).is_none(),
+            "the old id is dead after rotation"
+        );
         assert_eq!(s.touch(&c, 2).unwrap().stage, Stage::Full);
         let long = Sessions::new(i64::MAX / 4);
         let d = long.create(0);
         assert!(long.touch(&d, MAX_AGE_MS).is_some());
-        assert!(long.touch(&d, MAX_AGE_MS + 1).is_none(), "absolute lifetime");
+        assert!(
+            long.touch(&d, MAX_AGE_MS + 1).is_none(),
+            "absolute lifetime"
+        );
     }
 }

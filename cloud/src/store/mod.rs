@@ -49,7 +49,15 @@ const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 const CODES: TableDefinition<&str, &str> = TableDefinition::new("activation_codes");
 const SEEN: TableDefinition<(&str, u64), u64> = TableDefinition::new("seen_seq");
 const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
-const BY_CONTRACT: TableDefinition<(u64, u64), ()> = TableDefinition::new("alerts_by_contract");
+/// The first index of alerts by contract (no summary); replaced by [`ALERT_INDEX`] when a
+/// store is opened.
+const OLD_BY_CONTRACT: TableDefinition<(u64, u64), ()> = TableDefinition::new("alerts_by_contract");
+/// Alerts by (contract, id) with a postcard [`AlertKey`]: lists filter without reading
+/// the records.
+const ALERT_INDEX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("alert_index");
+/// Devices by (contract, id).
+const DEVICES_BY_CONTRACT: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("devices_by_contract");
 const MEDIUM_BY_HOST: TableDefinition<(&str, i64), u64> = TableDefinition::new("medium_by_host");
 const DEDUP: TableDefinition<&str, i64> = TableDefinition::new("dedup");
 const WINDOWS: TableDefinition<u64, &[u8]> = TableDefinition::new("mail_windows");
@@ -94,7 +102,8 @@ impl Store {
             t.open_table(CODES)?;
             t.open_table(SEEN)?;
             t.open_table(ALERTS)?;
-            t.open_table(BY_CONTRACT)?;
+            t.open_table(ALERT_INDEX)?;
+            t.open_table(DEVICES_BY_CONTRACT)?;
             t.open_table(MEDIUM_BY_HOST)?;
             t.open_table(DEDUP)?;
             t.open_table(WINDOWS)?;
@@ -106,7 +115,50 @@ impl Store {
             t.open_table(TRAFFIC)?;
             Ok(())
         })?;
+        s.migrate()?;
         Ok(s)
+    }
+
+    /// Build the indexes a store written by an older version lacks (one transaction).
+    fn migrate(&self) -> Result<()> {
+        self.write(|tx| {
+            let t = &tx.0;
+            let (alerts, indexed) = (
+                t.open_table(ALERTS)?.len()?,
+                t.open_table(ALERT_INDEX)?.len()?,
+            );
+            if alerts != indexed {
+                tracing::info!(alerts, indexed, "building the alert index");
+                let mut recs = Vec::new();
+                for e in t.open_table(ALERTS)?.iter()? {
+                    let (_, v) = e?;
+                    let a: AlertRecord = dec("alerts", v.value())?;
+                    recs.push((a.contract_id, a.id, AlertKey::of(&a).encode()));
+                }
+                let mut idx = t.open_table(ALERT_INDEX)?;
+                for (c, id, k) in recs {
+                    idx.insert((c, id), k.as_slice())?;
+                }
+            }
+            t.delete_table(OLD_BY_CONTRACT)?;
+            let (devices, indexed) = (
+                t.open_table(DEVICES)?.len()?,
+                t.open_table(DEVICES_BY_CONTRACT)?.len()?,
+            );
+            if devices != indexed {
+                let mut ds = Vec::new();
+                for e in t.open_table(DEVICES)?.iter()? {
+                    let (_, v) = e?;
+                    let d: Device = dec("devices", v.value())?;
+                    ds.push((d.contract_id, d.id));
+                }
+                let mut idx = t.open_table(DEVICES_BY_CONTRACT)?;
+                for (c, id) in ds {
+                    idx.insert((c, id.as_str()), ())?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Run `f` in one write transaction; committed (durable) when this returns `Ok`.
@@ -203,37 +255,48 @@ macro_rules! readers {
             pub fn alert(&self, id: u64) -> Result<Option<AlertRecord>> {
                 Ok(json_get!(self, ALERTS, "alerts", id))
             }
-            /// Alerts of a contract, newest first, at most `limit`.
-            pub fn alerts_of(&self, contract: u64, limit: usize) -> Result<Vec<AlertRecord>> {
-                let idx = self.0.open_table(BY_CONTRACT)?;
-                let alerts = self.0.open_table(ALERTS)?;
+            /// Devices of one contract.
+            pub fn devices_of(&self, contract: u64) -> Result<Vec<Device>> {
+                let idx = self.0.open_table(DEVICES_BY_CONTRACT)?;
+                let t = self.0.open_table(DEVICES)?;
                 let mut out = Vec::new();
-                for e in idx.range((contract, 0)..=(contract, u64::MAX))?.rev() {
+                for e in idx.range((contract, "")..(contract.saturating_add(1), ""))? {
                     let (k, _) = e?;
-                    let id = k.value().1;
-                    if let Some(v) = alerts.get(id)? {
-                        out.push(dec("alerts", v.value())?);
-                    }
-                    if out.len() >= limit {
-                        break;
+                    if let Some(v) = t.get(k.value().1)? {
+                        out.push(dec("devices", v.value())?);
                     }
                 }
                 Ok(out)
             }
-            /// Visit a contract's alerts newest first, fetching a record only when `want`
-            /// accepts its id; `visit` returns false to stop.
+            /// Alerts of a contract, newest first, at most `limit`.
+            pub fn alerts_of(&self, contract: u64, limit: usize) -> Result<Vec<AlertRecord>> {
+                let mut out = Vec::new();
+                self.scan_alerts_of(
+                    contract,
+                    |_, _| true,
+                    |rec| {
+                        out.extend(rec);
+                        out.len() < limit
+                    },
+                )?;
+                Ok(out)
+            }
+            /// Visit a contract's alerts newest first: `want` sees each one's id and
+            /// summary and says whether to read the record; `visit` gets the record (or
+            /// `None` when not wanted) and returns false to stop.
             pub fn scan_alerts_of(
                 &self,
                 contract: u64,
-                mut want: impl FnMut(u64) -> bool,
+                mut want: impl FnMut(u64, &AlertKey) -> bool,
                 mut visit: impl FnMut(Option<AlertRecord>) -> bool,
             ) -> Result<()> {
-                let idx = self.0.open_table(BY_CONTRACT)?;
+                let idx = self.0.open_table(ALERT_INDEX)?;
                 let alerts = self.0.open_table(ALERTS)?;
                 for e in idx.range((contract, 0)..=(contract, u64::MAX))?.rev() {
-                    let (k, _) = e?;
+                    let (k, v) = e?;
                     let id = k.value().1;
-                    let rec = if want(id) {
+                    let key = AlertKey::decode(v.value())?;
+                    let rec = if want(id, &key) {
                         match alerts.get(id)? {
                             Some(v) => Some(dec("alerts", v.value())?),
                             None => continue,
@@ -248,7 +311,12 @@ macro_rules! readers {
                 Ok(())
             }
             /// Traffic summaries of a contract with buckets in `[from_secs, to_secs)`.
-            pub fn traffic_of(&self, contract: u64, from_secs: u64, to_secs: u64) -> Result<Vec<TrafficRow>> {
+            pub fn traffic_of(
+                &self,
+                contract: u64,
+                from_secs: u64,
+                to_secs: u64,
+            ) -> Result<Vec<TrafficRow>> {
                 let t = self.0.open_table(TRAFFIC)?;
                 let mut out = Vec::new();
                 if to_secs <= from_secs {
@@ -369,6 +437,9 @@ impl Tx {
         self.0
             .open_table(DEVICES)?
             .insert(d.id.as_str(), enc(d).as_slice())?;
+        self.0
+            .open_table(DEVICES_BY_CONTRACT)?
+            .insert((d.contract_id, d.id.as_str()), ())?;
         Ok(())
     }
     pub fn put_code(&mut self, code_hash: &str, device: &str) -> Result<()> {
@@ -381,10 +452,7 @@ impl Tx {
     }
     /// Store a new alert and its indexes.
     pub fn insert_alert(&mut self, a: &AlertRecord) -> Result<()> {
-        self.0.open_table(ALERTS)?.insert(a.id, enc(a).as_slice())?;
-        self.0
-            .open_table(BY_CONTRACT)?
-            .insert((a.contract_id, a.id), ())?;
+        self.put_alert(a)?;
         self.0
             .open_table(SEEN)?
             .insert((a.device.as_str(), a.seq), a.id)?;
@@ -395,8 +463,12 @@ impl Tx {
         self.0.open_table(SEEN)?.insert((device, seq), 0)?;
         Ok(())
     }
+    /// Store an alert record and its index entry (its level may have changed).
     pub fn put_alert(&mut self, a: &AlertRecord) -> Result<()> {
         self.0.open_table(ALERTS)?.insert(a.id, enc(a).as_slice())?;
+        self.0
+            .open_table(ALERT_INDEX)?
+            .insert((a.contract_id, a.id), AlertKey::of(a).encode().as_slice())?;
         Ok(())
     }
     pub fn add_medium(&mut self, host_key: &str, ms: i64, alert: u64) -> Result<()> {
@@ -453,7 +525,7 @@ impl Tx {
     /// Remove a contract's alerts and indexes (contract end: customer data purged).
     pub fn purge_contract_alerts(&mut self, contract: u64) -> Result<usize> {
         let ids: Vec<u64> = {
-            let idx = self.0.open_table(BY_CONTRACT)?;
+            let idx = self.0.open_table(ALERT_INDEX)?;
             let mut v = Vec::new();
             for e in idx.range((contract, 0)..=(contract, u64::MAX))? {
                 v.push(e?.0.value().1);
@@ -461,7 +533,7 @@ impl Tx {
             v
         };
         let mut alerts = self.0.open_table(ALERTS)?;
-        let mut idx = self.0.open_table(BY_CONTRACT)?;
+        let mut idx = self.0.open_table(ALERT_INDEX)?;
         for id in &ids {
             alerts.remove(*id)?;
             idx.remove((contract, *id))?;
@@ -486,6 +558,7 @@ impl Tx {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::score::Level;
 
     #[test]
     fn durable_across_reopen_and_ids() {
@@ -519,6 +592,80 @@ mod test {
         });
         assert!(r.is_err());
         assert!(s.read(|rx| rx.customer(9)).unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn record(id: u64, contract: u64, level: Level) -> AlertRecord {
+        AlertRecord {
+            id,
+            contract_id: contract,
+            device: "dev-1".into(),
+            seq: id,
+            received_ms: id as i64 * 1000,
+            event: StoredEvent::Alert(crate::testutil::sig_alert(
+                9,
+                protocol::messages::Direction::Outbound,
+                "trojan-activity",
+                &[],
+                protocol::messages::Action::Allowed,
+            )),
+            level,
+            reason: String::new(),
+            mailed: false,
+            deduplicated: false,
+            status: AlertStatus::Open,
+            history: vec![],
+        }
+    }
+
+    fn levels_of(s: &Store, contract: u64) -> Vec<(u64, Level)> {
+        let mut v = Vec::new();
+        s.read(|rx| {
+            rx.scan_alerts_of(
+                contract,
+                |id, k| {
+                    v.push((id, k.level));
+                    false
+                },
+                |_| true,
+            )
+        })
+        .unwrap();
+        v
+    }
+
+    #[test]
+    fn alert_index_follows_rerates_and_is_rebuilt_for_old_stores() {
+        let dir = std::env::temp_dir().join(format!("mimamori-store-idx-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let s = Store::open(&dir).unwrap();
+            s.write(|tx| {
+                tx.insert_alert(&record(1, 7, Level::Low))?;
+                tx.insert_alert(&record(2, 7, Level::Info))?;
+                tx.insert_alert(&record(3, 8, Level::High))?;
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(levels_of(&s, 7), vec![(2, Level::Info), (1, Level::Low)]);
+            // an operator re-rates: the index follows
+            s.write(|tx| tx.put_alert(&record(2, 7, Level::Medium)))
+                .unwrap();
+            assert_eq!(levels_of(&s, 7)[0], (2, Level::Medium));
+            // a store of the first version: the old index, none of the new one
+            s.write(|tx| {
+                tx.0.delete_table(ALERT_INDEX)?;
+                tx.0.delete_table(DEVICES_BY_CONTRACT)?;
+                let mut old = tx.0.open_table(OLD_BY_CONTRACT)?;
+                old.insert((7, 1), ())?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        assert_eq!(levels_of(&s, 7), vec![(2, Level::Medium), (1, Level::Low)]);
+        assert_eq!(levels_of(&s, 8), vec![(3, Level::High)]);
+        assert_eq!(s.read(|rx| rx.alerts_of(7, 10)).unwrap().len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -116,6 +116,42 @@ pub struct AlertRecord {
     pub history: Vec<String>,
 }
 
+/// What the alert lists filter on, kept in the contract index next to each alert's id
+/// (postcard): a list never reads records it does not show.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AlertKey {
+    pub level: Level,
+    /// Appliance time of the detection (ms).
+    pub time_ms: i64,
+    pub received_ms: i64,
+    pub ip: std::net::IpAddr,
+    pub mac: [u8; 6],
+    pub device: String,
+}
+
+impl AlertKey {
+    pub fn of(a: &AlertRecord) -> AlertKey {
+        let f = a.event.flow();
+        AlertKey {
+            level: a.level,
+            time_ms: a.event.time_ms(),
+            received_ms: a.received_ms,
+            ip: f.internal_ip,
+            mac: f.internal_mac.0,
+            device: a.device.clone(),
+        }
+    }
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("alert keys serialize")
+    }
+    pub fn decode(b: &[u8]) -> Result<AlertKey, super::StoreError> {
+        postcard::from_bytes(b).map_err(|e| super::StoreError::Corrupt {
+            table: "alert_index",
+            reason: e.to_string(),
+        })
+    }
+}
+
 /// The detection as the appliance reported it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
