@@ -77,6 +77,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/alerts/{id}/resolve", post(resolve))
         .route("/v1/maintenance", get(list_notices).post(add_notice))
         .route("/v1/users", get(list_users).post(add_user))
+        .route("/v1/users/reset", post(reset_user))
         .route("/v1/firmware", post(announce_firmware))
         .route("/v1/export", get(export))
         .route("/v1/ops/daily-check", post(daily_check))
@@ -606,28 +607,100 @@ async fn list_users(State(api): State<Api>, Query(q): Query<UserQuery>) -> R<Vec
     Ok(Json(users.iter().map(|u| UserView::of(u, now)).collect()))
 }
 
+/// How long a mailed temporary password works.
+const TEMP_PASSWORD_MS: i64 = 72 * 3600 * 1000;
+
+/// A temporary password and its argon2id hash (hashed off the async threads: slow on
+/// purpose).
+async fn temporary() -> Result<(String, String), ApiError> {
+    let temp = crate::portal::auth::temporary_password();
+    let t = temp.clone();
+    let hash = tokio::task::spawn_blocking(move || crate::portal::auth::hash_password(&t))
+        .await
+        .map_err(|e| bad(e.to_string()))?
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((temp, hash))
+}
+
+/// The account mail with a temporary password (new account or reset).
+fn account_mail(portal: &str, contract: &str, email: &str, temp: &str, reset: bool) -> String {
+    format!(
+        "{contract} 様\n\n{what}\n\nログイン URL: {portal}\nメールアドレス: {email}\n仮パスワード: {temp}\n\n{next}\n仮パスワードの有効期限は72時間です。新しいパスワードを設定すると使えなくなります。\n\n---\nMimamori 見守りサービス",
+        what = if reset {
+            "Mimamori ポータルのパスワードを再発行しました。"
+        } else {
+            "Mimamori ポータルのアカウントを作成しました。"
+        },
+        next = "ログイン時に新しいパスワードの設定をお願いします（認証アプリ未登録の場合は登録もお願いします）。"
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetUser {
+    email: String,
+    /// Also remove the authenticator (a lost phone): enrolled again at the next login.
+    #[serde(default)]
+    mfa: bool,
+}
+
+/// A forgotten password, a lock or a lost phone: a new temporary password by mail; the
+/// user's logins end.
+async fn reset_user(State(api): State<Api>, Json(r): Json<ResetUser>) -> R<UserView> {
+    let email = r.email.trim().to_ascii_lowercase();
+    let now = api.app.now();
+    let (temp, hash) = temporary().await?;
+    let portal = api.app.cfg.portal_url();
+    let user = api.app.store.write(|tx| {
+        let mut u = tx
+            .user_by_email(&email)?
+            .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
+        let c = tx
+            .contract(u.contract_id)?
+            .ok_or_else(|| StoreError::NotFound(format!("contract {}", u.contract_id)))?;
+        u.password_hash = hash.clone();
+        u.must_change_password = true;
+        u.temp_expires_ms = now + TEMP_PASSWORD_MS;
+        u.failed_logins = 0;
+        u.locked_until_ms = 0;
+        u.epoch += 1;
+        if r.mfa {
+            u.totp_secret = None;
+            u.totp_last_step = None;
+            u.recovery_hashes.clear();
+        }
+        tx.put_user(&u)?;
+        let body = account_mail(&portal, &c.name, &email, &temp, true);
+        notify::queue(
+            tx,
+            now,
+            &email,
+            "【Mimamori】ポータルのパスワード再発行",
+            &body,
+            "portal-user",
+        )?;
+        Ok(u)
+    })?;
+    api.app.mail_queued.notify_one();
+    Ok(Json(UserView::of(&user, now)))
+}
+
 /// A portal user for a contract: a temporary password is mailed to the address; the
 /// first login must change it.
 async fn add_user(State(api): State<Api>, Json(n): Json<NewUser>) -> R<UserView> {
     let email = n.email.trim().to_ascii_lowercase();
     notify::valid_address(&email).map_err(bad)?;
     let now = api.app.now();
-    let temp = crate::portal::auth::temporary_password();
-    // argon2 is deliberately slow: off the async threads
-    let hash = {
-        let t = temp.clone();
-        tokio::task::spawn_blocking(move || crate::portal::auth::hash_password(&t))
-            .await
-            .map_err(|e| bad(e.to_string()))?
-            .map_err(|e| bad(e.to_string()))?
-    };
+    let (temp, hash) = temporary().await?;
     let portal = api.app.cfg.portal_url();
     let user = api.app.store.write(|tx| {
         let c = tx
             .contract(n.contract_id)?
             .ok_or_else(|| StoreError::NotFound(format!("contract {}", n.contract_id)))?;
         if tx.user_by_email(&email)?.is_some() {
-            return Err(StoreError::Refused(format!("a portal user `{email}` exists already")));
+            return Err(StoreError::Refused(format!(
+                "a portal user `{email}` exists already"
+            )));
         }
         let u = crate::store::PortalUser {
             id: tx.next_id("user")?,
@@ -636,16 +709,22 @@ async fn add_user(State(api): State<Api>, Json(n): Json<NewUser>) -> R<UserView>
             password_hash: hash.clone(),
             must_change_password: true,
             created_ms: now,
+            temp_expires_ms: now + TEMP_PASSWORD_MS,
             ..Default::default()
         };
         tx.put_user(&u)?;
-        let body = format!(
-            "{name} 様\n\nMimamori ポータルのアカウントを作成しました。\n\nログイン URL: {portal}\nメールアドレス: {email}\n仮パスワード: {temp}\n\n初回ログイン時に新しいパスワードの設定と、認証アプリ（二要素認証）の登録をお願いします。\n仮パスワードは新しいパスワードを設定すると使えなくなります。\n\n---\nMimamori 見守りサービス",
-            name = c.name
-        );
-        notify::queue(tx, now, &email, "【Mimamori】ポータルアカウントのご案内", &body, "portal-user")?;
+        let body = account_mail(&portal, &c.name, &email, &temp, false);
+        notify::queue(
+            tx,
+            now,
+            &email,
+            "【Mimamori】ポータルアカウントのご案内",
+            &body,
+            "portal-user",
+        )?;
         Ok(u)
     })?;
+    api.app.mail_queued.notify_one();
     Ok(Json(UserView::of(&user, now)))
 }
 

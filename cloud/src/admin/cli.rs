@@ -161,6 +161,14 @@ pub enum UserCmd {
         #[arg(long)]
         contract: u64,
     },
+    /// Forgotten password or a lock: mail a new temporary password (the user's logins
+    /// end); `--mfa` also removes the authenticator (lost phone).
+    Reset {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        mfa: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -393,6 +401,10 @@ pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
         Cmd::User { cmd } => match cmd {
             UserCmd::Add { contract, email } => {
                 let v = c.json(M::POST, "/v1/users", Some(json!({"contract_id": contract, "email": email}))).await?;
+                print(&v, j, &[]);
+            }
+            UserCmd::Reset { email, mfa } => {
+                let v = c.json(M::POST, "/v1/users/reset", Some(json!({"email": email, "mfa": mfa}))).await?;
                 print(&v, j, &[]);
             }
             UserCmd::List { contract } => print(

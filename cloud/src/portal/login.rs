@@ -141,6 +141,9 @@ pub async fn login(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<LoginForm
     if lockout_of(&user).is_locked(now) {
         return Ok(fail(&ctx, ctx.t.locked, email));
     }
+    if user.must_change_password && user.temp_expires_ms != 0 && now > user.temp_expires_ms {
+        return Ok(fail(&ctx, ctx.t.temp_expired, email));
+    }
     let (pw, hash) = (f.password, user.password_hash.clone());
     if !blocking(move || Ok(auth::verify_password(&pw, &hash))).await? {
         let locked = count_failure(&ctx, user.id)?;
@@ -182,6 +185,7 @@ pub async fn login(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<LoginForm
             user: user.id,
             contract: user.contract_id,
             email: user.email.clone(),
+            epoch: user.epoch,
             created_ms: now,
             seen_ms: now,
             flash: None,
@@ -324,9 +328,12 @@ pub(super) async fn set_password(
     })
     .await?;
     u.must_change_password = false;
+    u.temp_expires_ms = 0;
+    // other logins of this user end with the old password; this one goes on
+    u.epoch += 1;
     save_user(ctx, &u)?;
-    // other logins of this user end with the old password
-    ctx.p.sessions.end_user(u.id, &ctx.sid);
+    let epoch = u.epoch;
+    ctx.p.sessions.update(&ctx.sid, |s| s.epoch = epoch);
     tracing::info!(user = u.id, "portal password changed");
     Ok(Ok(u))
 }
@@ -341,12 +348,13 @@ pub async fn change(ctx: Ctx, CsrfForm(f): CsrfForm<ChangeForm>) -> R {
             error: Some(text),
         })),
         Ok(u) => {
+            // the second factor still comes after a reset password
             let next = if u.totp_secret.is_none() {
                 Stage::Enroll {
                     secret: Totp::generate().secret_base32(),
                 }
             } else {
-                Stage::Full
+                Stage::Totp
             };
             let home = stage_home(&next);
             ctx.p.sessions.update(&ctx.sid, |s| s.stage = next);

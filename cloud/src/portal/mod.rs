@@ -145,15 +145,10 @@ async fn session_layer(State(p): State<P>, mut req: Request, next: Next) -> Resp
         Some((id, s)) => (id, s, false),
         None => {
             let id = p.sessions.create(now);
-            let s = p.sessions.touch(&id, now).unwrap_or_else(|| Session {
-                stage: Stage::Anonymous,
-                user: 0,
-                contract: 0,
-                email: String::new(),
-                created_ms: now,
-                seen_ms: now,
-                flash: None,
-            });
+            let s = p
+                .sessions
+                .touch(&id, now)
+                .unwrap_or_else(|| Session::anonymous(now));
             (id, s, true)
         }
     };
@@ -275,6 +270,19 @@ impl FromRequestParts<P> for Authed {
         let ctx = Ctx::from_request_parts(parts, p).await?;
         if ctx.session.stage != Stage::Full {
             return Err(Redirect::to(stage_home(&ctx.session.stage)).into_response());
+        }
+        // the account as it is now: removed, moved, reset or changed elsewhere ends this login
+        let id = ctx.session.user;
+        let user = p
+            .app
+            .store
+            .read(|rx| rx.user(id))
+            .map_err(|e| PortalError::from(e).into_response())?;
+        let current = user
+            .is_some_and(|u| u.epoch == ctx.session.epoch && u.contract_id == ctx.session.contract);
+        if !current {
+            p.sessions.remove(&ctx.sid);
+            return Err(Redirect::to("/login").into_response());
         }
         let scope = query::Scope {
             contract: ctx.session.contract,

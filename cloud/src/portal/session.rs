@@ -45,18 +45,21 @@ pub struct Session {
     pub user: u64,
     pub contract: u64,
     pub email: String,
+    /// The user's epoch at login: a password reset or change elsewhere ends this login.
+    pub epoch: u64,
     pub created_ms: i64,
     pub seen_ms: i64,
     pub flash: Option<Flash>,
 }
 
 impl Session {
-    fn anonymous(now: i64) -> Session {
+    pub fn anonymous(now: i64) -> Session {
         Session {
             stage: Stage::Anonymous,
             user: 0,
             contract: 0,
             email: String::new(),
+            epoch: 0,
             created_ms: now,
             seen_ms: now,
             flash: None,
@@ -137,12 +140,6 @@ impl Sessions {
 
     pub fn remove(&self, id: &str) {
         self.lock().remove(id);
-    }
-
-    /// End every session of a user except `keep` (after a password change).
-    pub fn end_user(&self, user: u64, keep: &str) {
-        self.lock()
-            .retain(|k, s| k == keep || s.user != user || s.stage == Stage::Anonymous);
     }
 }
 

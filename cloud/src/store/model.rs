@@ -289,6 +289,12 @@ pub struct PortalUser {
     #[serde(default)]
     pub locked_until_ms: i64,
     pub created_ms: i64,
+    /// Until when the temporary password works (Unix ms; 0: no limit).
+    #[serde(default)]
+    pub temp_expires_ms: i64,
+    /// Raised when the password or the authenticator changes: logins made before end.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// Traffic of one internal host in one ten-minute bucket, as an appliance reported it.
