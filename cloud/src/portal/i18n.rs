@@ -36,6 +36,8 @@ texts! {
     locked: "ログインの失敗が続いたため、アカウントを15分間ロックしました。しばらくしてから再度お試しください。", "Too many failed attempts: the account is locked for 15 minutes. Please try again later.";
     temp_expired: "仮パスワードの有効期限（72時間）が切れました。担当窓口に再発行をご依頼ください。", "The temporary password has expired (72 hours). Ask us for a new one.";
     csrf_refused: "フォームの有効期限が切れたか、不正な送信です。ページを再読み込みしてからやり直してください。", "The form has expired or the request was forged. Reload the page and try again.";
+    busy: "ただいま混み合っています。少し待ってから再度お試しください。", "The portal is busy. Please try again in a moment.";
+    test_wait: "テストメールは5分に1回まで送信できます。", "A test mail can be sent once every 5 minutes.";
     not_found: "ページが見つかりません", "Page not found";
     not_found_text: "お探しのページは存在しないか、表示する権限がありません。", "The page does not exist or you may not see it.";
     error_title: "エラーが発生しました", "Something went wrong";

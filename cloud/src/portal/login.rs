@@ -1,17 +1,16 @@
 //! Logging in: password (lockout), forced change of a temporary password, authenticator
 //! enrolment (QR) with recovery codes, the TOTP step, logout, the language switch.
 
-use std::sync::OnceLock;
-
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::auth::{self, Lockout, Totp};
+use super::auth::{self, Totp};
+use super::guard::Attempt;
 use super::session::{self, Session, Stage};
-use super::{Chrome, CsrfForm, Ctx, P, PortalError, blocking, render, stage_home};
+use super::{Chrome, CsrfForm, Ctx, P, PortalError, render, stage_home};
 use crate::store::PortalUser;
 
 type R = Result<Response, PortalError>;
@@ -80,46 +79,20 @@ pub struct LoginForm {
     password: String,
 }
 
-fn user_of(ctx: &Ctx) -> Result<Option<PortalUser>, PortalError> {
+/// The account behind a login in progress, if it is still the one the login began with
+/// (same epoch and contract); otherwise the session ends.
+fn current_user(ctx: &Ctx) -> Result<Option<PortalUser>, PortalError> {
     let id = ctx.session.user;
-    Ok(ctx.p.app.store.read(|rx| rx.user(id))?)
-}
-
-fn save_user(ctx: &Ctx, u: &PortalUser) -> Result<(), PortalError> {
-    Ok(ctx.p.app.store.write(|tx| tx.put_user(u))?)
-}
-
-fn lockout_of(u: &PortalUser) -> Lockout {
-    Lockout {
-        failures: u.failed_logins,
-        locked_until_ms: u.locked_until_ms,
+    let u = ctx.p.app.store.read(|rx| rx.user(id))?;
+    let u = u.filter(|u| u.epoch == ctx.session.epoch && u.contract_id == ctx.session.contract);
+    if u.is_none() {
+        ctx.p.sessions.remove(&ctx.sid);
     }
+    Ok(u)
 }
 
-fn set_lockout(u: &mut PortalUser, l: Lockout) {
-    u.failed_logins = l.failures;
-    u.locked_until_ms = l.locked_until_ms;
-}
-
-/// Count a failed password or code; true when the account is now locked.
-fn count_failure(ctx: &Ctx, id: u64) -> Result<bool, PortalError> {
-    let now = ctx.p.app.now();
-    Ok(ctx.p.app.store.write(|tx| {
-        let Some(mut u) = tx.user(id)? else {
-            return Ok(false);
-        };
-        let mut l = lockout_of(&u);
-        l.failed(now);
-        set_lockout(&mut u, l);
-        tx.put_user(&u)?;
-        Ok(l.is_locked(now))
-    })?)
-}
-
-/// A hash to check passwords of unknown addresses against (same time as a real one).
-fn dummy_hash() -> &'static str {
-    static H: OnceLock<String> = OnceLock::new();
-    H.get_or_init(|| auth::hash_password("not-a-user-password").unwrap_or_default())
+fn to_login() -> Response {
+    Redirect::to("/login").into_response()
 }
 
 pub async fn login(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<LoginForm>) -> R {
@@ -132,35 +105,14 @@ pub async fn login(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<LoginForm
             email,
         })
     };
-    let user = p.app.store.read(|rx| rx.user_by_email(&email))?;
-    let Some(user) = user else {
-        let pw = f.password;
-        blocking(move || Ok(auth::verify_password(&pw, dummy_hash()))).await?;
-        return Ok(fail(&ctx, ctx.t.login_failed, email));
+    let user = match p.password_attempt(&email, f.password, None).await? {
+        Attempt::Ok(u) => u,
+        Attempt::Locked => return Ok(fail(&ctx, ctx.t.locked, email)),
+        Attempt::Wrong | Attempt::Gone => return Ok(fail(&ctx, ctx.t.login_failed, email)),
     };
-    if lockout_of(&user).is_locked(now) {
-        return Ok(fail(&ctx, ctx.t.locked, email));
-    }
+    // told only to whoever knows the password
     if user.must_change_password && user.temp_expires_ms != 0 && now > user.temp_expires_ms {
         return Ok(fail(&ctx, ctx.t.temp_expired, email));
-    }
-    let (pw, hash) = (f.password, user.password_hash.clone());
-    if !blocking(move || Ok(auth::verify_password(&pw, &hash))).await? {
-        let locked = count_failure(&ctx, user.id)?;
-        tracing::info!(
-            user = user.id,
-            locked,
-            "portal login refused: wrong password"
-        );
-        return Ok(fail(
-            &ctx,
-            if locked {
-                ctx.t.locked
-            } else {
-                ctx.t.login_failed
-            },
-            email,
-        ));
     }
     let stage = if user.must_change_password {
         Stage::ChangePassword
@@ -171,12 +123,6 @@ pub async fn login(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<LoginForm
     } else {
         Stage::Totp
     };
-    if stage != Stage::Totp {
-        // no second factor yet: the password was the whole login
-        let mut u = user.clone();
-        set_lockout(&mut u, Lockout::default());
-        save_user(&ctx, &u)?;
-    }
     let home = stage_home(&stage);
     let sid = p.sessions.rotate(
         &ctx.sid,
@@ -217,53 +163,37 @@ pub async fn totp(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>)
     if let Some(r) = elsewhere(&ctx, |s| *s == Stage::Totp) {
         return Ok(r);
     }
-    let now = p.app.now();
-    let Some(mut u) = user_of(&ctx)? else {
-        p.sessions.remove(&ctx.sid);
-        return Ok(Redirect::to("/login").into_response());
+    let (outcome, used_recovery) =
+        p.code_attempt(ctx.session.user, ctx.session.epoch, &f.code, true)?;
+    let u = match outcome {
+        Attempt::Ok(u) => u,
+        Attempt::Gone => {
+            p.sessions.remove(&ctx.sid);
+            return Ok(to_login());
+        }
+        Attempt::Locked => {
+            p.sessions.remove(&ctx.sid);
+            return Ok(render(&LoginPage {
+                c: ctx.chrome("login"),
+                error: Some(ctx.t.locked.into()),
+                email: ctx.session.email.clone(),
+            }));
+        }
+        Attempt::Wrong => {
+            return Ok(render(&TotpPage {
+                c: ctx.chrome("login"),
+                error: Some(ctx.t.totp_wrong.into()),
+            }));
+        }
     };
-    if lockout_of(&u).is_locked(now) {
-        p.sessions.remove(&ctx.sid);
-        return Ok(render(&LoginPage {
-            c: ctx.chrome("login"),
-            error: Some(ctx.t.locked.into()),
-            email: u.email,
-        }));
-    }
-    let secs = (now.max(0) / 1000) as u64;
-    let totp = u.totp_secret.as_deref().and_then(Totp::from_base32);
-    let mut ok = false;
-    if let Some(step) = totp.and_then(|t| t.verify(&f.code, secs, u.totp_last_step)) {
-        u.totp_last_step = Some(step);
-        ok = true;
-    } else if auth::use_recovery_code(&f.code, &mut u.recovery_hashes) {
-        ok = true;
+    if used_recovery {
         ctx.flash(
             true,
             format!("{}: {}", ctx.t.recovery_left, u.recovery_hashes.len()),
         );
     }
-    if !ok {
-        let locked = count_failure(&ctx, u.id)?;
-        if locked {
-            p.sessions.remove(&ctx.sid);
-        }
-        return Ok(render(&TotpPage {
-            c: ctx.chrome("login"),
-            error: Some(
-                if locked {
-                    ctx.t.locked
-                } else {
-                    ctx.t.totp_wrong
-                }
-                .into(),
-            ),
-        }));
-    }
-    set_lockout(&mut u, Lockout::default());
-    save_user(&ctx, &u)?;
     p.sessions.update(&ctx.sid, |s| s.stage = Stage::Full);
-    tracing::info!(user = u.id, "portal login complete");
+    tracing::info!(user = u.id, used_recovery, "portal login complete");
     Ok(Redirect::to("/").into_response())
 }
 
@@ -286,16 +216,18 @@ pub struct ChangeForm {
 }
 
 /// Check and store a new password; `Err(text)` says why it was refused. With
-/// `current`, the current password must be given too (the account page).
+/// `current`, the current password must be given too (the account page; counted
+/// against the lockout like a login).
 pub(super) async fn set_password(
     ctx: &Ctx,
     f: ChangeForm,
     current: bool,
 ) -> Result<Result<PortalUser, String>, PortalError> {
-    let Some(mut u) = user_of(ctx)? else {
+    let t = ctx.t;
+    let p = &ctx.p;
+    let Some(u) = current_user(ctx)? else {
         return Err(PortalError::NotFound);
     };
-    let t = ctx.t;
     if f.new != f.again {
         return Ok(Err(t.password_mismatch.into()));
     }
@@ -307,33 +239,55 @@ pub(super) async fn set_password(
         }
         .into()));
     }
-    let (old_hash, cur, new) = (u.password_hash.clone(), f.current, f.new.clone());
-    let (cur_ok, same) = blocking(move || {
-        Ok((
-            !current || auth::verify_password(&cur, &old_hash),
-            auth::verify_password(&new, &old_hash),
-        ))
-    })
-    .await?;
-    if !cur_ok {
-        count_failure(ctx, u.id)?;
-        return Ok(Err(t.current_wrong.into()));
+    if current {
+        match p
+            .password_attempt(&u.email, f.current, Some(u.epoch))
+            .await?
+        {
+            Attempt::Ok(_) => {}
+            Attempt::Locked => return Ok(Err(t.locked.into())),
+            Attempt::Wrong => return Ok(Err(t.current_wrong.into())),
+            Attempt::Gone => return Err(PortalError::NotFound),
+        }
     }
-    if same {
+    let (old_hash, new) = (u.password_hash.clone(), f.new.clone());
+    if p.argon(move || auth::verify_password(&new, &old_hash))
+        .await?
+    {
         return Ok(Err(t.password_same.into()));
     }
     let new = f.new;
-    u.password_hash = blocking(move || {
-        auth::hash_password(&new).map_err(|e| PortalError::Internal(e.to_string()))
-    })
-    .await?;
-    u.must_change_password = false;
-    u.temp_expires_ms = 0;
-    // other logins of this user end with the old password; this one goes on
-    u.epoch += 1;
-    save_user(ctx, &u)?;
+    let hash = p
+        .argon(move || auth::hash_password(&new))
+        .await?
+        .map_err(|e| PortalError::Internal(e.to_string()))?;
+    let (id, epoch) = (u.id, u.epoch);
+    let now = p.app.now();
+    let saved = p.app.store.write(|tx| {
+        // re-read: an operator may have reset the account meanwhile
+        let Some(mut u) = tx.user(id)? else {
+            return Ok(None);
+        };
+        if u.epoch != epoch {
+            return Ok(None);
+        }
+        u.password_hash = hash.clone();
+        u.must_change_password = false;
+        u.temp_expires_ms = 0;
+        // other logins of this user end with the old password; this one goes on
+        u.epoch += 1;
+        tx.put_user(&u)?;
+        Ok(Some(u))
+    })?;
+    let Some(u) = saved else {
+        p.sessions.remove(&ctx.sid);
+        return Err(PortalError::NotFound);
+    };
     let epoch = u.epoch;
-    ctx.p.sessions.update(&ctx.sid, |s| s.epoch = epoch);
+    p.sessions.update(&ctx.sid, |s| {
+        s.epoch = epoch;
+        s.seen_ms = now;
+    });
     tracing::info!(user = u.id, "portal password changed");
     Ok(Ok(u))
 }
@@ -341,6 +295,11 @@ pub(super) async fn set_password(
 pub async fn change(ctx: Ctx, CsrfForm(f): CsrfForm<ChangeForm>) -> R {
     if let Some(r) = elsewhere(&ctx, |s| *s == Stage::ChangePassword) {
         return Ok(r);
+    }
+    // only while the account still waits for its first password
+    if !current_user(&ctx)?.is_some_and(|u| u.must_change_password) {
+        ctx.p.sessions.remove(&ctx.sid);
+        return Ok(to_login());
     }
     match set_password(&ctx, f, false).await? {
         Err(text) => Ok(render(&ChangePage {
@@ -405,23 +364,44 @@ pub async fn enroll(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm
     let Stage::Enroll { secret } = ctx.session.stage.clone() else {
         return Ok(Redirect::to(stage_home(&ctx.session.stage)).into_response());
     };
+    // only for an account without an authenticator, as it was when this login began
+    if !current_user(&ctx)?.is_some_and(|u| u.totp_secret.is_none()) {
+        p.sessions.remove(&ctx.sid);
+        return Ok(to_login());
+    }
     let now = p.app.now();
     let secs = (now.max(0) / 1000) as u64;
     let step = Totp::from_base32(&secret).and_then(|t| t.verify(&f.code, secs, None));
     let Some(step) = step else {
         return enroll_view(&ctx, &secret, Some(ctx.t.totp_wrong.into()));
     };
-    let Some(mut u) = user_of(&ctx)? else {
-        return Err(PortalError::NotFound);
-    };
     let (codes, hashes) = auth::recovery_codes();
-    u.totp_secret = Some(secret);
-    u.totp_last_step = Some(step);
-    u.recovery_hashes = hashes;
-    save_user(&ctx, &u)?;
+    let (id, epoch) = (ctx.session.user, ctx.session.epoch);
+    let saved = p.app.store.write(|tx| {
+        let Some(mut u) = tx.user(id)? else {
+            return Ok(None);
+        };
+        if u.epoch != epoch || u.totp_secret.is_some() {
+            return Ok(None);
+        }
+        u.totp_secret = Some(secret.clone());
+        u.totp_last_step = Some(step);
+        u.recovery_hashes = hashes.clone();
+        // a new authenticator: other logins end
+        u.epoch += 1;
+        tx.put_user(&u)?;
+        Ok(Some(u))
+    })?;
+    let Some(u) = saved else {
+        p.sessions.remove(&ctx.sid);
+        return Ok(to_login());
+    };
     tracing::info!(user = u.id, "portal authenticator enrolled");
-    p.sessions
-        .update(&ctx.sid, |s| s.stage = Stage::ShowRecovery { codes });
+    let epoch = u.epoch;
+    p.sessions.update(&ctx.sid, |s| {
+        s.epoch = epoch;
+        s.stage = Stage::ShowRecovery { codes };
+    });
     Ok(Redirect::to("/mfa/recovery").into_response())
 }
 
@@ -471,7 +451,12 @@ pub async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>) -> Respon
     // only paths of this site (no `//host`, no scheme)
     let back = q
         .back
-        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .filter(|b| {
+            b.starts_with('/')
+                && !b.starts_with("//")
+                && b.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"/?=&%._-~+".contains(&c))
+        })
         .unwrap_or_else(|| "/".into());
     let mut resp = Redirect::to(&back).into_response();
     let v = format!(

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod chart;
+mod guard;
 pub mod i18n;
 mod login;
 mod pages;
@@ -39,22 +40,56 @@ pub struct Portal {
     secure: bool,
     /// Offset of the service's time zone, seconds.
     pub tz: i64,
+    /// Argon2 checks running at once (each takes ~19 MiB and a core for tens of ms).
+    argon_slots: tokio::sync::Semaphore,
+    /// Lockouts of addresses without an account.
+    unknown: guard::UnknownLockouts,
+    /// Last test mail per contract (Unix ms).
+    pub(crate) test_mail_at: std::sync::Mutex<std::collections::HashMap<u64, i64>>,
 }
 
 type P = Arc<Portal>;
 
 /// The portal's routes.
 pub fn router(app: Arc<App>) -> Router {
-    let tz = crate::clock::parse_tz(&app.cfg.time_zone).unwrap_or(9 * 3600);
-    let secure = app.cfg.portal_url().starts_with("https://");
-    let idle = app.cfg.portal.idle_minutes.max(1) as i64 * 60_000;
-    let portal = Arc::new(Portal {
-        app,
-        sessions: Sessions::new(idle),
-        csrf_key: rand::random(),
-        secure,
-        tz,
-    });
+    routes(Portal::new(app))
+}
+
+impl Portal {
+    pub fn new(app: Arc<App>) -> Arc<Portal> {
+        let tz = crate::clock::parse_tz(&app.cfg.time_zone).unwrap_or(9 * 3600);
+        let secure = app.cfg.portal_url().starts_with("https://");
+        let idle = app.cfg.portal.idle_minutes.max(1) as i64 * 60_000;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Arc::new(Portal {
+            app,
+            sessions: Sessions::new(idle),
+            csrf_key: rand::random(),
+            secure,
+            tz,
+            argon_slots: tokio::sync::Semaphore::new(2 * cores),
+            unknown: Default::default(),
+            test_mail_at: Default::default(),
+        })
+    }
+
+    /// A logged-in session of `user` without its credentials, for tests and the fuzz
+    /// target (not reachable over HTTP); returns (session id, CSRF token).
+    pub fn open_session(&self, user: &crate::store::PortalUser) -> (String, String) {
+        let mut s = Session::anonymous(self.app.now());
+        s.stage = Stage::Full;
+        s.user = user.id;
+        s.contract = user.contract_id;
+        s.email = user.email.clone();
+        s.epoch = user.epoch;
+        let id = self.sessions.rotate("", s);
+        let csrf = self.csrf(&id);
+        (id, csrf)
+    }
+}
+
+/// The routes over a portal state.
+pub fn routes(portal: Arc<Portal>) -> Router {
     Router::new()
         .route("/", get(pages::dashboard))
         .route("/login", get(login::login_page).post(login::login))
@@ -136,21 +171,23 @@ impl Portal {
     }
 }
 
-/// Every request: find or make the visitor's session; security headers on every answer.
+/// Every request: the visitor's session; security headers on every answer. Visitors who
+/// are not logged in keep only a random cookie (their CSRF tokens hang on it): nothing is
+/// stored for them, so a flood of visitors costs no memory and evicts nobody.
 async fn session_layer(State(p): State<P>, mut req: Request, next: Next) -> Response {
     let now = p.app.now();
-    let found = cookie(req.headers(), session::COOKIE)
-        .and_then(|id| p.sessions.touch(id, now).map(|s| (id.to_string(), s)));
-    let (sid, sess, fresh) = match found {
-        Some((id, s)) => (id, s, false),
-        None => {
-            let id = p.sessions.create(now);
+    let cookie_id = cookie(req.headers(), session::COOKIE)
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string);
+    let (sid, sess, fresh) = match cookie_id {
+        Some(id) => {
             let s = p
                 .sessions
                 .touch(&id, now)
                 .unwrap_or_else(|| Session::anonymous(now));
-            (id, s, true)
+            (id, s, false)
         }
+        None => (auth::new_session_id(), Session::anonymous(now), true),
     };
     req.extensions_mut().insert(Sid(sid.clone()));
     req.extensions_mut().insert(sess);
@@ -331,6 +368,8 @@ pub enum PortalError {
     Csrf,
     #[error("malformed form")]
     BadForm,
+    #[error("too many logins at once")]
+    Busy,
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -365,6 +404,13 @@ impl IntoResponse for PortalError {
                 en.error_title,
                 ja.csrf_refused,
                 en.csrf_refused,
+            ),
+            PortalError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ja.error_title,
+                en.error_title,
+                ja.busy,
+                en.busy,
             ),
             PortalError::Store(_) | PortalError::Internal(_) => {
                 tracing::error!(error = %self, "portal request failed");

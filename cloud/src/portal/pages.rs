@@ -735,6 +735,19 @@ pub async fn address_test(a: Authed, CsrfForm(_): CsrfForm<Empty>) -> R {
     let (ctx, scope) = (a.ctx, a.scope);
     let now = ctx.p.app.now();
     let tz = ctx.p.tz;
+    {
+        // at most one test mail per contract every 5 minutes (they go to any address)
+        let mut last = ctx.p.test_mail_at.lock().unwrap_or_else(|e| e.into_inner());
+        if last
+            .get(&scope.contract())
+            .is_some_and(|&t| now - t < 5 * 60_000)
+        {
+            drop(last);
+            ctx.flash(false, ctx.t.test_wait);
+            return Ok(Redirect::to("/addresses").into_response());
+        }
+        last.insert(scope.contract(), now);
+    }
     let sent = ctx.p.app.store.write(|tx| {
         let c = tx
             .contract(scope.contract())?
@@ -829,25 +842,29 @@ pub struct CodeForm {
 /// New recovery codes, after a current TOTP code.
 pub async fn account_recovery(a: Authed, CsrfForm(f): CsrfForm<CodeForm>) -> R {
     let ctx = &a.ctx;
-    let now = ctx.p.app.now();
-    let mut u = ctx
+    // counted against the lockout like a login; recovery codes do not make new ones
+    let (outcome, _) = ctx
         .p
-        .app
-        .store
-        .read(|rx| rx.user(ctx.session.user))?
-        .ok_or(PortalError::NotFound)?;
-    let step = u
-        .totp_secret
-        .as_deref()
-        .and_then(super::auth::Totp::from_base32)
-        .and_then(|t| t.verify(&f.code, (now.max(0) / 1000) as u64, u.totp_last_step));
-    let Some(step) = step else {
-        return account_view(ctx, a.scope, Some(ctx.t.totp_wrong.into()));
-    };
+        .code_attempt(ctx.session.user, ctx.session.epoch, &f.code, false)?;
+    match outcome {
+        super::guard::Attempt::Ok(_) => {}
+        super::guard::Attempt::Locked => {
+            return account_view(ctx, a.scope, Some(ctx.t.locked.into()));
+        }
+        super::guard::Attempt::Wrong => {
+            return account_view(ctx, a.scope, Some(ctx.t.totp_wrong.into()));
+        }
+        super::guard::Attempt::Gone => return Err(PortalError::NotFound),
+    }
     let (codes, hashes) = super::auth::recovery_codes();
-    u.totp_last_step = Some(step);
-    u.recovery_hashes = hashes;
-    ctx.p.app.store.write(|tx| tx.put_user(&u))?;
+    let (id, epoch) = (ctx.session.user, ctx.session.epoch);
+    ctx.p.app.store.write(|tx| {
+        if let Some(mut u) = tx.user(id)?.filter(|u| u.epoch == epoch) {
+            u.recovery_hashes = hashes.clone();
+            tx.put_user(&u)?;
+        }
+        Ok(())
+    })?;
     ctx.p
         .sessions
         .update(&ctx.sid, |s| s.stage = Stage::ShowRecovery { codes });

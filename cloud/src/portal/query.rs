@@ -58,6 +58,10 @@ impl Scope {
             },
         )?;
         let pages = total.div_ceil(per).max(1) as u32;
+        if items.is_empty() && page > pages && total > 0 {
+            // past the end: the last page
+            return self.alert_page(rx, f, pages, per);
+        }
         Ok(AlertPage {
             items,
             total: total as u64,
@@ -220,7 +224,8 @@ pub fn alerts_per_day(
     let mut out: Vec<(String, [u64; 5])> =
         (first..=today).map(|d| (day_label(d), [0; 5])).collect();
     for a in alerts {
-        let d = local_day(a.received_ms, tz_secs);
+        // the detection's time, as the alert list shows and filters it
+        let d = local_day(a.time_ms, tz_secs);
         if d >= first && d <= today {
             out[(d - first) as usize].1[level_slot(a.level)] += 1;
         }

@@ -102,26 +102,26 @@ impl Sessions {
         Some(s.clone())
     }
 
-    /// A new anonymous session; returns its id.
-    pub fn create(&self, now: i64) -> String {
-        let id = auth::new_session_id();
-        let mut m = self.lock();
-        if m.len() >= MAX_SESSIONS {
-            m.retain(|_, s| now - s.seen_ms <= self.idle_ms && now - s.created_ms <= MAX_AGE_MS);
-            if m.len() >= MAX_SESSIONS {
-                // still full: drop the anonymous ones (a flood of visitors, not of users)
-                m.retain(|_, s| s.stage != Stage::Anonymous);
-            }
-        }
-        m.insert(id.clone(), Session::anonymous(now));
-        id
-    }
-
-    /// Replace a session by a new id holding `s` (login: no session fixation).
+    /// Store `s` under a new id, dropping `old` (login: no session fixation). Only
+    /// password-checked sessions are stored.
     pub fn rotate(&self, old: &str, s: Session) -> String {
         let id = auth::new_session_id();
+        let now = s.seen_ms;
         let mut m = self.lock();
         m.remove(old);
+        if m.len() >= MAX_SESSIONS {
+            m.retain(|_, x| self.live(x, now));
+            if m.len() >= MAX_SESSIONS {
+                // still full: the longest idle goes
+                if let Some(k) = m
+                    .iter()
+                    .min_by_key(|(_, x)| x.seen_ms)
+                    .map(|(k, _)| k.clone())
+                {
+                    m.remove(&k);
+                }
+            }
+        }
         m.insert(id.clone(), s);
         id
     }
@@ -150,7 +150,7 @@ mod test {
     #[test]
     fn idle_and_absolute_expiry_and_rotation() {
         let s = Sessions::new(1000);
-        let a = s.create(0);
+        let a = s.rotate("", Session::anonymous(0));
         assert!(s.touch(&a, 900).is_some());
         assert!(
             s.touch(&a, 1800).is_some(),
@@ -158,7 +158,7 @@ mod test {
         );
         assert!(s.touch(&a, 2801).is_none(), "idle too long");
         assert!(s.touch(&a, 2802).is_none(), "and gone");
-        let b = s.create(0);
+        let b = s.rotate("", Session::anonymous(0));
         let mut sess = s.touch(&b, 1).unwrap();
         sess.stage = Stage::Full;
         let c = s.rotate(&b, sess);
@@ -169,7 +169,7 @@ mod test {
         );
         assert_eq!(s.touch(&c, 2).unwrap().stage, Stage::Full);
         let long = Sessions::new(i64::MAX / 4);
-        let d = long.create(0);
+        let d = long.rotate("", Session::anonymous(0));
         assert!(long.touch(&d, MAX_AGE_MS).is_some());
         assert!(
             long.touch(&d, MAX_AGE_MS + 1).is_none(),
