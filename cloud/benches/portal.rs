@@ -373,7 +373,8 @@ async fn main() -> anyhow::Result<()> {
         Ok(m)
     })?;
 
-    let kinds: [(&str, fn(u64, u64) -> String); 7] = [
+    type Path = fn(u64, u64) -> String;
+    let kinds: [(&str, Path); 7] = [
         ("login page (baseline, no store)", |_, _| "/login".into()),
         ("alert list, page 1", |_, _| "/alerts".into()),
         ("alert list, page 10", |_, _| "/alerts?page=10".into()),

@@ -312,10 +312,8 @@ impl Cloud {
         }
     }
 
-    /// Run `mimamori-cloud admin --json <args>`; panics when it fails. The JSON answer, or
-    /// the output as a string when it is not JSON.
-    pub fn admin(&self, args: &[&str]) -> Value {
-        let out = run(Command::new(cloud_bin())
+    fn admin_run(&self, args: &[&str]) -> std::process::Output {
+        run(Command::new(cloud_bin())
             .args([
                 "admin",
                 "--api",
@@ -324,7 +322,13 @@ impl Cloud {
                 "test-token",
                 "--json",
             ])
-            .args(args));
+            .args(args))
+    }
+
+    /// Run `mimamori-cloud admin --json <args>`; panics when it fails. The JSON answer, or
+    /// the output as a string when it is not JSON.
+    pub fn admin(&self, args: &[&str]) -> Value {
+        let out = self.admin_run(args);
         assert!(
             out.status.success(),
             "admin {args:?} failed: {}",
@@ -336,16 +340,7 @@ impl Cloud {
 
     /// Run an admin command that must fail; its stderr.
     pub fn admin_err(&self, args: &[&str]) -> String {
-        let out = run(Command::new(cloud_bin())
-            .args([
-                "admin",
-                "--api",
-                &format!("http://127.0.0.1:{}", self.admin),
-                "--token",
-                "test-token",
-                "--json",
-            ])
-            .args(args));
+        let out = self.admin_run(args);
         assert!(!out.status.success(), "admin {args:?} should have failed");
         String::from_utf8_lossy(&out.stderr).to_string()
     }

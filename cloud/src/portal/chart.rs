@@ -94,7 +94,7 @@ pub fn stacked_days(days: &[(String, [u64; 5])], names: [&str; 5], aria: &str) -
         // a date label every few columns so they never overlap
         let every = (days.len() / 10).max(1);
         // counted from the last column: today is always labelled
-        if (days.len() - 1 - i) % every == 0 {
+        if (days.len() - 1 - i).is_multiple_of(every) {
             let _ = write!(
                 s,
                 r##"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle" fill="#667">{}</text>"##,

@@ -365,7 +365,7 @@ pub async fn enroll(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm
         return Ok(Redirect::to(stage_home(&ctx.session.stage)).into_response());
     };
     // only for an account without an authenticator, as it was when this login began
-    if !current_user(&ctx)?.is_some_and(|u| u.totp_secret.is_none()) {
+    if current_user(&ctx)?.is_none_or(|u| u.totp_secret.is_some()) {
         p.sessions.remove(&ctx.sid);
         return Ok(to_login());
     }

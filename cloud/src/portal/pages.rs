@@ -44,16 +44,11 @@ fn level_class(l: Level) -> &'static str {
 }
 
 fn device_name(devices: &[Device], id: &str) -> String {
-    devices.iter().find(|d| d.id == id).map_or_else(
-        || id.to_string(),
-        |d| {
-            if d.name.is_empty() {
-                d.id.clone()
-            } else {
-                d.name.clone()
-            }
-        },
-    )
+    devices
+        .iter()
+        .find(|d| d.id == id)
+        .map_or(id, Device::label)
+        .to_string()
 }
 
 fn row(a: &AlertRecord, t: &Tr, devices: &[Device], tz: i64) -> AlertRow {
@@ -97,11 +92,7 @@ fn device_rows(ctx: &super::Ctx, devices: Vec<Device>) -> Vec<DeviceRow> {
                 (DeviceStatus::Active, false) => (t.offline, "st-offline"),
             };
             DeviceRow {
-                name: if d.name.is_empty() {
-                    d.id.clone()
-                } else {
-                    d.name.clone()
-                },
+                name: d.label().to_string(),
                 state,
                 state_class,
                 last: d
@@ -369,16 +360,7 @@ pub async fn alerts(a: Authed, Query(q): Query<AlertQuery>) -> R {
         levels,
         devices: devices
             .iter()
-            .map(|d| {
-                (
-                    d.id.clone(),
-                    if d.name.is_empty() {
-                        d.id.clone()
-                    } else {
-                        d.name.clone()
-                    },
-                )
-            })
+            .map(|d| (d.id.clone(), d.label().to_string()))
             .collect(),
         rows,
         total: list.total,

@@ -83,6 +83,17 @@ pub struct Device {
     pub last_seq: u64,
 }
 
+impl Device {
+    /// Its name, or its id when it has none.
+    pub fn label(&self) -> &str {
+        if self.name.is_empty() {
+            &self.id
+        } else {
+            &self.name
+        }
+    }
+}
+
 /// Lifecycle of an alert in operators' hands.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
