@@ -349,9 +349,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (s, worker) =
                 replay::replay_with(&loaded, &settings, &pcaps, &mut writer, &mut |r| {
                     if let Some(up) = uplink.as_mut()
-                        && let Some(alert) = converter.convert(r)
+                        && let Some(event) = converter.convert_event(r)
                     {
-                        up.push(alert);
+                        up.push_event(event);
                     }
                 })?;
             if !quiet {

@@ -1,15 +1,18 @@
 //! Pipeline records → protocol alerts: what leaves the appliance about a detection.
 //!
-//! Only alert records are sent (drops are the same detections seen as packets). The alert
+//! Alert records are sent: rule alerts, category alerts (the URL category policy decided)
+//! and file verdicts (a harmful file: name, size, hash, threat — never contents). Drops
+//! are the same detections seen as packets and stay home. The alert
 //! carries what SPEC §3.4 allows: time, the flow's addresses seen from the office (internal
 //! side = the endpoint in `HOME_NET`), the internal MAC, the rule (id, message, classtype,
 //! severity and the metadata pairs the cloud's ★ scoring reads) and the action.
 
-use protocol::bounded::{MetaValue, Name, Text};
+use protocol::UrlRef;
+use protocol::bounded::{FileName, HostName, MetaValue, Name, Text};
 use protocol::limits::MAX_METADATA;
 use protocol::messages::{
-    Action, Alert, Detection, Direction, FlowRef, IpProto, Mac, MetaPair, SCORING_METADATA_KEYS,
-    Signature, UnixMs,
+    Action, Alert, Detection, Direction, Event, FileVerdict, FlowRef, IpProto, Mac, MetaPair,
+    SCORING_METADATA_KEYS, Sha256, Signature, Transfer, UnixMs,
 };
 use rules::addr::AddrSet;
 use rules::ast::Rule;
@@ -54,7 +57,84 @@ impl<'a> AlertConverter<'a> {
         }
     }
 
-    /// The alert for `rec`, or `None` if the record is not an alert.
+    /// What leaves the appliance about `rec`: a rule alert, a category alert (the URL
+    /// category policy decided) or a file verdict (a harmful file); `None` for anything
+    /// else (drops, transactions, clean files, traffic summaries).
+    pub fn convert_event(&mut self, rec: &Record) -> Option<Event> {
+        if rec.kind != RecordKind::Alert {
+            self.counters.not_alerts += 1;
+            return None;
+        }
+        if rec.rule.is_some() {
+            return self.convert(rec).map(Event::Alert);
+        }
+        let meta = rec.meta.as_deref()?;
+        let (flow, in_home_net) = flow_ref(rec, self.home_net);
+        if !in_home_net {
+            self.counters.outside_home_net += 1;
+        }
+        let time = UnixMs(rec.ts_us / 1000);
+        let url = meta.http.as_ref().and_then(|h| {
+            let host = h.hostname.as_deref()?;
+            Some(UrlRef::from_url(&format!(
+                "http://{host}{}",
+                h.url.as_deref().unwrap_or("/")
+            )))
+        });
+        let sni = meta
+            .tls
+            .as_ref()
+            .and_then(|t| t.sni.as_deref())
+            .map(HostName::truncated);
+        if let Some(f) = meta.fileinfo.as_ref().filter(|f| f.verdict != "clean") {
+            let sha256 = sha256_of_hex(&f.sha256)?;
+            self.counters.alerts += 1;
+            return Some(Event::FileVerdict(FileVerdict {
+                time,
+                transfer: if rec.dir == Dir::ToServer {
+                    Transfer::Upload
+                } else {
+                    Transfer::Download
+                },
+                flow,
+                url,
+                sni,
+                name: f.filename.as_deref().map(FileName::truncated),
+                size: f.size,
+                sha256,
+                threat: Text::truncated(f.threat.as_deref().unwrap_or(f.verdict)),
+                action: if f.disarmed || rec.blocked {
+                    Action::Disarmed
+                } else {
+                    Action::Allowed
+                },
+            }));
+        }
+        let utm = meta.utm.as_ref()?;
+        let category = utm.categories.first()?;
+        let host = utm.host.as_deref().map(HostName::truncated);
+        self.counters.alerts += 1;
+        let sni = sni.or_else(|| meta.tls.as_ref().and(host.clone()));
+        // the name that decided goes somewhere: a DNS lookup unless it was HTTP or TLS
+        let dns_name = (url.is_none() && sni.is_none()).then_some(host).flatten();
+        Some(Event::Alert(Alert {
+            time,
+            flow,
+            detection: Detection::Category {
+                category: Name::truncated(category),
+            },
+            url,
+            sni,
+            dns_name,
+            action: if rec.blocked {
+                Action::Blocked
+            } else {
+                Action::Allowed
+            },
+        }))
+    }
+
+    /// The alert for `rec`, or `None` if the record is not a rule alert.
     pub fn convert(&mut self, rec: &Record) -> Option<Alert> {
         let rule = match (rec.kind, rec.rule) {
             (RecordKind::Alert, Some(i)) => &self.ruleset.rules.get(i as usize)?.rule,
@@ -82,6 +162,13 @@ impl<'a> AlertConverter<'a> {
             },
         })
     }
+}
+
+/// A 64-character hex SHA-256.
+fn sha256_of_hex(s: &str) -> Option<Sha256> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(Sha256(out))
 }
 
 /// The rule as the cloud scores it.
@@ -209,6 +296,89 @@ mod test {
 
     fn home() -> AddrSet {
         rules::Vars::default().parse_addr("$HOME_NET").unwrap()
+    }
+
+    #[test]
+    fn file_and_category_alerts_leave_as_their_own_events() {
+        use crate::events::meta::{EventMeta, FileMeta, HttpMeta, UtmMeta};
+        let (loaded, _dir) = loaded();
+        let home = home();
+        let mut conv = AlertConverter::new(&loaded.ruleset, &loaded.classes, &home);
+        // a harmful download: only name, size, hash and threat leave
+        let mut r = record([203, 0, 113, 5], [192, 168, 1, 10], Dir::ToClient);
+        r.rule = None;
+        r.blocked = true;
+        r.meta = Some(Box::new(EventMeta {
+            http: Some(HttpMeta {
+                hostname: Some("dl.example".into()),
+                url: Some("/eicar.com".into()),
+                ..Default::default()
+            }),
+            fileinfo: Some(FileMeta {
+                filename: Some("eicar.com".into()),
+                size: 68,
+                sha256: "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f".into(),
+                verdict: "signature",
+                threat: Some("EICAR-Test-File".into()),
+                disarmed: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+        let Some(Event::FileVerdict(f)) = conv.convert_event(&r) else {
+            panic!("a file verdict");
+        };
+        assert_eq!(
+            f.sha256.to_string(),
+            "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+        );
+        assert_eq!(f.transfer, Transfer::Download);
+        assert_eq!(f.action, Action::Disarmed);
+        assert_eq!(f.flow.internal_ip, IpAddr::from([192, 168, 1, 10]));
+        assert_eq!(f.name.as_ref().map(|n| n.as_str()), Some("eicar.com"));
+        assert_eq!(
+            f.url.as_ref().map(|u| u.host().to_string()),
+            Some("dl.example".to_string())
+        );
+        // a clean file is nothing to report
+        if let Some(m) = r.meta.as_mut() {
+            if let Some(fi) = m.fileinfo.as_mut() {
+                fi.verdict = "clean";
+            }
+            m.http = None;
+        }
+        assert!(conv.convert_event(&r).is_none());
+        // the category policy decided
+        let mut c = record([192, 168, 1, 10], [203, 0, 113, 5], Dir::ToServer);
+        c.rule = None;
+        c.meta = Some(Box::new(EventMeta {
+            utm: Some(UtmMeta {
+                host: Some("login.phish.example".into()),
+                categories: vec!["phishing".into()],
+                policy: Some("block"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+        let Some(Event::Alert(a)) = conv.convert_event(&c) else {
+            panic!("a category alert");
+        };
+        assert!(
+            matches!(&a.detection, Detection::Category { category } if category.as_str() == "phishing")
+        );
+        assert_eq!(
+            a.dns_name.as_ref().map(|n| n.as_str()),
+            Some("login.phish.example")
+        );
+        // drops and other records stay home
+        let mut d = record([192, 168, 1, 10], [203, 0, 113, 5], Dir::ToServer);
+        d.kind = RecordKind::Drop;
+        assert!(conv.convert_event(&d).is_none());
+        // rule alerts as before
+        assert!(matches!(
+            conv.convert_event(&record([192, 168, 1, 10], [203, 0, 113, 5], Dir::ToServer)),
+            Some(Event::Alert(_))
+        ));
     }
 
     #[test]

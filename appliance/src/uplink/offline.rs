@@ -70,7 +70,12 @@ impl OfflineUplink {
 
     /// Queues an alert; batches are written to the spool as they fill.
     pub fn push(&mut self, alert: Alert) {
-        self.buf.push(Event::Alert(alert));
+        self.push_event(Event::Alert(alert));
+    }
+
+    /// Queue any event (alert, file verdict, traffic summary).
+    pub fn push_event(&mut self, event: Event) {
+        self.buf.push(event);
         if self.buf.len() >= MAX_EVENTS_PER_BATCH {
             self.flush();
         }
