@@ -26,6 +26,7 @@
 //! ```
 
 pub mod bounded;
+pub mod bundle;
 pub mod error;
 pub mod frame;
 pub mod handshake;
