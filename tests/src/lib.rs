@@ -50,6 +50,33 @@ pub fn release_bin(package: &str, bin: &str) -> PathBuf {
     p
 }
 
+/// `replay --quiet` of `pcap` without rules into `dir/<eve_name>`; panics when it fails.
+/// The EVE events.
+pub fn replay_without_rules(
+    dir: &Path,
+    eve_name: &str,
+    pcap: &Path,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
+    let rules = dir.join("empty.rules");
+    std::fs::write(&rules, "# no rules\n").expect("writing rules");
+    let eve = dir.join(eve_name);
+    let out = run(Command::new(appliance())
+        .args(["replay", "--quiet", "--rules"])
+        .arg(&rules)
+        .arg("--eve")
+        .arg(&eve)
+        .args(extra)
+        .arg(pcap));
+    assert!(
+        out.status.success(),
+        "replay of {} failed: {}",
+        pcap.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eve_lines(&std::fs::read_to_string(&eve).expect("reading EVE"))
+}
+
 /// The appliance binary.
 pub fn appliance() -> PathBuf {
     release_bin("mimamori-appliance", "mimamori-appliance")

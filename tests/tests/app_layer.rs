@@ -5,9 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
-use mimamori_tests::{appliance, corpus, eve_lines, run, tempdir};
+use mimamori_tests::{corpus, replay_without_rules, tempdir};
 
 /// A flow's endpoints, order-independent: "proto a:port|b:port" with the two sorted.
 fn flow_key(proto: &str, a: &str, b: &str) -> String {
@@ -111,26 +110,12 @@ fn replay(pcap: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
         "app-layer-{}",
         N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let rules = dir.join("empty.rules");
-    std::fs::write(&rules, "# no rules: only the application layer\n").expect("writing rules");
-    let eve = dir.join(format!(
+    // no rules: only the application layer
+    let eve = format!(
         "{}.json",
         pcap.file_name().and_then(|n| n.to_str()).unwrap_or("x")
-    ));
-    let out = run(Command::new(appliance())
-        .args(["replay", "--quiet", "--rules"])
-        .arg(&rules)
-        .arg("--eve")
-        .arg(&eve)
-        .args(extra)
-        .arg(pcap));
-    assert!(
-        out.status.success(),
-        "replay of {} failed: {}",
-        pcap.display(),
-        String::from_utf8_lossy(&out.stderr)
     );
-    eve_lines(&std::fs::read_to_string(&eve).expect("reading EVE"))
+    replay_without_rules(&dir, &eve, pcap, extra)
 }
 
 #[test]

@@ -4,32 +4,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
 use mimamori_tests::pcapgen::Pcap;
-use mimamori_tests::{appliance, corpus, eve_lines, run, tempdir};
+use mimamori_tests::{corpus, replay_without_rules, tempdir};
 
 /// The public SHA-256 of the EICAR test file.
 const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
 
 fn replay(name: &str, pcap: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
-    let dir = tempdir(name);
-    let rules = dir.join("empty.rules");
-    std::fs::write(&rules, "# no rules: file verdicts only\n").expect("writing rules");
-    let eve = dir.join("eve.json");
-    let out = run(Command::new(appliance())
-        .args(["replay", "--quiet", "--rules"])
-        .arg(&rules)
-        .arg("--eve")
-        .arg(&eve)
-        .args(extra)
-        .arg(pcap));
-    assert!(
-        out.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eve_lines(&std::fs::read_to_string(&eve).expect("reading EVE"))
+    // no rules: file verdicts only
+    replay_without_rules(&tempdir(name), "eve.json", pcap, extra)
 }
 
 fn of_type<'a>(ev: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::Value> {

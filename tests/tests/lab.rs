@@ -209,10 +209,10 @@ fn traffic_between_internal_ports_is_inspected() {
     };
     // a small web server on the SSID2 client and on the SSID1 client
     let dir = lab.dir.join("www").display().to_string();
-    let mut servers = vec![
-        lab.spawn(
-            "s2",
-            &[
+    let mut servers: Vec<_> = ["s2", "s1"]
+        .into_iter()
+        .map(|node| {
+            let args = [
                 "python3",
                 "-m",
                 "http.server",
@@ -221,22 +221,10 @@ fn traffic_between_internal_ports_is_inspected() {
                 "::",
                 "--directory",
                 &dir,
-            ],
-        ),
-        lab.spawn(
-            "s1",
-            &[
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                "::",
-                "--directory",
-                &dir,
-            ],
-        ),
-    ];
+            ];
+            lab.spawn(node, &args)
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(800));
     for (from, to, to4, to6) in [
         ("s1", "s2", "198.18.0.12", "[2001:db8::12]"),

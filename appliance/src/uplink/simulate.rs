@@ -320,6 +320,25 @@ async fn drain_all(uplinks: &[Uplink], timeout: Duration) -> Vec<Option<String>>
     out
 }
 
+/// The internal host of the `n`-th synthetic event of `device`: one of five per device,
+/// in 198.18.0.0/16, with a locally administered MAC naming the device; and its number.
+fn synthetic_host(device: usize, n: u64) -> (u64, protocol::messages::InternalHost) {
+    let h = (device as u64 * 7 + n % 5) % 65_534 + 1;
+    let d = device as u64;
+    let host = protocol::messages::InternalHost {
+        ip: IpAddr::V4(Ipv4Addr::new(198, 18, (h >> 8) as u8, h as u8)),
+        mac: Mac([
+            0x02,
+            0x00,
+            (d >> 16) as u8,
+            (d >> 8) as u8,
+            d as u8,
+            (h % 256) as u8,
+        ]),
+    };
+    (h, host)
+}
+
 /// Applications of the synthetic traffic records: (category, app, typical bytes).
 const SYNTHETIC_APPS: [(&str, &str, u64); 8] = [
     ("webmail", "Gmail", 2_400_000),
@@ -335,9 +354,8 @@ const SYNTHETIC_APPS: [(&str, &str, u64); 8] = [
 /// The `n`-th synthetic traffic record of `device`: one of five hosts in the current
 /// ten-minute bucket, a few applications with volumes that vary by host.
 pub fn synthetic_traffic(device: usize, n: u64) -> protocol::messages::TrafficSummary {
-    use protocol::messages::{InternalHost, TrafficEntry, TrafficSummary, UnixSecs};
-    let h = (device as u64 * 7 + n % 5) % 65_534 + 1;
-    let d = device as u64;
+    use protocol::messages::{TrafficEntry, TrafficSummary, UnixSecs};
+    let (h, host) = synthetic_host(device, n);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |t| t.as_secs());
@@ -358,17 +376,7 @@ pub fn synthetic_traffic(device: usize, n: u64) -> protocol::messages::TrafficSu
         })
         .collect();
     TrafficSummary {
-        host: InternalHost {
-            ip: IpAddr::V4(Ipv4Addr::new(198, 18, (h >> 8) as u8, h as u8)),
-            mac: Mac([
-                0x02,
-                0x00,
-                (d >> 16) as u8,
-                (d >> 8) as u8,
-                d as u8,
-                (h % 256) as u8,
-            ]),
-        },
+        host,
         bucket_start: UnixSecs(bucket),
         entries,
     }
@@ -376,8 +384,7 @@ pub fn synthetic_traffic(device: usize, n: u64) -> protocol::messages::TrafficSu
 
 /// The `n`-th synthetic alert of `device`.
 pub fn synthetic_alert(device: usize, n: u64) -> Alert {
-    let host = (device as u64 * 7 + n % 5) % 65_534 + 1;
-    let internal = Ipv4Addr::new(198, 18, (host >> 8) as u8, host as u8);
+    let (_, internal) = synthetic_host(device, n);
     let remote = (n * 37 + device as u64) % 65_534 + 1;
     let external = Ipv4Addr::new(198, 19, (remote >> 8) as u8, remote as u8);
     let (sid, msg, classtype, severity, meta, port): (u32, &str, &str, u8, &[(&str, &str)], u16) =
@@ -412,15 +419,6 @@ pub fn synthetic_alert(device: usize, n: u64) -> Alert {
             value: MetaValue::truncated(v),
         })
         .collect();
-    let d = device as u64;
-    let mac = [
-        0x02,
-        0x00,
-        (d >> 16) as u8,
-        (d >> 8) as u8,
-        d as u8,
-        (host % 256) as u8,
-    ];
     let c2 = port == 443;
     Alert {
         time: UnixMs(
@@ -431,9 +429,9 @@ pub fn synthetic_alert(device: usize, n: u64) -> Alert {
         flow: FlowRef {
             proto: IpProto::Tcp,
             direction: Direction::Outbound,
-            internal_ip: IpAddr::V4(internal),
+            internal_ip: internal.ip,
             internal_port: Some(49_152 + (n % 16_000) as u16),
-            internal_mac: Mac(mac),
+            internal_mac: internal.mac,
             external_ip: IpAddr::V4(external),
             external_port: Some(port),
         },

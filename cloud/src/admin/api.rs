@@ -622,9 +622,22 @@ async fn temporary() -> Result<(String, String), ApiError> {
     Ok((temp, hash))
 }
 
-/// The account mail with a temporary password (new account or reset).
-fn account_mail(portal: &str, contract: &str, email: &str, temp: &str, reset: bool) -> String {
-    format!(
+/// Queue the account mail with a temporary password (new account or reset).
+fn queue_account_mail(
+    tx: &mut crate::store::Tx,
+    now: i64,
+    portal: &str,
+    contract: &str,
+    email: &str,
+    temp: &str,
+    reset: bool,
+) -> Result<(), StoreError> {
+    let subject = if reset {
+        "【Mimamori】ポータルのパスワード再発行"
+    } else {
+        "【Mimamori】ポータルアカウントのご案内"
+    };
+    let body = format!(
         "{contract} 様\n\n{what}\n\nログイン URL: {portal}\nメールアドレス: {email}\n仮パスワード: {temp}\n\n{next}\n仮パスワードの有効期限は72時間です。新しいパスワードを設定すると使えなくなります。\n\n---\nMimamori 見守りサービス",
         what = if reset {
             "Mimamori ポータルのパスワードを再発行しました。"
@@ -632,7 +645,9 @@ fn account_mail(portal: &str, contract: &str, email: &str, temp: &str, reset: bo
             "Mimamori ポータルのアカウントを作成しました。"
         },
         next = "ログイン時に新しいパスワードの設定をお願いします（認証アプリ未登録の場合は登録もお願いします）。"
-    )
+    );
+    notify::queue(tx, now, email, subject, &body, "portal-user")?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -670,15 +685,7 @@ async fn reset_user(State(api): State<Api>, Json(r): Json<ResetUser>) -> R<UserV
             u.recovery_hashes.clear();
         }
         tx.put_user(&u)?;
-        let body = account_mail(&portal, &c.name, &email, &temp, true);
-        notify::queue(
-            tx,
-            now,
-            &email,
-            "【Mimamori】ポータルのパスワード再発行",
-            &body,
-            "portal-user",
-        )?;
+        queue_account_mail(tx, now, &portal, &c.name, &email, &temp, true)?;
         Ok(u)
     })?;
     api.app.mail_queued.notify_one();
@@ -713,15 +720,7 @@ async fn add_user(State(api): State<Api>, Json(n): Json<NewUser>) -> R<UserView>
             ..Default::default()
         };
         tx.put_user(&u)?;
-        let body = account_mail(&portal, &c.name, &email, &temp, false);
-        notify::queue(
-            tx,
-            now,
-            &email,
-            "【Mimamori】ポータルアカウントのご案内",
-            &body,
-            "portal-user",
-        )?;
+        queue_account_mail(tx, now, &portal, &c.name, &email, &temp, false)?;
         Ok(u)
     })?;
     api.app.mail_queued.notify_one();

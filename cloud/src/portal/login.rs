@@ -2,15 +2,16 @@
 //! enrolment (QR) with recovery codes, the TOTP step, logout, the language switch.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, header};
+use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::auth::{self, Totp};
 use super::guard::Attempt;
 use super::session::{self, Session, Stage};
-use super::{Chrome, CsrfForm, Ctx, P, PortalError, render, stage_home};
+use super::{
+    Chrome, CodeForm, CsrfForm, Ctx, Empty, PortalError, redirect_setting, render, stage_home,
+};
 use crate::store::PortalUser;
 
 type R = Result<Response, PortalError>;
@@ -95,7 +96,8 @@ fn to_login() -> Response {
     Redirect::to("/login").into_response()
 }
 
-pub async fn login(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<LoginForm>) -> R {
+pub async fn login(ctx: Ctx, CsrfForm(f): CsrfForm<LoginForm>) -> R {
+    let p = std::sync::Arc::clone(&ctx.p);
     let now = p.app.now();
     let email = f.email.trim().to_lowercase();
     let fail = |ctx: &Ctx, text: &'static str, email: String| {
@@ -138,10 +140,7 @@ pub async fn login(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<LoginForm
         },
     );
     tracing::info!(user = user.id, next = home, "portal password accepted");
-    let mut resp = Redirect::to(home).into_response();
-    resp.headers_mut()
-        .append(header::SET_COOKIE, p.session_cookie(&sid));
-    Ok(resp)
+    Ok(redirect_setting(home, &p.session_cookie(&sid)))
 }
 
 pub async fn totp_page(ctx: Ctx) -> Response {
@@ -154,12 +153,8 @@ pub async fn totp_page(ctx: Ctx) -> Response {
     })
 }
 
-#[derive(Deserialize)]
-pub struct CodeForm {
-    code: String,
-}
-
-pub async fn totp(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
+pub async fn totp(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
+    let p = std::sync::Arc::clone(&ctx.p);
     if let Some(r) = elsewhere(&ctx, |s| *s == Stage::Totp) {
         return Ok(r);
     }
@@ -360,7 +355,8 @@ pub async fn enroll_page(ctx: Ctx) -> R {
     }
 }
 
-pub async fn enroll(State(p): State<P>, ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
+pub async fn enroll(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
+    let p = std::sync::Arc::clone(&ctx.p);
     let Stage::Enroll { secret } = ctx.session.stage.clone() else {
         return Ok(Redirect::to(stage_home(&ctx.session.stage)).into_response());
     };
@@ -415,9 +411,6 @@ pub async fn recovery_page(ctx: Ctx) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 pub async fn recovery_done(ctx: Ctx, CsrfForm(_): CsrfForm<Empty>) -> Response {
     if let Stage::ShowRecovery { .. } = ctx.session.stage {
         ctx.p.sessions.update(&ctx.sid, |s| s.stage = Stage::Full);
@@ -429,15 +422,11 @@ pub async fn recovery_done(ctx: Ctx, CsrfForm(_): CsrfForm<Empty>) -> Response {
 pub async fn logout(ctx: Ctx, CsrfForm(_): CsrfForm<Empty>) -> Response {
     ctx.p.sessions.remove(&ctx.sid);
     tracing::info!(user = ctx.session.user, "portal logout");
-    let mut resp = Redirect::to("/login").into_response();
     let expire = format!(
         "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
         session::COOKIE
     );
-    if let Ok(v) = HeaderValue::from_str(&expire) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
-    resp
+    redirect_setting("/login", &expire)
 }
 
 #[derive(Deserialize)]
@@ -458,13 +447,9 @@ pub async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>) -> Respon
                     .all(|c| c.is_ascii_alphanumeric() || b"/?=&%._-~+".contains(&c))
         })
         .unwrap_or_else(|| "/".into());
-    let mut resp = Redirect::to(&back).into_response();
     let v = format!(
         "{}={code}; Path=/; Max-Age=31536000; SameSite=Lax",
         session::LANG_COOKIE
     );
-    if let Ok(v) = HeaderValue::from_str(&v) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
-    resp
+    redirect_setting(&back, &v)
 }

@@ -158,13 +158,12 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 impl Portal {
     /// `Set-Cookie` value of a session id.
-    fn session_cookie(&self, id: &str) -> HeaderValue {
-        let v = format!(
+    fn session_cookie(&self, id: &str) -> String {
+        format!(
             "{}={id}; Path=/; HttpOnly; SameSite=Lax{}",
             session::COOKIE,
             if self.secure { "; Secure" } else { "" }
-        );
-        HeaderValue::from_str(&v).expect("hex ids are header-safe")
+        )
     }
     fn csrf(&self, sid: &str) -> String {
         auth::csrf_token(&self.csrf_key, sid)
@@ -198,7 +197,9 @@ async fn session_layer(State(p): State<P>, mut req: Request, next: Next) -> Resp
         .iter()
         .any(|v| v.to_str().is_ok_and(|s| s.starts_with(session::COOKIE)));
     if fresh && !sets_own {
-        h.append(header::SET_COOKIE, p.session_cookie(&sid));
+        if let Ok(v) = HeaderValue::from_str(&p.session_cookie(&sid)) {
+            h.append(header::SET_COOKIE, v);
+        }
     }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -283,6 +284,18 @@ impl Ctx {
     }
 }
 
+/// A redirect that also sets a cookie (`Set-Cookie` value).
+fn redirect_setting(to: &str, cookie: &str) -> Response {
+    let mut resp = Redirect::to(to).into_response();
+    match HeaderValue::from_str(cookie) {
+        Ok(v) => {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+        Err(_) => tracing::error!("portal cookie is not a header value"),
+    }
+    resp
+}
+
 /// Where a visitor in `stage` belongs.
 fn stage_home(stage: &Stage) -> &'static str {
     match stage {
@@ -326,6 +339,16 @@ impl FromRequestParts<P> for Authed {
         };
         Ok(Authed { ctx, scope })
     }
+}
+
+/// A form with only its CSRF token (a button).
+#[derive(serde::Deserialize)]
+pub struct Empty {}
+
+/// A form with a TOTP or recovery code.
+#[derive(serde::Deserialize)]
+pub struct CodeForm {
+    pub code: String,
 }
 
 /// A submitted form, accepted only with the session's CSRF token in its `csrf` field.

@@ -10,7 +10,7 @@ use super::chart::{self, human_bytes};
 use super::i18n::Tr;
 use super::query::{self, AlertFilter, AlertPage, Scope, TrafficTotals};
 use super::session::Stage;
-use super::{Authed, Chrome, CsrfForm, PortalError, blocking, render};
+use super::{Authed, Chrome, CodeForm, CsrfForm, Empty, PortalError, blocking, render};
 use crate::clock::format_local;
 use crate::score::Level;
 use crate::store::{AlertRecord, Device, DeviceStatus, MaintenanceNotice, StoreError};
@@ -710,9 +710,6 @@ pub async fn address_remove(a: Authed, CsrfForm(f): CsrfForm<AddressForm>) -> R 
     Ok(Redirect::to("/addresses").into_response())
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 pub async fn address_test(a: Authed, CsrfForm(_): CsrfForm<Empty>) -> R {
     let (ctx, scope) = (a.ctx, a.scope);
     let now = ctx.p.app.now();
@@ -814,11 +811,6 @@ pub async fn account_password(a: Authed, CsrfForm(f): CsrfForm<super::login::Cha
             Ok(Redirect::to("/account").into_response())
         }
     }
-}
-
-#[derive(Deserialize)]
-pub struct CodeForm {
-    code: String,
 }
 
 /// New recovery codes, after a current TOTP code.
