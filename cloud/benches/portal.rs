@@ -136,6 +136,7 @@ fn fill(dir: &std::path::Path, alerts: u64, contracts: u64) -> anyhow::Result<()
                 ended: None,
                 recipients: vec![],
                 auto_isolation: false,
+                isolation_allow: Vec::new(),
                 exceptions: vec![],
             })?;
             for d in 0..2 {
@@ -152,6 +153,7 @@ fn fill(dir: &std::path::Path, alerts: u64, contracts: u64) -> anyhow::Result<()
                     rules_version: "2026.11.30".into(),
                     stopped_since_ms: None,
                     last_seq: 0,
+                    bundle: None,
                 })?;
             }
         }

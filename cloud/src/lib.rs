@@ -2,10 +2,12 @@
 //!
 //! `ingest` (mutual TLS, activation) → `store` (redb) → `score` (★) → `notify` (SMTP
 //! batches, durable outbox); `heartbeat` (stop notices); `admin` (HTTP API and CLI);
-//! `identity` (device CA); `contract` (dates, insurance). `bin/` stays thin.
+//! `identity` (device CA); `contract` (dates, insurance); `command` (commands to appliances,
+//! signed rule bundles); `portal` (customers' web pages). `bin/` stays thin.
 
 pub mod admin;
 pub mod clock;
+pub mod command;
 pub mod config;
 pub mod contract;
 pub mod heartbeat;
@@ -55,11 +57,19 @@ pub struct App {
     /// The store writer of the ingest path.
     pub writer: ingest::writer::WriterHandle,
     pub admin_token: String,
+    /// Bumped when a command was queued or a bundle published: ingest sessions look for
+    /// work of their device.
+    pub commands: tokio::sync::watch::Sender<u64>,
 }
 
 impl App {
     pub fn now(&self) -> Ms {
         self.clock.now_ms()
+    }
+
+    /// Wakes every ingest session to look for commands of its device.
+    pub fn commands_changed(&self) {
+        self.commands.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Devices with what connected appliances reported since the last flush (last contact,

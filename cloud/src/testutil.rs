@@ -94,6 +94,7 @@ pub fn contract(recipients: &[&str], exceptions: &[&str]) -> crate::store::Contr
         ended: None,
         recipients: recipients.iter().map(|s| s.to_string()).collect(),
         auto_isolation: false,
+        isolation_allow: Vec::new(),
         exceptions: exceptions.iter().map(|s| s.to_string()).collect(),
     }
 }

@@ -50,6 +50,7 @@ fn world() -> &'static World {
                         ended: None,
                         recipients: vec!["a@example.com".into()],
                         auto_isolation: false,
+                        isolation_allow: Vec::new(),
                         exceptions: vec![],
                     })?;
                 }

@@ -94,7 +94,7 @@ pub fn check_reply(reply: &DownMsg) -> Result<u16, HandshakeError> {
             }
             _ => Err(HandshakeError::Refused(refused.reason.clone())),
         },
-        DownMsg::Ack(_) | DownMsg::Command(_) | DownMsg::Activated(_) => {
+        DownMsg::Ack(_) | DownMsg::Command(_) | DownMsg::Activated(_) | DownMsg::BundleChunk(_) => {
             Err(HandshakeError::UnexpectedMessage {
                 expected: "HelloAck or Refused",
             })

@@ -35,7 +35,8 @@ pub mod messages;
 mod validate;
 
 /// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 added `BundleFetch` / `BundleChunk` (rule bundles over the uplink).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Oldest protocol version this build still accepts from a peer.
 pub const MIN_COMPATIBLE_VERSION: u16 = 1;

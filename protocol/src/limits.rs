@@ -51,3 +51,6 @@ pub const MAX_TEXT_LEN: usize = 512;
 
 /// Width of a traffic-summary bucket in seconds (10 minutes); bucket starts are multiples of it.
 pub const TRAFFIC_BUCKET_SECS: u64 = 600;
+
+/// Most bytes of a rule bundle in one `BundleChunk` (version 2).
+pub const MAX_BUNDLE_CHUNK: usize = 512 * 1024;

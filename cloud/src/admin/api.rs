@@ -10,13 +10,13 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::App;
 use crate::contract::{self, Date};
 use crate::notify;
 use crate::score::Level;
 use crate::store::{
     AlertStatus, Contract, Customer, Device, DeviceStatus, Dispatch, MaintenanceNotice, StoreError,
 };
+use crate::{App, command};
 
 /// Shared by the handlers.
 #[derive(Clone)]
@@ -71,6 +71,17 @@ pub fn router(api: Api) -> Router {
         .route("/v1/contracts/{id}/dispatches", post(add_dispatch))
         .route("/v1/devices", get(list_devices).post(add_devices))
         .route("/v1/devices/{id}/revoke", post(revoke_device))
+        .route("/v1/devices/{id}", get(show_device))
+        .route("/v1/devices/{id}/commands", post(device_command))
+        .route("/v1/contracts/{id}/isolation", put(set_isolation))
+        .route(
+            "/v1/rules",
+            get(rules_state)
+                .post(publish_rules)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    protocol::bundle::MAX_BUNDLE,
+                )),
+        )
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/alerts/{id}", get(get_alert))
         .route("/v1/alerts/{id}/rerate", post(rerate))
@@ -205,6 +216,7 @@ async fn add_contract(State(api): State<Api>, Json(n): Json<NewContract>) -> R<C
             ended: None,
             recipients: recipients.clone(),
             auto_isolation: false,
+            isolation_allow: Vec::new(),
             exceptions: Vec::new(),
         };
         tx.put_contract(&c)?;
@@ -309,6 +321,225 @@ async fn set_exceptions(
     Ok(Json(c))
 }
 
+/// Auto-isolation of a contract.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Isolation {
+    auto: bool,
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
+async fn set_isolation(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    Json(i): Json<Isolation>,
+) -> R<Contract> {
+    for a in &i.allow {
+        command::parse_allow(a).map_err(bad)?;
+    }
+    if i.allow.len() > protocol::limits::MAX_ALLOW_RULES {
+        return Err(bad(format!(
+            "at most {} allowed destinations",
+            protocol::limits::MAX_ALLOW_RULES
+        )));
+    }
+    let c = api.app.store.write(|tx| {
+        let mut c = tx
+            .contract(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
+        c.auto_isolation = i.auto;
+        c.isolation_allow = i.allow.clone();
+        tx.put_contract(&c)?;
+        Ok(c)
+    })?;
+    Ok(Json(c))
+}
+
+/// One command as the operator sees it.
+#[derive(Serialize)]
+pub struct CommandView {
+    #[serde(flatten)]
+    record: crate::store::CommandRecord,
+    what: String,
+}
+
+impl From<crate::store::CommandRecord> for CommandView {
+    fn from(record: crate::store::CommandRecord) -> Self {
+        CommandView {
+            what: command::describe(&record.kind),
+            record,
+        }
+    }
+}
+
+/// `admin device show`: the device, its commands and isolated hosts.
+#[derive(Serialize)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    device: Device,
+    online: bool,
+    isolated: Vec<String>,
+    commands: Vec<CommandView>,
+}
+
+async fn show_device(State(api): State<Api>, Path(id): Path<String>) -> R<DeviceDetail> {
+    let (d, cmds) = command::of_device(&api.app, &id)?;
+    let isolated = command::isolated_hosts(&cmds)
+        .iter()
+        .map(|(h, c)| format!("{} ({:?})", command::host_text(h), c.state).to_lowercase())
+        .collect();
+    let (device, online) = api
+        .app
+        .with_liveness(vec![d])
+        .pop()
+        .ok_or_else(|| not_found(format!("device {id}")))?;
+    Ok(Json(DeviceDetail {
+        device,
+        online,
+        isolated,
+        commands: cmds.into_iter().map(CommandView::from).collect(),
+    }))
+}
+
+/// A command from an operator.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCommand {
+    /// isolate, release, mode, exception-add, exception-remove, reboot, wipe
+    command: String,
+    #[serde(default)]
+    host: Option<String>,
+    /// For `isolate`: allowed destinations; absent → the contract's allow-list.
+    #[serde(default)]
+    allow: Option<Vec<String>>,
+    /// For `mode`: prevent or detect.
+    #[serde(default)]
+    mode: Option<String>,
+    /// For exceptions: sid:N, sid:N@HOST, host:HOST, domain:NAME, hash:SHA256.
+    #[serde(default)]
+    exception: Option<String>,
+}
+
+fn parse_exception(s: &str) -> Result<protocol::messages::Exception, String> {
+    use protocol::messages::{Exception, Sha256};
+    let err = || {
+        format!("exception `{s}` must be sid:N, sid:N@HOST, host:HOST, domain:NAME or hash:SHA256")
+    };
+    let (k, v) = s.split_once(':').ok_or_else(err)?;
+    Ok(match k {
+        "sid" => match v.split_once('@') {
+            Some((sid, host)) => Exception::SignatureForHost {
+                gid: 1,
+                sid: sid.parse().map_err(|_| err())?,
+                host: command::parse_host(host)?,
+            },
+            None => Exception::Signature {
+                gid: 1,
+                sid: v.parse().map_err(|_| err())?,
+            },
+        },
+        "host" => Exception::Host(command::parse_host(v)?),
+        "domain" => Exception::Domain(
+            protocol::bounded::HostName::new(v.trim_end_matches('.')).map_err(|e| e.to_string())?,
+        ),
+        "hash" => {
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(v, &mut h).map_err(|_| err())?;
+            Exception::FileHash(Sha256(h))
+        }
+        _ => return Err(err()),
+    })
+}
+
+async fn device_command(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Json(n): Json<NewCommand>,
+) -> R<CommandView> {
+    use protocol::messages::{CommandKind, Mode};
+    let host = || -> Result<_, ApiError> {
+        command::parse_host(
+            n.host
+                .as_deref()
+                .ok_or_else(|| bad("give the host (IP or MAC)"))?,
+        )
+        .map_err(bad)
+    };
+    let kind = match n.command.as_str() {
+        "isolate" => {
+            let host = host()?;
+            let allow = match &n.allow {
+                Some(a) => {
+                    for x in a {
+                        command::parse_allow(x).map_err(bad)?;
+                    }
+                    a.clone()
+                }
+                None => {
+                    let d = api
+                        .app
+                        .store
+                        .read(|rx| rx.device(&id))?
+                        .ok_or_else(|| not_found(format!("device {id}")))?;
+                    api.app
+                        .store
+                        .read(|rx| rx.contract(d.contract_id))?
+                        .map(|c| c.isolation_allow)
+                        .unwrap_or_default()
+                }
+            };
+            command::isolate_kind(host, &allow)
+        }
+        "release" => CommandKind::ReleaseHost { host: host()? },
+        "mode" => CommandKind::SetMode(match n.mode.as_deref() {
+            Some("prevent") => Mode::Prevent,
+            Some("detect") => Mode::Detect,
+            _ => return Err(bad("mode must be prevent or detect")),
+        }),
+        "exception-add" | "exception-remove" => {
+            let e = parse_exception(n.exception.as_deref().unwrap_or_default()).map_err(bad)?;
+            if n.command == "exception-add" {
+                CommandKind::AddException(e)
+            } else {
+                CommandKind::RemoveException(e)
+            }
+        }
+        "reboot" => CommandKind::Reboot,
+        "wipe" => CommandKind::Wipe,
+        other => {
+            return Err(bad(format!(
+                "unknown command `{other}` (isolate, release, mode, exception-add, exception-remove, reboot, wipe)"
+            )));
+        }
+    };
+    Ok(Json(command::request(&api.app, &id, kind, "admin")?.into()))
+}
+
+/// The current bundle and the key appliances must trust.
+async fn rules_state(State(api): State<Api>) -> R<serde_json::Value> {
+    let current = command::bundle::current(&api.app.store)?;
+    let key = command::bundle::public_key_hex(&api.app.cfg.data_dir)?;
+    Ok(Json(
+        serde_json::json!({ "current": current, "public_key": key }),
+    ))
+}
+
+/// Publishes a bundle: the body is a postcard `BundleBody` (unsigned; the cloud signs it).
+async fn publish_rules(
+    State(api): State<Api>,
+    body: axum::body::Bytes,
+) -> R<command::bundle::Published> {
+    let b: protocol::bundle::BundleBody =
+        postcard::from_bytes(&body).map_err(|e| bad(format!("not a bundle body: {e}")))?;
+    b.check().map_err(|e| bad(e.to_string()))?;
+    let app = Arc::clone(&api.app);
+    let p = tokio::task::spawn_blocking(move || command::bundle::publish(&app, b))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(p))
+}
+
 #[derive(Serialize)]
 pub struct DeviceView {
     #[serde(flatten)]
@@ -378,6 +609,7 @@ async fn add_devices(State(api): State<Api>, Json(n): Json<NewDevices>) -> R<Vec
                 rules_version: String::new(),
                 stopped_since_ms: None,
                 last_seq: 0,
+                bundle: None,
             })?;
             tx.put_code(&crate::identity::code_hash(&code), &id)?;
             out.push(NewDevice {

@@ -54,6 +54,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: MaintenanceCmd,
     },
+    /// Signed rule bundles.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
     /// Announce a firmware version to every active contract by mail.
     Firmware {
         #[arg(long)]
@@ -140,6 +145,15 @@ pub enum ContractCmd {
         id: u64,
         exceptions: Vec<String>,
     },
+    /// Auto-isolation: a ★★★ alert isolates the host at once (off by default).
+    Isolation {
+        id: u64,
+        #[arg(long, value_parser = ["on", "off"])]
+        auto: String,
+        /// What isolated hosts may still reach: IP, IP:port (repeat).
+        #[arg(long)]
+        allow: Vec<String>,
+    },
     /// End a contract: certificates revoked, customer data purged.
     End {
         id: u64,
@@ -186,6 +200,66 @@ pub enum DeviceCmd {
     Revoke {
         id: String,
     },
+    /// A device: liveness, versions, rule-bundle report, isolated hosts, commands and
+    /// their state.
+    Show {
+        id: String,
+    },
+    /// Isolate a host (IP or MAC): its traffic is dropped except to the allowed
+    /// destinations (default: the contract's isolation allow-list).
+    Isolate {
+        id: String,
+        #[arg(long)]
+        host: String,
+        /// IP, IP:port or [IPv6]:port (repeat).
+        #[arg(long)]
+        allow: Option<Vec<String>>,
+    },
+    /// Release an isolated host.
+    Release {
+        id: String,
+        #[arg(long)]
+        host: String,
+    },
+    /// Switch prevent (IPS) / detect (IDS).
+    Mode {
+        id: String,
+        #[arg(value_parser = ["prevent", "detect"])]
+        mode: String,
+    },
+    /// Add a false-positive exception on the appliance: sid:N, sid:N@HOST, host:HOST,
+    /// domain:NAME, hash:SHA256.
+    ExceptionAdd {
+        id: String,
+        exception: String,
+    },
+    /// Remove an exception added with exception-add.
+    ExceptionRemove {
+        id: String,
+        exception: String,
+    },
+    /// Reboot the appliance (applies a downloaded firmware).
+    Reboot {
+        id: String,
+    },
+    /// Erase the appliance's configuration, keys and spool (contract end).
+    Wipe {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCmd {
+    /// Pack a folder (rules/*.rules, categories/, hashes, apps.tsv …) into a bundle the
+    /// cloud signs and offers to every appliance.
+    Publish {
+        dir: PathBuf,
+        /// Version name (default: the publication time, YYYYMMDD-HHMMSS).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// The current bundle and the public key appliances must trust (`uplink.bundle_key`).
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -360,6 +434,116 @@ fn print(v: &Value, json: bool, cols: &[&str]) {
     }
 }
 
+/// Every regular file under `dir` (hidden files and folders skipped), paths relative with `/`.
+fn pack_dir(
+    dir: &std::path::Path,
+    version: String,
+) -> anyhow::Result<protocol::bundle::BundleBody> {
+    use anyhow::Context;
+    fn walk(
+        root: &std::path::Path,
+        d: &std::path::Path,
+        out: &mut Vec<protocol::bundle::BundleFile>,
+    ) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(d)
+            .with_context(|| format!("reading {}", d.display()))?
+            .collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out)?;
+            } else if p.is_file() {
+                let rel = p
+                    .strip_prefix(root)?
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let data = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                out.push(protocol::bundle::BundleFile { path: rel, data });
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files)?;
+    if files.is_empty() {
+        anyhow::bail!("{} holds no files to publish", dir.display());
+    }
+    let body = protocol::bundle::BundleBody {
+        version,
+        created: 0,
+        files,
+    };
+    body.check()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    Ok(body)
+}
+
+/// `device show` as text: the device, then its isolated hosts and commands.
+fn show_device(v: &Value, json: bool) {
+    if json {
+        return print(v, true, &[]);
+    }
+    let s = |k: &str| match &v[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        x => x.to_string(),
+    };
+    for k in [
+        "id",
+        "name",
+        "contract_id",
+        "status",
+        "online",
+        "firmware",
+        "rules_version",
+        "last_heartbeat_ms",
+    ] {
+        println!("{k:16}{}", s(k));
+    }
+    match &v["bundle"] {
+        Value::Null => println!("{:16}-", "bundle"),
+        b => println!(
+            "{:16}{} {} {}",
+            "bundle",
+            b["version"].as_str().unwrap_or(""),
+            if b["applied"] == true {
+                "applied"
+            } else {
+                "refused:"
+            },
+            b["reason"].as_str().unwrap_or("")
+        ),
+    }
+    let iso: Vec<&str> = v["isolated"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str())
+        .collect();
+    println!(
+        "{:16}{}",
+        "isolated",
+        if iso.is_empty() {
+            "-".to_string()
+        } else {
+            iso.join(", ")
+        }
+    );
+    println!();
+    print(
+        &v["commands"],
+        false,
+        &["id", "what", "origin", "state", "message"],
+    );
+}
+
 /// Run one admin command.
 pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -396,6 +580,7 @@ pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
             ContractCmd::List => print(&c.json(M::GET, "/v1/contracts", None).await?, j, &["id", "customer_id", "name", "start", "paid_start", "ended", "recipients"]),
             ContractCmd::Emails { id, emails } => print(&c.json(M::PUT, &format!("/v1/contracts/{id}/recipients"), Some(json!({"recipients": emails}))).await?, j, &[]),
             ContractCmd::Exceptions { id, exceptions } => print(&c.json(M::PUT, &format!("/v1/contracts/{id}/exceptions"), Some(json!({"exceptions": exceptions}))).await?, j, &[]),
+            ContractCmd::Isolation { id, auto, allow } => print(&c.json(M::PUT, &format!("/v1/contracts/{id}/isolation"), Some(json!({"auto": auto == "on", "allow": allow}))).await?, j, &[]),
             ContractCmd::End { id } => print(&c.json(M::POST, &format!("/v1/contracts/{id}/end"), None).await?, j, &[]),
         },
         Cmd::User { cmd } => match cmd {
@@ -420,6 +605,36 @@ pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
             }
             DeviceCmd::List => print(&c.json(M::GET, "/v1/devices", None).await?, j, &["id", "contract_id", "status", "online", "last_heartbeat_ms", "firmware", "rules_version"]),
             DeviceCmd::Revoke { id } => print(&c.json(M::POST, &format!("/v1/devices/{id}/revoke"), None).await?, j, &[]),
+            DeviceCmd::Show { id } => show_device(&c.json(M::GET, &format!("/v1/devices/{id}"), None).await?, j),
+            cmd => {
+                let (id, body) = match cmd {
+                    DeviceCmd::Isolate { id, host, allow } => (id, json!({"command": "isolate", "host": host, "allow": allow})),
+                    DeviceCmd::Release { id, host } => (id, json!({"command": "release", "host": host})),
+                    DeviceCmd::Mode { id, mode } => (id, json!({"command": "mode", "mode": mode})),
+                    DeviceCmd::ExceptionAdd { id, exception } => (id, json!({"command": "exception-add", "exception": exception})),
+                    DeviceCmd::ExceptionRemove { id, exception } => (id, json!({"command": "exception-remove", "exception": exception})),
+                    DeviceCmd::Reboot { id } => (id, json!({"command": "reboot"})),
+                    DeviceCmd::Wipe { id } => (id, json!({"command": "wipe"})),
+                    DeviceCmd::Add { .. } | DeviceCmd::List | DeviceCmd::Revoke { .. } | DeviceCmd::Show { .. } => unreachable!("handled above"),
+                };
+                print(&c.json(M::POST, &format!("/v1/devices/{id}/commands"), Some(body)).await?, j, &["id", "what", "state"]);
+            }
+        },
+        Cmd::Rules { cmd } => match cmd {
+            RulesCmd::Publish { dir, version } => {
+                let body = pack_dir(&dir, version.unwrap_or_default())?;
+                eprintln!("packing {} files from {}", body.files.len(), dir.display());
+                let bytes = postcard::to_allocvec(&body)?;
+                let resp = c.http.post(format!("{}/v1/rules", c.base)).bearer_auth(&c.token).body(bytes).send().await
+                    .map_err(|e| anyhow::anyhow!("cannot reach the admin API at {}: {e}", c.base))?;
+                let status = resp.status();
+                let v: Value = resp.json().await.unwrap_or(Value::Null);
+                if !status.is_success() {
+                    anyhow::bail!("{status}: {}", v["error"].as_str().unwrap_or("publishing failed"));
+                }
+                print(&v, j, &[]);
+            }
+            RulesCmd::Status => print(&c.json(M::GET, "/v1/rules", None).await?, true, &[]),
         },
         Cmd::Alert { cmd } => match cmd {
             AlertCmd::List { contract, level, device, host, limit } => {

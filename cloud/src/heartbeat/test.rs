@@ -35,6 +35,7 @@ fn setup(name: &str) -> (Store, Config, std::path::PathBuf) {
                     rules_version: String::new(),
                     stopped_since_ms: None,
                     last_seq: 0,
+                    bundle: None,
                 })?;
             }
             Ok(())

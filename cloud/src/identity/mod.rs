@@ -51,21 +51,24 @@ fn read(p: &Path) -> Result<Option<String>, IdentityError> {
 }
 
 fn write_private(p: &Path, s: &str) -> Result<(), IdentityError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |e| IdentityError::Io {
+    write_secret(p, s.as_bytes()).map_err(|e| IdentityError::Io {
         path: p.display().to_string(),
         source: e,
-    };
+    })
+}
+
+/// Writes a secret file readable by the owner only (mode 0600), synced to disk.
+pub(crate) fn write_secret(p: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(p)
-        .map_err(io)?;
-    f.write_all(s.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)
+        .open(p)?;
+    f.write_all(data)?;
+    f.sync_all()
 }
 
 fn ca_params() -> Result<CertificateParams, IdentityError> {

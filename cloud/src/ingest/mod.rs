@@ -19,8 +19,8 @@ use protocol::messages::{
 };
 use protocol::{FrameDecoder, encode_frame, handshake};
 
-use crate::App;
 use crate::store::DeviceStatus;
+use crate::{App, command};
 
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -222,8 +222,26 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     tracing::info!(device = %cert_device, firmware = %hello.firmware.as_str(), "appliance connected");
     let rate = app.cfg.ingest.max_events_per_sec_per_device.max(1) as f64;
     let mut bucket = TokenBucket::new(rate);
+    // commands: those waiting now, then whenever one is queued for any device
+    let mut wake = app.commands.subscribe();
+    wake.mark_changed();
+    let mut sent_here = std::collections::HashSet::new();
+    let speaks_bundles = version >= 2;
+    let mut running_rules = hello.rules_version.as_str().to_string();
     loop {
-        let Some(msg) = c.next().await? else {
+        let msg = tokio::select! {
+            m = c.next() => m?,
+            Ok(()) = wake.changed() => {
+                let cmds = command::outgoing(app, &cert_device, &running_rules, speaks_bundles, &mut sent_here)
+                    .map_err(|e| SessionError::Other(e.to_string()))?;
+                for cmd in cmds {
+                    tracing::info!(device = %cert_device, id = cmd.id, command = %command::describe(&cmd.cmd), "command sent");
+                    c.send(&DownMsg::Command(cmd)).await?;
+                }
+                continue;
+            }
+        };
+        let Some(msg) = msg else {
             return Ok(cert_device);
         };
         match msg {
@@ -234,25 +252,52 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 if ev.events.is_empty() {
                     continue;
                 }
-                let upto = app
+                let stored = app
                     .writer
                     .store(&cert_device, device.contract_id, ev.events)
                     .await
                     .map_err(SessionError::Other)?;
                 app.mail_queued.notify_one();
-                c.send(&DownMsg::Ack(Ack { upto_seq: upto })).await?;
+                if stored.isolations > 0 {
+                    app.commands_changed();
+                }
+                c.send(&DownMsg::Ack(Ack {
+                    upto_seq: stored.upto,
+                }))
+                .await?;
                 app.alive(&cert_device, None, None);
             }
-            UpMsg::Heartbeat(h) => app.alive(
-                &cert_device,
-                Some(h.firmware.as_str()),
-                Some(h.rules_version.as_str()),
-            ),
-            UpMsg::CommandResult(r) => {
-                tracing::info!(device = %cert_device, id = r.command_id, ok = r.ok, message = %r.message.as_str(), "command result")
+            UpMsg::Heartbeat(h) => {
+                app.alive(
+                    &cert_device,
+                    Some(h.firmware.as_str()),
+                    Some(h.rules_version.as_str()),
+                );
+                running_rules = h.rules_version.as_str().to_string();
             }
+            UpMsg::CommandResult(r) => command::on_result(app, &cert_device, &r)
+                .map_err(|e| SessionError::Other(e.to_string()))?,
             UpMsg::BundleStatus(b) => {
-                tracing::info!(device = %cert_device, status = ?b, "bundle status")
+                if matches!(b.state, protocol::messages::BundleState::Applied) {
+                    running_rules = b.version.as_str().to_string();
+                }
+                command::on_bundle_status(app, &cert_device, &b)
+                    .map_err(|e| SessionError::Other(e.to_string()))?
+            }
+            UpMsg::BundleFetch(f) => {
+                let chunk = command::bundle::chunk(app, &f.version, f.offset)
+                    .await
+                    .map_err(|e| SessionError::Other(e.to_string()))?;
+                match chunk {
+                    Some(chunk) => c.send(&DownMsg::BundleChunk(chunk)).await?,
+                    None => {
+                        return Err(SessionError::Other(format!(
+                            "asked for bundle {} at {}, which is not published",
+                            f.version.as_str(),
+                            f.offset
+                        )));
+                    }
+                }
             }
             UpMsg::Hello(_) | UpMsg::Activate(_) => {
                 return Err(SessionError::Other(

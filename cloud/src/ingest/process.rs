@@ -9,7 +9,18 @@ use crate::config::TimingConfig;
 use crate::score::{Level, Scorer, Subject};
 use crate::store::{AlertRecord, AlertStatus, Contract, StoredEvent, Tx};
 
-/// Store a batch. Returns (highest seq of the batch, new events, duplicates).
+/// What storing a batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Highest sequence number of the batch.
+    pub upto: u64,
+    pub new: u64,
+    pub duplicates: u64,
+    /// Hosts isolated by the contract's auto-isolation.
+    pub isolations: u64,
+}
+
+/// Store a batch.
 pub fn store_batch(
     tx: &mut Tx,
     scorer: &Scorer,
@@ -18,9 +29,9 @@ pub fn store_batch(
     device: &str,
     contract_id: u64,
     events: &[SeqEvent],
-) -> crate::store::Result<(u64, u64, u64)> {
+) -> crate::store::Result<Stored> {
     let mut upto = 0;
-    let (mut new, mut dups) = (0, 0);
+    let (mut new, mut dups, mut isolations) = (0, 0, 0);
     let contract = tx.contract(contract_id)?;
     for se in events {
         upto = upto.max(se.seq);
@@ -105,6 +116,20 @@ pub fn store_batch(
         if level.important() {
             crate::notify::enqueue_alert(tx, timing, now, &mut rec)?;
         }
+        if let Some(c) = contract
+            .as_ref()
+            .filter(|c| c.auto_isolation && level == Level::High)
+        {
+            let flow = rec.event.flow();
+            let host = if flow.internal_mac.0 != [0; 6] {
+                protocol::messages::HostRef::Mac(flow.internal_mac)
+            } else {
+                protocol::messages::HostRef::Ip(flow.internal_ip)
+            };
+            if crate::command::auto_isolate(tx, device, host, &c.isolation_allow, id, now)? {
+                isolations += 1;
+            }
+        }
         tx.insert_alert(&rec)?;
     }
     if let Some(mut d) = tx.device(device)? {
@@ -113,7 +138,12 @@ pub fn store_batch(
             tx.put_device(&d)?;
         }
     }
-    Ok((upto, new, dups))
+    Ok(Stored {
+        upto,
+        new,
+        duplicates: dups,
+        isolations,
+    })
 }
 
 /// Whether a contract's exception list covers an event; returns which entry.
@@ -216,12 +246,12 @@ mod test {
         let r = store
             .write(|tx| store_batch(tx, &sc, &t, 1000, "dev-1", 1, &batch))
             .unwrap();
-        assert_eq!(r, (4, 4, 0));
+        assert_eq!((r.upto, r.new, r.duplicates), (4, 4, 0));
         // the same batch again: stored once
         let r = store
             .write(|tx| store_batch(tx, &sc, &t, 2000, "dev-1", 1, &batch))
             .unwrap();
-        assert_eq!(r, (4, 0, 4));
+        assert_eq!((r.upto, r.new, r.duplicates), (4, 0, 4));
         let alerts = store.read(|rx| rx.alerts_of(1, 100)).unwrap();
         assert_eq!(alerts.len(), 4);
         let by_seq = |s: u64| alerts.iter().find(|a| a.seq == s).unwrap().clone();
@@ -235,7 +265,7 @@ mod test {
         let r = store
             .write(|tx| store_batch(tx, &sc, &t, 3000, "dev-1", 1, &[ev(5, high)]))
             .unwrap();
-        assert_eq!(r.1, 1);
+        assert_eq!(r.new, 1);
         let again = store.read(|rx| rx.alerts_of(1, 1)).unwrap().remove(0);
         assert!(again.deduplicated && !again.mailed);
         // the window closes after 60 s: one mail per address with the highest level and the count

@@ -19,8 +19,8 @@ pub struct Job {
     pub device: String,
     pub contract_id: u64,
     pub events: Vec<SeqEvent>,
-    /// Highest seq now durable, or why not.
-    pub reply: oneshot::Sender<Result<u64, String>>,
+    /// What was stored (durably), or why not.
+    pub reply: oneshot::Sender<Result<super::process::Stored, String>>,
 }
 
 /// Sends jobs to the writer.
@@ -34,7 +34,7 @@ impl WriterHandle {
         device: &str,
         contract_id: u64,
         events: Vec<SeqEvent>,
-    ) -> Result<u64, String> {
+    ) -> Result<super::process::Stored, String> {
         let (tx, rx) = oneshot::channel();
         self.0
             .send(Job {
@@ -96,10 +96,10 @@ pub fn spawn(
                 match res {
                     Ok(outs) => {
                         stats.commits.fetch_add(1, Relaxed);
-                        for (j, (upto, new, dups)) in jobs.drain(..).zip(outs) {
-                            stats.events.fetch_add(new, Relaxed);
-                            stats.duplicates.fetch_add(dups, Relaxed);
-                            let _ = j.reply.send(Ok(upto));
+                        for (j, stored) in jobs.drain(..).zip(outs) {
+                            stats.events.fetch_add(stored.new, Relaxed);
+                            stats.duplicates.fetch_add(stored.duplicates, Relaxed);
+                            let _ = j.reply.send(Ok(stored));
                         }
                     }
                     Err(e) => {

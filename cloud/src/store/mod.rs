@@ -68,6 +68,8 @@ const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("portal_users");
 const USERS_BY_EMAIL: TableDefinition<&str, u64> = TableDefinition::new("portal_users_by_email");
 /// Traffic summaries by (contract, bucket start in Unix seconds, id).
 const TRAFFIC: TableDefinition<(u64, u64, u64), &[u8]> = TableDefinition::new("traffic");
+/// (device, command id) → [`CommandRecord`].
+const COMMANDS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("commands");
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("store types serialize")
@@ -113,6 +115,7 @@ impl Store {
             t.open_table(USERS)?;
             t.open_table(USERS_BY_EMAIL)?;
             t.open_table(TRAFFIC)?;
+            t.open_table(COMMANDS)?;
             Ok(())
         })?;
         s.migrate()?;
@@ -251,6 +254,19 @@ macro_rules! readers {
             }
             pub fn devices(&self) -> Result<Vec<Device>> {
                 Ok(json_all!(self, DEVICES, "devices"))
+            }
+            /// The commands of one device, oldest first.
+            pub fn commands_of(&self, device: &str) -> Result<Vec<CommandRecord>> {
+                let t = self.0.open_table(COMMANDS)?;
+                let mut v = Vec::new();
+                for e in t.range((device, 0)..=(device, u64::MAX))? {
+                    let (_, val) = e?;
+                    v.push(dec("commands", val.value())?);
+                }
+                Ok(v)
+            }
+            pub fn command(&self, device: &str, id: u64) -> Result<Option<CommandRecord>> {
+                Ok(json_get!(self, COMMANDS, "commands", (device, id)))
             }
             pub fn alert(&self, id: u64) -> Result<Option<AlertRecord>> {
                 Ok(json_get!(self, ALERTS, "alerts", id))
@@ -440,6 +456,35 @@ impl Tx {
         self.0
             .open_table(DEVICES_BY_CONTRACT)?
             .insert((d.contract_id, d.id.as_str()), ())?;
+        Ok(())
+    }
+    /// Queue a command for a device (state `Pending`); returns it with its id.
+    pub fn queue_command(
+        &mut self,
+        device: &Device,
+        kind: protocol::messages::CommandKind,
+        origin: &str,
+        now: i64,
+    ) -> Result<CommandRecord> {
+        let c = CommandRecord {
+            id: self.next_id("command")?,
+            device: device.id.clone(),
+            contract_id: device.contract_id,
+            kind,
+            origin: origin.to_string(),
+            created_ms: now,
+            state: CommandState::Pending,
+            sent_ms: None,
+            done_ms: None,
+            message: String::new(),
+        };
+        self.put_command(&c)?;
+        Ok(c)
+    }
+    pub fn put_command(&mut self, c: &CommandRecord) -> Result<()> {
+        self.0
+            .open_table(COMMANDS)?
+            .insert((c.device.as_str(), c.id), enc(c).as_slice())?;
         Ok(())
     }
     pub fn put_code(&mut self, code_hash: &str, device: &str) -> Result<()> {

@@ -42,6 +42,9 @@ pub struct Contract {
     /// Auto-isolation of hosts with ★★★ alerts (off by default).
     #[serde(default)]
     pub auto_isolation: bool,
+    /// What an isolated host may still reach: `IP` or `IP:port` (e.g. the office's DNS).
+    #[serde(default)]
+    pub isolation_allow: Vec<String>,
     /// Exceptions: suppressed signatures (`gid:sid`), hosts (IP) and domains.
     #[serde(default)]
     pub exceptions: Vec<String>,
@@ -81,6 +84,9 @@ pub struct Device {
     /// Highest sequence number stored.
     #[serde(default)]
     pub last_seq: u64,
+    /// The appliance's last rule-bundle report.
+    #[serde(default)]
+    pub bundle: Option<BundleReport>,
 }
 
 impl Device {
@@ -340,4 +346,49 @@ pub struct Dispatch {
     pub amount_yen: u32,
     pub covered: bool,
     pub note: String,
+}
+
+/// Where a command to an appliance stands (SPEC §4, issue 7).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandState {
+    /// Queued; goes out when the appliance is connected.
+    Pending,
+    /// Written to the appliance's connection; no result yet (sent again on the next
+    /// connection: every command is idempotent on the appliance).
+    Sent,
+    /// The appliance carried it out.
+    Done,
+    /// The appliance refused it or failed.
+    Failed,
+}
+
+/// A command for one appliance and its outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CommandRecord {
+    pub id: u64,
+    pub device: String,
+    pub contract_id: u64,
+    pub kind: protocol::messages::CommandKind,
+    /// Who asked: `admin`, `portal:<e-mail>`, `auto-isolation (alert N)`, `rules publish`.
+    pub origin: String,
+    pub created_ms: i64,
+    pub state: CommandState,
+    #[serde(default)]
+    pub sent_ms: Option<i64>,
+    #[serde(default)]
+    pub done_ms: Option<i64>,
+    /// The appliance's answer.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The last rule-bundle report of an appliance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BundleReport {
+    pub version: String,
+    pub applied: bool,
+    #[serde(default)]
+    pub reason: String,
+    pub at_ms: i64,
 }

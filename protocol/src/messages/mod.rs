@@ -2,8 +2,8 @@
 //!
 //! | direction | first frame | then |
 //! |---|---|---|
-//! | appliance → cloud ([`UpMsg`]) | `Hello` | `Heartbeat`, `Events`, `BundleStatus`, `CommandResult` |
-//! | cloud → appliance ([`DownMsg`]) | `HelloAck` or `Refused` | `Ack`, `Command` |
+//! | appliance → cloud ([`UpMsg`]) | `Hello` | `Heartbeat`, `Events`, `BundleStatus`, `CommandResult`, `BundleFetch` (v2) |
+//! | cloud → appliance ([`DownMsg`]) | `HelloAck` or `Refused` | `Ack`, `Command`, `BundleChunk` (v2) |
 //!
 //! Variant order is part of the wire format (postcard encodes the variant index): append new
 //! variants at the end and bump [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION).
@@ -31,7 +31,9 @@ pub use common::{
 };
 pub use event::{Event, Events, FileVerdict, SeqEvent, TrafficEntry, TrafficSummary, Transfer};
 pub use hello::{Hello, HelloAck, RefuseReason, Refused};
-pub use status::{BundleState, BundleStatus, CommandResult, Counter, Heartbeat};
+pub use status::{
+    BundleChunk, BundleFetch, BundleState, BundleStatus, CommandResult, Counter, Heartbeat,
+};
 pub use url::UrlRef;
 
 use crate::error::FrameError;
@@ -52,6 +54,8 @@ pub enum UpMsg {
     CommandResult(CommandResult),
     /// Redeem an activation code (only on a connection without a client certificate).
     Activate(Activate),
+    /// Ask for part of an announced rule bundle (version 2).
+    BundleFetch(BundleFetch),
 }
 
 /// Cloud → appliance.
@@ -67,6 +71,8 @@ pub enum DownMsg {
     Command(Command),
     /// Activation succeeded: the device certificate.
     Activated(Activated),
+    /// Part of a rule bundle, the answer to `BundleFetch` (version 2).
+    BundleChunk(BundleChunk),
 }
 
 impl Validate for UpMsg {
@@ -78,6 +84,7 @@ impl Validate for UpMsg {
             UpMsg::BundleStatus(m) => m.validate(),
             UpMsg::CommandResult(m) => m.validate(),
             UpMsg::Activate(m) => m.validate(),
+            UpMsg::BundleFetch(m) => m.validate(),
         }
     }
 }
@@ -89,6 +96,7 @@ impl Validate for DownMsg {
             DownMsg::Refused(m) => m.reason.validate(),
             DownMsg::Command(m) => m.validate(),
             DownMsg::Activated(m) => m.validate(),
+            DownMsg::BundleChunk(m) => m.validate(),
         }
     }
 }

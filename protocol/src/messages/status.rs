@@ -90,3 +90,62 @@ impl Validate for CommandResult {
         self.message.check("command_result.message")
     }
 }
+
+/// Appliance → cloud: asks for part of a rule bundle announced by `BundleAvailable`
+/// (protocol version 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleFetch {
+    /// The announced version.
+    pub version: Name,
+    /// First byte wanted.
+    pub offset: u64,
+}
+
+impl Validate for BundleFetch {
+    fn validate(&self) -> Result<(), FrameError> {
+        self.version.check("bundle_fetch.version")?;
+        crate::validate::ensure(
+            self.offset <= crate::bundle::MAX_BUNDLE as u64,
+            "bundle_fetch.offset",
+            "beyond the largest bundle",
+        )
+    }
+}
+
+/// Cloud → appliance: one part of a rule bundle file (protocol version 2). The file is
+/// checked by its SHA-256 (from `BundleAvailable`) and its Ed25519 signature once complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleChunk {
+    /// The bundle version.
+    pub version: Name,
+    /// Position of `data` in the file.
+    pub offset: u64,
+    /// Size of the whole file.
+    pub total: u64,
+    /// At most [`MAX_BUNDLE_CHUNK`](crate::limits::MAX_BUNDLE_CHUNK) bytes.
+    pub data: Vec<u8>,
+}
+
+impl Validate for BundleChunk {
+    fn validate(&self) -> Result<(), FrameError> {
+        use crate::validate::{ensure, list};
+        self.version.check("bundle_chunk.version")?;
+        list(
+            &self.data,
+            crate::limits::MAX_BUNDLE_CHUNK,
+            "bundle_chunk.data",
+        )?;
+        ensure(
+            self.total <= crate::bundle::MAX_BUNDLE as u64,
+            "bundle_chunk.total",
+            "larger than the largest bundle",
+        )?;
+        ensure(
+            self.offset
+                .checked_add(self.data.len() as u64)
+                .is_some_and(|end| end <= self.total),
+            "bundle_chunk.offset",
+            "beyond the end of the file",
+        )
+    }
+}

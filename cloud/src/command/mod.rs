@@ -1,0 +1,384 @@
+//! Commands to appliances (SPEC §4, issue 7): isolate/release a host, set the mode,
+//! exceptions, reboot, wipe, "a rule bundle is available".
+//!
+//! ```text
+//! admin API / portal / auto-isolation (ingest) ─queue→ store `commands` (Pending)
+//!        └─ App::commands (watch) wakes every ingest session
+//! ingest session of that device ─Command→ appliance   (Pending → Sent)
+//! appliance ─CommandResult / BundleStatus→ ingest     (Sent → Done | Failed)
+//! ```
+//!
+//! Commands are durable: a command queued while the appliance is offline goes out when it
+//! connects; one sent but not answered goes out again on the next connection (the appliance
+//! applies every command idempotently).
+
+pub mod bundle;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+
+use protocol::messages::{AllowDest, Command, CommandKind, HostRef, Mac};
+
+use crate::App;
+use crate::store::{
+    BundleReport, CommandRecord, CommandState, Device, DeviceStatus, StoreError, Tx,
+};
+
+/// Parses a host: a MAC address (`aa:bb:cc:dd:ee:ff`) or an IP address.
+pub fn parse_host(s: &str) -> Result<HostRef, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(HostRef::Ip(ip));
+    }
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() == 6 {
+        let mut mac = [0u8; 6];
+        for (b, p) in mac.iter_mut().zip(&parts) {
+            match u8::from_str_radix(p, 16) {
+                Ok(v) if p.len() == 2 => *b = v,
+                _ => return Err(format!("`{s}` is not an IP or MAC address")),
+            }
+        }
+        return Ok(HostRef::Mac(Mac(mac)));
+    }
+    Err(format!(
+        "`{s}` is not an IP address or a MAC address (aa:bb:cc:dd:ee:ff)"
+    ))
+}
+
+/// Parses an allowed destination: `IP`, `IP:port` or `[IPv6]:port`.
+pub fn parse_allow(s: &str) -> Result<AllowDest, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(AllowDest { ip, port: None });
+    }
+    match s.parse::<SocketAddr>() {
+        Ok(a) => Ok(AllowDest {
+            ip: a.ip(),
+            port: Some(a.port()),
+        }),
+        Err(_) => Err(format!(
+            "`{s}` is not an allowed destination (IP, IP:port or [IPv6]:port)"
+        )),
+    }
+}
+
+/// Shows a host as the operator typed it.
+pub fn host_text(h: &HostRef) -> String {
+    match h {
+        HostRef::Ip(ip) => ip.to_string(),
+        HostRef::Mac(m) => m.to_string(),
+    }
+}
+
+/// One line describing a command, for the CLI and the portal.
+pub fn describe(k: &CommandKind) -> String {
+    match k {
+        CommandKind::IsolateHost { host, allow } => {
+            let allow: Vec<String> = allow
+                .iter()
+                .map(|a| match a.port {
+                    Some(p) => SocketAddr::new(a.ip, p).to_string(),
+                    None => a.ip.to_string(),
+                })
+                .collect();
+            if allow.is_empty() {
+                format!("isolate {}", host_text(host))
+            } else {
+                format!("isolate {} (allow {})", host_text(host), allow.join(", "))
+            }
+        }
+        CommandKind::ReleaseHost { host } => format!("release {}", host_text(host)),
+        CommandKind::SetMode(m) => format!("mode {m:?}").to_lowercase(),
+        CommandKind::AddException(e) => format!("add exception {e:?}"),
+        CommandKind::RemoveException(e) => format!("remove exception {e:?}"),
+        CommandKind::Reboot => "reboot".into(),
+        CommandKind::Wipe => "wipe".into(),
+        CommandKind::BundleAvailable { version, .. } => {
+            format!("rule bundle {} available", version.as_str())
+        }
+    }
+}
+
+/// Hosts isolated on a device by its commands (requested or carried out, not refused),
+/// with the command that isolated each.
+pub fn isolated_hosts(cmds: &[CommandRecord]) -> Vec<(HostRef, &CommandRecord)> {
+    let mut out: Vec<(HostRef, &CommandRecord)> = Vec::new();
+    for c in cmds.iter().filter(|c| c.state != CommandState::Failed) {
+        match &c.kind {
+            CommandKind::IsolateHost { host, .. } => {
+                out.retain(|(h, _)| h != host);
+                out.push((*host, c));
+            }
+            CommandKind::ReleaseHost { host } => out.retain(|(h, _)| h != host),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The isolation command for `host` with the contract's allow-list.
+pub fn isolate_kind(host: HostRef, allow: &[String]) -> CommandKind {
+    CommandKind::IsolateHost {
+        host,
+        allow: allow
+            .iter()
+            .filter_map(|a| parse_allow(a).ok())
+            .take(protocol::limits::MAX_ALLOW_RULES)
+            .collect(),
+    }
+}
+
+/// Queues a command for an active device and wakes its session.
+pub fn request(
+    app: &App,
+    device: &str,
+    kind: CommandKind,
+    origin: &str,
+) -> Result<CommandRecord, StoreError> {
+    let now = app.now();
+    let rec = app.store.write(|tx| {
+        let d = tx
+            .device(device)?
+            .ok_or_else(|| StoreError::NotFound(format!("device {device}")))?;
+        if d.status != DeviceStatus::Active {
+            return Err(StoreError::Refused(format!(
+                "device {device} is not active ({:?})",
+                d.status
+            )));
+        }
+        tx.queue_command(&d, kind.clone(), origin, now)
+    })?;
+    tracing::info!(device, id = rec.id, command = %describe(&rec.kind), origin, "command queued");
+    app.commands_changed();
+    Ok(rec)
+}
+
+/// Inside the ingest transaction: a ★★★ alert on a contract with auto-isolation isolates
+/// the host at once, unless it is already isolated.
+pub fn auto_isolate(
+    tx: &mut Tx,
+    device: &str,
+    host: HostRef,
+    allow: &[String],
+    alert_id: u64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let Some(d) = tx.device(device)? else {
+        return Ok(false);
+    };
+    let cmds = tx.commands_of(device)?;
+    if isolated_hosts(&cmds).iter().any(|(h, _)| *h == host) {
+        return Ok(false);
+    }
+    tx.queue_command(
+        &d,
+        isolate_kind(host, allow),
+        &format!("auto-isolation (alert {alert_id})"),
+        now,
+    )?;
+    Ok(true)
+}
+
+/// What one ingest session still has to send: the device's unanswered commands not yet
+/// written on this connection (marked `Sent`). A rule bundle newer than what the appliance
+/// runs is offered once per version (`speaks_bundles`: the session negotiated version 2).
+pub fn outgoing(
+    app: &App,
+    device: &str,
+    running_rules: &str,
+    speaks_bundles: bool,
+    sent_here: &mut HashSet<u64>,
+) -> Result<Vec<Command>, StoreError> {
+    let now = app.now();
+    let current = if speaks_bundles {
+        bundle::current(&app.store)?
+    } else {
+        None
+    };
+    app.store.write(|tx| {
+        let Some(d) = tx.device(device)? else {
+            return Ok(Vec::new());
+        };
+        let mut cmds = tx.commands_of(device)?;
+        if let Some(cur) = &current {
+            let offered = cmds.iter().any(|c| {
+                matches!(&c.kind, CommandKind::BundleAvailable { version, .. } if version.as_str() == cur.version)
+            });
+            if cur.version != running_rules && !offered {
+                cmds.push(tx.queue_command(&d, cur.command()?, "rules publish", now)?);
+            }
+        }
+        let mut out = Vec::new();
+        for mut c in cmds {
+            if !matches!(c.state, CommandState::Pending | CommandState::Sent)
+                || sent_here.contains(&c.id)
+            {
+                continue;
+            }
+            if !speaks_bundles && matches!(c.kind, CommandKind::BundleAvailable { .. }) {
+                continue;
+            }
+            sent_here.insert(c.id);
+            out.push(Command {
+                id: c.id,
+                cmd: c.kind.clone(),
+            });
+            if c.state == CommandState::Pending {
+                c.state = CommandState::Sent;
+                c.sent_ms = Some(now);
+                tx.put_command(&c)?;
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Records an appliance's answer to a command.
+pub fn on_result(
+    app: &App,
+    device: &str,
+    r: &protocol::messages::CommandResult,
+) -> Result<(), StoreError> {
+    let now = app.now();
+    app.store.write(|tx| {
+        let Some(mut c) = tx.command(device, r.command_id)? else {
+            tracing::warn!(
+                device,
+                id = r.command_id,
+                "result for an unknown command; ignored"
+            );
+            return Ok(());
+        };
+        c.state = if r.ok {
+            CommandState::Done
+        } else {
+            CommandState::Failed
+        };
+        c.message = r.message.as_str().to_string();
+        c.done_ms = Some(now);
+        tx.put_command(&c)
+    })?;
+    tracing::info!(device, id = r.command_id, ok = r.ok, message = %r.message.as_str(), "command result");
+    Ok(())
+}
+
+/// Records an appliance's rule-bundle report (and the state of the command that offered it).
+pub fn on_bundle_status(
+    app: &App,
+    device: &str,
+    s: &protocol::messages::BundleStatus,
+) -> Result<(), StoreError> {
+    use protocol::messages::BundleState;
+    let now = app.now();
+    let (applied, reason) = match &s.state {
+        BundleState::Applied => (true, String::new()),
+        BundleState::Refused { reason } => (false, reason.as_str().to_string()),
+    };
+    app.store.write(|tx| {
+        if let Some(mut d) = tx.device(device)? {
+            d.bundle = Some(BundleReport {
+                version: s.version.as_str().to_string(),
+                applied,
+                reason: reason.clone(),
+                at_ms: now,
+            });
+            tx.put_device(&d)?;
+        }
+        for mut c in tx.commands_of(device)? {
+            if matches!(&c.kind, CommandKind::BundleAvailable { version, .. } if version.as_str() == s.version.as_str())
+            {
+                c.state = if applied {
+                    CommandState::Done
+                } else {
+                    CommandState::Failed
+                };
+                c.message = if applied {
+                    "applied".into()
+                } else {
+                    reason.clone()
+                };
+                c.done_ms = Some(now);
+                tx.put_command(&c)?;
+            }
+        }
+        Ok(())
+    })?;
+    if applied {
+        tracing::info!(device, version = %s.version.as_str(), "rule bundle applied");
+    } else {
+        tracing::warn!(device, version = %s.version.as_str(), %reason, "rule bundle refused by the appliance");
+    }
+    Ok(())
+}
+
+/// Commands of a device, for `admin device show` and the portal.
+pub fn of_device(app: &App, device: &str) -> Result<(Device, Vec<CommandRecord>), StoreError> {
+    app.store.read(|rx| {
+        let d = rx
+            .device(device)?
+            .ok_or_else(|| StoreError::NotFound(format!("device {device}")))?;
+        Ok((d, rx.commands_of(device)?))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_destinations() {
+        assert_eq!(
+            parse_host("198.18.0.10"),
+            Ok(HostRef::Ip("198.18.0.10".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_host("02:00:5E:10:00:01"),
+            Ok(HostRef::Mac(Mac([2, 0, 0x5e, 0x10, 0, 1])))
+        );
+        assert!(parse_host("02:00:5e:10:00").is_err());
+        assert!(parse_host("02:00:5e:10:00:0g").is_err());
+        assert!(parse_host("host.example").is_err());
+        assert_eq!(parse_allow("198.18.0.1:53").unwrap().port, Some(53));
+        assert_eq!(parse_allow("2001:db8::1").unwrap().port, None);
+        assert_eq!(parse_allow("[2001:db8::1]:443").unwrap().port, Some(443));
+        assert!(parse_allow("198.18.0.1:x").is_err());
+    }
+
+    #[test]
+    fn isolation_follows_commands_in_order() {
+        let host = HostRef::Ip("198.18.0.10".parse().unwrap());
+        let other = HostRef::Ip("198.18.0.11".parse().unwrap());
+        let rec = |id, kind, state| CommandRecord {
+            id,
+            device: "d".into(),
+            contract_id: 1,
+            kind,
+            origin: "t".into(),
+            created_ms: 0,
+            state,
+            sent_ms: None,
+            done_ms: None,
+            message: String::new(),
+        };
+        let iso = |h| isolate_kind(h, &["198.18.0.1:53".into(), "bad".into()]);
+        let cmds = vec![
+            rec(1, iso(host), CommandState::Done),
+            rec(2, iso(other), CommandState::Failed),
+            rec(3, CommandKind::ReleaseHost { host }, CommandState::Sent),
+            rec(4, iso(other), CommandState::Pending),
+        ];
+        let hosts: Vec<HostRef> = isolated_hosts(&cmds).iter().map(|(h, _)| *h).collect();
+        assert_eq!(hosts, vec![other]);
+        assert_eq!(
+            isolated_hosts(&cmds[..1])[0].1.kind,
+            CommandKind::IsolateHost {
+                host,
+                allow: vec![AllowDest {
+                    ip: "198.18.0.1".parse().unwrap(),
+                    port: Some(53)
+                }]
+            }
+        );
+    }
+}
