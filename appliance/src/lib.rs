@@ -14,6 +14,7 @@ pub mod detect;
 pub mod events;
 pub mod file;
 pub mod flow;
+pub mod mgmt;
 pub mod pipeline;
 pub mod reassembly;
 pub mod replay;

@@ -10,8 +10,7 @@ use anyhow::Context;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use mimamori_appliance::bridge::config::Mode as BridgeMode;
-use mimamori_appliance::bridge::{Config, Engine, control as ctl};
+use mimamori_appliance::bridge::{Config, control as ctl};
 use mimamori_appliance::events::eve::EveWriter;
 use mimamori_appliance::replay::{self, Settings};
 use mimamori_appliance::ssid::SsidRole;
@@ -222,67 +221,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// URL-category lists, their policy and the application catalogue for a replay.
-fn load_lists(
-    dir: Option<&std::path::Path>,
-    policy: Option<&std::path::Path>,
-    settings: &Settings,
-    quiet: bool,
-) -> anyhow::Result<mimamori_appliance::classify::Lists> {
-    let cfg: rules::lists::PolicyConfig = match policy {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            toml::from_str(&text).with_context(|| format!("category policy {}", p.display()))?
-        }
-        None => rules::lists::PolicyConfig::default(),
-    };
-    let t0 = std::time::Instant::now();
-    let mut lists =
-        mimamori_appliance::classify::Lists::load(dir, &cfg).context("loading URL categories")?;
-    if let (Some((db, _)), false) = (&lists.categories, quiet) {
-        let r = db.report();
-        eprintln!(
-            "categories: {} lists, {} domains, {} urls loaded in {:.2}s ({} lines skipped)",
-            db.categories().count(),
-            r.domains,
-            r.urls,
-            t0.elapsed().as_secs_f64(),
-            r.skipped_lines
-        );
-    }
-    lists.home_net = settings.vars.parse_addr("$HOME_NET").ok();
-    Ok(lists)
-}
-
-/// The file verdict engine: built-in signatures, optional hash list and extra signatures.
-fn load_files(
-    hashes: Option<&std::path::Path>,
-    sigs: Option<&std::path::Path>,
-    quiet: bool,
-) -> anyhow::Result<mimamori_appliance::file::FileEngine> {
-    use mimamori_appliance::file::{FileEngine, HashList, SignatureList};
-    let list = match hashes {
-        Some(p) => {
-            let l = HashList::load(p)?;
-            if !quiet {
-                eprintln!(
-                    "files: {} known-bad hashes from {} ({} lines skipped)",
-                    l.len(),
-                    p.display(),
-                    l.bad_lines()
-                );
-            }
-            Some(l)
-        }
-        None => None,
-    };
-    let extra = match sigs {
-        Some(p) => SignatureList::load(p)?.signatures,
-        None => Vec::new(),
-    };
-    Ok(FileEngine::new(list, &extra)?)
-}
+use mimamori_appliance::bridge::engine::{load_files, load_lists};
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
@@ -437,6 +376,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 force,
                 firmware: up::FIRMWARE_VERSION.to_string(),
                 rules_version: "none".to_string(),
+                transport: Default::default(),
             };
             let device = runtime()?.block_on(up::activate(&opts))?;
             eprintln!(
@@ -638,61 +578,33 @@ fn report_rules(loaded: &replay::Loaded, suppressed: usize) {
     );
 }
 
-/// `run`: load everything the configuration names, then bridge its ports.
+/// `run`: load everything the configuration names (and what the cloud set since), then
+/// bridge its ports; with an `[uplink]` section, talk to the cloud (in-band by default).
 fn run_bridge(path: &std::path::Path, check_only: bool) -> anyhow::Result<ExitCode> {
+    use mimamori_appliance::bridge::engine::{self, Runtime};
+    use mimamori_appliance::bridge::manage::{self, CloudLink, UplinkStart};
+    use mimamori_appliance::bridge::run::RunOptions;
     let cfg = Config::load(path)?;
-    let mut settings = Settings::new(cfg.mode == BridgeMode::Prevent);
-    if let Some(h) = &cfg.inspection.home_net {
-        settings
-            .apply(&format!("vars.address-groups.HOME_NET={h}"))
-            .context("inspection.home_net")?;
-    }
-    for s in &cfg.inspection.settings {
-        settings.apply(s).context("inspection.settings")?;
-    }
-    // a bridge sees connections that were open before it started
-    settings.worker.tcp.midstream = true;
-    let i = &cfg.inspection;
-    let mut lists = load_lists(
-        i.categories.as_deref(),
-        i.category_policy.as_deref(),
-        &settings,
-        false,
-    )?;
-    lists.allow_domains = cfg
-        .exceptions
-        .iter()
-        .filter_map(|e| {
-            e.domain
-                .as_ref()
-                .map(|d| d.trim_matches('.').to_ascii_lowercase())
-        })
-        .collect();
-    let files = if i.files {
-        let allowed: Vec<[u8; 32]> = cfg
-            .exceptions
-            .iter()
-            .filter_map(|e| e.sha256.as_ref())
-            .filter_map(|h| hex::decode(h).ok().and_then(|v| v.try_into().ok()))
-            .collect();
-        Some(
-            load_files(
-                i.file_hashes.as_deref(),
-                i.file_signatures.as_deref(),
-                false,
-            )?
-            .with_allowed(allowed),
-        )
-    } else {
-        None
+    let runtime = match &cfg.uplink {
+        Some(u) => Runtime::load(&u.state_dir)?,
+        None => Runtime::default(),
     };
-    let suppressed: Vec<u32> = cfg.exceptions.iter().filter_map(|e| e.sid).collect();
-    if i.rules.is_empty() {
-        tracing::warn!("inspection.rules is empty: only URL categories and files are checked");
-    }
-    let loaded = replay::load_rules_except(&i.rules, settings.vars.clone(), &suppressed)
-        .context("loading rules")?;
-    report_rules(&loaded, suppressed.len());
+    let bundle_dir = match (&cfg.uplink, &runtime.bundle) {
+        (Some(u), Some(v)) => Some(Runtime::bundle_dir(&u.state_dir, v)),
+        _ => None,
+    };
+    let built = match engine::build(&cfg, &runtime, bundle_dir.as_deref(), false) {
+        Ok(b) => b,
+        // an installed bundle that no longer loads must not keep the office offline
+        Err(e) if bundle_dir.is_some() => {
+            tracing::error!(error = %format!("{e:#}"), "the installed rule bundle does not load; using the configured rules");
+            let mut rt = runtime.clone();
+            rt.bundle = None;
+            engine::build(&cfg, &rt, None, false)?
+        }
+        Err(e) => return Err(e),
+    };
+    report_rules(&built.loaded, built.suppressed);
     if check_only {
         eprintln!(
             "configuration {} is valid: {} ports, {} workers",
@@ -702,17 +614,72 @@ fn run_bridge(path: &std::path::Path, check_only: bool) -> anyhow::Result<ExitCo
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let engine = Engine {
-        ruleset: loaded.ruleset,
-        worker: settings.worker,
-        lists: Arc::new(lists),
-        files,
-        classes: loaded.classes,
+    let mut opts = RunOptions::default();
+    let link = match &cfg.uplink {
+        Some(u) => {
+            let link = Arc::new(CloudLink::open(u)?);
+            let home = built
+                .engine
+                .lists
+                .home_net
+                .clone()
+                .context("$HOME_NET is not a valid address group")?;
+            opts.sink = Some(link.sink(home));
+            if u.mode == mimamori_appliance::bridge::config::UplinkMode::Inband {
+                let m = &cfg.management;
+                opts.mgmt = Some(mimamori_appliance::mgmt::MgmtConfig {
+                    mac: manage::management_mac(&cfg, &u.state_dir)?,
+                    addressing: mimamori_appliance::mgmt::Addressing::parse(
+                        &m.address,
+                        m.gateway.as_deref(),
+                        &m.dns,
+                    )?,
+                    hostname: Some(cfg.name.clone()),
+                });
+            }
+            Some(link)
+        }
+        None => None,
     };
-    mimamori_appliance::bridge::run::run(&cfg, engine, |_| {
-        eprintln!("bridge running on {} ports", cfg.ports.list().len())
+    let rules_version = built.rules_version.clone();
+    let mut uplink_thread = None;
+    let bridge = std::sync::Mutex::new(None);
+    mimamori_appliance::bridge::run::run(&cfg, built.engine, opts, |b| {
+        eprintln!("bridge running on {} ports", cfg.ports.list().len());
+        *bridge.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(b));
+        if let (Some(u), Some(link)) = (&cfg.uplink, &link) {
+            let start = UplinkStart {
+                bridge: Arc::clone(b),
+                cfg: cfg.clone(),
+                uplink: u.clone(),
+                runtime: runtime.clone(),
+                rules_version: rules_version.clone(),
+            };
+            let link = Arc::clone(link);
+            uplink_thread = std::thread::Builder::new()
+                .name("uplink".into())
+                .spawn(move || manage::run_uplink(start, &link))
+                .ok();
+        }
     })?;
-    Ok(ExitCode::SUCCESS)
+    if let Some(t) = uplink_thread {
+        let _ = t.join();
+    }
+    let why = bridge
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .and_then(|b| *b.exit_request.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(match why {
+        Some("reboot") => {
+            eprintln!("restart requested by the cloud (reboot): exit code 75 for the supervisor");
+            ExitCode::from(75)
+        }
+        Some(w) => {
+            eprintln!("stopped by the cloud ({w})");
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::SUCCESS,
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -163,6 +163,76 @@ pub struct Exception {
     pub sha256: Option<String>,
 }
 
+/// How `run` reaches the cloud.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UplinkMode {
+    /// The appliance's own address on the bridged segment (smoltcp): no kernel IP on the
+    /// bridged ports.
+    #[default]
+    Inband,
+    /// Kernel sockets (development, a box with a management NIC).
+    Host,
+}
+
+/// The uplink to the cloud of `run` (SPEC §3.4). Without this section the bridge runs
+/// alone (EVE output only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunUplink {
+    /// Identity, spool, the cloud's settings (`runtime.json`) and rule bundles.
+    pub state_dir: PathBuf,
+    /// Cloud `host:port`; default: the address used at activation.
+    #[serde(default)]
+    pub cloud: Option<String>,
+    #[serde(default)]
+    pub mode: UplinkMode,
+    /// One-time activation code: used at the first start, when `state_dir` holds no
+    /// identity yet (then `cloud` and `cloud_ca` are needed).
+    #[serde(default)]
+    pub activation_code: Option<String>,
+    /// PEM of the CA that signed the cloud's server certificate (for activation).
+    #[serde(default)]
+    pub cloud_ca: Option<PathBuf>,
+    /// Ed25519 public key (64 hex digits) rule bundles must be signed with
+    /// (`mimamori-cloud admin rules status`). Without it bundles are refused.
+    #[serde(default)]
+    pub bundle_key: Option<String>,
+    /// Seconds between heartbeats.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+}
+
+fn default_heartbeat() -> u64 {
+    60
+}
+
+/// The appliance's own address for the in-band uplink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Management {
+    /// `dhcp` or a static `a.b.c.d/len`.
+    pub address: String,
+    /// Static only: the default gateway.
+    pub gateway: Option<String>,
+    /// Static only: DNS servers.
+    pub dns: Vec<String>,
+    /// The appliance's MAC; default: a locally administered address kept in the state
+    /// folder.
+    pub mac: Option<String>,
+}
+
+impl Default for Management {
+    fn default() -> Self {
+        Management {
+            address: "dhcp".into(),
+            gateway: None,
+            dns: Vec::new(),
+            mac: None,
+        }
+    }
+}
+
 /// Host isolation ("logical unplug").
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -227,7 +297,30 @@ pub struct Config {
     pub ssid1: Option<SsidConfig>,
     pub ssid2: Option<SsidConfig>,
     #[serde(default)]
+    pub uplink: Option<RunUplink>,
+    #[serde(default)]
+    pub management: Management,
+    #[serde(default)]
     pub debug: Debug,
+}
+
+/// A unicast MAC address `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.trim().split([':', '-']).collect();
+    let mut m = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+    }
+    for (b, p) in m.iter_mut().zip(&parts) {
+        *b = u8::from_str_radix(p, 16)
+            .ok()
+            .filter(|_| p.len() == 2)
+            .ok_or_else(|| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+    }
+    if m[0] & 1 != 0 || m == [0; 6] {
+        return Err(format!("`{s}` is not a unicast MAC address"));
+    }
+    Ok(m)
 }
 
 fn default_name() -> String {
@@ -287,6 +380,12 @@ impl Config {
         {
             fix(p);
         }
+        if let Some(u) = self.uplink.as_mut() {
+            fix(&mut u.state_dir);
+            if let Some(p) = u.cloud_ca.as_mut() {
+                fix(p);
+            }
+        }
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -317,6 +416,28 @@ impl Config {
         }
         if self.bridge.mac_ageing_secs == 0 || self.bridge.mac_ageing_secs > 3600 {
             return bad("bridge.mac_ageing_secs: must be 1 to 3600".into());
+        }
+        if let Some(u) = &self.uplink {
+            if let Some(k) = &u.bundle_key {
+                if k.len() != 64 || !k.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return bad(
+                        "uplink.bundle_key: 64 hex digits (mimamori-cloud admin rules status)"
+                            .into(),
+                    );
+                }
+            }
+            if u.heartbeat_secs == 0 || u.heartbeat_secs > 3600 {
+                return bad("uplink.heartbeat_secs: must be 1 to 3600".into());
+            }
+            if u.mode == UplinkMode::Inband {
+                let m = &self.management;
+                crate::mgmt::Addressing::parse(&m.address, m.gateway.as_deref(), &m.dns)
+                    .map_err(|e| ConfigError::Invalid(format!("management: {e}")))?;
+                if let Some(mac) = &m.mac {
+                    parse_mac(mac)
+                        .map_err(|e| ConfigError::Invalid(format!("management.mac: {e}")))?;
+                }
+            }
         }
         if self.watchdog.stall_ms < 10 {
             return bad("watchdog.stall_ms: must be at least 10".into());

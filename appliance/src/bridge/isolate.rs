@@ -174,6 +174,19 @@ impl Isolation {
         new
     }
 
+    /// Adds destinations isolated hosts may reach (no duplicates).
+    pub fn allow(&self, entries: &[AllowEntry]) {
+        self.set.rcu(|cur| {
+            let mut s = (**cur).clone();
+            for e in entries {
+                if !s.allow.contains(e) {
+                    s.allow.push(*e);
+                }
+            }
+            s
+        });
+    }
+
     /// Release a host. Returns whether it was isolated.
     pub fn release(&self, h: HostId) -> bool {
         let mut was = false;

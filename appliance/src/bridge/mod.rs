@@ -11,9 +11,11 @@
 
 pub mod config;
 pub mod control;
+pub mod engine;
 pub mod fdb;
 pub mod inject;
 pub mod isolate;
+pub mod manage;
 pub mod port;
 pub mod run;
 pub mod steer;

@@ -9,14 +9,16 @@
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwap;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 use rules::compile::Ruleset;
 
-use super::config::{Config, Mode, Role};
+use super::config::{Config, Role};
 use super::inject;
 use super::isolate::IsolationSet;
 use super::port::{self, RxBatch, RxPort, TxPort, TxQueue};
@@ -110,9 +112,30 @@ pub struct Bridge {
     stop: AtomicBool,
     start: Instant,
     fail_closed: bool,
-    prevent: bool,
+    /// Inspection mode now in force (changes with the engine).
+    prevent: AtomicBool,
     pub test_hooks: bool,
     stall_ms: u64,
+    /// What the workers inspect with; replaced whole by [`Bridge::swap_engine`].
+    engine: ArcSwap<Engine>,
+    /// Bumped by each swap: a worker compares it once per batch.
+    engine_gen: AtomicU64,
+    /// The appliance's own address (management stack), when the uplink is in-band.
+    pub mgmt: OnceLock<crate::mgmt::Mgmt>,
+    /// Frames for the management stack taken out of the bridge.
+    pub mgmt_frames: AtomicU64,
+    /// Stop reason asked by a command: `reboot` or `wipe`.
+    pub exit_request: Mutex<Option<&'static str>>,
+}
+
+/// Extra parts of a run: the management stack and where events go besides EVE.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Give the appliance its own address on the bridged segment.
+    pub mgmt: Option<crate::mgmt::MgmtConfig>,
+    /// Called on the event thread with each batch of records and the engine that made
+    /// them (the uplink's spool).
+    pub sink: Option<Box<dyn FnMut(&Engine, &[Record]) + Send>>,
 }
 
 /// Set by SIGINT / SIGTERM.
@@ -145,11 +168,31 @@ impl Bridge {
     }
 
     /// Ask every thread to finish.
+    /// The engine now in force.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.load_full()
+    }
+
+    /// Replaces the engine: each worker finishes its batch with the old one, then starts
+    /// a new pipeline with this one (flows open at that moment continue uninspected by
+    /// stream rules until they end; traffic is never held or dropped).
+    pub fn swap_engine(&self, engine: Engine) {
+        self.prevent.store(engine.worker.prevent, Ordering::Relaxed);
+        self.engine.store(Arc::new(engine));
+        self.engine_gen.fetch_add(1, Ordering::Release);
+    }
+
+    /// Stops the bridge for a reboot or a wipe asked by the cloud.
+    pub fn request_exit(&self, why: &'static str) {
+        *self.exit_request.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        self.stop();
+    }
+
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    fn stopping(&self) -> bool {
+    pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || SIGNALLED.load(Ordering::Relaxed)
     }
 
@@ -209,7 +252,10 @@ impl Bridge {
             .collect();
         serde_json::json!({
             "uptime_ms": self.now_ms(),
-            "mode": if self.prevent { "prevent" } else { "detect" },
+            "mode": if self.prevent.load(Ordering::Relaxed) { "prevent" } else { "detect" },
+            "engine_swaps": self.engine_gen.load(Ordering::Relaxed),
+            "mgmt_frames": self.mgmt_frames.load(Ordering::Relaxed),
+            "mgmt": self.mgmt.get().map(|m| m.status()),
             "fail_closed": self.fail_closed,
             "stations": self.switch.fdb.len(self.now_ms() / 1000),
             "isolated": self.switch.isolation.hosts(),
@@ -221,7 +267,12 @@ impl Bridge {
 
 /// Open the ports, start the threads and run until SIGINT/SIGTERM (or `Bridge::stop`).
 /// `ready` is called once every port is open and the workers are started.
-pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> anyhow::Result<()> {
+pub fn run(
+    cfg: &Config,
+    engine: Engine,
+    mut opts: RunOptions,
+    ready: impl FnOnce(&Arc<Bridge>),
+) -> anyhow::Result<()> {
     use anyhow::Context;
     install_signals();
     let ports = cfg.ports.list();
@@ -274,10 +325,15 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
         stop: AtomicBool::new(false),
         start: Instant::now(),
         fail_closed: cfg.fail_closed,
-        prevent: cfg.mode == Mode::Prevent,
+        prevent: AtomicBool::new(engine.worker.prevent),
         test_hooks: cfg.debug.test_hooks,
         stall_ms: cfg.watchdog.stall_ms,
         ports,
+        engine: ArcSwap::from_pointee(engine),
+        engine_gen: AtomicU64::new(0),
+        mgmt: OnceLock::new(),
+        mgmt_frames: AtomicU64::new(0),
+        exit_request: Mutex::new(None),
     });
 
     // open every socket first: a missing interface is reported before anything runs
@@ -292,26 +348,48 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
         worker_txs.push(open_txs(&bridge.ports, None)?);
     }
 
+    // the management stack sends on every port, towards where the FDB learnt the
+    // destination (flooding broadcasts and unknown destinations)
+    if let Some(mcfg) = opts.mgmt.take() {
+        let txs = open_txs(&bridge.ports, None)?;
+        let b = Arc::clone(&bridge);
+        let all = ((1u32 << bridge.ports.len()) - 1) as u16;
+        let tx = Box::new(move |frame: &[u8]| {
+            let Some(dst) = frame.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) else {
+                return;
+            };
+            let mask = if dst[0] & 1 != 0 {
+                all
+            } else {
+                b.switch
+                    .fdb
+                    .lookup(&dst, b.now_ms() / 1000 + 1)
+                    .map_or(all, |p| 1 << p)
+            };
+            txs.send_now(mask, frame);
+        });
+        let m = crate::mgmt::Mgmt::spawn(mcfg, tx).context("management stack")?;
+        let _ = bridge.mgmt.set(m);
+    }
+
     // events
     // bounded: a writer that cannot keep up (a slow disk, an alert flood) costs events,
     // counted, never memory without bound or a blocked worker
-    let (ev_tx, ev_rx) = bounded::<Vec<Record>>(EVENT_BATCHES);
+    let (ev_tx, ev_rx) = bounded::<(Arc<Engine>, Vec<Record>)>(EVENT_BATCHES);
     let eve_path = cfg.output.eve.clone();
-    let rs = Arc::clone(&engine.ruleset);
-    let classes = engine.classes.clone();
+    let sink = opts.sink.take();
     let events = std::thread::Builder::new()
         .name("events".into())
-        .spawn(move || write_events(eve_path, rs, classes, ev_rx))?;
+        .spawn(move || write_events(eve_path, ev_rx, sink))?;
 
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     for (w, txs) in worker_txs.into_iter().enumerate() {
         let b = Arc::clone(&bridge);
-        let e = engine.clone();
         let evs = ev_tx.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("worker-{w}"))
-                .spawn(move || worker_thread(&b, w, e, txs, evs))?,
+                .spawn(move || worker_thread(&b, w, txs, evs))?,
         );
     }
     drop(ev_tx);
@@ -339,7 +417,11 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
     tracing::info!(
         ports = bridge.ports.len(),
         workers = nworkers,
-        mode = if bridge.prevent { "prevent" } else { "detect" },
+        mode = if bridge.prevent.load(Ordering::Relaxed) {
+            "prevent"
+        } else {
+            "detect"
+        },
         "bridge running"
     );
     ready(&bridge);
@@ -366,6 +448,9 @@ pub fn run(cfg: &Config, engine: Engine, ready: impl FnOnce(&Arc<Bridge>)) -> an
     let _ = wd.join();
     if let Some(c) = ctl {
         c.shutdown();
+    }
+    if let Some(m) = bridge.mgmt.get() {
+        m.shutdown();
     }
     let _ = events.join();
     eprintln!(
@@ -471,6 +556,18 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
                 continue;
             };
             bump(&c.rx_bytes, frame.len() as u64);
+            if let Some(m) = b.mgmt.get() {
+                if let Some(dst) = frame.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) {
+                    if m.wants(&dst) {
+                        m.deliver(frame);
+                        if dst == m.mac() {
+                            // the appliance's own traffic: not bridged
+                            bump(&b.mgmt_frames, 1);
+                            continue;
+                        }
+                    }
+                }
+            }
             let (mask, w) = match b.switch.decide(me, frame, now_s) {
                 Decision::Inspect {
                     mask,
@@ -558,7 +655,15 @@ struct Injector {
     b: Vec<u8>,
 }
 
-fn worker_thread(b: &Bridge, w: usize, engine: Engine, mut txs: Txs, events: Sender<Vec<Record>>) {
+/// How a worker's loop ended.
+enum Exit {
+    /// The bridge stops.
+    Stop,
+    /// A new engine was swapped in.
+    Swap,
+}
+
+fn worker_thread(b: &Bridge, w: usize, mut txs: Txs, events: Sender<(Arc<Engine>, Vec<Record>)>) {
     let slot = &b.workers[w];
     let mut inj = Injector {
         a: Vec::with_capacity(2048),
@@ -567,6 +672,8 @@ fn worker_thread(b: &Bridge, w: usize, engine: Engine, mut txs: Txs, events: Sen
     // owned here, not by the loop: a panic must not free buffers that sends point into
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     loop {
+        let generation = b.engine_gen.load(Ordering::Acquire);
+        let engine = b.engine();
         let mut worker = match new_worker(&engine) {
             Ok(wk) => wk,
             Err(e) => {
@@ -580,6 +687,7 @@ fn worker_thread(b: &Bridge, w: usize, engine: Engine, mut txs: Txs, events: Sen
                 b,
                 slot,
                 &mut worker,
+                (&engine, generation),
                 &mut txs,
                 &events,
                 &mut inj,
@@ -587,16 +695,22 @@ fn worker_thread(b: &Bridge, w: usize, engine: Engine, mut txs: Txs, events: Sen
             )
         }));
         match r {
-            Ok(()) => {
+            Ok(exit) => {
                 let mut out = Vec::new();
                 worker.finish(&mut out);
                 if !out.is_empty() {
-                    let _ = events.send(out);
+                    let _ = events.send((Arc::clone(&engine), out));
                 }
                 if let Ok(mut c) = slot.counters.lock() {
                     *c = worker.counters;
                 }
-                return;
+                match exit {
+                    Exit::Stop => return,
+                    Exit::Swap => {
+                        tracing::info!(worker = w, "inspection worker now runs the new engine");
+                        continue;
+                    }
+                }
             }
             Err(_) => {
                 // queued sends point into the batch's buffers: forget them, then give the
@@ -623,15 +737,17 @@ fn new_worker(engine: &Engine) -> Result<Worker, String> {
     Ok(wk)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn worker_loop(
     b: &Bridge,
     slot: &WorkerSlot,
     worker: &mut Worker,
+    (engine, generation): (&Arc<Engine>, u64),
     txs: &mut Txs,
-    events: &Sender<Vec<Record>>,
+    events: &Sender<(Arc<Engine>, Vec<Record>)>,
     inj: &mut Injector,
     batch: &mut Vec<Job>,
-) {
+) -> Exit {
     let mut records: Vec<Record> = Vec::new();
     let mut cnt = 0u64;
     let mut last_counters = Instant::now();
@@ -660,7 +776,10 @@ fn worker_loop(
             Ok(j) => batch.push(j),
             Err(_) => {
                 if b.stopping() && slot.jobs.is_empty() {
-                    return;
+                    return Exit::Stop;
+                }
+                if b.engine_gen.load(Ordering::Relaxed) != generation {
+                    return Exit::Swap;
                 }
                 continue;
             }
@@ -697,12 +816,15 @@ fn worker_loop(
             let _ = b.pools[usize::from(job.in_port)].0.try_send(job.buf);
         }
         if !records.is_empty() {
-            if let Err(TrySendError::Full(lost) | TrySendError::Disconnected(lost)) =
-                events.try_send(std::mem::take(&mut records))
+            if let Err(TrySendError::Full((_, lost)) | TrySendError::Disconnected((_, lost))) =
+                events.try_send((Arc::clone(engine), std::mem::take(&mut records)))
             {
                 slot.events_dropped
                     .fetch_add(lost.len() as u64, Ordering::Relaxed);
             }
+        }
+        if b.engine_gen.load(Ordering::Relaxed) != generation {
+            return Exit::Swap;
         }
         if last_counters.elapsed() >= Duration::from_secs(1) {
             last_counters = Instant::now();
@@ -808,9 +930,8 @@ fn watchdog(b: &Bridge) {
 
 fn write_events(
     path: Option<std::path::PathBuf>,
-    rs: Arc<Ruleset>,
-    classes: rules::classification::Classifications,
-    rx: Receiver<Vec<Record>>,
+    rx: Receiver<(Arc<Engine>, Vec<Record>)>,
+    mut sink: Option<Box<dyn FnMut(&Engine, &[Record]) + Send>>,
 ) {
     use std::io::Write;
     let out: Box<dyn Write + Send> = match &path {
@@ -827,13 +948,21 @@ fn write_events(
         },
         _ => Box::new(io::BufWriter::new(io::stdout())),
     };
-    let mut eve = crate::events::eve::EveWriter::new(out, classes);
+    let mut eve = crate::events::eve::EveWriter::new(out, Default::default());
+    let mut current: Option<Arc<Engine>> = None;
     let mut failed = false;
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(batch) => {
+            Ok((engine, batch)) => {
+                if let Some(s) = sink.as_mut() {
+                    s(&engine, &batch);
+                }
+                if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &engine)) {
+                    eve.set_classes(engine.classes.clone());
+                    current = Some(Arc::clone(&engine));
+                }
                 for r in &batch {
-                    if let Err(e) = eve.write(r, &rs) {
+                    if let Err(e) = eve.write(r, &engine.ruleset) {
                         if !failed {
                             tracing::error!(error = %e, "writing EVE events");
                             failed = true;

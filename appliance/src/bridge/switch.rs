@@ -33,7 +33,10 @@ pub enum Decision {
 pub struct Switch {
     pub fdb: Fdb,
     pub isolation: Isolation,
-    exempt_hosts: Vec<IpAddr>,
+    /// Exception hosts (replaced when the cloud changes exceptions).
+    exempt_hosts: arc_swap::ArcSwap<Vec<IpAddr>>,
+    /// Whether any exception host is set (read per frame before the list).
+    any_exempt: std::sync::atomic::AtomicBool,
     /// Ports on the office side (LAN, SSIDs): exceptions name hosts there.
     internal: u16,
     nports: usize,
@@ -53,11 +56,19 @@ impl Switch {
         Switch {
             fdb: Fdb::new(16_384, ageing_secs),
             isolation: Isolation::new(isolation),
-            exempt_hosts,
+            any_exempt: std::sync::atomic::AtomicBool::new(!exempt_hosts.is_empty()),
+            exempt_hosts: arc_swap::ArcSwap::from_pointee(exempt_hosts),
             internal,
             nports: nports.clamp(1, 15),
             nworkers: nworkers.max(1),
         }
+    }
+
+    /// Replaces the exception hosts.
+    pub fn set_exempt_hosts(&self, hosts: Vec<IpAddr>) {
+        self.any_exempt
+            .store(!hosts.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        self.exempt_hosts.store(std::sync::Arc::new(hosts));
     }
 
     /// Decide for a frame received on `in_port` at `now_s` (seconds, for MAC ageing).
@@ -89,8 +100,9 @@ impl Switch {
         }
         // an exception host counts only where it lives: a frame claiming its address
         // from the WAN side is inspected like any other
-        if !self.exempt_hosts.is_empty() {
-            let exempt = |ip: Option<IpAddr>| ip.is_some_and(|ip| self.exempt_hosts.contains(&ip));
+        if self.any_exempt.load(std::sync::atomic::Ordering::Relaxed) {
+            let hosts = self.exempt_hosts.load();
+            let exempt = |ip: Option<IpAddr>| ip.is_some_and(|ip| hosts.contains(&ip));
             let from_inside = self.internal & (1 << in_port) != 0;
             let to_inside = mask & !self.internal == 0;
             if (from_inside && exempt(key.src)) || (to_inside && exempt(key.dst)) {

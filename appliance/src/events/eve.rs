@@ -161,6 +161,11 @@ impl<W: Write> EveWriter<W> {
         EveWriter { out, classes }
     }
 
+    /// Uses other classtypes from now on (a new rule set was swapped in).
+    pub fn set_classes(&mut self, classes: Classifications) {
+        self.classes = classes;
+    }
+
     pub fn write(&mut self, rec: &Record, rs: &Ruleset) -> std::io::Result<()> {
         let rule = rec.rule.map(|i| &rs.rules[i as usize].rule);
         let meta: Option<&EventMeta> = rec.meta.as_deref();

@@ -45,6 +45,8 @@ pub struct ActivateOptions {
     pub firmware: String,
     /// Rule-bundle version announced in `Hello`.
     pub rules_version: String,
+    /// Kernel sockets or the management stack.
+    pub transport: tls::Transport,
 }
 
 /// Activation failed; nothing was stored.
@@ -128,6 +130,7 @@ pub fn down_name(msg: &DownMsg) -> &'static str {
         DownMsg::Ack(_) => "Ack",
         DownMsg::Command(_) => "Command",
         DownMsg::Activated(_) => "Activated",
+        DownMsg::BundleChunk(_) => "BundleChunk",
     }
 }
 
@@ -151,7 +154,14 @@ pub async fn activate(opts: &ActivateOptions) -> Result<DeviceId, ActivateError>
     let csr_pem = Pem::new(fresh.csr_pem.as_str())
         .map_err(|e| ActivateError::Invalid(format!("CSR: {e}")))?;
 
-    let activated = exchange(&opts.cloud, config, hello, Activate { code, csr_pem }).await?;
+    let activated = exchange(
+        &opts.cloud,
+        &opts.transport,
+        config,
+        hello,
+        Activate { code, csr_pem },
+    )
+    .await?;
     let cloud = opts.cloud.to_string();
     // the key must match the certificate, or every later connection would fail
     let client = tls::client_identity(
@@ -181,12 +191,13 @@ pub async fn activate(opts: &ActivateOptions) -> Result<DeviceId, ActivateError>
 /// The network part: Hello, Activate, and the answers.
 async fn exchange(
     addr: &CloudAddr,
+    transport: &tls::Transport,
     config: std::sync::Arc<rustls::ClientConfig>,
     hello: Hello,
     activate: Activate,
 ) -> Result<Activated, ActivateError> {
     let cloud = addr.to_string();
-    let mut stream = tls::connect(addr, config, STEP_TIMEOUT).await?;
+    let mut stream = tls::connect(addr, transport, config, STEP_TIMEOUT).await?;
     conn::send(&mut stream, &UpMsg::Hello(hello), &cloud).await?;
     let mut reader = FrameReader::new(stream, &cloud);
     let reply = answer(&mut reader, &cloud, "waiting for HelloAck").await?;

@@ -61,6 +61,11 @@ pub struct UplinkOptions {
     /// A session that lasted this long counts as successful (resets the backoff) even
     /// without acknowledging events.
     pub stable_after: Duration,
+    /// Kernel sockets or the management stack.
+    pub transport: super::tls::Transport,
+    /// The running appliance: carries out commands and installs rule bundles. `None`
+    /// (`replay --uplink`, simulations): commands are answered "not supported".
+    pub appliance: Option<Arc<dyn super::Appliance>>,
 }
 
 /// Defaults of the uplink contract.
@@ -107,6 +112,8 @@ impl UplinkOptions {
             io_timeout: defaults::IO_TIMEOUT,
             ack_timeout: defaults::ACK_TIMEOUT,
             stable_after: defaults::STABLE_AFTER,
+            transport: super::tls::Transport::Host,
+            appliance: None,
         })
     }
 

@@ -118,6 +118,7 @@ pub fn up_name(msg: &UpMsg) -> &'static str {
         UpMsg::BundleStatus(_) => "BundleStatus",
         UpMsg::CommandResult(_) => "CommandResult",
         UpMsg::Activate(_) => "Activate",
+        UpMsg::BundleFetch(_) => "BundleFetch",
     }
 }
 

@@ -42,7 +42,24 @@ pub use convert::AlertConverter;
 pub use counters::CountersSnapshot;
 pub use identity::{Identity, StateDir};
 pub use spool::{MemorySpool, RedbSpool, Spool, SpoolError};
-pub use tls::CloudAddr;
+pub use tls::{CloudAddr, Transport};
+
+/// What the uplink asks of the running appliance; the bridge implements it
+/// ([`crate::bridge::manage`]).
+pub trait Appliance: Send + Sync + 'static {
+    /// Carries out a command (isolate, release, mode, exceptions, reboot, wipe) and says
+    /// what was done, or why not. Runs on a blocking thread: it may rebuild the engine.
+    /// `BundleAvailable` is handled by the uplink itself (download, then
+    /// [`Appliance::install_bundle`]).
+    fn apply(&self, cmd: &protocol::messages::CommandKind) -> Result<String, String>;
+    /// Verifies (signature), unpacks, compiles and swaps in a downloaded bundle file;
+    /// returns its version. On any failure the running rules stay. Blocking.
+    fn install_bundle(&self, file: &[u8]) -> Result<String, String>;
+    /// The rule-bundle version now running.
+    fn rules_version(&self) -> String;
+    /// The inspection mode now in force.
+    fn mode(&self) -> protocol::messages::Mode;
+}
 
 /// Firmware version announced in `Hello` and heartbeats.
 pub const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");

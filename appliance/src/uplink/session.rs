@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use protocol::bounded::Text;
 use protocol::messages::{
-    Command, CommandResult, Events, Heartbeat, Hello, RefuseReason, SeqEvent,
+    BundleChunk, BundleFetch, BundleState, BundleStatus, Command, CommandKind, CommandResult,
+    Events, Heartbeat, Hello, RefuseReason, SeqEvent,
 };
 use protocol::{DownMsg, FrameError, HandshakeError, UpMsg, check_reply, encode_frame};
+use sha2::Digest;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
@@ -26,10 +27,27 @@ use super::conn::{self, ConnError, FrameReader};
 use super::counters::add;
 use super::spool::SpoolError;
 
-type Stream = TlsStream<TcpStream>;
+type Stream = TlsStream<super::tls::BoxStream>;
 
 /// Answer to every command until commands are implemented.
 const NOT_SUPPORTED: &str = "not supported by this firmware yet";
+
+/// Bytes of a bundle kept in memory before the size is known to be honest.
+const BUNDLE_PREALLOC: u64 = 16 << 20;
+
+/// A rule bundle being downloaded on this connection.
+struct Download {
+    version: protocol::bounded::Name,
+    size: u64,
+    sha256: [u8; 32],
+    buf: Vec<u8>,
+}
+
+/// Work done off the session task, reported back to it.
+enum Done {
+    Command(CommandResult),
+    Bundle(BundleStatus),
+}
 
 /// Messages buffered between the reader task and the session.
 const READ_QUEUE: usize = 256;
@@ -164,14 +182,19 @@ async fn handshake<'a>(
     opts: &'a UplinkOptions,
     addr: &str,
 ) -> Result<Session<'a>, SessionError> {
-    let stream = super::tls::connect(&opts.cloud, Arc::clone(&opts.tls), opts.io_timeout)
-        .await
-        .map_err(before_ack)?;
+    let stream = super::tls::connect(
+        &opts.cloud,
+        &opts.transport,
+        Arc::clone(&opts.tls),
+        opts.io_timeout,
+    )
+    .await
+    .map_err(before_ack)?;
     let (rd, mut writer) = tokio::io::split(stream);
     let hello = Hello::new(
         opts.device.clone(),
         opts.firmware.clone(),
-        opts.rules_version.clone(),
+        rules_version(opts),
     );
     write(&mut writer, &UpMsg::Hello(hello), addr, opts.io_timeout)
         .await
@@ -199,6 +222,7 @@ async fn handshake<'a>(
     tracing::info!(cloud = %addr, device = %opts.device, "uplink connected");
     let (tx, rx) = mpsc::channel(READ_QUEUE);
     let reader = tokio::spawn(read_loop(reader, tx));
+    let (done_tx, done_rx) = mpsc::channel(64);
     Ok(Session {
         shared,
         opts,
@@ -210,7 +234,18 @@ async fn handshake<'a>(
         in_flight: VecDeque::new(),
         ack_clock: Instant::now(),
         acked_any: false,
+        download: None,
+        done_tx,
+        done_rx,
     })
+}
+
+/// The rule-bundle version to announce: the appliance's, else the configured one.
+fn rules_version(opts: &UplinkOptions) -> protocol::bounded::Name {
+    opts.appliance
+        .as_ref()
+        .map(|a| protocol::bounded::Name::truncated(&a.rules_version()))
+        .unwrap_or_else(|| opts.rules_version.clone())
 }
 
 /// Forwards the cloud's messages to the session; ends after the first error.
@@ -258,6 +293,9 @@ struct Session<'a> {
     /// in-flight window stopped being empty, whichever is later.
     ack_clock: Instant,
     acked_any: bool,
+    download: Option<Download>,
+    done_tx: mpsc::Sender<Done>,
+    done_rx: mpsc::Receiver<Done>,
 }
 
 impl Session<'_> {
@@ -282,6 +320,7 @@ impl Session<'_> {
                     Some(Err(e)) => return Err(e.into()),
                     None => return Err(ConnError::Closed { addr: self.addr.clone() }.into()),
                 },
+                Some(done) = self.done_rx.recv() => self.on_done(done).await?,
                 _ = self.shared.wake.notified(), if can_send => {}
                 _ = tokio::time::sleep_until(ack_deadline), if waiting_ack => {
                     return Err(SessionError::AckTimeout { addr: self.addr.clone(), secs: self.opts.ack_timeout.as_secs() });
@@ -371,6 +410,7 @@ impl Session<'_> {
         match msg {
             DownMsg::Ack(ack) => self.on_ack(ack.upto_seq).await,
             DownMsg::Command(cmd) => self.on_command(cmd).await,
+            DownMsg::BundleChunk(chunk) => self.on_chunk(chunk).await,
             DownMsg::Refused(r) => Err(SessionError::Refused {
                 addr: self.addr.clone(),
                 reason: r.reason,
@@ -407,20 +447,189 @@ impl Session<'_> {
     }
 
     async fn on_command(&mut self, cmd: Command) -> Result<(), SessionError> {
-        tracing::info!(id = cmd.id, command = ?cmd.cmd, "command from the cloud; not supported by this firmware yet");
-        add(&self.shared.counters.commands_refused, 1);
-        let result = CommandResult {
-            command_id: cmd.id,
-            ok: false,
-            message: Text::truncated(NOT_SUPPORTED),
+        let Some(appliance) = self.opts.appliance.clone() else {
+            tracing::info!(id = cmd.id, command = ?cmd.cmd, "command from the cloud; not supported here");
+            add(&self.shared.counters.commands_refused, 1);
+            return self
+                .send(UpMsg::CommandResult(CommandResult {
+                    command_id: cmd.id,
+                    ok: false,
+                    message: Text::truncated(NOT_SUPPORTED),
+                }))
+                .await;
         };
-        Ok(write(
-            &mut self.writer,
-            &UpMsg::CommandResult(result),
-            &self.addr,
-            self.opts.io_timeout,
-        )
-        .await?)
+        tracing::info!(id = cmd.id, command = ?cmd.cmd, "command from the cloud");
+        if let CommandKind::BundleAvailable {
+            version,
+            size,
+            sha256,
+        } = cmd.cmd
+        {
+            return self
+                .start_download(&*appliance, version, size, sha256.0)
+                .await;
+        }
+        // carried out off this task: rebuilding the engine can take seconds
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let id = cmd.id;
+            let r = tokio::task::spawn_blocking(move || appliance.apply(&cmd.cmd))
+                .await
+                .unwrap_or_else(|e| Err(format!("the command failed: {e}")));
+            let (ok, message) = match r {
+                Ok(m) => (true, m),
+                Err(m) => (false, m),
+            };
+            let _ = done
+                .send(Done::Command(CommandResult {
+                    command_id: id,
+                    ok,
+                    message: Text::truncated(&message),
+                }))
+                .await;
+        });
+        Ok(())
+    }
+
+    async fn start_download(
+        &mut self,
+        appliance: &dyn super::Appliance,
+        version: protocol::bounded::Name,
+        size: u64,
+        sha256: [u8; 32],
+    ) -> Result<(), SessionError> {
+        if appliance.rules_version() == version.as_str() {
+            return self
+                .send(UpMsg::BundleStatus(BundleStatus {
+                    version,
+                    state: BundleState::Applied,
+                }))
+                .await;
+        }
+        if size > protocol::bundle::MAX_BUNDLE as u64 || size == 0 {
+            return self
+                .refuse_bundle(version, format!("announced size {size} is out of range"))
+                .await;
+        }
+        tracing::info!(version = %version.as_str(), size, "downloading a rule bundle");
+        self.download = Some(Download {
+            version: version.clone(),
+            size,
+            sha256,
+            buf: Vec::with_capacity(size.min(BUNDLE_PREALLOC) as usize),
+        });
+        self.send(UpMsg::BundleFetch(BundleFetch { version, offset: 0 }))
+            .await
+    }
+
+    async fn on_chunk(&mut self, c: BundleChunk) -> Result<(), SessionError> {
+        let Some(d) = self.download.as_mut() else {
+            return Err(SessionError::Unexpected {
+                addr: self.addr.clone(),
+                got: "BundleChunk",
+            });
+        };
+        if c.version != d.version || c.offset != d.buf.len() as u64 || c.total != d.size {
+            let d = self.download.take().expect("checked above");
+            let why = format!(
+                "the cloud sent {} bytes of {} at {} of {} (expected {} at {} of {})",
+                c.data.len(),
+                c.version.as_str(),
+                c.offset,
+                c.total,
+                d.version.as_str(),
+                d.buf.len(),
+                d.size
+            );
+            return self.refuse_bundle(d.version, why).await;
+        }
+        if c.data.is_empty() && d.buf.len() as u64 != d.size {
+            let d = self.download.take().expect("checked above");
+            return self
+                .refuse_bundle(d.version, "the cloud sent an empty part".into())
+                .await;
+        }
+        d.buf.extend_from_slice(&c.data);
+        if (d.buf.len() as u64) < d.size {
+            let next = BundleFetch {
+                version: d.version.clone(),
+                offset: d.buf.len() as u64,
+            };
+            return self.send(UpMsg::BundleFetch(next)).await;
+        }
+        let d = self.download.take().expect("checked above");
+        if sha2::Sha256::digest(&d.buf).as_slice() != d.sha256 {
+            return self
+                .refuse_bundle(
+                    d.version,
+                    "SHA-256 of the downloaded file does not match the announcement".into(),
+                )
+                .await;
+        }
+        let Some(appliance) = self.opts.appliance.clone() else {
+            return Ok(());
+        };
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let version = d.version.clone();
+            let r = tokio::task::spawn_blocking(move || appliance.install_bundle(&d.buf))
+                .await
+                .unwrap_or_else(|e| Err(format!("installing failed: {e}")));
+            let state = match r {
+                Ok(_) => BundleState::Applied,
+                Err(reason) => BundleState::Refused {
+                    reason: Text::truncated(&reason),
+                },
+            };
+            let _ = done
+                .send(Done::Bundle(BundleStatus { version, state }))
+                .await;
+        });
+        Ok(())
+    }
+
+    async fn refuse_bundle(
+        &mut self,
+        version: protocol::bounded::Name,
+        reason: String,
+    ) -> Result<(), SessionError> {
+        tracing::warn!(version = %version.as_str(), %reason, "rule bundle refused");
+        self.send(UpMsg::BundleStatus(BundleStatus {
+            version,
+            state: BundleState::Refused {
+                reason: Text::truncated(&reason),
+            },
+        }))
+        .await
+    }
+
+    async fn on_done(&mut self, done: Done) -> Result<(), SessionError> {
+        match done {
+            Done::Command(r) => {
+                if !r.ok {
+                    add(&self.shared.counters.commands_refused, 1);
+                }
+                tracing::info!(id = r.command_id, ok = r.ok, message = %r.message.as_str(), "command carried out");
+                self.send(UpMsg::CommandResult(r)).await
+            }
+            Done::Bundle(s) => {
+                match &s.state {
+                    BundleState::Applied => {
+                        tracing::info!(version = %s.version.as_str(), "rule bundle installed")
+                    }
+                    BundleState::Refused { reason } => {
+                        tracing::warn!(version = %s.version.as_str(), reason = %reason.as_str(), "rule bundle refused; the running rules stay")
+                    }
+                }
+                self.send(UpMsg::BundleStatus(s)).await?;
+                // the cloud learns the running version at once
+                self.heartbeat().await
+            }
+        }
+    }
+
+    async fn send(&mut self, msg: UpMsg) -> Result<(), SessionError> {
+        Ok(write(&mut self.writer, &msg, &self.addr, self.opts.io_timeout).await?)
     }
 
     async fn heartbeat(&mut self) -> Result<(), SessionError> {
@@ -428,8 +637,13 @@ impl Session<'_> {
         let hb = Heartbeat {
             uptime_s: self.shared.started.elapsed().as_secs(),
             firmware: self.opts.firmware.clone(),
-            rules_version: self.opts.rules_version.clone(),
-            mode: self.opts.mode,
+            rules_version: rules_version(self.opts),
+            mode: self
+                .opts
+                .appliance
+                .as_ref()
+                .map(|a| a.mode())
+                .unwrap_or(self.opts.mode),
             counters: snapshot.heartbeat_counters(),
         };
         write(

@@ -221,6 +221,7 @@ async fn activate_missing(opts: &SimulateOptions) -> anyhow::Result<usize> {
             force: false,
             firmware: super::FIRMWARE_VERSION.to_string(),
             rules_version: "simulate".into(),
+            transport: Default::default(),
         };
         let limit = Arc::clone(&limit);
         tasks.spawn(async move {

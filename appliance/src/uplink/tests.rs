@@ -202,6 +202,7 @@ async fn activation_sends_a_csr_without_client_cert_and_stores_the_identity() {
         force: false,
         firmware: "0.1.0".into(),
         rules_version: "none".into(),
+        transport: Default::default(),
     };
     let device = activate(&opts).await.expect("activation");
     assert_eq!(device.as_str(), "MM-000042");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -191,14 +192,68 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// A byte stream to the cloud: a kernel socket or a connection of the management stack.
+pub trait CloudStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> CloudStream for T {}
+
+/// The TCP connection under TLS, whichever stack carries it.
+pub type BoxStream = Box<dyn CloudStream>;
+
+/// How the appliance reaches the cloud (SPEC §3.4).
+#[derive(Clone, Default)]
+pub enum Transport {
+    /// Kernel sockets: development, `replay --uplink`, boxes with a management NIC
+    /// (`uplink.mode = "host"`).
+    #[default]
+    Host,
+    /// The appliance's own address on the bridged segment, through smoltcp
+    /// (`uplink.mode = "inband"`): names are resolved with the DNS server DHCP gave.
+    InBand(crate::mgmt::Mgmt),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Host => "Host",
+            Transport::InBand(_) => "InBand",
+        })
+    }
+}
+
+impl Transport {
+    /// Opens a TCP connection to `addr` (resolving its name first).
+    pub async fn dial(&self, addr: &CloudAddr) -> std::io::Result<BoxStream> {
+        match self {
+            Transport::Host => {
+                let tcp = TcpStream::connect((addr.host.as_str(), addr.port)).await?;
+                tcp.set_nodelay(true).ok();
+                Ok(Box::new(tcp))
+            }
+            Transport::InBand(m) => {
+                let io = |e: crate::mgmt::MgmtError| std::io::Error::other(e.to_string());
+                let ips = m.resolve(&addr.host).await.map_err(io)?;
+                let mut last = std::io::Error::other(format!("{} has no address", addr.host));
+                for ip in ips {
+                    match m.connect(std::net::SocketAddr::new(ip, addr.port)).await {
+                        Ok(s) => return Ok(Box::new(s)),
+                        Err(e) => last = io(e),
+                    }
+                }
+                Err(last)
+            }
+        }
+    }
+}
+
 /// Opens TCP and runs the TLS handshake, each bounded by `timeout`.
 pub async fn connect(
     addr: &CloudAddr,
+    transport: &Transport,
     config: Arc<ClientConfig>,
     timeout: Duration,
-) -> Result<TlsStream<TcpStream>, ConnError> {
+) -> Result<TlsStream<BoxStream>, ConnError> {
     let name = addr.to_string();
-    let tcp = tokio::time::timeout(timeout, TcpStream::connect((addr.host.as_str(), addr.port)))
+    let tcp = tokio::time::timeout(timeout, transport.dial(addr))
         .await
         .map_err(|_| ConnError::Timeout {
             addr: name.clone(),
@@ -209,7 +264,6 @@ pub async fn connect(
             addr: name.clone(),
             cause,
         })?;
-    tcp.set_nodelay(true).ok();
     let connector = TlsConnector::from(config);
     tokio::time::timeout(timeout, connector.connect(addr.server_name(), tcp))
         .await
