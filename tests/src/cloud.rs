@@ -41,6 +41,30 @@ pub fn port_open(p: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()
 }
 
+/// `program` to run in the network namespace `netns` (`ip netns exec`), or here.
+pub fn command_in(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Whether something accepts connections on 127.0.0.1:`p` of the namespace `netns`.
+pub fn port_open_in(netns: Option<&str>, p: u16) -> bool {
+    match netns {
+        None => port_open(p),
+        Some(_) => command_in(netns, "bash")
+            .args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{p}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
+    }
+}
+
 /// The SMTP server (aiosmtpd), one .eml file per delivered (message, recipient).
 pub struct Smtp {
     pub child: Option<Child>,
@@ -48,10 +72,26 @@ pub struct Smtp {
     pub dir: PathBuf,
 }
 
+/// Where a cloud runs: in this namespace on loopback, or in a lab namespace.
+#[derive(Clone, Default)]
+pub struct Place {
+    /// The network namespace (`None`: the test's own).
+    pub netns: Option<String>,
+    /// The address the ingest listens on (default 127.0.0.1).
+    pub ingest_ip: Option<String>,
+    /// Extra names for the ingest's server certificate.
+    pub server_names: Vec<String>,
+}
+
 impl Smtp {
     /// Start the sink on 127.0.0.1:`port` writing into `dir` (installs python3-aiosmtpd
     /// when missing).
     pub fn start(dir: &Path, port: u16) -> Smtp {
+        Smtp::start_in(None, dir, port)
+    }
+
+    /// Like `start`, in the network namespace `netns` (on its loopback).
+    pub fn start_in(netns: Option<&str>, dir: &Path, port: u16) -> Smtp {
         if Command::new("/usr/bin/python3")
             .args(["-c", "import aiosmtpd"])
             .status()
@@ -67,7 +107,7 @@ impl Smtp {
                 "python3-aiosmtpd is needed (apt-get install python3-aiosmtpd)"
             );
         }
-        let child = Command::new("/usr/bin/python3")
+        let child = command_in(netns, "/usr/bin/python3")
             .arg(root().join("tests/smtp/sink.py"))
             .args(["127.0.0.1", &port.to_string()])
             .arg(dir)
@@ -75,7 +115,7 @@ impl Smtp {
             .spawn()
             .expect("starting the SMTP sink");
         wait_for("the SMTP server", Duration::from_secs(15), || {
-            port_open(port)
+            port_open_in(netns, port)
         });
         Smtp {
             child: Some(child),
@@ -231,9 +271,15 @@ pub struct Cloud {
     /// The portal's port (a free loopback port).
     pub portal: u16,
     pub dir: PathBuf,
+    pub place: Place,
 }
 
 impl Cloud {
+    /// A cloud in a lab namespace (`place`), mailing through its 127.0.0.1:`smtp_port`.
+    pub fn start_in(place: Place, dir: &Path, smtp_port: u16, timing: &str) -> Cloud {
+        Cloud::launch_in(place, dir, smtp_port, timing, "", true)
+    }
+
     /// A cloud mailing through 127.0.0.1:`smtp_port`, with `timing` as the body of its
     /// `[timing]` section; every listener (ingest, admin, portal) on a free loopback port.
     pub fn start(dir: &Path, smtp_port: u16, timing: &str) -> Cloud {
@@ -247,6 +293,17 @@ impl Cloud {
     }
 
     fn launch(dir: &Path, smtp_port: u16, timing: &str, extra_top: &str, portal: bool) -> Cloud {
+        Cloud::launch_in(Place::default(), dir, smtp_port, timing, extra_top, portal)
+    }
+
+    fn launch_in(
+        place: Place,
+        dir: &Path,
+        smtp_port: u16,
+        timing: &str,
+        extra_top: &str,
+        portal: bool,
+    ) -> Cloud {
         let ingest = free_port();
         let admin = free_port();
         let portal = if portal { free_port() } else { 0 };
@@ -263,8 +320,10 @@ impl Cloud {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n{top}[ingest]\nlisten = \"127.0.0.1:{ingest}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"test-token\"\n{portal_section}[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n[timing]\n{timing}\n",
-                dir.join("data")
+                "data_dir = {:?}\n{top}[ingest]\nlisten = \"{}:{ingest}\"\nserver_names = {:?}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"test-token\"\n{portal_section}[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n[timing]\n{timing}\n",
+                dir.join("data"),
+                place.ingest_ip.as_deref().unwrap_or("127.0.0.1"),
+                place.server_names,
             ),
         )
         .expect("writing cloud.toml");
@@ -275,6 +334,7 @@ impl Cloud {
             admin,
             portal,
             dir: dir.to_path_buf(),
+            place,
         };
         c.spawn();
         c
@@ -288,7 +348,8 @@ impl Cloud {
             .append(true)
             .open(self.dir.join("cloud.log"))
             .expect("opening cloud.log");
-        let child = Command::new(cloud_bin())
+        let ns = self.place.netns.clone();
+        let child = command_in(ns.as_deref(), cloud_bin())
             .args(["serve", "--config"])
             .arg(&self.config)
             .stdout(Stdio::null())
@@ -297,8 +358,18 @@ impl Cloud {
             .expect("starting mimamori-cloud");
         self.child = Some(child);
         let (i, a, p) = (self.ingest, self.admin, self.portal);
+        let ns = ns.as_deref();
+        let ingest_ip = self.place.ingest_ip.clone();
         wait_for("the cloud to listen", Duration::from_secs(20), || {
-            port_open(i) && port_open(a) && (p == 0 || port_open(p))
+            let ingest = match (&ingest_ip, ns) {
+                (Some(ip), Some(_)) => command_in(ns, "bash")
+                    .args(["-c", &format!("exec 3<>/dev/tcp/{ip}/{i}")])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success()),
+                _ => port_open_in(ns, i),
+            };
+            ingest && port_open_in(ns, a) && (p == 0 || port_open_in(ns, p))
         });
     }
 
@@ -313,7 +384,7 @@ impl Cloud {
     }
 
     fn admin_run(&self, args: &[&str]) -> std::process::Output {
-        run(Command::new(cloud_bin())
+        run(command_in(self.place.netns.as_deref(), cloud_bin())
             .args([
                 "admin",
                 "--api",
@@ -345,9 +416,13 @@ impl Cloud {
         String::from_utf8_lossy(&out.stderr).to_string()
     }
 
-    /// The ingest address (`127.0.0.1:<port>`).
+    /// The ingest address (`127.0.0.1:<port>`, or the lab address it listens on).
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.ingest)
+        format!(
+            "{}:{}",
+            self.place.ingest_ip.as_deref().unwrap_or("127.0.0.1"),
+            self.ingest
+        )
     }
 
     /// The portal's base URL (`http://127.0.0.1:<port>`); panics without a `[portal]`.
@@ -429,7 +504,7 @@ pub fn provision(c: &Cloud, emails: &[&str]) -> (u64, String, String) {
 /// The cloud's CA certificate (`admin ops ca`) written to `dir/cloud-ca.pem`.
 pub fn ca_file(c: &Cloud) -> PathBuf {
     let p = c.dir.join("cloud-ca.pem");
-    let out = run(Command::new(cloud_bin()).args([
+    let out = run(command_in(c.place.netns.as_deref(), cloud_bin()).args([
         "admin",
         "--api",
         &format!("http://127.0.0.1:{}", c.admin),

@@ -345,7 +345,19 @@ pub mod lab {
             let cfg = self.dir.join("test.toml");
             std::fs::write(&cfg, text).expect("writing the config");
             let _ = std::fs::remove_file(self.dir.join("eve.json"));
-            let log = std::fs::File::create(self.dir.join("appliance.log")).expect("log file");
+            let _ = std::fs::remove_file(self.dir.join("appliance.log"));
+            self.respawn();
+        }
+
+        /// Start the appliance again on the configuration of the last `start` (EVE and
+        /// log are appended to), and wait until it answers.
+        pub fn respawn(&mut self) {
+            let cfg = self.dir.join("test.toml");
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join("appliance.log"))
+                .expect("log file");
             let child = Command::new("ip")
                 .args(["netns", "exec", &format!("{}-app", self.prefix)])
                 .arg(super::appliance())
@@ -368,6 +380,22 @@ pub mod lab {
                 std::thread::sleep(Duration::from_millis(100));
             }
             panic!("the appliance did not come up: {}", self.log());
+        }
+
+        /// Kill the appliance with SIGKILL (nothing flushed, nothing said goodbye).
+        pub fn kill9(&mut self) {
+            if let Some(mut c) = self.appliance.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+
+        /// Whether the appliance process has exited; its exit code.
+        pub fn exited(&mut self) -> Option<i32> {
+            match self.appliance.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(st))) => Some(st.code().unwrap_or(-1)),
+                _ => None,
+            }
         }
 
         /// Stop the appliance (SIGTERM, then wait).

@@ -43,6 +43,9 @@ pub use tcp::{TCP_BUFFER, TcpStream};
 
 const BROADCAST: [u8; 6] = [0xff; 6];
 
+/// Sends a frame the stack made: called on the stack thread, must not block for long.
+pub type FrameSink = Box<dyn FnMut(&[u8]) + Send>;
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MgmtError {
@@ -50,6 +53,8 @@ pub enum MgmtError {
     Stopped,
     #[error("no management IPv4 address within {0:?} (no DHCP lease)")]
     NotConfigured(Duration),
+    #[error("no management IPv4 address yet (no DHCP lease)")]
+    NoAddress,
     #[error("the management stack speaks IPv4 only, not {0}")]
     NotIpv4(IpAddr),
     #[error("no route to {0}: not on the management subnet and no gateway")]
@@ -86,7 +91,8 @@ pub struct MgmtCounters {
     pub rx_frames: u64,
     /// Frames the stack sent (`tx`).
     pub tx_frames: u64,
-    /// Frames dropped: queue full, stack stopped, or not an Ethernet frame.
+    /// Frames dropped: queue full, stack stopped, or not 14 to 1514 bytes long (a GSO
+    /// frame from a veth peer is longer).
     pub rx_dropped: u64,
     /// Leases acquired or changed.
     pub dhcp_leases: u64,
@@ -115,7 +121,7 @@ fn display_opt<S: serde::Serializer>(v: &Option<Ipv4Cidr>, s: S) -> Result<S::Ok
 }
 
 /// Handle on the management stack; clones share it. The stack stops on [`Mgmt::shutdown`]
-/// or when the last handle is dropped.
+/// or when the last handle is dropped (a handle captured by `tx` keeps it alive).
 #[derive(Clone)]
 pub struct Mgmt {
     inner: Arc<Inner>,
@@ -138,7 +144,7 @@ impl Drop for Inner {
 impl Mgmt {
     /// Starts the stack on its own thread. `tx` is called (on that thread) with every
     /// Ethernet frame the stack sends.
-    pub fn spawn(cfg: MgmtConfig, tx: Box<dyn FnMut(&[u8]) + Send>) -> std::io::Result<Mgmt> {
+    pub fn spawn(cfg: MgmtConfig, tx: FrameSink) -> std::io::Result<Mgmt> {
         if cfg.mac[0] & 1 != 0 || cfg.mac == [0; 6] {
             let msg = format!("management MAC {} is not unicast", mac_text(&cfg.mac));
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
@@ -179,13 +185,27 @@ impl Mgmt {
 
     /// Hands over a received Ethernet frame. Never blocks: a full queue drops and counts.
     pub fn deliver(&self, frame: &[u8]) {
+        self.enqueue(frame.to_vec());
+    }
+
+    /// [`Mgmt::deliver`] for a frame whose TCP/UDP checksum its sender left to offload:
+    /// AF_PACKET marks it `TP_STATUS_CSUMNOTREADY` in `PACKET_AUXDATA` (frames from the
+    /// kernel of a veth peer, as in the lab). The checksum is computed here; smoltcp would
+    /// drop the frame otherwise.
+    pub fn deliver_checksum_partial(&self, frame: &[u8]) {
+        let mut frame = frame.to_vec();
+        stack::fill_checksum(&mut frame);
+        self.enqueue(frame);
+    }
+
+    fn enqueue(&self, frame: Vec<u8>) {
         let c = &self.inner.shared.counters;
-        let ok = frame.len() >= 14
+        let ok = (14..=stack::MTU).contains(&frame.len())
             && self
                 .inner
                 .shared
                 .input
-                .try_send(Input::Frame(frame.to_vec()))
+                .try_send(Input::Frame(frame))
                 .is_ok();
         if ok { &c.rx_frames } else { &c.rx_dropped }.fetch_add(1, Relaxed);
     }
@@ -267,7 +287,7 @@ impl Mgmt {
         };
         let s = self.inner.shared.state.borrow().clone();
         let Some(cidr) = s.ipv4 else {
-            return Err(MgmtError::NotConfigured(Duration::ZERO));
+            return Err(MgmtError::NoAddress);
         };
         if !cidr.contains_addr(&ip) && s.gateway.is_none() {
             return Err(MgmtError::NoRoute(addr));
@@ -317,16 +337,12 @@ impl Query<'_> {
             return std::task::Poll::Ready(Err(()));
         };
         let mut st = self.shared.lock();
-        let (dns_handle, stopped) = (st.dns, st.stopped);
+        let dns_handle = st.dns;
         let socket = st.sockets.get_mut::<dns::Socket>(dns_handle);
         let result = match socket.get_query_result(handle) {
-            Err(GetQueryResultError::Pending) if !stopped => {
+            Err(GetQueryResultError::Pending) => {
                 socket.register_query_waker(handle, cx.waker());
                 return std::task::Poll::Pending;
-            }
-            Err(GetQueryResultError::Pending) => {
-                socket.cancel_query(handle);
-                Err(())
             }
             Err(GetQueryResultError::Failed) => Err(()),
             Ok(addrs) => Ok(addrs.iter().map(|a| IpAddr::from(*a)).collect()),

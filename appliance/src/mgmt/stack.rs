@@ -12,15 +12,18 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{Socket, dhcpv4, dns, tcp};
 use smoltcp::time::Instant;
-use smoltcp::wire::{DhcpOption, EthernetAddress, IpAddress, IpCidr, Ipv4Cidr};
+use smoltcp::wire::{
+    DhcpOption, EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpCidr, IpProtocol,
+    Ipv4Cidr, Ipv4Packet, TcpPacket, UdpPacket,
+};
 use tokio::sync::watch;
 
-use super::{Addressing, Counters, MgmtConfig};
+use super::{Addressing, Counters, FrameSink, MgmtConfig};
 
 /// Frames waiting for the stack; more are counted as `rx_dropped`.
 pub(super) const INPUT_QUEUE: usize = 256;
 /// Ethernet frame without FCS at an IP MTU of 1500.
-const MTU: usize = 1514;
+pub(super) const MTU: usize = 1514;
 /// Longest sleep without timers, and between checks of lingering closed streams.
 const IDLE_WAIT: Duration = Duration::from_secs(60);
 const LINGER_CHECK: Duration = Duration::from_secs(1);
@@ -48,7 +51,7 @@ pub(super) struct AddrState {
 /// The smoltcp device: frames in from the input queue, out through the caller's `tx`.
 pub(super) struct Queue {
     rx: VecDeque<Vec<u8>>,
-    tx: Box<dyn FnMut(&[u8]) + Send>,
+    tx: FrameSink,
     buf: Vec<u8>,
     counters: Arc<Counters>,
 }
@@ -95,6 +98,40 @@ impl Device for Queue {
     }
 }
 
+/// Computes the TCP or UDP checksum of an IPv4 frame whose sender left it to offload (the
+/// field holds only the pseudo-header sum). Anything else is left as it is.
+pub(super) fn fill_checksum(frame: &mut [u8]) {
+    let Ok(mut eth) = EthernetFrame::new_checked(frame) else {
+        return;
+    };
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return;
+    }
+    let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) else {
+        return;
+    };
+    let (src, dst) = (
+        IpAddress::Ipv4(ip.src_addr()),
+        IpAddress::Ipv4(ip.dst_addr()),
+    );
+    if ip.more_frags() || ip.frag_offset() != 0 {
+        return;
+    }
+    match ip.next_header() {
+        IpProtocol::Tcp => {
+            if let Ok(mut tcp) = TcpPacket::new_checked(ip.payload_mut()) {
+                tcp.fill_checksum(&src, &dst);
+            }
+        }
+        IpProtocol::Udp => {
+            if let Ok(mut udp) = UdpPacket::new_checked(ip.payload_mut()) {
+                udp.fill_checksum(&src, &dst);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Everything smoltcp owns, behind one mutex shared by the thread and the async callers.
 pub(super) struct Stack {
     pub iface: Interface,
@@ -133,11 +170,7 @@ impl Shared {
 }
 
 impl Stack {
-    pub fn new(
-        cfg: &MgmtConfig,
-        tx: Box<dyn FnMut(&[u8]) + Send>,
-        counters: Arc<Counters>,
-    ) -> (Stack, AddrState) {
+    pub fn new(cfg: &MgmtConfig, tx: FrameSink, counters: Arc<Counters>) -> (Stack, AddrState) {
         let start = StdInstant::now();
         let mut dev = Queue {
             rx: VecDeque::new(),
@@ -179,11 +212,12 @@ impl Stack {
             start,
         };
         let mut state = AddrState::default();
-        if let Addressing::Static { cidr, gateway, dns } = &cfg.addressing {
+        if let Addressing::Static { cidr, gateway, dns } = cfg.addressing.clone() {
+            tracing::info!(address = %cidr, ?gateway, ?dns, "mgmt: static address");
             state = AddrState {
-                ipv4: Some(*cidr),
-                gateway: *gateway,
-                dns: dns.clone(),
+                ipv4: Some(cidr),
+                gateway,
+                dns,
                 stopped: false,
             };
             stack.apply(&state);
@@ -228,28 +262,26 @@ impl Stack {
     fn dhcp_event(&mut self, counters: &Counters) -> Option<AddrState> {
         let event = self.sockets.get_mut::<dhcpv4::Socket>(self.dhcp?).poll()?;
         let state = match event {
-            dhcpv4::Event::Configured(c)
-                if !c.address.address().is_broadcast() && !c.address.address().is_multicast() =>
-            {
-                counters.dhcp_leases.fetch_add(1, Relaxed);
-                let s = AddrState {
-                    ipv4: Some(c.address),
-                    gateway: c.router,
-                    dns: c
-                        .dns_servers
-                        .iter()
-                        .copied()
-                        .take(super::MAX_DNS_SERVERS)
-                        .collect(),
-                    stopped: false,
-                };
-                tracing::info!(address = %c.address, gateway = ?s.gateway, dns = ?s.dns, "mgmt: DHCP lease");
-                s
-            }
+            // smoltcp takes only unicast addresses (and drops non-unicast DNS servers)
             dhcpv4::Event::Configured(c) => {
-                tracing::warn!(address = %c.address, "mgmt: DHCP server offered an address that is not unicast");
-                return None;
+                counters.dhcp_leases.fetch_add(1, Relaxed);
+                let dns = c
+                    .dns_servers
+                    .iter()
+                    .take(super::MAX_DNS_SERVERS)
+                    .copied()
+                    .collect();
+                let (ipv4, gateway) = (Some(c.address), c.router);
+                tracing::info!(address = %c.address, ?gateway, ?dns, "mgmt: DHCP lease");
+                AddrState {
+                    ipv4,
+                    gateway,
+                    dns,
+                    stopped: false,
+                }
             }
+            // also the socket's first event, before any lease
+            dhcpv4::Event::Deconfigured if self.iface.ipv4_addr().is_none() => return None,
             dhcpv4::Event::Deconfigured => {
                 counters.dhcp_lost.fetch_add(1, Relaxed);
                 tracing::warn!("mgmt: DHCP lease lost, address removed");
@@ -283,10 +315,7 @@ impl Stack {
         });
     }
 
-    /// One round: reap, poll, DHCP; returns how long the thread may sleep.
-    fn poll(&mut self, shared: &Shared) -> Duration {
-        let now = self.now();
-        self.reap(now);
+    fn poll_iface(&mut self, now: Instant) {
         let Stack {
             iface,
             dev,
@@ -294,6 +323,13 @@ impl Stack {
             ..
         } = self;
         iface.poll(now, dev, sockets);
+    }
+
+    /// One round: reap, poll, DHCP; returns how long the thread may sleep.
+    fn poll(&mut self, shared: &Shared) -> Duration {
+        let now = self.now();
+        self.reap(now);
+        self.poll_iface(now);
         if let Some(state) = self.dhcp_event(&shared.counters) {
             shared.state.send_replace(state);
         }
@@ -314,14 +350,7 @@ impl Stack {
                 t.abort(); // wakes the streams' tasks, which then see `stopped`
             }
         }
-        let now = self.now();
-        let Stack {
-            iface,
-            dev,
-            sockets,
-            ..
-        } = self;
-        iface.poll(now, dev, sockets); // sends the resets
+        self.poll_iface(self.now()); // sends the resets
         self.stopped = true;
     }
 }

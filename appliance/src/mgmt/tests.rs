@@ -13,6 +13,23 @@ use super::*;
 const A: Ipv4Addr = Ipv4Addr::new(198, 18, 9, 10);
 const B: Ipv4Addr = Ipv4Addr::new(198, 18, 9, 11);
 
+/// Spoils the TCP/UDP checksum of an IPv4 frame, as a sender relying on offload leaves it.
+fn spoil_checksum(f: &mut [u8]) {
+    if f.len() > 34 && f[12..14] == [0x08, 0x00] {
+        let l4 = 14 + usize::from(f[14] & 0x0f) * 4;
+        let at = match f[23] {
+            6 => l4 + 16,
+            17 => l4 + 6,
+            _ => return,
+        };
+        if let Some(c) = f.get_mut(at..at + 2) {
+            c.copy_from_slice(&[0x12, 0x34]);
+        }
+    }
+}
+
+/// A and B back to back; what A sends arrives with spoiled checksums, through
+/// `deliver_checksum_partial`.
 fn pair() -> (Mgmt, Mgmt) {
     let spawn = |mac: u8, ip: Ipv4Addr, peer: Arc<OnceLock<Mgmt>>| {
         let cfg = MgmtConfig {
@@ -24,13 +41,15 @@ fn pair() -> (Mgmt, Mgmt) {
             },
             hostname: None,
         };
-        let tx = Box::new(move |f: &[u8]| {
-            if let Some(p) = peer
-                .get()
-                .filter(|p| p.wants(&f[..6].try_into().unwrap_or([0; 6])))
-            {
-                p.deliver(f);
+        let tx = Box::new(move |f: &[u8]| match peer.get() {
+            Some(p) if !p.wants(&f[..6].try_into().unwrap_or([0; 6])) => {}
+            Some(p) if mac == 1 => {
+                let mut f = f.to_vec();
+                spoil_checksum(&mut f);
+                p.deliver_checksum_partial(&f);
             }
+            Some(p) => p.deliver(f),
+            None => {}
         });
         Mgmt::spawn(cfg, tx).expect("spawn")
     };
@@ -149,7 +168,7 @@ fn spawn_refuses_a_multicast_mac() {
         addressing: Addressing::Dhcp,
         hostname: None,
     };
-    let e = Mgmt::spawn(cfg, Box::new(|_| {})).err().expect("error");
+    let e = Mgmt::spawn(cfg, Box::new(|_| {})).expect_err("error");
     assert!(e.to_string().contains("not unicast"), "{e}");
 }
 
