@@ -83,7 +83,12 @@ impl System {
         let mut lab = lab;
         let tpl_rules = format!("rules = [\"{}/lab.rules\"]", lab.dir.display());
         let ours = format!("rules = [{rules:?}]");
-        lab.start(&[(tpl_rules.as_str(), ours.as_str())], &extra);
+        // the office is the clients' corner of the lab's /24; the sites are the internet
+        let home = (
+            "home_net = \"[198.18.0.0/24,2001:db8::/64]\"",
+            "home_net = \"[198.18.0.8/29,2001:db8::8/125]\"",
+        );
+        lab.start(&[(tpl_rules.as_str(), ours.as_str()), home], &extra);
         let s = System {
             lab,
             cloud,
@@ -189,15 +194,15 @@ fn in_band_uplink_alerts_commands_and_bundles() {
     // 2. EICAR from the LAN: blocked, one ★★☆ mail, the alert with the client's IP and
     // MAC, no payload byte in the cloud
     let mac = lan_mac(&s.lab);
-    let r = s.lab.curl("lan", 5, &["-4", "http://www.lab.test/eicar.com"]);
+    let r = s
+        .lab
+        .curl("lan", 5, &["-4", "http://www.lab.test/eicar.com"]);
     assert!(
         !r.stdout.contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE"),
         "EICAR arrived"
     );
     wait("the EICAR alert in the cloud", 30, || {
-        s.alerts()
-            .iter()
-            .any(|a| a["event"]["file"].is_object())
+        s.alerts().iter().any(|a| a["event"]["file"].is_object())
     });
     let alerts = s.alerts();
     let file = alerts
@@ -219,23 +224,24 @@ fn in_band_uplink_alerts_commands_and_bundles() {
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(s.mails_with("★★☆"), 1, "exactly one ★★☆ mail");
     let hits = contains_bytes(&s.dir.join("cloud"), b"EICAR-STANDARD-ANTIVIRUS");
-    assert!(hits.is_empty(), "payload bytes in the cloud's files: {hits:?}");
+    assert!(
+        hits.is_empty(),
+        "payload bytes in the cloud's files: {hits:?}"
+    );
 
     // 3. a C2 check-in: ★★★ mail, the host isolated at once (auto-isolation), it reaches
     // only its allow-list (DNS); released from admin, it works again
-    let r = s.lab.curl("lan", 5, &["-4", "http://c2.lab.test/c2/beacon"]);
+    let r = s
+        .lab
+        .curl("lan", 5, &["-4", "http://c2.lab.test/c2/beacon"]);
     assert_ne!(r.stdout.trim(), "ok", "the C2 beacon got through");
+    let is_c2 = |a: &Value| a["event"]["alert"]["detection"]["Signature"]["sid"] == C2_SID;
+    wait("the C2 alert in the cloud", 30, || {
+        s.alerts().iter().any(is_c2)
+    });
+    let high = s.alerts().into_iter().find(is_c2).expect("the C2 alert");
+    assert_eq!(high["level"], "high", "{high}");
     wait("the ★★★ mail", 30, || s.mails_with("★★★") >= 1);
-    let high = s
-        .alerts()
-        .into_iter()
-        .find(|a| a["level"] == "high")
-        .expect("a ★★★ alert");
-    assert_eq!(
-        high["event"]["alert"]["detection"]["Signature"]["sid"],
-        C2_SID,
-        "{high}"
-    );
     wait("the host isolated on the appliance", 30, || {
         s.lab.ctl("isolated")["isolated"]
             .as_array()
@@ -247,13 +253,17 @@ fn in_band_uplink_alerts_commands_and_bundles() {
             .as_array()
             .into_iter()
             .flatten()
-            .any(|c| c["origin"].as_str().is_some_and(|o| o.starts_with("auto-isolation"))
+            .any(|c| c["origin"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("auto-isolation"))
                 && c["state"] == "done"),
         "auto-isolation command not acknowledged: {dev}"
     );
-    let web = s.lab.curl("lan", 3, &["-4", "http://www.lab.test/"]);
+    // (the lab's own [isolation] allow-list lets www.lab.test:80 through; c2.lab.test
+    // serves the same page and is not on it)
+    let web = s.lab.curl("lan", 3, &["-4", "http://c2.lab.test/"]);
     assert_ne!(web.code, 0, "an isolated host reached the web");
-    let dns = s.lab.exec("lan", &["nslookup", "www.lab.test", "198.18.0.1"]);
+    let dns = s.lab.exec("lan", &["getent", "ahostsv4", "www.lab.test"]);
     assert!(
         dns.stdout.contains("198.18.0.80"),
         "the allow-list (DNS) is not reachable: {} {}",
@@ -271,8 +281,12 @@ fn in_band_uplink_alerts_commands_and_bundles() {
             .as_array()
             .is_some_and(|v| v.is_empty())
     });
-    let web = s.lab.curl("lan", 5, &["-4", "http://www.lab.test/"]);
-    assert!(web.stdout.contains("a normal page"), "released host: {}", web.stderr);
+    let web = s.lab.curl("lan", 5, &["-4", "http://c2.lab.test/"]);
+    assert!(
+        web.stdout.contains("a normal page"),
+        "released host: {}",
+        web.stderr
+    );
 
     // 4. a bundle with a new rule goes live while a download keeps flowing; a bundle
     // signed with another key is refused and reported, the running one stays
@@ -303,12 +317,14 @@ fn in_band_uplink_alerts_commands_and_bundles() {
     wait("bundle lab-1 applied", 90, || {
         s.device()["bundle"]["applied"] == true && s.device()["bundle"]["version"] == "lab-1"
     });
-    let r = s.lab.curl("lan", 5, &["-4", "http://www.lab.test/bundle-test"]);
+    let r = s
+        .lab
+        .curl("lan", 5, &["-4", "http://www.lab.test/bundle-test"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     wait("the new rule's alert in the cloud", 30, || {
-        s.alerts().iter().any(|a| {
-            a["event"]["alert"]["detection"]["Signature"]["sid"] == NEW_SID
-        })
+        s.alerts()
+            .iter()
+            .any(|a| a["event"]["alert"]["detection"]["Signature"]["sid"] == NEW_SID)
     });
     let st = dl.wait().expect("curl");
     assert!(st.success(), "the download broke during the swap: {st}");
@@ -336,19 +352,21 @@ fn in_band_uplink_alerts_commands_and_bundles() {
             .is_some_and(|r| r.contains("signature")),
         "{dev}"
     );
-    assert_eq!(dev["rules_version"], "lab-1", "the running bundle changed: {dev}");
+    assert_eq!(
+        dev["rules_version"], "lab-1",
+        "the running bundle changed: {dev}"
+    );
     let before = s
         .alerts()
         .iter()
         .filter(|a| a["event"]["alert"]["detection"]["Signature"]["sid"] == NEW_SID)
         .count();
-    s.lab.curl("lan", 5, &["-4", "http://www.lab.test/bundle-test?again"]);
+    s.lab
+        .curl("lan", 5, &["-4", "http://www.lab.test/bundle-test?again"]);
     wait("lab-1's rule still fires", 30, || {
         s.alerts()
             .iter()
-            .filter(|a| {
-                a["event"]["alert"]["detection"]["Signature"]["sid"] == NEW_SID
-            })
+            .filter(|a| a["event"]["alert"]["detection"]["Signature"]["sid"] == NEW_SID)
             .count()
             > before
     });
