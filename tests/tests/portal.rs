@@ -294,6 +294,49 @@ async fn portal_in_a_real_browser() {
     assert!(!b.text("#reason").await.is_empty());
     shot(&b, &dir, "alert.png").await;
 
+    // isolate the alert's host from the portal: a command queued for its appliance, its
+    // state on the page and in `admin device show`; then released the same way
+    assert!(b.text("#iso-state").await.contains("隔離されていません"));
+    b.click("#isolate").await;
+    let page = wait_text(&b, "隔離を機器に指示しました").await;
+    assert!(page.contains("送信待ち"), "{page}");
+    let alert_id: u64 = b
+        .current_path()
+        .await
+        .trim_start_matches("/alerts/")
+        .parse()
+        .expect("alert id in the path");
+    let rec = c.admin(&["alert", "show", &alert_id.to_string()]);
+    let dev_id = rec["device"].as_str().expect("alert device").to_string();
+    let shown = c.admin(&["device", "show", &dev_id]);
+    let cmd = shown["commands"]
+        .as_array()
+        .and_then(|v| v.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(cmd["origin"], format!("portal:{USER}"), "{shown}");
+    assert_eq!(cmd["state"], "pending", "{shown}");
+    assert!(
+        cmd["what"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("isolate ")),
+        "{shown}"
+    );
+    assert_eq!(
+        shown["isolated"].as_array().map(Vec::len),
+        Some(1),
+        "{shown}"
+    );
+    b.click("#release").await;
+    wait_text(&b, "隔離の解除を機器に指示しました").await;
+    assert!(b.text("#iso-state").await.contains("隔離されていません"));
+    let shown = c.admin(&["device", "show", &dev_id]);
+    assert_eq!(
+        shown["isolated"].as_array().map(Vec::len),
+        Some(0),
+        "{shown}"
+    );
+
     // a bad date is a clear message, not an error page
     b.goto(&format!("{base}/alerts?from=2026-02-31")).await;
     assert!(b.text("#error").await.contains("YYYY-MM-DD"));

@@ -372,3 +372,102 @@ fn in_band_uplink_alerts_commands_and_bundles() {
     });
     let _ = s.contract;
 }
+
+fn eve_alerts(lab: &Lab, sid: u64) -> usize {
+    lab.eve()
+        .iter()
+        .filter(|e| e["event_type"] == "alert" && e["alert"]["signature_id"] == sid)
+        .count()
+}
+
+fn cloud_alerts(s: &System, sid: u64) -> Vec<Value> {
+    s.alerts()
+        .into_iter()
+        .filter(|a| a["event"]["alert"]["detection"]["Signature"]["sid"] == sid)
+        .collect()
+}
+
+#[test]
+fn cloud_outage_and_an_appliance_kill_lose_nothing() {
+    // a long grace: the cloud's own downtime gives no stop notice
+    let timing = "mail_window = \"3s\"\nstartup_grace = \"5m\"\nmail_retry_min = \"1s\"";
+    let Some(mut s) = System::up("out", timing, false) else {
+        return;
+    };
+    let down = Instant::now();
+    s.cloud.kill9();
+    let beacon = |s: &System, i: usize| {
+        s.lab.curl(
+            "lan",
+            3,
+            &["-4", &format!("http://c2.lab.test/c2/beacon?n={i}")],
+        );
+    };
+    for i in 0..5 {
+        beacon(&s, i);
+    }
+    wait("5 alerts on the appliance", 10, || {
+        eve_alerts(&s.lab, C2_SID) >= 5
+    });
+    // SIGKILL while the cloud is away: what was spooled must survive
+    s.lab.kill9();
+    s.lab.respawn();
+    for i in 5..10 {
+        beacon(&s, i);
+    }
+    wait("10 alerts on the appliance", 10, || {
+        eve_alerts(&s.lab, C2_SID) >= 10
+    });
+    let outage = Duration::from_secs(120);
+    if let Some(rest) = outage.checked_sub(down.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    s.cloud.spawn();
+    s.wait_online(Duration::from_secs(120));
+    // at least one per beacon; the restarted appliance also sees the dropped requests'
+    // retransmissions of before the kill (new detections, also sent)
+    let on_appliance = eve_alerts(&s.lab, C2_SID);
+    assert!(on_appliance >= 10, "{on_appliance} alerts for 10 beacons");
+    wait("every alert in the cloud", 120, || {
+        cloud_alerts(&s, C2_SID).len() >= on_appliance
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let alerts = cloud_alerts(&s, C2_SID);
+    let mut distinct: Vec<(u64, u64)> = alerts
+        .iter()
+        .filter_map(|a| {
+            let al = &a["event"]["alert"];
+            Some((al["time"].as_u64()?, al["flow"]["internal_port"].as_u64()?))
+        })
+        .collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        (alerts.len(), distinct.len()),
+        (on_appliance, on_appliance),
+        "every alert of the appliance exactly once in the cloud: {alerts:?}"
+    );
+}
+
+#[test]
+fn wan_link_down_gives_a_stop_notice_then_a_recovery_mail() {
+    let timing = "mail_window = \"3s\"\nstartup_grace = \"0s\"\nmail_retry_min = \"1s\"\nstop_after = \"15s\"";
+    let Some(s) = System::up("wan", timing, false) else {
+        return;
+    };
+    assert_eq!(s.mails_with("機器停止"), 0);
+    let r = s.lab.exec("app", &["ip", "link", "set", "wan", "down"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pulled = Instant::now();
+    wait("the stop notice", 90, || s.mails_with("機器停止") >= 1);
+    assert!(
+        pulled.elapsed() >= Duration::from_secs(15),
+        "stop notice before stop_after"
+    );
+    assert_eq!(s.mails_with("機器復旧"), 0);
+    let r = s.lab.exec("app", &["ip", "link", "set", "wan", "up"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    wait("the recovery mail", 150, || s.mails_with("機器復旧") >= 1);
+    assert_eq!(s.mails_with("機器停止"), 1, "one stop notice");
+    assert_eq!(s.device()["online"], true);
+}

@@ -12,7 +12,7 @@ use std::path::Path;
 use rules::addr::AddrSet;
 use rules::lists::{Action, AppCatalog, CatSet, CategoryDb, ListError, Policy, PolicyConfig};
 
-use crate::events::meta::{EventMeta, TrafficLine, TrafficMeta, UtmMeta};
+use crate::events::meta::{EventMeta, TrafficLine, TrafficMeta, TrafficPair, UtmMeta};
 use crate::flow::Flow;
 
 /// Length of a traffic-record bucket.
@@ -154,6 +154,9 @@ struct Summary {
     bytes: u64,
     cats: Vec<(String, u64, u64)>,
     apps: Vec<(String, Option<&'static str>, u64, u64)>,
+    /// (first category or "", catalogue application or "") → flows, bytes in, bytes out:
+    /// what the uplink sends.
+    pairs: Vec<TrafficPair>,
 }
 
 fn add_line<K: PartialEq>(v: &mut Vec<(K, u64, u64)>, k: K, bytes: u64) {
@@ -179,6 +182,12 @@ impl TrafficBook {
         };
         let bucket = f.first_us / 1_000_000 / BUCKET_SECS * BUCKET_SECS;
         let bytes = f.bytes[0] + f.bytes[1];
+        // bytes[0] travel from the flow's client
+        let (out_b, in_b) = if host == f.client.0 {
+            (f.bytes[0], f.bytes[1])
+        } else {
+            (f.bytes[1], f.bytes[0])
+        };
         let s = self.buckets.entry((host, bucket)).or_default();
         s.flows += 1;
         s.bytes += bytes;
@@ -187,11 +196,34 @@ impl TrafficBook {
         let cats = label
             .map(|l| lists.category_names(l.cats))
             .unwrap_or_default();
+        let pair_cat = cats.first().cloned().unwrap_or_default();
         if cats.is_empty() {
             add_line(&mut s.cats, "uncategorized".to_string(), bytes);
         }
         for c in cats {
             add_line(&mut s.cats, c, bytes);
+        }
+        let pair_app = label
+            .and_then(|l| l.app.as_ref())
+            .map(|(n, _)| n.to_string())
+            .unwrap_or_default();
+        match s
+            .pairs
+            .iter_mut()
+            .find(|p| p.category == pair_cat && p.app == pair_app)
+        {
+            Some(p) => {
+                p.flows += 1;
+                p.bytes_in += in_b;
+                p.bytes_out += out_b;
+            }
+            None => s.pairs.push(TrafficPair {
+                category: pair_cat,
+                app: pair_app,
+                flows: 1,
+                bytes_in: in_b,
+                bytes_out: out_b,
+            }),
         }
         let (name, kind) = match label.and_then(|l| l.app.as_ref()) {
             Some((n, k)) => (n.to_string(), Some(*k)),
@@ -254,6 +286,8 @@ impl TrafficBook {
                 bytes: s.bytes,
                 categories,
                 apps,
+                pairs: s.pairs,
+                bucket_unix: k.1,
             };
             out.push((
                 k.0,

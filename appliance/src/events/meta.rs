@@ -131,6 +131,27 @@ pub struct TrafficMeta {
     pub categories: Vec<TrafficLine>,
     /// (application or app type, flows, bytes)
     pub apps: Vec<TrafficLine>,
+    /// (category, application) rows with bytes by direction: what the uplink sends (not
+    /// in EVE).
+    #[serde(skip)]
+    pub pairs: Vec<TrafficPair>,
+    /// `bucket_start` in Unix seconds.
+    #[serde(skip)]
+    pub bucket_unix: u64,
+}
+
+/// Traffic of one (category, application) pair of a host's bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrafficPair {
+    /// The flow's first web category, or empty.
+    pub category: String,
+    /// The catalogue's application, or empty.
+    pub app: String,
+    pub flows: u64,
+    /// Towards the internal host.
+    pub bytes_in: u64,
+    /// From the internal host.
+    pub bytes_out: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

@@ -22,6 +22,57 @@ use rules::compile::Ruleset;
 use crate::flow::Dir;
 use crate::pipeline::{Record, RecordKind};
 
+/// A traffic record as the cloud's traffic summary: one row per (category, application),
+/// the biggest first; rows beyond the protocol's limit are folded into one unnamed row.
+fn traffic_summary(rec: &Record) -> Option<protocol::messages::TrafficSummary> {
+    use protocol::limits::{MAX_TRAFFIC_ENTRIES, TRAFFIC_BUCKET_SECS};
+    use protocol::messages::{InternalHost, TrafficEntry, TrafficSummary, UnixSecs};
+    let t = rec.meta.as_deref()?.traffic.as_ref()?;
+    let mut pairs = t.pairs.clone();
+    pairs.sort_by(|a, b| {
+        (b.bytes_in + b.bytes_out)
+            .cmp(&(a.bytes_in + a.bytes_out))
+            .then(a.category.cmp(&b.category))
+            .then(a.app.cmp(&b.app))
+    });
+    let mut entries: Vec<TrafficEntry> = Vec::with_capacity(pairs.len().min(MAX_TRAFFIC_ENTRIES));
+    for p in pairs {
+        if entries.len() + 1 >= MAX_TRAFFIC_ENTRIES && !(p.category.is_empty() && p.app.is_empty())
+        {
+            // the last row takes what does not fit, unnamed
+            if entries.len() < MAX_TRAFFIC_ENTRIES {
+                entries.push(TrafficEntry {
+                    category: Name::truncated(""),
+                    app: Name::truncated(""),
+                    bytes_in: 0,
+                    bytes_out: 0,
+                    flows: 0,
+                });
+            }
+            let last = entries.last_mut()?;
+            last.bytes_in += p.bytes_in;
+            last.bytes_out += p.bytes_out;
+            last.flows += p.flows;
+            continue;
+        }
+        entries.push(TrafficEntry {
+            category: Name::truncated(&p.category),
+            app: Name::truncated(&p.app),
+            bytes_in: p.bytes_in,
+            bytes_out: p.bytes_out,
+            flows: p.flows,
+        });
+    }
+    Some(TrafficSummary {
+        host: InternalHost {
+            ip: rec.src,
+            mac: Mac([0; 6]),
+        },
+        bucket_start: UnixSecs(t.bucket_unix / TRAFFIC_BUCKET_SECS * TRAFFIC_BUCKET_SECS),
+        entries,
+    })
+}
+
 /// Severity of a rule without `priority` and without a known classtype (Suricata's default).
 const DEFAULT_SEVERITY: u8 = 3;
 
@@ -61,6 +112,9 @@ impl<'a> AlertConverter<'a> {
     /// category policy decided) or a file verdict (a harmful file); `None` for anything
     /// else (drops, transactions, clean files, traffic summaries).
     pub fn convert_event(&mut self, rec: &Record) -> Option<Event> {
+        if rec.kind == RecordKind::Traffic {
+            return traffic_summary(rec).map(Event::TrafficSummary);
+        }
         if rec.kind != RecordKind::Alert {
             self.counters.not_alerts += 1;
             return None;

@@ -142,6 +142,20 @@ texts! {
     test_sent: "テストメールを送信しました。届かない場合は迷惑メールフォルダもご確認ください。", "Test mails are on their way. If none arrives, check the spam folder.";
     address_added: "通知先を追加しました。", "The address was added.";
     address_removed: "通知先を削除しました。", "The address was removed.";
+    isolation_title: "端末の隔離（論理的な抜線）", "Host isolation (logical unplug)";
+    isolation_text: "隔離すると、この端末は許可された宛先（DNS など）以外と通信できなくなります。感染が疑われる端末の被害拡大を防ぎます。", "An isolated host can reach nothing but the allowed destinations (such as DNS). It stops a suspected infection from spreading.";
+    isolate_button: "この端末を隔離する", "Isolate this host";
+    release_button: "隔離を解除する", "Release this host";
+    isolated_now: "隔離中", "Isolated";
+    not_isolated: "隔離されていません", "Not isolated";
+    isolate_requested: "隔離を機器に指示しました。", "The appliance was told to isolate the host.";
+    release_requested: "隔離の解除を機器に指示しました。", "The appliance was told to release the host.";
+    commands_title: "機器への指示", "Commands to the appliance";
+    isolated_hosts: "隔離中の端末", "Isolated hosts";
+    cmd_pending: "送信待ち（機器の接続を待っています）", "Waiting for the appliance to connect";
+    cmd_sent: "送信済み（応答待ち）", "Sent, awaiting the answer";
+    cmd_done: "実施済み", "Carried out";
+    cmd_failed: "失敗", "Failed";
     address_max: "通知先は3件までです。追加するには、先に既存の通知先を削除してください。", "At most 3 notification addresses. Remove one before adding another.";
     address_invalid: "メールアドレスの形式が正しくありません", "This is not a valid e-mail address";
     address_dup: "このアドレスは登録済みです", "This address is already registered";
@@ -246,6 +260,17 @@ impl Tr {
             }
         }
     }
+    /// Where a command to the appliance stands.
+    pub fn command_state(&self, s: crate::store::CommandState) -> &'static str {
+        use crate::store::CommandState as S;
+        match s {
+            S::Pending => self.cmd_pending,
+            S::Sent => self.cmd_sent,
+            S::Done => self.cmd_done,
+            S::Failed => self.cmd_failed,
+        }
+    }
+
     pub fn status(&self, s: crate::store::AlertStatus) -> &'static str {
         let ja = self.lang == "ja";
         match s {

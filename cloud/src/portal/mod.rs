@@ -104,6 +104,8 @@ pub fn routes(portal: Arc<Portal>) -> Router {
         .route("/lang/{code}", get(login::set_lang))
         .route("/alerts", get(pages::alerts))
         .route("/alerts/{id}", get(pages::alert_detail))
+        .route("/alerts/{id}/isolate", post(pages::alert_isolate))
+        .route("/alerts/{id}/release", post(pages::alert_release))
         .route("/traffic", get(pages::traffic))
         .route("/appliances", get(pages::appliances))
         .route("/appliances/{id}", get(pages::appliance_detail))

@@ -387,6 +387,26 @@ struct AlertDetailPage {
     status: &'static str,
     history: Vec<String>,
     received: String,
+    iso: IsolationView,
+}
+
+/// The alert's host and whether it is isolated on the alert's appliance.
+struct IsolationView {
+    host: String,
+    /// The isolation command's state, when the host is isolated (or asked to be).
+    state: Option<&'static str>,
+    /// Whether the appliance can take commands (active).
+    possible: bool,
+}
+
+/// How an alert's host is named in commands: by MAC (survives DHCP) when known.
+fn alert_host(rec: &crate::store::AlertRecord) -> protocol::messages::HostRef {
+    let f = rec.event.flow();
+    if f.internal_mac.0 != [0; 6] {
+        protocol::messages::HostRef::Mac(f.internal_mac)
+    } else {
+        protocol::messages::HostRef::Ip(f.internal_ip)
+    }
 }
 
 pub async fn alert_detail(a: Authed, Path(id): Path<String>) -> R {
@@ -400,6 +420,20 @@ pub async fn alert_detail(a: Authed, Path(id): Path<String>) -> R {
     let rec = rec.ok_or(PortalError::NotFound)?;
     let t = ctx.t;
     let tz = ctx.p.tz;
+    let host = alert_host(&rec);
+    let (dev, cmds) = ctx
+        .p
+        .app
+        .store
+        .read(|rx| Ok((rx.device(&rec.device)?, rx.commands_of(&rec.device)?)))?;
+    let iso = IsolationView {
+        host: crate::command::host_text(&host),
+        state: crate::command::isolated_hosts(&cmds)
+            .iter()
+            .find(|(h, _)| *h == host)
+            .map(|(_, c)| t.command_state(c.state)),
+        possible: dev.is_some_and(|d| d.status == crate::store::DeviceStatus::Active),
+    };
     let f = rec.event.flow();
     let port = |p: Option<u16>| p.map(|p| format!(":{p}")).unwrap_or_default();
     let (signature, file) = match &rec.event {
@@ -446,10 +480,51 @@ pub async fn alert_detail(a: Authed, Path(id): Path<String>) -> R {
         status: t.status(rec.status),
         history: rec.history.clone(),
         received: format_local(rec.received_ms, tz),
+        iso,
         a: row(&rec, t, &devices, tz),
         c: ctx.chrome("alerts"),
     };
     Ok(render(&page))
+}
+
+/// Isolate (or release) the host of an alert on the alert's appliance.
+async fn isolation_command(a: Authed, id: &str, isolate: bool) -> R {
+    let (ctx, scope) = (a.ctx, a.scope);
+    let n: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let (rec, contract) = ctx
+        .p
+        .app
+        .store
+        .read(|rx| Ok((scope.alert(rx, n)?, rx.contract(scope.contract())?)))?;
+    let rec = rec.ok_or(PortalError::NotFound)?;
+    let host = alert_host(&rec);
+    let kind = if isolate {
+        let allow = contract.map(|c| c.isolation_allow).unwrap_or_default();
+        crate::command::isolate_kind(host, &allow)
+    } else {
+        protocol::messages::CommandKind::ReleaseHost { host }
+    };
+    let origin = format!("portal:{}", ctx.session.email);
+    let app = std::sync::Arc::clone(&ctx.p.app);
+    let device = rec.device.clone();
+    blocking(move || Ok(crate::command::request(&app, &device, kind, &origin)?)).await?;
+    ctx.flash(
+        true,
+        if isolate {
+            ctx.t.isolate_requested
+        } else {
+            ctx.t.release_requested
+        },
+    );
+    Ok(Redirect::to(&format!("/alerts/{n}")).into_response())
+}
+
+pub async fn alert_isolate(a: Authed, Path(id): Path<String>, CsrfForm(_): CsrfForm<Empty>) -> R {
+    isolation_command(a, &id, true).await
+}
+
+pub async fn alert_release(a: Authed, Path(id): Path<String>, CsrfForm(_): CsrfForm<Empty>) -> R {
+    isolation_command(a, &id, false).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -580,6 +655,10 @@ struct AppliancePage {
     c: Chrome,
     d: DeviceRow,
     rows: Vec<AlertRow>,
+    /// (host, state of the isolation)
+    isolated: Vec<(String, &'static str)>,
+    /// (time, what, who, state, answer), newest first
+    commands: Vec<(String, String, String, &'static str, String)>,
 }
 
 pub async fn appliance_detail(a: Authed, Path(id): Path<String>) -> R {
@@ -602,12 +681,33 @@ pub async fn appliance_detail(a: Authed, Path(id): Path<String>) -> R {
         .iter()
         .map(|a| row(a, t, &devices, ctx.p.tz))
         .collect();
+    let cmds = ctx.p.app.store.read(|rx| rx.commands_of(&dev.id))?;
+    let isolated = crate::command::isolated_hosts(&cmds)
+        .iter()
+        .map(|(h, c)| (crate::command::host_text(h), t.command_state(c.state)))
+        .collect();
+    let commands = cmds
+        .iter()
+        .rev()
+        .take(20)
+        .map(|c| {
+            (
+                format_local(c.created_ms, ctx.p.tz),
+                crate::command::describe(&c.kind),
+                c.origin.clone(),
+                t.command_state(c.state),
+                c.message.clone(),
+            )
+        })
+        .collect();
     let d = device_rows(&ctx, vec![dev])
         .pop()
         .ok_or(PortalError::NotFound)?;
     let page = AppliancePage {
         d,
         rows,
+        isolated,
+        commands,
         c: ctx.chrome("appliances"),
     };
     Ok(render(&page))
