@@ -505,10 +505,10 @@ fn show_device(v: &Value, json: bool) {
         "rules_version",
         "last_heartbeat_ms",
     ] {
-        println!("{k:16}{}", s(k));
+        println!("{k:18}{}", s(k));
     }
     match &v["bundle"] {
-        Value::Null => println!("{:16}-", "bundle"),
+        Value::Null => println!("{:18}-", "bundle"),
         b => println!(
             "{:16}{} {} {}",
             "bundle",
