@@ -8,6 +8,10 @@
 //!                                                         └─▶ forward uninspected (fail-open)
 //!                                                             or drop (fail_closed)
 //! ```
+//!
+//! [`engine`] builds what the workers inspect with from the configuration and the cloud's
+//! changes; [`manage`] carries out the cloud's commands and rule bundles (a new engine is
+//! swapped into the workers between batches) and spools detections for the uplink.
 
 pub mod config;
 pub mod control;

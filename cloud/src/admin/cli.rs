@@ -510,7 +510,7 @@ fn show_device(v: &Value, json: bool) {
     match &v["bundle"] {
         Value::Null => println!("{:18}-", "bundle"),
         b => println!(
-            "{:16}{} {} {}",
+            "{:18}{} {} {}",
             "bundle",
             b["version"].as_str().unwrap_or(""),
             if b["applied"] == true {
@@ -528,7 +528,7 @@ fn show_device(v: &Value, json: bool) {
         .filter_map(|x| x.as_str())
         .collect();
     println!(
-        "{:16}{}",
+        "{:18}{}",
         "isolated",
         if iso.is_empty() {
             "-".to_string()
