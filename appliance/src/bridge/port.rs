@@ -197,6 +197,8 @@ pub struct RxBatch {
     starts: [usize; RX_BATCH],
     lens: [usize; RX_BATCH],
     truncated: [bool; RX_BATCH],
+    /// The sender left the TCP/UDP checksum to offload (a veth peer in this host).
+    csum_partial: [bool; RX_BATCH],
     /// Control messages (`PACKET_AUXDATA`) per frame.
     ctrl: Box<[[u64; 8]; RX_BATCH]>,
 }
@@ -206,6 +208,7 @@ const HEADROOM: usize = 4;
 const PACKET_AUXDATA: libc::c_int = 8;
 const TP_STATUS_VLAN_VALID: u32 = 0x10;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
+const TP_STATUS_CSUMNOTREADY: u32 = 0x8;
 
 impl Default for RxBatch {
     fn default() -> Self {
@@ -214,6 +217,7 @@ impl Default for RxBatch {
             starts: [HEADROOM; RX_BATCH],
             lens: [0; RX_BATCH],
             truncated: [false; RX_BATCH],
+            csum_partial: [false; RX_BATCH],
             ctrl: Box::new([[0u64; 8]; RX_BATCH]),
         }
     }
@@ -224,6 +228,12 @@ impl RxBatch {
     pub fn frame(&self, i: usize) -> Option<&[u8]> {
         let s = i * SLOT + self.starts[i];
         (!self.truncated[i]).then(|| &self.bufs[s..s + self.lens[i]])
+    }
+
+    /// Whether frame `i`'s transport checksum is not filled in yet (checksum offload of a
+    /// sender on this host); the management stack must complete it before checking.
+    pub fn checksum_partial(&self, i: usize) -> bool {
+        self.csum_partial[i]
     }
 }
 
@@ -295,8 +305,10 @@ impl RxPort {
                 len > SLOT - HEADROOM || msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             batch.lens[i] = len.min(SLOT - HEADROOM);
             batch.starts[i] = HEADROOM;
+            let (vlan, status) = aux_of(&msgs[i].msg_hdr);
+            batch.csum_partial[i] = status & TP_STATUS_CSUMNOTREADY != 0;
             // the kernel may have taken the outer VLAN tag off into the auxiliary data
-            if let Some((tpid, tci)) = vlan_of(&msgs[i].msg_hdr) {
+            if let Some((tpid, tci)) = vlan {
                 if batch.lens[i] >= 12 && !batch.truncated[i] {
                     let s = i * SLOT;
                     batch.bufs.copy_within(s + HEADROOM..s + HEADROOM + 12, s);
@@ -311,8 +323,9 @@ impl RxPort {
     }
 }
 
-/// The VLAN tag the kernel stripped from a received frame, if any: (TPID, TCI).
-fn vlan_of(h: &libc::msghdr) -> Option<(u16, u16)> {
+/// The VLAN tag the kernel stripped from a received frame, if any (TPID, TCI), and the
+/// frame's `tp_status`.
+fn aux_of(h: &libc::msghdr) -> (Option<(u16, u16)>, u32) {
     // SAFETY: the header's control buffer was filled by recvmmsg; the CMSG macros walk
     // it within msg_controllen.
     unsafe {
@@ -327,14 +340,14 @@ fn vlan_of(h: &libc::msghdr) -> Option<(u16, u16)> {
                     } else {
                         0x8100
                     };
-                    return Some((tpid, aux.tp_vlan_tci));
+                    return (Some((tpid, aux.tp_vlan_tci)), aux.tp_status);
                 }
-                return None;
+                return (None, aux.tp_status);
             }
             c = libc::CMSG_NXTHDR(h, c);
         }
     }
-    None
+    (None, 0)
 }
 
 /// Frames waiting to be sent on one port (pointers into buffers the caller keeps alive

@@ -559,7 +559,11 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
             if let Some(m) = b.mgmt.get() {
                 if let Some(dst) = frame.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) {
                     if m.wants(&dst) {
-                        m.deliver(frame);
+                        if batch.checksum_partial(i) {
+                            m.deliver_checksum_partial(frame);
+                        } else {
+                            m.deliver(frame);
+                        }
                         if dst == m.mac() {
                             // the appliance's own traffic: not bridged
                             bump(&b.mgmt_frames, 1);

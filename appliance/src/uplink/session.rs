@@ -511,6 +511,19 @@ impl Session<'_> {
                 .refuse_bundle(version, format!("announced size {size} is out of range"))
                 .await;
         }
+        if let Some(old) = self.download.take() {
+            if old.version == version {
+                // announced again (a resent command): the running download continues
+                self.download = Some(old);
+                return Ok(());
+            }
+            // a newer announcement wins; the cloud learns the old one was dropped
+            self.refuse_bundle(
+                old.version,
+                format!("superseded by {} before it was complete", version.as_str()),
+            )
+            .await?;
+        }
         tracing::info!(version = %version.as_str(), size, "downloading a rule bundle");
         self.download = Some(Download {
             version: version.clone(),
@@ -523,13 +536,12 @@ impl Session<'_> {
     }
 
     async fn on_chunk(&mut self, c: BundleChunk) -> Result<(), SessionError> {
-        let Some(d) = self.download.as_mut() else {
-            return Err(SessionError::Unexpected {
-                addr: self.addr.clone(),
-                got: "BundleChunk",
-            });
+        let Some(d) = self.download.as_mut().filter(|d| d.version == c.version) else {
+            // the answer to a download given up (superseded): nothing to do
+            tracing::debug!(version = %c.version.as_str(), "bundle part of no running download; ignored");
+            return Ok(());
         };
-        if c.version != d.version || c.offset != d.buf.len() as u64 || c.total != d.size {
+        if c.offset != d.buf.len() as u64 || c.total != d.size {
             let d = self.download.take().expect("checked above");
             let why = format!(
                 "the cloud sent {} bytes of {} at {} of {} (expected {} at {} of {})",

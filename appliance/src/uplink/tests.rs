@@ -596,3 +596,196 @@ async fn shutdown_does_not_wait_for_a_hanging_handshake() {
     uplink.shutdown().await;
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
 }
+
+/// An appliance that records what it was asked and installs any bundle whose bytes start
+/// with `good`.
+#[derive(Default)]
+struct FakeAppliance {
+    applied: Mutex<Vec<protocol::messages::CommandKind>>,
+    installed: Mutex<Vec<Vec<u8>>>,
+    version: Mutex<String>,
+}
+
+impl super::Appliance for FakeAppliance {
+    fn apply(&self, cmd: &protocol::messages::CommandKind) -> Result<String, String> {
+        self.applied.lock().unwrap().push(cmd.clone());
+        match cmd {
+            protocol::messages::CommandKind::Wipe => Err("not here".into()),
+            _ => Ok("done".into()),
+        }
+    }
+    fn install_bundle(&self, file: &[u8]) -> Result<String, String> {
+        if !file.starts_with(b"good") {
+            return Err("signature does not verify".into());
+        }
+        self.installed.lock().unwrap().push(file.to_vec());
+        *self.version.lock().unwrap() = "v2".into();
+        Ok("v2".into())
+    }
+    fn rules_version(&self) -> String {
+        self.version.lock().unwrap().clone()
+    }
+    fn mode(&self) -> protocol::messages::Mode {
+        protocol::messages::Mode::Detect
+    }
+}
+
+#[tokio::test]
+async fn commands_are_carried_out_and_bundles_downloaded_in_parts() {
+    use protocol::bounded::Name;
+    use protocol::messages::{
+        BundleChunk, BundleState, Command, CommandKind, HostRef, Mode, Sha256,
+    };
+    use sha2::Digest;
+    let pki = TestPki::new();
+    // 1.3 MB: three parts of at most 512 KiB
+    let good: Vec<u8> = b"good"
+        .iter()
+        .copied()
+        .chain((0..1_300_000u32).map(|i| (i % 251) as u8))
+        .collect();
+    let bad = b"evil bundle".to_vec();
+    let files = Arc::new((good.clone(), bad.clone()));
+    let log: Arc<Mutex<Vec<UpMsg>>> = Arc::default();
+    let log2 = Arc::clone(&log);
+    let port = cloud(&pki, move |_, mut conn| {
+        let log = Arc::clone(&log2);
+        let files = Arc::clone(&files);
+        async move {
+            conn.hello().await;
+            conn.hello_ack().await;
+            let host = HostRef::Ip("198.18.0.10".parse().unwrap());
+            let sha = |b: &[u8]| Sha256(sha2::Sha256::digest(b).into());
+            let cmds = [
+                CommandKind::IsolateHost {
+                    host,
+                    allow: vec![],
+                },
+                CommandKind::SetMode(Mode::Detect),
+                CommandKind::Wipe,
+                CommandKind::BundleAvailable {
+                    version: Name::new("v2").unwrap(),
+                    size: files.0.len() as u64,
+                    sha256: sha(&files.0),
+                },
+            ];
+            for (i, cmd) in cmds.into_iter().enumerate() {
+                conn.send(DownMsg::Command(Command {
+                    id: i as u64 + 1,
+                    cmd,
+                }))
+                .await;
+            }
+            while let Some(msg) = conn.recv_no_heartbeat().await {
+                if matches!(&msg, UpMsg::BundleStatus(s) if s.version.as_str() == "v2") {
+                    // then one announced with the good file's hash: the download does
+                    // not match it
+                    let cmd = CommandKind::BundleAvailable {
+                        version: Name::new("v3").unwrap(),
+                        size: files.1.len() as u64,
+                        sha256: sha(&files.0),
+                    };
+                    conn.send(DownMsg::Command(Command { id: 5, cmd })).await;
+                }
+                if let UpMsg::BundleFetch(f) = &msg {
+                    let file = if f.version.as_str() == "v2" {
+                        &files.0
+                    } else {
+                        &files.1
+                    };
+                    let start = (f.offset as usize).min(file.len());
+                    let end = (start + protocol::limits::MAX_BUNDLE_CHUNK).min(file.len());
+                    conn.send(DownMsg::BundleChunk(BundleChunk {
+                        version: f.version.clone(),
+                        offset: f.offset,
+                        total: file.len() as u64,
+                        data: file[start..end].to_vec(),
+                    }))
+                    .await;
+                }
+                log.lock().unwrap().push(msg);
+            }
+        }
+    })
+    .await;
+    let dir = TempDir::new("commands");
+    let id = identity(&pki, &dir, "MM-7", port);
+    let fake = Arc::new(FakeAppliance::default());
+    let mut opts = fast_options(&id);
+    opts.appliance = Some(fake.clone());
+    let uplink = Uplink::spawn(opts, Arc::new(MemorySpool::new(100)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = |log: &[UpMsg]| {
+        let results = log
+            .iter()
+            .filter(|m| matches!(m, UpMsg::CommandResult(_)))
+            .count();
+        let statuses = log
+            .iter()
+            .filter(|m| matches!(m, UpMsg::BundleStatus(_)))
+            .count();
+        results == 3 && statuses == 2
+    };
+    while !done(&log.lock().unwrap()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    uplink.shutdown().await;
+    let log = log.lock().unwrap().clone();
+    let results: Vec<(u64, bool)> = log
+        .iter()
+        .filter_map(|m| match m {
+            UpMsg::CommandResult(r) => Some((r.command_id, r.ok)),
+            _ => None,
+        })
+        .collect();
+    let mut sorted = results.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![(1, true), (2, true), (3, false)], "{log:?}");
+    assert_eq!(
+        fake.applied.lock().unwrap().len(),
+        3,
+        "bundles are not `apply`d"
+    );
+    let fetches: Vec<u64> = log
+        .iter()
+        .filter_map(|m| match m {
+            UpMsg::BundleFetch(f) if f.version.as_str() == "v2" => Some(f.offset),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fetches,
+        vec![0, 512 * 1024, 1024 * 1024],
+        "three parts in order"
+    );
+    assert_eq!(
+        *fake.installed.lock().unwrap(),
+        vec![good],
+        "installed whole"
+    );
+    let statuses: Vec<(String, BundleState)> = log
+        .iter()
+        .filter_map(|m| match m {
+            UpMsg::BundleStatus(s) => Some((s.version.to_string(), s.state.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        statuses.contains(&("v2".into(), BundleState::Applied)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().any(|(v, s)| v == "v3"
+            && matches!(s, BundleState::Refused { reason } if reason.as_str().contains("SHA-256"))),
+        "{statuses:?}"
+    );
+    // the heartbeat after the install names the new version and the appliance's mode
+    let hb = log.iter().rev().find_map(|m| match m {
+        UpMsg::Heartbeat(h) => Some(h.clone()),
+        _ => None,
+    });
+    if let Some(hb) = hb {
+        assert_eq!(hb.rules_version.as_str(), "v2");
+        assert_eq!(hb.mode, Mode::Detect);
+    }
+}

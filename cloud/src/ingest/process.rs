@@ -205,6 +205,98 @@ mod test {
     }
 
     #[test]
+    fn auto_isolation_queues_one_command_per_host() {
+        use crate::store::{CommandState, Device, DeviceStatus};
+        use protocol::messages::{CommandKind, HostRef};
+        let (store, dir) = setup("iso");
+        let sc = Scorer::default_policy();
+        let t = TimingConfig::default();
+        store
+            .write(|tx| {
+                let mut c = tx.contract(1)?.unwrap();
+                c.auto_isolation = true;
+                c.isolation_allow = vec!["198.18.0.1:53".into()];
+                tx.put_contract(&c)?;
+                tx.put_device(&Device {
+                    id: "dev-1".into(),
+                    contract_id: 1,
+                    name: String::new(),
+                    status: DeviceStatus::Active,
+                    created_ms: 0,
+                    activated_ms: None,
+                    cert_serial: None,
+                    last_heartbeat_ms: None,
+                    firmware: String::new(),
+                    rules_version: String::new(),
+                    stopped_since_ms: None,
+                    last_seq: 0,
+                    bundle: None,
+                })
+            })
+            .unwrap();
+        let high = |sid| {
+            sig_alert(
+                sid,
+                Direction::Outbound,
+                "trojan-activity",
+                &[("confidence", "High")],
+                Action::Blocked,
+            )
+        };
+        let low = sig_alert(7, Direction::Inbound, "misc-activity", &[], Action::Allowed);
+        let r = store
+            .write(|tx| store_batch(tx, &sc, &t, 1000, "dev-1", 1, &[ev(1, low)]))
+            .unwrap();
+        assert_eq!(r.isolations, 0, "only ★★★ isolates");
+        let r = store
+            .write(|tx| {
+                store_batch(
+                    tx,
+                    &sc,
+                    &t,
+                    2000,
+                    "dev-1",
+                    1,
+                    &[ev(2, high(1)), ev(3, high(2))],
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            r.isolations, 1,
+            "one command for the host, not one per alert"
+        );
+        let cmds = store.read(|rx| rx.commands_of("dev-1")).unwrap();
+        assert_eq!(cmds.len(), 1);
+        assert_eq!(cmds[0].state, CommandState::Pending);
+        assert!(cmds[0].origin.starts_with("auto-isolation"));
+        match &cmds[0].kind {
+            CommandKind::IsolateHost { host, allow } => {
+                assert!(matches!(host, HostRef::Mac(_)), "by MAC when known");
+                assert_eq!(allow.len(), 1);
+                assert_eq!(allow[0].port, Some(53));
+            }
+            k => panic!("{k:?}"),
+        }
+        // once released, a new ★★★ isolates again
+        store
+            .write(|tx| {
+                let d = tx.device("dev-1")?.unwrap();
+                let host = match &cmds[0].kind {
+                    CommandKind::IsolateHost { host, .. } => *host,
+                    _ => unreachable!(),
+                };
+                tx.queue_command(&d, CommandKind::ReleaseHost { host }, "admin", 3000)
+                    .map(|_| ())
+            })
+            .unwrap();
+        let r = store
+            .write(|tx| store_batch(tx, &sc, &t, 4000, "dev-1", 1, &[ev(4, high(3))]))
+            .unwrap();
+        assert_eq!(r.isolations, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn idempotent_scored_batched_and_deduplicated() {
         let (store, dir) = setup("all");
         let sc = Scorer::default_policy();
