@@ -585,7 +585,7 @@ fn run_bridge(path: &std::path::Path, check_only: bool) -> anyhow::Result<ExitCo
     use mimamori_appliance::bridge::manage::{self, CloudLink, UplinkStart};
     use mimamori_appliance::bridge::run::RunOptions;
     let cfg = Config::load(path)?;
-    let runtime = match &cfg.uplink {
+    let mut runtime = match &cfg.uplink {
         Some(u) => Runtime::load(&u.state_dir)?,
         None => Runtime::default(),
     };
@@ -594,15 +594,24 @@ fn run_bridge(path: &std::path::Path, check_only: bool) -> anyhow::Result<ExitCo
         _ => None,
     };
     let built = match engine::build(&cfg, &runtime, bundle_dir.as_deref(), false) {
-        Ok(b) => b,
-        // an installed bundle that no longer loads must not keep the office offline
-        Err(e) if bundle_dir.is_some() => {
-            tracing::error!(error = %format!("{e:#}"), "the installed rule bundle does not load; using the configured rules");
-            let mut rt = runtime.clone();
-            rt.bundle = None;
-            engine::build(&cfg, &rt, None, false)?
+        Ok(b) if bundle_dir.is_none() || !b.loaded.ruleset.rules.is_empty() => b,
+        // an installed bundle that no longer loads (or lost its rules) must not leave the
+        // office unprotected: the configured rules run, and the cloud offers the bundle
+        // again (the version reported is no longer the bundle's)
+        result if bundle_dir.is_some() => {
+            let why = match result {
+                Ok(_) => "it has no rules".to_string(),
+                Err(e) => format!("{e:#}"),
+            };
+            tracing::error!(error = %why, "the installed rule bundle does not load; using the configured rules");
+            runtime.bundle = None;
+            if let Some(u) = &cfg.uplink {
+                runtime.save(&u.state_dir).ok();
+            }
+            engine::build(&cfg, &runtime, None, false)?
         }
         Err(e) => return Err(e),
+        Ok(b) => b,
     };
     report_rules(&built.loaded, built.suppressed);
     if check_only {

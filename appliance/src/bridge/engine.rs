@@ -48,6 +48,10 @@ pub struct Runtime {
     /// Installed rule bundle (unpacked in `bundles/<version>/`).
     #[serde(default)]
     pub bundle: Option<String>,
+    /// The last reboot command carried out: sent again after the restart, it is only
+    /// acknowledged.
+    #[serde(default)]
+    pub reboot_id: Option<u64>,
 }
 
 impl Runtime {

@@ -28,12 +28,11 @@ pub struct Manager {
     state_dir: PathBuf,
     /// Public key bundles must be signed with; `None`: bundles are refused.
     bundle_key: Option<[u8; 32]>,
-    state: Mutex<State>,
-}
-
-struct State {
-    runtime: Runtime,
-    rules_version: String,
+    /// Held while a command or an install changes the engine or the saved state (the
+    /// uplink runs one at a time anyway).
+    state: Mutex<Runtime>,
+    /// The running rule-bundle version, read by heartbeats without waiting for a compile.
+    rules_version: Mutex<String>,
 }
 
 fn host_id(h: &HostRef) -> HostId {
@@ -69,25 +68,23 @@ impl Manager {
             cfg,
             state_dir,
             bundle_key,
-            state: Mutex::new(State {
-                runtime,
-                rules_version,
-            }),
+            state: Mutex::new(runtime),
+            rules_version: Mutex::new(rules_version),
         };
         // isolation and exception hosts set by earlier commands
-        let st = m.lock();
-        for (h, allow) in &st.runtime.isolated {
+        let rt = m.lock();
+        for (h, allow) in &rt.isolated {
             m.bridge.switch.isolation.allow(&allow_entries(allow));
             m.bridge.switch.isolation.isolate(host_id(h));
         }
         m.bridge
             .switch
-            .set_exempt_hosts(Exceptions::of(&m.cfg, &st.runtime).hosts);
-        drop(st);
+            .set_exempt_hosts(Exceptions::of(&m.cfg, &rt).hosts);
+        drop(rt);
         m
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Runtime> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -151,7 +148,7 @@ impl Manager {
 }
 
 impl crate::uplink::Appliance for Manager {
-    fn apply(&self, cmd: &CommandKind) -> Result<String, String> {
+    fn apply(&self, id: u64, cmd: &CommandKind) -> Result<String, String> {
         let mut st = self.lock();
         let iso = &self.bridge.switch.isolation;
         match cmd {
@@ -159,9 +156,9 @@ impl crate::uplink::Appliance for Manager {
                 let entries = allow_entries(allow);
                 iso.allow(&entries);
                 let new = iso.isolate(host_id(host));
-                st.runtime.isolated.retain(|(h, _)| h != host);
-                st.runtime.isolated.push((*host, allow.clone()));
-                self.save(&st.runtime)?;
+                st.isolated.retain(|(h, _)| h != host);
+                st.isolated.push((*host, allow.clone()));
+                self.save(&st)?;
                 tracing::warn!(host = %host_id(host), "host isolated by the cloud");
                 Ok(if new {
                     format!("{} isolated", host_id(host))
@@ -171,8 +168,8 @@ impl crate::uplink::Appliance for Manager {
             }
             CommandKind::ReleaseHost { host } => {
                 let was = iso.release(host_id(host));
-                st.runtime.isolated.retain(|(h, _)| h != host);
-                self.save(&st.runtime)?;
+                st.isolated.retain(|(h, _)| h != host);
+                self.save(&st)?;
                 tracing::warn!(host = %host_id(host), "host released by the cloud");
                 Ok(if was {
                     format!("{} released", host_id(host))
@@ -184,8 +181,8 @@ impl crate::uplink::Appliance for Manager {
                 let mut e: Engine = (*self.bridge.engine()).clone();
                 e.worker.prevent = *m == Mode::Prevent;
                 self.bridge.swap_engine(e);
-                st.runtime.mode = Some(*m);
-                self.save(&st.runtime)?;
+                st.mode = Some(*m);
+                self.save(&st)?;
                 Ok(format!(
                     "mode {}",
                     if *m == Mode::Prevent {
@@ -197,25 +194,30 @@ impl crate::uplink::Appliance for Manager {
             }
             CommandKind::AddException(e) | CommandKind::RemoveException(e) => {
                 Exceptions::supported(e)?;
-                let mut rt = st.runtime.clone();
+                let mut rt = st.clone();
                 let add = matches!(cmd, CommandKind::AddException(_));
                 rt.exceptions.retain(|x| x != e);
                 if add {
                     rt.exceptions.push(e.clone());
                 }
-                if rt == st.runtime {
+                if rt == *st {
                     return Ok("no change".into());
                 }
                 self.rebuild(&rt)?;
                 self.save(&rt)?;
-                st.runtime = rt;
+                *st = rt;
                 Ok(format!(
                     "exception {} ({} in force)",
                     if add { "added" } else { "removed" },
-                    st.runtime.exceptions.len()
+                    st.exceptions.len()
                 ))
             }
             CommandKind::Reboot => {
+                if st.reboot_id == Some(id) {
+                    return Ok("restarted".into());
+                }
+                st.reboot_id = Some(id);
+                self.save(&st)?;
                 tracing::warn!("reboot asked by the cloud");
                 self.exit_soon("reboot");
                 Ok("restarting".into())
@@ -255,8 +257,9 @@ impl crate::uplink::Appliance for Manager {
             let _ = std::fs::remove_dir_all(&dir);
         }
         std::fs::rename(&tmp, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        sync_dir(&self.state_dir.join("bundles"))?;
         let mut st = self.lock();
-        let mut rt = st.runtime.clone();
+        let mut rt = st.clone();
         rt.bundle = Some(v.clone());
         let built = match engine::build(&self.cfg, &rt, Some(&dir), true) {
             Ok(b) if b.loaded.failures.is_empty() && !b.loaded.ruleset.rules.is_empty() => b,
@@ -282,8 +285,8 @@ impl crate::uplink::Appliance for Manager {
         let rules = built.loaded.ruleset.rules.len();
         self.bridge.swap_engine(built.engine);
         self.save(&rt)?;
-        let old = std::mem::replace(&mut st.runtime, rt);
-        st.rules_version = v.clone();
+        let old = std::mem::replace(&mut *st, rt);
+        *self.rules_version.lock().unwrap_or_else(|e| e.into_inner()) = v.clone();
         if let Some(o) = old.bundle.filter(|o| *o != v) {
             let _ = std::fs::remove_dir_all(Runtime::bundle_dir(&self.state_dir, &o));
         }
@@ -292,7 +295,10 @@ impl crate::uplink::Appliance for Manager {
     }
 
     fn rules_version(&self) -> String {
-        self.lock().rules_version.clone()
+        self.rules_version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn mode(&self) -> Mode {
@@ -309,14 +315,33 @@ fn unpack(body: &protocol::bundle::BundleBody, dir: &Path) -> Result<(), String>
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
+    let mut dirs = std::collections::BTreeSet::new();
     for f in &body.files {
         let p = dir.join(&f.path);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            dirs.insert(parent.to_path_buf());
         }
-        std::fs::write(&p, &f.data).map_err(|e| format!("{}: {e}", p.display()))?;
+        // on disk before runtime.json names the bundle: a power cut cannot leave a
+        // half-written rule set behind a saved state
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&p)?;
+            file.write_all(&f.data)?;
+            file.sync_all()
+        };
+        write().map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    for d in dirs.iter().chain(std::iter::once(&dir.to_path_buf())) {
+        sync_dir(d)?;
     }
     Ok(())
+}
+
+fn sync_dir(d: &Path) -> Result<(), String> {
+    std::fs::File::open(d)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("{}: {e}", d.display()))
 }
 
 /// The spool and the uplink's handle, shared by the event thread and the uplink thread.
@@ -350,9 +375,17 @@ impl CloudLink {
         let cell = Arc::clone(&self.handle);
         Box::new(move |engine: &Engine, records: &[Record]| {
             let mut conv = AlertConverter::new(&engine.ruleset, &engine.classes, &home_net);
+            // one event the protocol would refuse must not cost the batch
             let events: Vec<_> = records
                 .iter()
                 .filter_map(|r| conv.convert_event(r))
+                .filter(|e| match protocol::Validate::validate(e) {
+                    Ok(()) => true,
+                    Err(err) => {
+                        tracing::error!(error = %err, "an event breaks a protocol limit; not spooled");
+                        false
+                    }
+                })
                 .collect();
             if events.is_empty() {
                 return;
@@ -486,7 +519,7 @@ pub fn run_uplink(start: UplinkStart, link: &CloudLink) {
                 ca_file: ca.clone(),
                 force: false,
                 firmware: up::FIRMWARE_VERSION.into(),
-                rules_version: manager.rules_version_now(),
+                rules_version: crate::uplink::Appliance::rules_version(&*manager),
                 transport: transport.clone(),
             };
             match up::activate(&opts).await {
@@ -510,7 +543,7 @@ pub fn run_uplink(start: UplinkStart, link: &CloudLink) {
                 return;
             }
         };
-        let mut opts = match UplinkOptions::new(&identity, up::FIRMWARE_VERSION, &manager.rules_version_now()) {
+        let mut opts = match UplinkOptions::new(&identity, up::FIRMWARE_VERSION, &crate::uplink::Appliance::rules_version(&*manager)) {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "uplink options");
@@ -529,11 +562,4 @@ pub fn run_uplink(start: UplinkStart, link: &CloudLink) {
         }
         uplink.shutdown().await;
     });
-}
-
-impl Manager {
-    /// The rule-bundle version now running.
-    pub fn rules_version_now(&self) -> String {
-        self.lock().rules_version.clone()
-    }
 }

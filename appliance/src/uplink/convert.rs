@@ -37,10 +37,9 @@ fn traffic_summary(rec: &Record) -> Option<protocol::messages::TrafficSummary> {
     });
     let mut entries: Vec<TrafficEntry> = Vec::with_capacity(pairs.len().min(MAX_TRAFFIC_ENTRIES));
     for p in pairs {
-        if entries.len() + 1 >= MAX_TRAFFIC_ENTRIES && !(p.category.is_empty() && p.app.is_empty())
-        {
+        if entries.len() >= MAX_TRAFFIC_ENTRIES - 1 {
             // the last row takes what does not fit, unnamed
-            if entries.len() < MAX_TRAFFIC_ENTRIES {
+            if entries.len() == MAX_TRAFFIC_ENTRIES - 1 {
                 entries.push(TrafficEntry {
                     category: Name::truncated(""),
                     app: Name::truncated(""),
@@ -350,6 +349,51 @@ mod test {
 
     fn home() -> AddrSet {
         rules::Vars::default().parse_addr("$HOME_NET").unwrap()
+    }
+
+    #[test]
+    fn traffic_records_become_summaries_within_the_protocol_limit() {
+        use crate::events::meta::{EventMeta, TrafficMeta, TrafficPair};
+        use protocol::limits::MAX_TRAFFIC_ENTRIES;
+        let (loaded, _dir) = loaded();
+        let home = home();
+        let mut conv = AlertConverter::new(&loaded.ruleset, &loaded.classes, &home);
+        let mut rec = record([192, 168, 1, 10], [192, 168, 1, 10], Dir::ToServer);
+        rec.kind = RecordKind::Traffic;
+        // 300 (category, app) pairs, and unnamed ones that sort last
+        let mut pairs: Vec<TrafficPair> = (0..300u64)
+            .map(|i| TrafficPair {
+                category: format!("cat{i}"),
+                app: format!("app{i}"),
+                flows: 1,
+                bytes_in: 1000 + i,
+                bytes_out: 10,
+            })
+            .collect();
+        pairs.push(TrafficPair {
+            flows: 2,
+            bytes_in: 1,
+            ..TrafficPair::default()
+        });
+        let total_in: u64 = pairs.iter().map(|p| p.bytes_in).sum();
+        rec.meta = Some(Box::new(EventMeta {
+            traffic: Some(TrafficMeta {
+                pairs,
+                bucket_unix: 1_700_000_123,
+                ..TrafficMeta::default()
+            }),
+            ..EventMeta::default()
+        }));
+        let Some(Event::TrafficSummary(s)) = conv.convert_event(&rec) else {
+            panic!("no summary");
+        };
+        protocol::Validate::validate(&Event::TrafficSummary(s.clone())).expect("within limits");
+        assert_eq!(s.entries.len(), MAX_TRAFFIC_ENTRIES);
+        assert_eq!(s.entries.iter().map(|e| e.bytes_in).sum::<u64>(), total_in);
+        assert_eq!(s.entries.iter().map(|e| e.flows).sum::<u64>(), 302);
+        assert_eq!(s.entries[0].app.as_str(), "app299", "the biggest first");
+        assert_eq!(s.bucket_start.0 % 600, 0);
+        assert_eq!(s.host.ip.to_string(), "192.168.1.10");
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub trait Appliance: Send + Sync + 'static {
     /// what was done, or why not. Runs on a blocking thread: it may rebuild the engine.
     /// `BundleAvailable` is handled by the uplink itself (download, then
     /// [`Appliance::install_bundle`]).
-    fn apply(&self, cmd: &protocol::messages::CommandKind) -> Result<String, String>;
+    /// `id` is the cloud's command id: a command sent again after a reconnect has the same
+    /// one (a reboot is not repeated).
+    fn apply(&self, id: u64, cmd: &protocol::messages::CommandKind) -> Result<String, String>;
     /// Verifies (signature), unpacks, compiles and swaps in a downloaded bundle file;
     /// returns its version. On any failure the running rules stay. Blocking.
     fn install_bundle(&self, file: &[u8]) -> Result<String, String>;

@@ -43,6 +43,73 @@ struct Download {
     buf: Vec<u8>,
 }
 
+/// What the appliance carries out, strictly in the order it arrived (an isolation and its
+/// release must not swap), one at a time, off the session task.
+enum Work {
+    Command(Command),
+    /// A downloaded bundle: its hash is checked, then it is installed.
+    Install {
+        version: protocol::bounded::Name,
+        sha256: [u8; 32],
+        file: Vec<u8>,
+    },
+}
+
+/// Carries out `Work` in order; each result goes back to the session.
+async fn work_loop(
+    appliance: Arc<dyn super::Appliance>,
+    mut rx: mpsc::Receiver<Work>,
+    done: mpsc::Sender<Done>,
+) {
+    while let Some(w) = rx.recv().await {
+        let a = Arc::clone(&appliance);
+        let out = match w {
+            Work::Command(cmd) => {
+                let id = cmd.id;
+                let r = tokio::task::spawn_blocking(move || a.apply(id, &cmd.cmd))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the command failed: {e}")));
+                let (ok, message) = match r {
+                    Ok(m) => (true, m),
+                    Err(m) => (false, m),
+                };
+                Done::Command(CommandResult {
+                    command_id: id,
+                    ok,
+                    message: Text::truncated(&message),
+                })
+            }
+            Work::Install {
+                version,
+                sha256,
+                file,
+            } => {
+                let r = tokio::task::spawn_blocking(move || {
+                    if sha2::Sha256::digest(&file).as_slice() != sha256 {
+                        return Err(
+                            "SHA-256 of the downloaded file does not match the announcement"
+                                .to_string(),
+                        );
+                    }
+                    a.install_bundle(&file)
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("installing failed: {e}")));
+                let state = match r {
+                    Ok(_) => BundleState::Applied,
+                    Err(reason) => BundleState::Refused {
+                        reason: Text::truncated(&reason),
+                    },
+                };
+                Done::Bundle(BundleStatus { version, state })
+            }
+        };
+        if done.send(out).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Work done off the session task, reported back to it.
 enum Done {
     Command(CommandResult),
@@ -155,6 +222,9 @@ pub(crate) async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(1), session.writer.shutdown()).await;
     }
     session.reader.abort();
+    if let Some(w) = &session.worker {
+        w.abort();
+    }
     let stable = session.acked_any || started.elapsed() >= opts.stable_after;
     SessionEnd { result, stable }
 }
@@ -223,6 +293,11 @@ async fn handshake<'a>(
     let (tx, rx) = mpsc::channel(READ_QUEUE);
     let reader = tokio::spawn(read_loop(reader, tx));
     let (done_tx, done_rx) = mpsc::channel(64);
+    let (work_tx, work_rx) = mpsc::channel(256);
+    let worker = opts
+        .appliance
+        .clone()
+        .map(|a| tokio::spawn(work_loop(a, work_rx, done_tx)));
     Ok(Session {
         shared,
         opts,
@@ -235,7 +310,8 @@ async fn handshake<'a>(
         ack_clock: Instant::now(),
         acked_any: false,
         download: None,
-        done_tx,
+        work_tx,
+        worker,
         done_rx,
     })
 }
@@ -294,7 +370,9 @@ struct Session<'a> {
     ack_clock: Instant,
     acked_any: bool,
     download: Option<Download>,
-    done_tx: mpsc::Sender<Done>,
+    /// To the task that carries out commands and installs, in order.
+    work_tx: mpsc::Sender<Work>,
+    worker: Option<tokio::task::JoinHandle<()>>,
     done_rx: mpsc::Receiver<Done>,
 }
 
@@ -469,25 +547,17 @@ impl Session<'_> {
                 .start_download(&*appliance, version, size, sha256.0)
                 .await;
         }
-        // carried out off this task: rebuilding the engine can take seconds
-        let done = self.done_tx.clone();
-        tokio::spawn(async move {
-            let id = cmd.id;
-            let r = tokio::task::spawn_blocking(move || appliance.apply(&cmd.cmd))
-                .await
-                .unwrap_or_else(|e| Err(format!("the command failed: {e}")));
-            let (ok, message) = match r {
-                Ok(m) => (true, m),
-                Err(m) => (false, m),
-            };
-            let _ = done
-                .send(Done::Command(CommandResult {
-                    command_id: id,
-                    ok,
-                    message: Text::truncated(&message),
-                }))
-                .await;
-        });
+        // carried out off this task (rebuilding the engine can take seconds), in order
+        self.queue_work(Work::Command(cmd)).await
+    }
+
+    async fn queue_work(&mut self, w: Work) -> Result<(), SessionError> {
+        if self.work_tx.send(w).await.is_err() {
+            return Err(ConnError::Closed {
+                addr: self.addr.clone(),
+            }
+            .into());
+        }
         Ok(())
     }
 
@@ -570,34 +640,12 @@ impl Session<'_> {
             return self.send(UpMsg::BundleFetch(next)).await;
         }
         let d = self.download.take().expect("checked above");
-        if sha2::Sha256::digest(&d.buf).as_slice() != d.sha256 {
-            return self
-                .refuse_bundle(
-                    d.version,
-                    "SHA-256 of the downloaded file does not match the announcement".into(),
-                )
-                .await;
-        }
-        let Some(appliance) = self.opts.appliance.clone() else {
-            return Ok(());
-        };
-        let done = self.done_tx.clone();
-        tokio::spawn(async move {
-            let version = d.version.clone();
-            let r = tokio::task::spawn_blocking(move || appliance.install_bundle(&d.buf))
-                .await
-                .unwrap_or_else(|e| Err(format!("installing failed: {e}")));
-            let state = match r {
-                Ok(_) => BundleState::Applied,
-                Err(reason) => BundleState::Refused {
-                    reason: Text::truncated(&reason),
-                },
-            };
-            let _ = done
-                .send(Done::Bundle(BundleStatus { version, state }))
-                .await;
-        });
-        Ok(())
+        self.queue_work(Work::Install {
+            version: d.version,
+            sha256: d.sha256,
+            file: d.buf,
+        })
+        .await
     }
 
     async fn refuse_bundle(

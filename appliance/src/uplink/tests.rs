@@ -607,7 +607,7 @@ struct FakeAppliance {
 }
 
 impl super::Appliance for FakeAppliance {
-    fn apply(&self, cmd: &protocol::messages::CommandKind) -> Result<String, String> {
+    fn apply(&self, _id: u64, cmd: &protocol::messages::CommandKind) -> Result<String, String> {
         self.applied.lock().unwrap().push(cmd.clone());
         match cmd {
             protocol::messages::CommandKind::Wipe => Err("not here".into()),
