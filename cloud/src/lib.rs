@@ -57,9 +57,9 @@ pub struct App {
     /// The store writer of the ingest path.
     pub writer: ingest::writer::WriterHandle,
     pub admin_token: String,
-    /// Bumped when a command was queued or a bundle published: ingest sessions look for
-    /// work of their device.
-    pub commands: tokio::sync::watch::Sender<u64>,
+    /// One wake-up per device with an open session: a command was queued for it (or a
+    /// bundle published for all).
+    pub command_wakers: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
 }
 
 impl App {
@@ -67,9 +67,29 @@ impl App {
         self.clock.now_ms()
     }
 
-    /// Wakes every ingest session to look for commands of its device.
-    pub fn commands_changed(&self) {
-        self.commands.send_modify(|n| *n = n.wrapping_add(1));
+    /// The wake-up of `device`'s ingest session.
+    pub fn command_waker(&self, device: &str) -> std::sync::Arc<tokio::sync::Notify> {
+        let mut m = self
+            .command_wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::sync::Arc::clone(m.entry(device.to_string()).or_default())
+    }
+
+    /// Wakes the session of `device` (or of every device) to look for its commands.
+    pub fn commands_changed(&self, device: Option<&str>) {
+        let m = self
+            .command_wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match device {
+            Some(d) => {
+                if let Some(n) = m.get(d) {
+                    n.notify_one();
+                }
+            }
+            None => m.values().for_each(|n| n.notify_one()),
+        }
     }
 
     /// Devices with what connected appliances reported since the last flush (last contact,

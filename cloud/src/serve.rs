@@ -60,7 +60,7 @@ pub fn build(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
         mail_queued: tokio::sync::Notify::new(),
         writer,
         admin_token: token,
-        commands: tokio::sync::watch::Sender::new(0),
+        command_wakers: Default::default(),
     }))
 }
 

@@ -3,18 +3,20 @@
 //! verified by the appliance before anything in it is read.
 //!
 //! ```text
-//! MAGIC (16 bytes) · Ed25519 signature (64 bytes) over MAGIC ‖ body · body (postcard)
+//! MAGIC (16 bytes) · body (postcard) · Ed25519 signature (64 bytes) over MAGIC ‖ body
 //! ```
 //!
-//! The signature is checked before the body is decoded; then every path is checked (relative,
-//! no `..`, no empty or hidden parts, at most [`MAX_FILES`] files and [`MAX_BUNDLE`] bytes).
+//! The signed bytes are one slice of the file (verifying copies nothing). The signature is
+//! checked before the body is decoded; then every path is checked (relative, no `..`, no
+//! empty or hidden parts, at most [`MAX_FILES`] files and [`MAX_BUNDLE`] bytes) and the
+//! version is a safe folder name ([`valid_version`]).
 //! Sans-IO: callers read directories and write files.
 
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
-/// First bytes of every bundle (format version 1).
-pub const MAGIC: &[u8; 16] = b"MIMAMORI-BUNDLE1";
+/// First bytes of every bundle (format version 2: the signature at the end).
+pub const MAGIC: &[u8; 16] = b"MIMAMORI-BUNDLE2";
 /// Largest bundle accepted.
 pub const MAX_BUNDLE: usize = 256 << 20;
 /// Most files in a bundle.
@@ -42,6 +44,25 @@ pub enum BundleError {
     Duplicate(String),
     #[error("signing key: {0}")]
     Key(String),
+    #[error(
+        "bundle version `{0}`: use letters, digits, `.`, `-`, `_` (at most 64), not starting with `.`"
+    )]
+    Version(String),
+}
+
+/// A version name that is also a safe folder name: letters, digits, `.`, `-`, `_`, at most
+/// 64 bytes, not starting with `.`.
+pub fn valid_version(v: &str) -> Result<(), BundleError> {
+    let ok = !v.is_empty()
+        && v.len() <= crate::limits::MAX_NAME_LEN
+        && !v.starts_with('.')
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BundleError::Version(v.chars().take(80).collect()))
+    }
 }
 
 /// One file of a bundle.
@@ -79,6 +100,12 @@ fn check_path(p: &str) -> Result<(), BundleError> {
 impl BundleBody {
     /// Paths are safe to join to a folder, unique, and not too many.
     pub fn check(&self) -> Result<(), BundleError> {
+        valid_version(&self.version)?;
+        self.check_files()
+    }
+
+    /// The files alone (before the cloud names the version).
+    pub fn check_files(&self) -> Result<(), BundleError> {
         if self.files.len() > MAX_FILES {
             return Err(BundleError::TooManyFiles(self.files.len()));
         }
@@ -127,14 +154,11 @@ pub fn seal(body: &BundleBody, pkcs8: &[u8]) -> Result<Vec<u8>, BundleError> {
     if total > MAX_BUNDLE {
         return Err(BundleError::TooLarge(total));
     }
-    let mut signed = Vec::with_capacity(MAGIC.len() + payload.len());
-    signed.extend_from_slice(MAGIC);
-    signed.extend_from_slice(&payload);
-    let sig = kp.sign(&signed);
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(sig.as_ref());
     out.extend_from_slice(&payload);
+    let sig = kp.sign(&out);
+    out.extend_from_slice(sig.as_ref());
     Ok(out)
 }
 
@@ -146,13 +170,10 @@ pub fn open(bytes: &[u8], trusted: &[u8; 32]) -> Result<BundleBody, BundleError>
     if bytes.len() < MAGIC.len() + SIG_LEN || &bytes[..MAGIC.len()] != MAGIC {
         return Err(BundleError::Magic);
     }
-    let sig = &bytes[MAGIC.len()..MAGIC.len() + SIG_LEN];
-    let payload = &bytes[MAGIC.len() + SIG_LEN..];
-    let mut signed = Vec::with_capacity(MAGIC.len() + payload.len());
-    signed.extend_from_slice(MAGIC);
-    signed.extend_from_slice(payload);
+    let (signed, sig) = bytes.split_at(bytes.len() - SIG_LEN);
+    let payload = &signed[MAGIC.len()..];
     UnparsedPublicKey::new(&ED25519, trusted)
-        .verify(&signed, sig)
+        .verify(signed, sig)
         .map_err(|_| BundleError::Signature)?;
     let body: BundleBody =
         postcard::from_bytes(payload).map_err(|e| BundleError::Body(e.to_string()))?;
@@ -206,6 +227,15 @@ mod test {
         );
         assert_eq!(open(b"garbage", &pk), Err(BundleError::Magic));
         assert_eq!(open(&sealed[..40], &pk), Err(BundleError::Magic));
+        // the version names a folder on the appliance
+        for v in ["", "../x", ".hidden", "a/b", "a b"] {
+            let mut b = body();
+            b.version = v.into();
+            assert!(
+                matches!(seal(&b, &key), Err(BundleError::Version(_))),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]

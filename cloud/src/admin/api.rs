@@ -249,8 +249,15 @@ async fn end_contract(State(api): State<Api>, Path(id): Path<u64>) -> R<Ended> {
         let mut revoked = Vec::new();
         for mut d in tx.devices()? {
             if d.contract_id == id && d.status != DeviceStatus::Revoked {
-                // the certificate is refused from now on; a wipe is sent when the
-                // command channel exists (the connection is refused with ContractEnded)
+                // the certificate is refused from now on, except to deliver this wipe
+                if d.status == DeviceStatus::Active {
+                    tx.queue_command(
+                        &d,
+                        protocol::messages::CommandKind::Wipe,
+                        "contract end",
+                        now,
+                    )?;
+                }
                 d.status = DeviceStatus::Revoked;
                 tx.put_device(&d)?;
                 revoked.push(d.id.clone());
@@ -335,15 +342,7 @@ async fn set_isolation(
     Path(id): Path<u64>,
     Json(i): Json<Isolation>,
 ) -> R<Contract> {
-    for a in &i.allow {
-        command::parse_allow(a).map_err(bad)?;
-    }
-    if i.allow.len() > protocol::limits::MAX_ALLOW_RULES {
-        return Err(bad(format!(
-            "at most {} allowed destinations",
-            protocol::limits::MAX_ALLOW_RULES
-        )));
-    }
+    command::check_allow(&i.allow).map_err(bad)?;
     let c = api.app.store.write(|tx| {
         let mut c = tx
             .contract(id)?
@@ -471,9 +470,7 @@ async fn device_command(
             let host = host()?;
             let allow = match &n.allow {
                 Some(a) => {
-                    for x in a {
-                        command::parse_allow(x).map_err(bad)?;
-                    }
+                    command::check_allow(a).map_err(bad)?;
                     a.clone()
                 }
                 None => {
@@ -491,7 +488,29 @@ async fn device_command(
             };
             command::isolate_kind(host, &allow)
         }
-        "release" => CommandKind::ReleaseHost { host: host()? },
+        "release" => {
+            // only what is isolated can be released: a release by IP of a host isolated by
+            // MAC would do nothing and look done
+            let host = host()?;
+            let (_, cmds) = command::of_device(&api.app, &id)?;
+            let isolated = command::isolated_hosts(&cmds);
+            if !isolated.iter().any(|(h, _)| *h == host) {
+                let list: Vec<String> = isolated
+                    .iter()
+                    .map(|(h, _)| command::host_text(h))
+                    .collect();
+                return Err(bad(format!(
+                    "{} is not isolated on {id}; isolated: {}",
+                    command::host_text(&host),
+                    if list.is_empty() {
+                        "none".to_string()
+                    } else {
+                        list.join(", ")
+                    }
+                )));
+            }
+            CommandKind::ReleaseHost { host }
+        }
         "mode" => CommandKind::SetMode(match n.mode.as_deref() {
             Some("prevent") => Mode::Prevent,
             Some("detect") => Mode::Detect,
@@ -532,7 +551,7 @@ async fn publish_rules(
 ) -> R<command::bundle::Published> {
     let b: protocol::bundle::BundleBody =
         postcard::from_bytes(&body).map_err(|e| bad(format!("not a bundle body: {e}")))?;
-    b.check().map_err(|e| bad(e.to_string()))?;
+    b.check_files().map_err(|e| bad(e.to_string()))?;
     let app = Arc::clone(&api.app);
     let p = tokio::task::spawn_blocking(move || command::bundle::publish(&app, b))
         .await

@@ -480,8 +480,11 @@ fn pack_dir(
         created: 0,
         files,
     };
-    body.check()
+    body.check_files()
         .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    if !body.version.is_empty() {
+        protocol::bundle::valid_version(&body.version)?;
+    }
     Ok(body)
 }
 

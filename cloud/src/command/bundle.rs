@@ -77,20 +77,9 @@ pub fn public_key_hex(data_dir: &Path) -> Result<String, StoreError> {
         .map_err(|e| StoreError::Refused(e.to_string()))
 }
 
-/// A version name: letters, digits, `.`, `-`, `_`, at most 64 bytes.
+/// A version name that is a safe folder name (`protocol::bundle::valid_version`).
 pub fn valid_version(v: &str) -> Result<(), StoreError> {
-    let ok = !v.is_empty()
-        && v.len() <= protocol::limits::MAX_NAME_LEN
-        && !v.starts_with('.')
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Refused(format!(
-            "bundle version `{v}`: use letters, digits, `.`, `-`, `_` (at most 64)"
-        )))
-    }
+    bundle::valid_version(v).map_err(|e| StoreError::Refused(e.to_string()))
 }
 
 /// Signs `body`, stores the file and makes it current: every appliance is offered it on
@@ -140,7 +129,7 @@ pub fn publish(app: &App, mut body: BundleBody) -> Result<Published, StoreError>
     let json = serde_json::to_vec(&p).map_err(|e| StoreError::Refused(e.to_string()))?;
     app.store.write(|tx| tx.set_meta(CURRENT, &json))?;
     tracing::info!(version = %p.version, size = p.size, files = p.files, "rule bundle published");
-    app.commands_changed();
+    app.commands_changed(None);
     Ok(p)
 }
 

@@ -150,7 +150,7 @@ pub fn request(
         tx.queue_command(&d, kind.clone(), origin, now)
     })?;
     tracing::info!(device, id = rec.id, command = %describe(&rec.kind), origin, "command queued");
-    app.commands_changed();
+    app.commands_changed(Some(device));
     Ok(rec)
 }
 
@@ -182,7 +182,9 @@ pub fn auto_isolate(
 
 /// What one ingest session still has to send: the device's unanswered commands not yet
 /// written on this connection (marked `Sent`). A rule bundle newer than what the appliance
-/// runs is offered once per version (`speaks_bundles`: the session negotiated version 2).
+/// runs is offered once per version (`speaks_bundles`: the session negotiated version 2);
+/// offers of older versions still open are closed as superseded. Reads only, unless
+/// something is to be sent.
 pub fn outgoing(
     app: &App,
     device: &str,
@@ -196,27 +198,63 @@ pub fn outgoing(
     } else {
         None
     };
+    let open = |c: &CommandRecord| matches!(c.state, CommandState::Pending | CommandState::Sent);
+    let offer_of = |c: &CommandRecord| match &c.kind {
+        CommandKind::BundleAvailable { version, .. } => Some(version.as_str().to_string()),
+        _ => None,
+    };
+    let plan = |cmds: &[CommandRecord], sent_here: &HashSet<u64>| {
+        let new_offer = current.as_ref().filter(|cur| {
+            cur.version != running_rules
+                && !cmds
+                    .iter()
+                    .any(|c| offer_of(c).as_deref() == Some(cur.version.as_str()))
+        });
+        let stale: Vec<u64> = cmds
+            .iter()
+            .filter(|c| open(c))
+            .filter(|c| {
+                offer_of(c).is_some_and(|v| current.as_ref().is_some_and(|cur| cur.version != v))
+            })
+            .map(|c| c.id)
+            .collect();
+        let send = cmds.iter().any(|c| {
+            open(c)
+                && !sent_here.contains(&c.id)
+                && !stale.contains(&c.id)
+                && (speaks_bundles || offer_of(c).is_none())
+        });
+        (new_offer.cloned(), stale, send)
+    };
+    let cmds = app.store.read(|rx| rx.commands_of(device))?;
+    let (offer, stale, send) = plan(&cmds, sent_here);
+    if offer.is_none() && stale.is_empty() && !send {
+        return Ok(Vec::new());
+    }
     app.store.write(|tx| {
         let Some(d) = tx.device(device)? else {
             return Ok(Vec::new());
         };
         let mut cmds = tx.commands_of(device)?;
-        if let Some(cur) = &current {
-            let offered = cmds.iter().any(|c| {
-                matches!(&c.kind, CommandKind::BundleAvailable { version, .. } if version.as_str() == cur.version)
-            });
-            if cur.version != running_rules && !offered {
-                cmds.push(tx.queue_command(&d, cur.command()?, "rules publish", now)?);
-            }
+        let (offer, stale, _) = plan(&cmds, sent_here);
+        for c in cmds.iter_mut().filter(|c| stale.contains(&c.id)) {
+            c.state = CommandState::Failed;
+            c.message = format!(
+                "superseded by {}",
+                current.as_ref().map_or("", |cur| cur.version.as_str())
+            );
+            c.done_ms = Some(now);
+            tx.put_command(c)?;
+        }
+        if let Some(cur) = offer {
+            cmds.push(tx.queue_command(&d, cur.command()?, "rules publish", now)?);
         }
         let mut out = Vec::new();
         for mut c in cmds {
-            if !matches!(c.state, CommandState::Pending | CommandState::Sent)
-                || sent_here.contains(&c.id)
-            {
+            if !open(&c) || sent_here.contains(&c.id) {
                 continue;
             }
-            if !speaks_bundles && matches!(c.kind, CommandKind::BundleAvailable { .. }) {
+            if !speaks_bundles && offer_of(&c).is_some() {
                 continue;
             }
             sent_here.insert(c.id);
@@ -232,6 +270,40 @@ pub fn outgoing(
         }
         Ok(out)
     })
+}
+
+/// An open `Wipe` of a device whose contract ended (or that was revoked): the one command
+/// such a device is still sent.
+pub fn pending_wipe(app: &App, device: &str) -> Result<Option<CommandRecord>, StoreError> {
+    Ok(app
+        .store
+        .read(|rx| rx.commands_of(device))?
+        .into_iter()
+        .find(|c| {
+            matches!(c.kind, CommandKind::Wipe)
+                && matches!(c.state, CommandState::Pending | CommandState::Sent)
+        }))
+}
+
+/// How a command names the host of an alert: by MAC (survives DHCP renumbering) when the
+/// appliance saw it, else by IP.
+pub fn alert_host(flow: &protocol::messages::FlowRef) -> HostRef {
+    if flow.internal_mac.0 != [0; 6] {
+        HostRef::Mac(flow.internal_mac)
+    } else {
+        HostRef::Ip(flow.internal_ip)
+    }
+}
+
+/// Checks allowed destinations (at most the protocol's limit).
+pub fn check_allow(allow: &[String]) -> Result<(), String> {
+    if allow.len() > protocol::limits::MAX_ALLOW_RULES {
+        return Err(format!(
+            "at most {} allowed destinations",
+            protocol::limits::MAX_ALLOW_RULES
+        ));
+    }
+    allow.iter().try_for_each(|a| parse_allow(a).map(|_| ()))
 }
 
 /// Records an appliance's answer to a command.

@@ -182,18 +182,31 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(None) => return Err(c.refuse(RefuseReason::UnknownDevice).await),
         Err(e) => return Err(SessionError::Other(e.to_string())),
     };
-    if device.status != DeviceStatus::Active
-        || device.cert_serial.as_deref() != Some(serial.as_str())
-    {
-        tracing::warn!(device = %cert_device, "refused: revoked or replaced certificate");
-        return Err(c.refuse(RefuseReason::UnknownDevice).await);
-    }
     let contract = app
         .store
         .read(|rx| rx.contract(device.contract_id))
         .map_err(|e| SessionError::Other(e.to_string()))?;
-    if contract.as_ref().is_none_or(|k| k.ended.is_some()) {
-        return Err(c.refuse(RefuseReason::ContractEnded).await);
+    let ended = contract.as_ref().is_none_or(|k| k.ended.is_some());
+    if device.cert_serial.as_deref() != Some(serial.as_str()) {
+        tracing::warn!(device = %cert_device, "refused: replaced certificate");
+        return Err(c.refuse(RefuseReason::UnknownDevice).await);
+    }
+    if device.status != DeviceStatus::Active || ended {
+        // the one thing an ended contract's appliance still gets: its wipe
+        let wipe = command::pending_wipe(app, &cert_device)
+            .map_err(|e| SessionError::Other(e.to_string()))?;
+        if let Some(w) = wipe {
+            c.send(&DownMsg::HelloAck(HelloAck { version })).await?;
+            return deliver_wipe(app, &mut c, &cert_device, w).await;
+        }
+        tracing::warn!(device = %cert_device, ended, "refused: revoked device or ended contract");
+        return Err(c
+            .refuse(if ended {
+                RefuseReason::ContractEnded
+            } else {
+                RefuseReason::UnknownDevice
+            })
+            .await);
     }
     // connections per device
     let busy = {
@@ -222,16 +235,19 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     tracing::info!(device = %cert_device, firmware = %hello.firmware.as_str(), "appliance connected");
     let rate = app.cfg.ingest.max_events_per_sec_per_device.max(1) as f64;
     let mut bucket = TokenBucket::new(rate);
-    // commands: those waiting now, then whenever one is queued for any device
-    let mut wake = app.commands.subscribe();
-    wake.mark_changed();
+    // commands: those waiting now, then whenever one is queued for this device
+    let waker = app.command_waker(&cert_device);
+    waker.notify_one();
     let mut sent_here = std::collections::HashSet::new();
     let speaks_bundles = version >= 2;
     let mut running_rules = hello.rules_version.as_str().to_string();
+    // one deadline for the peer's silence: wake-ups must not extend it
+    let idle = app.cfg.ingest.idle_timeout;
+    let mut idle_deadline = tokio::time::Instant::now() + idle;
     loop {
         let msg = tokio::select! {
             m = c.next() => m?,
-            Ok(()) = wake.changed() => {
+            _ = waker.notified() => {
                 let cmds = command::outgoing(app, &cert_device, &running_rules, speaks_bundles, &mut sent_here)
                     .map_err(|e| SessionError::Other(e.to_string()))?;
                 for cmd in cmds {
@@ -240,7 +256,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 continue;
             }
+            _ = tokio::time::sleep_until(idle_deadline) => return Err(SessionError::Idle),
         };
+        idle_deadline = tokio::time::Instant::now() + idle;
         let Some(msg) = msg else {
             return Ok(cert_device);
         };
@@ -259,7 +277,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     .map_err(SessionError::Other)?;
                 app.mail_queued.notify_one();
                 if stored.isolations > 0 {
-                    app.commands_changed();
+                    app.commands_changed(Some(&cert_device));
                 }
                 c.send(&DownMsg::Ack(Ack {
                     upto_seq: stored.upto,
@@ -304,6 +322,44 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     "unexpected Hello/Activate in an established session".into(),
                 ));
             }
+        }
+    }
+}
+
+/// Sends an ended contract's appliance its wipe and waits (bounded) for the answer; its
+/// events are not stored any more.
+async fn deliver_wipe<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    c: &mut Conn<S>,
+    device: &str,
+    mut w: crate::store::CommandRecord,
+) -> Result<String, SessionError> {
+    let now = app.now();
+    w.state = crate::store::CommandState::Sent;
+    w.sent_ms = Some(now);
+    let rec = w.clone();
+    app.store
+        .write(|tx| tx.put_command(&rec))
+        .map_err(|e| SessionError::Other(e.to_string()))?;
+    c.send(&DownMsg::Command(protocol::messages::Command {
+        id: w.id,
+        cmd: protocol::messages::CommandKind::Wipe,
+    }))
+    .await?;
+    tracing::warn!(device, id = w.id, "wipe sent (contract ended)");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, c.next())
+            .await
+            .map_err(|_| SessionError::Idle)??;
+        match msg {
+            Some(UpMsg::CommandResult(r)) if r.command_id == w.id => {
+                command::on_result(app, device, &r)
+                    .map_err(|e| SessionError::Other(e.to_string()))?;
+                return Ok(device.to_string());
+            }
+            Some(_) => continue,
+            None => return Ok(device.to_string()),
         }
     }
 }

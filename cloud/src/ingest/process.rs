@@ -120,12 +120,7 @@ pub fn store_batch(
             .as_ref()
             .filter(|c| c.auto_isolation && level == Level::High)
         {
-            let flow = rec.event.flow();
-            let host = if flow.internal_mac.0 != [0; 6] {
-                protocol::messages::HostRef::Mac(flow.internal_mac)
-            } else {
-                protocol::messages::HostRef::Ip(flow.internal_ip)
-            };
+            let host = crate::command::alert_host(rec.event.flow());
             if crate::command::auto_isolate(tx, device, host, &c.isolation_allow, id, now)? {
                 isolations += 1;
             }

@@ -399,16 +399,6 @@ struct IsolationView {
     possible: bool,
 }
 
-/// How an alert's host is named in commands: by MAC (survives DHCP) when known.
-fn alert_host(rec: &crate::store::AlertRecord) -> protocol::messages::HostRef {
-    let f = rec.event.flow();
-    if f.internal_mac.0 != [0; 6] {
-        protocol::messages::HostRef::Mac(f.internal_mac)
-    } else {
-        protocol::messages::HostRef::Ip(f.internal_ip)
-    }
-}
-
 pub async fn alert_detail(a: Authed, Path(id): Path<String>) -> R {
     let (ctx, scope) = (a.ctx, a.scope);
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
@@ -420,7 +410,7 @@ pub async fn alert_detail(a: Authed, Path(id): Path<String>) -> R {
     let rec = rec.ok_or(PortalError::NotFound)?;
     let t = ctx.t;
     let tz = ctx.p.tz;
-    let host = alert_host(&rec);
+    let host = crate::command::alert_host(rec.event.flow());
     let (dev, cmds) = ctx
         .p
         .app
@@ -497,7 +487,7 @@ async fn isolation_command(a: Authed, id: &str, isolate: bool) -> R {
         .store
         .read(|rx| Ok((scope.alert(rx, n)?, rx.contract(scope.contract())?)))?;
     let rec = rec.ok_or(PortalError::NotFound)?;
-    let host = alert_host(&rec);
+    let host = crate::command::alert_host(rec.event.flow());
     let kind = if isolate {
         let allow = contract.map(|c| c.isolation_allow).unwrap_or_default();
         crate::command::isolate_kind(host, &allow)
