@@ -24,15 +24,14 @@ fuzz_target!(|data: &[u8]| {
     // as received
     let _ = bundle::open(data, pk);
     // as signed by the trusted key
-    let mut signed = MAGIC.to_vec();
-    signed.extend_from_slice(data);
-    let sig = kp.sign(&signed);
     let mut file = MAGIC.to_vec();
-    file.extend_from_slice(sig.as_ref());
     file.extend_from_slice(data);
+    let sig = kp.sign(&file);
+    file.extend_from_slice(sig.as_ref());
     if let Ok(b) = bundle::open(&file, pk) {
         for f in &b.files {
             assert!(!f.path.starts_with('/') && !f.path.split('/').any(|p| p == ".."));
         }
+        assert!(bundle::valid_version(&b.version).is_ok());
     }
 });

@@ -675,6 +675,8 @@ fn worker_thread(b: &Bridge, w: usize, mut txs: Txs, events: Sender<(Arc<Engine>
     };
     // owned here, not by the loop: a panic must not free buffers that sends point into
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
+    // flows the replaced worker blocked: they stay blocked under the new engine
+    let mut carried = Vec::new();
     loop {
         let generation = b.engine_gen.load(Ordering::Acquire);
         let engine = b.engine();
@@ -686,6 +688,7 @@ fn worker_thread(b: &Bridge, w: usize, mut txs: Txs, events: Sender<(Arc<Engine>
                 return;
             }
         };
+        worker.carry_dropped(std::mem::take(&mut carried));
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
             worker_loop(
                 b,
@@ -700,6 +703,9 @@ fn worker_thread(b: &Bridge, w: usize, mut txs: Txs, events: Sender<(Arc<Engine>
         }));
         match r {
             Ok(exit) => {
+                if matches!(exit, Exit::Swap) {
+                    carried = worker.dropped_flows();
+                }
                 let mut out = Vec::new();
                 worker.finish(&mut out);
                 if !out.is_empty() {

@@ -400,6 +400,11 @@ impl FlowTable {
         });
     }
 
+    /// Every flow in the table.
+    pub fn iter(&self) -> impl Iterator<Item = &Flow> {
+        self.slab.iter().flatten()
+    }
+
     /// Remove every flow (end of input).
     pub fn drain(&mut self, on_flow: &mut dyn FnMut(Flow)) {
         let mut order: Vec<usize> = self.order.iter().map(|(i, _)| *i).collect();

@@ -159,6 +159,8 @@ pub struct Worker {
     pub block: Block,
     /// Time of the newest frame seen (a traffic summary is never dated later).
     newest_us: u64,
+    /// Flows blocked by the worker this one replaced (engine swap), until they show up.
+    carried_drops: std::collections::HashSet<crate::flow::FlowKey>,
 }
 
 impl Worker {
@@ -183,8 +185,24 @@ impl Worker {
             file_events: Vec::new(),
             block: Block::None,
             newest_us: 0,
+            carried_drops: std::collections::HashSet::new(),
             cfg,
         })
+    }
+
+    /// The flows this worker blocks, to carry over to the worker that replaces it.
+    pub fn dropped_flows(&self) -> Vec<crate::flow::FlowKey> {
+        self.flows
+            .iter()
+            .filter(|f| f.dropped)
+            .map(|f| f.key)
+            .collect()
+    }
+
+    /// Flows a previous worker blocked: they stay blocked when their next packet arrives
+    /// here (the new worker picks them up mid-stream otherwise).
+    pub fn carry_dropped(&mut self, keys: Vec<crate::flow::FlowKey>) {
+        self.carried_drops = keys.into_iter().collect();
     }
 
     /// Use these URL-category lists and application catalogue from now on (reload: the
@@ -298,6 +316,9 @@ impl Worker {
         let Some(flow) = self.flows.get_mut(fi) else {
             return true;
         };
+        if !self.carried_drops.is_empty() && self.carried_drops.remove(&flow.key) {
+            flow.dropped = true;
+        }
         let dir = flow.dir_of(p);
         flow.pkts[dir.idx()] += 1;
         flow.bytes[dir.idx()] += p.ip_packet.len() as u64;
@@ -1100,5 +1121,57 @@ fn flow_record(kind: RecordKind, f: &Flow, ts_us: u64, pcap_cnt: u64, meta: Even
         ttl: 0,
         ip_len: 0,
         meta: Some(Box::new(meta)),
+    }
+}
+
+#[cfg(test)]
+mod swap_test {
+    use super::*;
+
+    fn frame(payload: &[u8], seq: u32) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([198, 18, 0, 10], [198, 18, 1, 82], 64)
+            .tcp(40_000, 80, seq, 64_000)
+            .ack(1)
+            .psh();
+        let mut v = Vec::new();
+        b.write(&mut v, payload).expect("frame");
+        v
+    }
+
+    #[test]
+    fn a_blocked_flow_stays_blocked_in_the_worker_that_replaces_its_worker() {
+        let dir = std::env::temp_dir().join(format!("mimamori-swap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rules = dir.join("t.rules");
+        std::fs::write(
+            &rules,
+            "drop tcp any any -> any 80 (msg:\"beacon\"; content:\"beacon\"; sid:1; rev:1;)\n",
+        )
+        .unwrap();
+        let settings = crate::replay::Settings::new(true);
+        let mut cfg = settings.worker;
+        cfg.tcp.midstream = true;
+        let loaded = crate::replay::load_rules(&[rules], settings.vars.clone()).unwrap();
+        let mut out = Vec::new();
+        let mut old = Worker::new(Arc::clone(&loaded.ruleset), cfg).unwrap();
+        let t = 1_700_000_000_000_000;
+        assert!(
+            !old.process(1, &frame(b"GET /beacon", 1), t, 1, &mut out),
+            "dropped"
+        );
+        assert!(
+            !old.process(1, &frame(b"more", 12), t + 10, 2, &mut out),
+            "flow dropped"
+        );
+        let carried = old.dropped_flows();
+        assert_eq!(carried.len(), 1);
+        // without the carried state a new worker would let the flow's next bytes through
+        let mut fresh = Worker::new(Arc::clone(&loaded.ruleset), cfg).unwrap();
+        assert!(fresh.process(1, &frame(b"more", 16), t + 20, 3, &mut out));
+        let mut new = Worker::new(Arc::clone(&loaded.ruleset), cfg).unwrap();
+        new.carry_dropped(carried);
+        assert!(!new.process(1, &frame(b"more", 16), t + 20, 3, &mut out));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
