@@ -470,4 +470,32 @@ fn wan_link_down_gives_a_stop_notice_then_a_recovery_mail() {
     wait("the recovery mail", 150, || s.mails_with("機器復旧") >= 1);
     assert_eq!(s.mails_with("機器停止"), 1, "one stop notice");
     assert_eq!(s.device()["online"], true);
+
+    // contract end: the appliance is sent a wipe (the only thing it still gets), erases
+    // its identity and spool, and stops
+    let mut s = s;
+    s.cloud
+        .admin(&["contract", "end", &s.contract.to_string()]);
+    let t = Instant::now();
+    while s.lab.exited().is_none() && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        s.lab.exited().is_some(),
+        "the appliance did not stop after the wipe: {}",
+        s.lab.log()
+    );
+    let state = s.dir.join("state");
+    for f in ["identity.toml", "device.key", "spool.redb", "runtime.json"] {
+        assert!(!state.join(f).exists(), "{f} survived the wipe");
+    }
+    let dev = s.device();
+    let wipe = dev["commands"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["what"] == "wipe")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(wipe["state"], "done", "{dev}");
 }
