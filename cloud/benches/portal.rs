@@ -141,19 +141,17 @@ fn fill(dir: &std::path::Path, alerts: u64, contracts: u64) -> anyhow::Result<()
             })?;
             for d in 0..2 {
                 tx.put_device(&Device {
-                    id: format!("dev-{c}-{d}"),
-                    contract_id: c,
-                    name: format!("UTM {d}"),
-                    status: DeviceStatus::Active,
-                    created_ms: now,
                     activated_ms: Some(now),
-                    cert_serial: None,
                     last_heartbeat_ms: Some(now),
                     firmware: "1.0.0".into(),
                     rules_version: "2026.11.30".into(),
-                    stopped_since_ms: None,
-                    last_seq: 0,
-                    bundle: None,
+                    ..Device::new(
+                        format!("dev-{c}-{d}"),
+                        c,
+                        format!("UTM {d}"),
+                        DeviceStatus::Active,
+                        now,
+                    )
                 })?;
             }
         }

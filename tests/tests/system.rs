@@ -474,8 +474,7 @@ fn wan_link_down_gives_a_stop_notice_then_a_recovery_mail() {
     // contract end: the appliance is sent a wipe (the only thing it still gets), erases
     // its identity and spool, and stops
     let mut s = s;
-    s.cloud
-        .admin(&["contract", "end", &s.contract.to_string()]);
+    s.cloud.admin(&["contract", "end", &s.contract.to_string()]);
     let t = Instant::now();
     while s.lab.exited().is_none() && t.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(200));

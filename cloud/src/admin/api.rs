@@ -615,21 +615,13 @@ async fn add_devices(State(api): State<Api>, Json(n): Json<NewDevices>) -> R<Vec
             let num = tx.next_id("device")?;
             let id = format!("dev-{num:06}");
             let code = crate::identity::new_activation_code();
-            tx.put_device(&Device {
-                id: id.clone(),
-                contract_id: n.contract_id,
-                name: n.name.clone(),
-                status: DeviceStatus::Pending,
-                created_ms: now,
-                activated_ms: None,
-                cert_serial: None,
-                last_heartbeat_ms: None,
-                firmware: String::new(),
-                rules_version: String::new(),
-                stopped_since_ms: None,
-                last_seq: 0,
-                bundle: None,
-            })?;
+            tx.put_device(&Device::new(
+                id.clone(),
+                n.contract_id,
+                n.name.clone(),
+                DeviceStatus::Pending,
+                now,
+            ))?;
             tx.put_code(&crate::identity::code_hash(&code), &id)?;
             out.push(NewDevice {
                 device_id: id,

@@ -23,19 +23,9 @@ fn setup(name: &str) -> (Store, Config, std::path::PathBuf) {
                 ("dev-pending", DeviceStatus::Pending),
             ] {
                 tx.put_device(&Device {
-                    id: id.into(),
-                    contract_id: 1,
-                    name: String::new(),
-                    status,
-                    created_ms: 0,
                     activated_ms: Some(0),
-                    cert_serial: None,
                     last_heartbeat_ms: Some(0),
-                    firmware: String::new(),
-                    rules_version: String::new(),
-                    stopped_since_ms: None,
-                    last_seq: 0,
-                    bundle: None,
+                    ..Device::new(id, 1, "", status, 0)
                 })?;
             }
             Ok(())

@@ -212,21 +212,7 @@ mod test {
                 c.auto_isolation = true;
                 c.isolation_allow = vec!["198.18.0.1:53".into()];
                 tx.put_contract(&c)?;
-                tx.put_device(&Device {
-                    id: "dev-1".into(),
-                    contract_id: 1,
-                    name: String::new(),
-                    status: DeviceStatus::Active,
-                    created_ms: 0,
-                    activated_ms: None,
-                    cert_serial: None,
-                    last_heartbeat_ms: None,
-                    firmware: String::new(),
-                    rules_version: String::new(),
-                    stopped_since_ms: None,
-                    last_seq: 0,
-                    bundle: None,
-                })
+                tx.put_device(&Device::new("dev-1", 1, "", DeviceStatus::Active, 0))
             })
             .unwrap();
         let high = |sid| {

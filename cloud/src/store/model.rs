@@ -90,6 +90,31 @@ pub struct Device {
 }
 
 impl Device {
+    /// A device record with nothing heard from it yet.
+    pub fn new(
+        id: impl Into<String>,
+        contract_id: u64,
+        name: impl Into<String>,
+        status: DeviceStatus,
+        created_ms: i64,
+    ) -> Device {
+        Device {
+            id: id.into(),
+            contract_id,
+            name: name.into(),
+            status,
+            created_ms,
+            activated_ms: None,
+            cert_serial: None,
+            last_heartbeat_ms: None,
+            firmware: String::new(),
+            rules_version: String::new(),
+            stopped_since_ms: None,
+            last_seq: 0,
+            bundle: None,
+        }
+    }
+
     /// Its name, or its id when it has none.
     pub fn label(&self) -> &str {
         if self.name.is_empty() {
