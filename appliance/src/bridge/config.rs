@@ -306,17 +306,7 @@ pub struct Config {
 
 /// A unicast MAC address `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.trim().split([':', '-']).collect();
-    let mut m = [0u8; 6];
-    if parts.len() != 6 {
-        return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
-    }
-    for (b, p) in m.iter_mut().zip(&parts) {
-        *b = u8::from_str_radix(p, 16)
-            .ok()
-            .filter(|_| p.len() == 2)
-            .ok_or_else(|| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
-    }
+    let m = s.parse::<protocol::messages::Mac>()?.0;
     if m[0] & 1 != 0 || m == [0; 6] {
         return Err(format!("`{s}` is not a unicast MAC address"));
     }

@@ -26,16 +26,9 @@ impl HostId {
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(HostId::Ip(ip));
         }
-        let parts: Vec<&str> = s.split([':', '-']).collect();
-        if parts.len() == 6 {
-            let mut m = [0u8; 6];
-            for (i, p) in parts.iter().enumerate() {
-                m[i] = u8::from_str_radix(p, 16)
-                    .map_err(|_| format!("`{s}` is neither an IP nor a MAC address"))?;
-            }
-            return Ok(HostId::Mac(m));
-        }
-        Err(format!("`{s}` is neither an IP nor a MAC address"))
+        s.parse::<protocol::messages::Mac>()
+            .map(|m| HostId::Mac(m.0))
+            .map_err(|_| format!("`{s}` is neither an IP nor a MAC address"))
     }
 }
 

@@ -30,20 +30,9 @@ pub fn parse_host(s: &str) -> Result<HostRef, String> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(HostRef::Ip(ip));
     }
-    let parts: Vec<&str> = s.split([':', '-']).collect();
-    if parts.len() == 6 {
-        let mut mac = [0u8; 6];
-        for (b, p) in mac.iter_mut().zip(&parts) {
-            match u8::from_str_radix(p, 16) {
-                Ok(v) if p.len() == 2 => *b = v,
-                _ => return Err(format!("`{s}` is not an IP or MAC address")),
-            }
-        }
-        return Ok(HostRef::Mac(Mac(mac)));
-    }
-    Err(format!(
-        "`{s}` is not an IP address or a MAC address (aa:bb:cc:dd:ee:ff)"
-    ))
+    s.parse::<Mac>()
+        .map(HostRef::Mac)
+        .map_err(|_| format!("`{s}` is not an IP address or a MAC address (aa:bb:cc:dd:ee:ff)"))
 }
 
 /// Parses an allowed destination: `IP`, `IP:port` or `[IPv6]:port`.

@@ -77,6 +77,27 @@ impl fmt::Display for Mac {
     }
 }
 
+impl std::str::FromStr for Mac {
+    type Err = String;
+
+    /// `aa:bb:cc:dd:ee:ff` (or with `-`), two hex digits per byte.
+    fn from_str(s: &str) -> Result<Mac, String> {
+        let bad = || format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)");
+        let parts: Vec<&str> = s.trim().split([':', '-']).collect();
+        if parts.len() != 6 {
+            return Err(bad());
+        }
+        let mut m = [0u8; 6];
+        for (b, p) in m.iter_mut().zip(&parts) {
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        Ok(Mac(m))
+    }
+}
+
 impl fmt::Debug for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Mac({self})")
