@@ -272,6 +272,10 @@ async fn end_contract(State(api): State<Api>, Path(id): Path<u64>) -> R<Ended> {
             purged_alerts: purged,
         })
     })?;
+    // connected appliances get their wipe now
+    for d in &out.revoked_devices {
+        api.app.commands_changed(Some(d));
+    }
     Ok(Json(out))
 }
 
