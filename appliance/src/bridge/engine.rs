@@ -86,7 +86,12 @@ impl Runtime {
 
     /// The folder of an unpacked bundle.
     pub fn bundle_dir(state_dir: &Path, version: &str) -> PathBuf {
-        state_dir.join("bundles").join(version)
+        Runtime::bundles_dir(state_dir).join(version)
+    }
+
+    /// The folder of every unpacked bundle.
+    pub fn bundles_dir(state_dir: &Path) -> PathBuf {
+        state_dir.join("bundles")
     }
 }
 

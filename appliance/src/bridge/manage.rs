@@ -121,21 +121,25 @@ impl Manager {
 
     fn wipe(&self) -> Result<String, String> {
         let mut removed = 0;
-        for name in [
-            "identity.toml",
-            "device.key",
-            "device.crt",
-            "cloud-ca.crt",
-            "spool.redb",
-            "runtime.json",
-        ] {
-            let p = self.state_dir.join(name);
+        use crate::uplink::identity::{
+            CERT_FILE, CLOUD_CA_FILE, DEVICE_CA_FILE, IDENTITY_FILE, KEY_FILE,
+        };
+        let files = [
+            IDENTITY_FILE,
+            KEY_FILE,
+            CERT_FILE,
+            CLOUD_CA_FILE,
+            DEVICE_CA_FILE,
+            crate::uplink::spool::SPOOL_FILE,
+        ]
+        .map(|f| self.state_dir.join(f));
+        for p in files.iter().chain([&Runtime::path(&self.state_dir)]) {
             if p.exists() {
-                std::fs::remove_file(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                std::fs::remove_file(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 removed += 1;
             }
         }
-        let bundles = self.state_dir.join("bundles");
+        let bundles = Runtime::bundles_dir(&self.state_dir);
         if bundles.exists() {
             std::fs::remove_dir_all(&bundles).map_err(|e| format!("{}: {e}", bundles.display()))?;
         }
@@ -245,13 +249,13 @@ impl crate::uplink::Appliance for Manager {
             return Err("the bundle has no rules/ folder".into());
         }
         let dir = Runtime::bundle_dir(&self.state_dir, &v);
-        let tmp = self.state_dir.join("bundles").join(format!(".{v}.tmp"));
+        let tmp = Runtime::bundles_dir(&self.state_dir).join(format!(".{v}.tmp"));
         unpack(&body, &tmp)?;
         if dir.exists() {
             let _ = std::fs::remove_dir_all(&dir);
         }
         std::fs::rename(&tmp, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        sync_dir(&self.state_dir.join("bundles"))?;
+        sync_dir(&Runtime::bundles_dir(&self.state_dir))?;
         let mut st = self.lock();
         let mut rt = st.clone();
         rt.bundle = Some(v.clone());
@@ -361,10 +365,7 @@ impl CloudLink {
     }
 
     /// The event thread's sink: records → protocol events → spool.
-    pub fn sink(
-        &self,
-        home_net: rules::addr::AddrSet,
-    ) -> Box<dyn FnMut(&Engine, &[Record]) + Send> {
+    pub fn sink(&self, home_net: rules::addr::AddrSet) -> super::run::RecordSink {
         let spool: Arc<dyn Spool> = self.spool.clone();
         let cell = Arc::clone(&self.handle);
         Box::new(move |engine: &Engine, records: &[Record]| {
@@ -411,18 +412,15 @@ pub fn management_mac(cfg: &Config, state_dir: &Path) -> anyhow::Result<[u8; 6]>
         return super::config::parse_mac(m).map_err(anyhow::Error::msg);
     }
     let p = state_dir.join("mgmt.mac");
-    if let Ok(text) = std::fs::read_to_string(&p) {
-        if let Ok(m) = super::config::parse_mac(&text) {
-            return Ok(m);
-        }
+    if let Some(m) = std::fs::read_to_string(&p)
+        .ok()
+        .and_then(|text| super::config::parse_mac(&text).ok())
+    {
+        return Ok(m);
     }
     let mut m: [u8; 6] = rand::random();
     m[0] = (m[0] & 0xfc) | 0x02;
-    let text = m
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":");
+    let text = protocol::messages::Mac(m).to_string();
     std::fs::create_dir_all(state_dir).ok();
     std::fs::write(&p, &text).with_context(|| format!("writing {}", p.display()))?;
     Ok(m)
@@ -482,7 +480,7 @@ pub fn run_uplink(start: UplinkStart, link: &CloudLink) {
                         }
                         Err(_) => {
                             waited += 5;
-                            if waited % 30 == 0 {
+                            if waited.is_multiple_of(30) {
                                 tracing::warn!(seconds = waited, "no management address yet (DHCP)");
                             }
                         }

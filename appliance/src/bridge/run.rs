@@ -67,6 +67,8 @@ pub struct PortCounters {
     /// Forwarded uninspected: an exception host.
     pub exempt: AtomicU64,
     pub runt: AtomicU64,
+    /// Frames to the appliance's own MAC, given to the management stack (not bridged).
+    pub mgmt: AtomicU64,
     /// Longer than a receive slot (9,216 bytes): dropped.
     pub oversize: AtomicU64,
     pub tx_errors: AtomicU64,
@@ -112,8 +114,6 @@ pub struct Bridge {
     stop: AtomicBool,
     start: Instant,
     fail_closed: bool,
-    /// Inspection mode now in force (changes with the engine).
-    prevent: AtomicBool,
     pub test_hooks: bool,
     stall_ms: u64,
     /// What the workers inspect with; replaced whole by [`Bridge::swap_engine`].
@@ -122,11 +122,13 @@ pub struct Bridge {
     engine_gen: AtomicU64,
     /// The appliance's own address (management stack), when the uplink is in-band.
     pub mgmt: OnceLock<crate::mgmt::Mgmt>,
-    /// Frames for the management stack taken out of the bridge.
-    pub mgmt_frames: AtomicU64,
     /// Stop reason asked by a command: `reboot` or `wipe`.
     pub exit_request: Mutex<Option<&'static str>>,
 }
+
+/// Where a run's records go besides EVE, called on the event thread with each batch and
+/// the engine that made it (the uplink's spool).
+pub type RecordSink = Box<dyn FnMut(&Engine, &[Record]) + Send>;
 
 /// Extra parts of a run: the management stack and where events go besides EVE.
 #[derive(Default)]
@@ -135,7 +137,7 @@ pub struct RunOptions {
     pub mgmt: Option<crate::mgmt::MgmtConfig>,
     /// Called on the event thread with each batch of records and the engine that made
     /// them (the uplink's spool).
-    pub sink: Option<Box<dyn FnMut(&Engine, &[Record]) + Send>>,
+    pub sink: Option<RecordSink>,
 }
 
 /// Set by SIGINT / SIGTERM.
@@ -167,7 +169,6 @@ impl Bridge {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// Ask every thread to finish.
     /// The engine now in force.
     pub fn engine(&self) -> Arc<Engine> {
         self.engine.load_full()
@@ -177,7 +178,6 @@ impl Bridge {
     /// a new pipeline with this one (flows open at that moment continue uninspected by
     /// stream rules until they end; traffic is never held or dropped).
     pub fn swap_engine(&self, engine: Engine) {
-        self.prevent.store(engine.worker.prevent, Ordering::Relaxed);
         self.engine.store(Arc::new(engine));
         self.engine_gen.fetch_add(1, Ordering::Release);
     }
@@ -188,6 +188,12 @@ impl Bridge {
         self.stop();
     }
 
+    /// Whether the engine in force blocks (prevent) or only alerts (detect).
+    pub fn prevent(&self) -> bool {
+        self.engine.load().worker.prevent
+    }
+
+    /// Ask every thread to finish.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
@@ -232,7 +238,7 @@ impl Bridge {
                     "rx_errors": ld(&c.rx_errors), "to_workers": ld(&c.to_workers), "same_port": ld(&c.same_port),
                     "flooded": ld(&c.flooded), "isolated_drops": ld(&c.isolated_drops),
                     "bypass_stalled": ld(&c.bypass_stalled), "bypass_full": ld(&c.bypass_full),
-                    "fail_closed_drops": ld(&c.fail_closed_drops), "exempt": ld(&c.exempt), "runt": ld(&c.runt), "oversize": ld(&c.oversize),
+                    "fail_closed_drops": ld(&c.fail_closed_drops), "exempt": ld(&c.exempt), "runt": ld(&c.runt), "mgmt": ld(&c.mgmt), "oversize": ld(&c.oversize),
                     "tx_errors": ld(&c.tx_errors),
                 })
             })
@@ -252,9 +258,8 @@ impl Bridge {
             .collect();
         serde_json::json!({
             "uptime_ms": self.now_ms(),
-            "mode": if self.prevent.load(Ordering::Relaxed) { "prevent" } else { "detect" },
+            "mode": if self.prevent() { "prevent" } else { "detect" },
             "engine_swaps": self.engine_gen.load(Ordering::Relaxed),
-            "mgmt_frames": self.mgmt_frames.load(Ordering::Relaxed),
             "mgmt": self.mgmt.get().map(|m| m.status()),
             "fail_closed": self.fail_closed,
             "stations": self.switch.fdb.len(self.now_ms() / 1000),
@@ -325,14 +330,12 @@ pub fn run(
         stop: AtomicBool::new(false),
         start: Instant::now(),
         fail_closed: cfg.fail_closed,
-        prevent: AtomicBool::new(engine.worker.prevent),
         test_hooks: cfg.debug.test_hooks,
         stall_ms: cfg.watchdog.stall_ms,
         ports,
         engine: ArcSwap::from_pointee(engine),
         engine_gen: AtomicU64::new(0),
         mgmt: OnceLock::new(),
-        mgmt_frames: AtomicU64::new(0),
         exit_request: Mutex::new(None),
     });
 
@@ -417,7 +420,7 @@ pub fn run(
     tracing::info!(
         ports = bridge.ports.len(),
         workers = nworkers,
-        mode = if bridge.prevent.load(Ordering::Relaxed) {
+        mode = if bridge.prevent() {
             "prevent"
         } else {
             "detect"
@@ -556,20 +559,19 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
                 continue;
             };
             bump(&c.rx_bytes, frame.len() as u64);
-            if let Some(m) = b.mgmt.get() {
-                if let Some(dst) = frame.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) {
-                    if m.wants(&dst) {
-                        if batch.checksum_partial(i) {
-                            m.deliver_checksum_partial(frame);
-                        } else {
-                            m.deliver(frame);
-                        }
-                        if dst == m.mac() {
-                            // the appliance's own traffic: not bridged
-                            bump(&b.mgmt_frames, 1);
-                            continue;
-                        }
-                    }
+            if let Some(m) = b.mgmt.get()
+                && let Some(dst) = frame.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok())
+                && m.wants(&dst)
+            {
+                if batch.checksum_partial(i) {
+                    m.deliver_checksum_partial(frame);
+                } else {
+                    m.deliver(frame);
+                }
+                if dst == m.mac() {
+                    // the appliance's own traffic: not bridged
+                    bump(&c.mgmt, 1);
+                    continue;
                 }
             }
             let (mask, w) = match b.switch.decide(me, frame, now_s) {
@@ -941,7 +943,7 @@ fn watchdog(b: &Bridge) {
 fn write_events(
     path: Option<std::path::PathBuf>,
     rx: Receiver<(Arc<Engine>, Vec<Record>)>,
-    mut sink: Option<Box<dyn FnMut(&Engine, &[Record]) + Send>>,
+    mut sink: Option<RecordSink>,
 ) {
     use std::io::Write;
     let out: Box<dyn Write + Send> = match &path {

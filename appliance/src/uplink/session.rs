@@ -706,13 +706,7 @@ impl Session<'_> {
                 .unwrap_or(self.opts.mode),
             counters: snapshot.heartbeat_counters(),
         };
-        write(
-            &mut self.writer,
-            &UpMsg::Heartbeat(hb),
-            &self.addr,
-            self.opts.io_timeout,
-        )
-        .await?;
+        self.send(UpMsg::Heartbeat(hb)).await?;
         add(&self.shared.counters.heartbeats_sent, 1);
         Ok(())
     }
