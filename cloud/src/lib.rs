@@ -15,6 +15,7 @@ pub mod identity;
 pub mod ingest;
 pub mod notify;
 pub mod portal;
+pub mod sanitize;
 pub mod score;
 pub mod serve;
 pub mod store;

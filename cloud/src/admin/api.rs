@@ -838,7 +838,7 @@ impl UserView {
             email: u.email.clone(),
             must_change_password: u.must_change_password,
             mfa: u.totp_secret.is_some(),
-            locked: u.locked_until_ms > now,
+            locked: u.locked_until_ms > now || u.code_locked_until_ms > now,
         }
     }
 }
@@ -925,6 +925,9 @@ async fn reset_user(State(api): State<Api>, Json(r): Json<ResetUser>) -> R<UserV
         u.temp_expires_ms = now + TEMP_PASSWORD_MS;
         u.failed_logins = 0;
         u.locked_until_ms = 0;
+        // the second factor's own lock too (it survives logins, not an operator's reset)
+        u.code_failures = 0;
+        u.code_locked_until_ms = 0;
         u.epoch += 1;
         if r.mfa {
             u.totp_secret = None;
@@ -1153,6 +1156,7 @@ async fn export(State(api): State<Api>) -> Result<Response, ApiError> {
         h.update(ip.to_string().as_bytes());
         format!("ip-{}", &hex::encode(h.finalize())[..12])
     };
+    use crate::sanitize::field;
     let mut out = String::new();
     for a in api.app.store.read(|rx| rx.all_alerts())? {
         let f = a.event.flow();
@@ -1160,15 +1164,16 @@ async fn export(State(api): State<Api>) -> Result<Response, ApiError> {
         let domain = site.split('/').next().unwrap_or("").to_string();
         let what = match &a.event {
             crate::store::StoredEvent::Alert(x) => match &x.detection {
+                // fields from the appliance and the traffic: sanitised (crate::sanitize)
                 protocol::messages::Detection::Signature(s) => {
-                    serde_json::json!({"sid": s.sid, "msg": s.msg.as_str(), "classtype": s.classtype.as_ref().map(|c| c.as_str())})
+                    serde_json::json!({"sid": s.sid, "msg": field(s.msg.as_str()), "classtype": s.classtype.as_ref().map(|c| field(c.as_str()))})
                 }
                 protocol::messages::Detection::Category { category } => {
-                    serde_json::json!({"category": category.as_str()})
+                    serde_json::json!({"category": field(category.as_str())})
                 }
             },
             crate::store::StoredEvent::File(x) => {
-                serde_json::json!({"sha256": x.sha256.to_string(), "threat": x.threat.as_str()})
+                serde_json::json!({"sha256": x.sha256.to_string(), "threat": field(x.threat.as_str())})
             }
         };
         let line = serde_json::json!({

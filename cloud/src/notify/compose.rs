@@ -76,7 +76,7 @@ pub fn alert_mail(
             format_local(a.event.time_ms(), tz)
         );
         let _ = writeln!(b, "  重要度: {}", a.level.label_ja());
-        let _ = writeln!(b, "  判定理由: {}", a.reason);
+        let _ = writeln!(b, "  判定理由: {}", crate::sanitize::field(&a.reason));
         let _ = writeln!(b, "  機器: {}", device_name(devices, &a.device));
         let _ = writeln!(
             b,
@@ -89,6 +89,7 @@ pub fn alert_mail(
             f.external_ip,
             f.external_port.map(|p| format!(":{p}")).unwrap_or_default()
         );
+        // what() and site() are sanitised: no field from traffic starts a line of its own
         let site = a.event.site();
         if !site.is_empty() {
             let _ = writeln!(b, "  URL / SNI / ドメイン: {site}");
@@ -246,4 +247,82 @@ pub fn firmware_mail(
     }
     b.push_str(FOOTER);
     (subject, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AlertStatus, StoredEvent};
+    use crate::testutil::{category_alert, contract, file_verdict, s, sig_alert};
+    use protocol::messages::{Action, Direction};
+
+    fn record(event: StoredEvent, reason: &str) -> AlertRecord {
+        AlertRecord {
+            id: 7,
+            contract_id: 1,
+            device: "dev-1".into(),
+            seq: 1,
+            received_ms: 1_750_000_000_000,
+            event,
+            level: Level::Investigating,
+            reason: reason.into(),
+            mailed: false,
+            deduplicated: false,
+            status: AlertStatus::Open,
+            history: Vec::new(),
+        }
+    }
+
+    /// No line of `text` is (or starts with) a line the attacker wrote.
+    fn no_forged_line(text: &str) {
+        for l in text.lines() {
+            let t = l.trim_start();
+            assert!(
+                !t.starts_with("Subject:") && !t.starts_with("重要度: ★★★") && !t.starts_with("X-Forged"),
+                "forged line {l:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn traffic_fields_cannot_forge_lines_in_alert_mails() {
+        let forged = "a.example\r\nSubject: forged\r\n重要度: ★★★\nX-Forged: 1\u{2028}x\u{1b}[2J";
+        let mut cat = category_alert("phishing\r\n重要度: ★★★", Action::Blocked);
+        cat.sni = Some(s(forged));
+        let mut sig = sig_alert(9, Direction::Outbound, "trojan-activity", &[], Action::Allowed);
+        if let protocol::messages::Detection::Signature(x) = &mut sig.detection {
+            x.msg = s("ET TEST\nSubject: forged");
+        }
+        sig.url = Some(protocol::messages::UrlRef::from_url(
+            "http://c2.example/a\r\nX-Forged: 1",
+        ));
+        let mut file = file_verdict(Action::Disarmed);
+        file.name = Some(s("invoice\r\n重要度: ★★★.exe"));
+        file.threat = s("Threat\nX-Forged: 2");
+        let alerts = [
+            record(StoredEvent::Alert(cat), "理由\r\nSubject: forged"),
+            record(StoredEvent::Alert(sig), "ok"),
+            record(StoredEvent::File(file), "ok"),
+        ];
+        let c = contract(&["a@example.com"], &[]);
+        let (subject, body) = alert_mail(&c, &alerts, &[], 9 * 3600);
+        assert!(!subject.contains(['\r', '\n']), "{subject:?}");
+        no_forged_line(&body);
+        assert!(!body.contains('\r') && !body.contains('\u{1b}') && !body.contains('\u{2028}'));
+        // still there for the reader, escaped
+        assert!(
+            body.contains("a.example\\r\\nSubject: forged\\r\\n重要度: ★★★\\nX-Forged: 1\\u{2028}x\\x1b[2J"),
+            "{body}"
+        );
+        assert!(body.contains("invoice\\r\\n重要度: ★★★.exe"), "{body}");
+        assert!(body.contains("ET TEST\\nSubject: forged"), "{body}");
+        for a in &alerts {
+            let (s, b) = rerate_mail(&c, a, Level::Low, "", 9 * 3600);
+            assert!(!s.contains(['\r', '\n']));
+            no_forged_line(&b);
+            let (s, b) = result_mail(&c, a, "結果", 9 * 3600);
+            assert!(!s.contains(['\r', '\n']));
+            no_forged_line(&b);
+        }
+    }
 }

@@ -430,42 +430,77 @@ const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 /// How many recovery codes [`recovery_codes`] makes.
 pub const RECOVERY_CODE_COUNT: usize = 10;
 
-/// The stored hash of a normalised (8 characters, lower case, no dash) recovery code.
-fn recovery_hash(compact: &str) -> String {
-    hex::encode(Sha256::digest(compact.as_bytes()))
+/// Argon2id parameters for recovery codes: lighter than for passwords (a code has ~40
+/// random bits, not a human's choice), still slow and salted against an offline search of
+/// a stolen database: 4 MiB, one pass (a few milliseconds per code).
+fn recovery_argon() -> Argon2<'static> {
+    let params = argon2::Params::new(4096, 1, 1, None).expect("valid argon2 parameters");
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// The stored hash of a normalised (8 characters, lower case, no dash) recovery code: an
+/// Argon2id PHC string with its own random salt (see [`recovery_argon`]).
+fn recovery_hash(compact: &str) -> Result<String, AuthError> {
+    let mut salt = [0u8; Salt::RECOMMENDED_LENGTH];
+    rand::rng().fill(&mut salt);
+    let salt = SaltString::encode_b64(&salt)?;
+    Ok(recovery_argon()
+        .hash_password(compact.as_bytes(), &salt)?
+        .to_string())
+}
+
+/// Whether the normalised code matches one stored hash: an Argon2 PHC string, or (codes
+/// issued before salted hashes) a lower-case hex SHA-256 of the code, still accepted.
+fn recovery_matches(compact: &str, stored: &str) -> bool {
+    if stored.starts_with('$') {
+        return match PasswordHash::new(stored) {
+            Ok(parsed) => recovery_argon()
+                .verify_password(compact.as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
+        };
+    }
+    let legacy = hex::encode(Sha256::digest(compact.as_bytes()));
+    stored.len() == legacy.len() && bool::from(stored.as_bytes().ct_eq(legacy.as_bytes()))
 }
 
 /// Ten new recovery codes (`xxxx-xxxx`, lower case, from 31 unambiguous characters),
-/// and their hashes to store (lower-case hex SHA-256 of the code without its dash), in
-/// the same order. Show the codes once; keep only the hashes.
-pub fn recovery_codes() -> (Vec<String>, Vec<String>) {
+/// and their hashes to store (salted Argon2id PHC strings of the code without its dash),
+/// in the same order. Show the codes once; keep only the hashes. Slow (ten Argon2
+/// hashes): call it off the async threads.
+pub fn recovery_codes() -> Result<(Vec<String>, Vec<String>), AuthError> {
     (0..RECOVERY_CODE_COUNT)
         .map(|_| {
             let compact = random_string(RECOVERY_ALPHABET, 8);
-            let hash = recovery_hash(&compact);
-            (format!("{}-{}", &compact[..4], &compact[4..]), hash)
+            let hash = recovery_hash(&compact)?;
+            Ok((format!("{}-{}", &compact[..4], &compact[4..]), hash))
         })
-        .unzip()
+        .collect::<Result<Vec<_>, AuthError>>()
+        .map(|v| v.into_iter().unzip())
 }
 
-/// Uses a recovery code typed by the customer: case, whitespace, dashes and full-width
-/// characters are normalised, the hash is compared in constant time with every stored
-/// one, and on a match that hash is removed from `stored_hashes` (each code works once).
-/// Returns whether the code was valid.
-pub fn use_recovery_code(code: &str, stored_hashes: &mut Vec<String>) -> bool {
+/// The typed code in its stored form (case, whitespace, dashes and full-width characters
+/// normalised), or `None` if it cannot be a recovery code (cheap: no hashing).
+pub fn recovery_candidate(code: &str) -> Option<String> {
     let compact = normalize_typed(code).to_ascii_lowercase();
-    if compact.len() != 8 || !compact.bytes().all(|b| RECOVERY_ALPHABET.contains(&b)) {
-        return false;
-    }
-    let wanted = recovery_hash(&compact);
-    let mut found = None;
-    for (i, stored) in stored_hashes.iter().enumerate() {
-        let eq: bool = stored.as_bytes().ct_eq(wanted.as_bytes()).into();
-        if eq && found.is_none() {
-            found = Some(i);
-        }
-    }
-    match found {
+    (compact.len() == 8 && compact.bytes().all(|b| RECOVERY_ALPHABET.contains(&b)))
+        .then_some(compact)
+}
+
+/// Which stored hash a typed recovery code matches, if any. Slow (one Argon2 check per
+/// stored hash): call it off the async threads.
+pub fn find_recovery_code(code: &str, stored_hashes: &[String]) -> Option<usize> {
+    let compact = recovery_candidate(code)?;
+    stored_hashes
+        .iter()
+        .position(|stored| recovery_matches(&compact, stored))
+}
+
+/// Uses a recovery code typed by the customer ([`find_recovery_code`]): on a match that
+/// hash is removed from `stored_hashes` (each code works once). Returns whether the code
+/// was valid.
+pub fn use_recovery_code(code: &str, stored_hashes: &mut Vec<String>) -> bool {
+    match find_recovery_code(code, stored_hashes) {
         Some(i) => {
             stored_hashes.remove(i);
             true
@@ -480,46 +515,90 @@ pub fn use_recovery_code(code: &str, stored_hashes: &mut Vec<String>) -> bool {
 
 /// Failed-login bookkeeping for one account (store it with the account).
 ///
-/// The [`Lockout::MAX_FAILURES`]th consecutive failure locks the account for
-/// [`Lockout::LOCK_MS`]. Failures while locked are ignored (they neither count nor extend
-/// the lock; the caller should refuse the attempt without checking the password). Once a
-/// lock has expired the count starts again from zero. A success resets everything.
+/// Passwords ([`Lockout::failed`]): the [`Lockout::MAX_FAILURES`]th failure within a
+/// series locks the account for [`Lockout::LOCK_MS`]. A series ends when a lock expires or
+/// when [`Lockout::LOCK_MS`] passed since its last failure; the count then starts again
+/// from zero. Failures while locked are ignored (they neither count nor extend the lock;
+/// the caller should refuse the attempt without checking the password). A success resets
+/// everything.
+///
+/// Second-factor codes ([`Lockout::code_failed`]) have a budget of their own, kept
+/// separately, that neither a correct password nor time resets: see there.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Lockout {
-    /// Consecutive failures so far.
+    /// Failures of the current series.
     pub failures: u32,
     /// Locked while the time (Unix milliseconds) is before this; 0 when never locked.
     pub locked_until_ms: i64,
+    /// Time of the last counted failure (Unix milliseconds; 0: none recorded).
+    pub last_failure_ms: i64,
 }
 
 impl Lockout {
-    /// Consecutive failures that lock the account.
+    /// Failures of one series that lock the account.
     pub const MAX_FAILURES: u32 = 5;
-    /// How long a lock lasts: 15 minutes.
+    /// How long a lock lasts (and how long a series of password failures is remembered):
+    /// 15 minutes.
     pub const LOCK_MS: i64 = 15 * 60 * 1000;
+    /// The longest lock of the second factor: 24 hours.
+    pub const MAX_CODE_LOCK_MS: i64 = 24 * 3600 * 1000;
 
     /// Whether the account is locked at `now_ms` (Unix milliseconds).
     pub fn is_locked(&self, now_ms: i64) -> bool {
         now_ms < self.locked_until_ms
     }
 
-    /// Records a failed attempt at `now_ms`.
+    /// Whether this record still differs from a fresh one at `now_ms`: locked, or a
+    /// password series that has not ended yet. One that does not can be forgotten.
+    pub fn matters(&self, now_ms: i64) -> bool {
+        self.is_locked(now_ms)
+            || (self.failures > 0
+                && self.failures < Self::MAX_FAILURES
+                && now_ms.saturating_sub(self.last_failure_ms) < Self::LOCK_MS)
+    }
+
+    /// Records a failed password attempt at `now_ms`.
     pub fn failed(&mut self, now_ms: i64) {
         if self.is_locked(now_ms) {
             return;
         }
-        if self.failures >= Self::MAX_FAILURES {
-            // The previous lock has expired: a fresh series.
+        if self.failures >= Self::MAX_FAILURES
+            || now_ms.saturating_sub(self.last_failure_ms) >= Self::LOCK_MS
+        {
+            // The previous lock has expired, or the series is old: a fresh series.
             self.failures = 0;
         }
         self.failures += 1;
+        self.last_failure_ms = now_ms;
         if self.failures >= Self::MAX_FAILURES {
             self.locked_until_ms = now_ms.saturating_add(Self::LOCK_MS);
         }
     }
 
-    /// Records a successful login: clears the failures and any lock.
+    /// Records a wrong second-factor code (TOTP or recovery code) at `now_ms`.
+    ///
+    /// The [`Lockout::MAX_FAILURES`]th wrong code locks for [`Lockout::LOCK_MS`]. The count
+    /// does not start again when the lock expires: every further wrong code locks again,
+    /// each time twice as long (30 min, 1 h, 2 h, ... up to [`Lockout::MAX_CODE_LOCK_MS`]).
+    /// Only a correct code ([`Lockout::succeeded`]) or an operator's reset clears it, never a
+    /// correct password. Failures while locked are ignored (the caller refuses them).
+    pub fn code_failed(&mut self, now_ms: i64) {
+        if self.is_locked(now_ms) {
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        self.last_failure_ms = now_ms;
+        if self.failures >= Self::MAX_FAILURES {
+            let doublings = (self.failures - Self::MAX_FAILURES).min(20);
+            let ms = Self::LOCK_MS
+                .saturating_mul(1i64 << doublings)
+                .min(Self::MAX_CODE_LOCK_MS);
+            self.locked_until_ms = now_ms.saturating_add(ms);
+        }
+    }
+
+    /// Records a successful login (or a correct code): clears the failures and any lock.
     pub fn succeeded(&mut self) {
         *self = Lockout::default();
     }
@@ -806,7 +885,7 @@ mod tests {
 
     #[test]
     fn recovery_codes_are_single_use() {
-        let (codes, mut hashes) = recovery_codes();
+        let (codes, mut hashes) = recovery_codes().unwrap();
         assert_eq!(codes.len(), 10);
         assert_eq!(hashes.len(), 10);
         for (code, hash) in codes.iter().zip(&hashes) {
@@ -817,9 +896,16 @@ mod tests {
                     .filter(|&b| b != b'-')
                     .all(|b| RECOVERY_ALPHABET.contains(&b))
             );
-            assert_eq!(hash.len(), 64);
-            assert_eq!(*hash, recovery_hash(&code.replace('-', "")));
+            // salted and slow: no plain digest of the code, a salt of its own per code
+            assert!(hash.starts_with("$argon2id$v=19$m=4096,t=1,p=1$"), "{hash}");
+            assert!(!hash.contains(&hex::encode(Sha256::digest(code.replace('-', "")))));
+            assert!(recovery_matches(&code.replace('-', ""), hash));
         }
+        let salts: std::collections::HashSet<&str> =
+            hashes.iter().map(|h| h.split('$').nth(4).unwrap()).collect();
+        assert_eq!(salts.len(), 10, "one salt per code");
+        // the same code hashed twice gives two different strings
+        assert_ne!(recovery_hash("abcdefgh").unwrap(), recovery_hash("abcdefgh").unwrap());
 
         if !codes.iter().any(|c| c == "zzzz-zzzz") {
             assert!(!use_recovery_code("zzzz-zzzz", &mut hashes));
@@ -841,7 +927,25 @@ mod tests {
         let typed = codes[2].replace('-', "－");
         assert!(use_recovery_code(&typed, &mut hashes));
         assert_eq!(hashes.len(), 6);
-        assert!(!hashes.contains(&recovery_hash(&codes[0].replace('-', ""))));
+        assert!(find_recovery_code(&codes[0], &hashes).is_none());
+    }
+
+    #[test]
+    fn recovery_codes_stored_before_salted_hashes_still_work() {
+        // what older versions stored: hex SHA-256 of the compact code
+        let mut stored = vec![
+            hex::encode(Sha256::digest(b"abcd2345")),
+            recovery_hash("wxyz6789").unwrap(),
+        ];
+        assert!(!use_recovery_code("abcd-2346", &mut stored));
+        assert!(use_recovery_code("ABCD-2345", &mut stored));
+        assert_eq!(stored.len(), 1);
+        assert!(!use_recovery_code("abcd-2345", &mut stored), "once only");
+        assert!(use_recovery_code("wxyz-6789", &mut stored));
+        assert!(stored.is_empty());
+        // malformed stored entries match nothing
+        let stored = vec!["$argon2id$bad".to_string(), "zz".to_string(), String::new()];
+        assert!(find_recovery_code("abcd-2345", &stored).is_none());
     }
 
     #[test]
@@ -889,6 +993,53 @@ mod tests {
             serde_json::from_str::<Lockout>("{}").unwrap(),
             Lockout::default()
         );
+    }
+
+    #[test]
+    fn a_password_series_ends_after_fifteen_quiet_minutes() {
+        let t0 = 1_700_000_000_000i64;
+        let mut l = Lockout::default();
+        for i in 0..4 {
+            l.failed(t0 + i);
+        }
+        assert!(l.matters(t0 + 4));
+        assert!(!l.matters(t0 + 3 + Lockout::LOCK_MS), "forgettable after 15 min");
+        l.failed(t0 + 3 + Lockout::LOCK_MS);
+        assert_eq!(l.failures, 1, "an old series does not count");
+        assert!(!l.is_locked(t0 + 3 + Lockout::LOCK_MS));
+        assert!(!Lockout::default().matters(t0));
+    }
+
+    #[test]
+    fn code_lockout_survives_time_and_doubles() {
+        let t0 = 1_700_000_000_000i64;
+        let mut l = Lockout::default();
+        for i in 0..4 {
+            l.code_failed(t0 + i);
+            assert!(!l.is_locked(t0 + i));
+        }
+        l.code_failed(t0 + 4);
+        assert_eq!(l.locked_until_ms, t0 + 4 + Lockout::LOCK_MS);
+        // ignored while locked
+        l.code_failed(t0 + 5);
+        assert_eq!(l.failures, 5);
+        // after the lock: one more wrong code locks again, twice as long
+        let t1 = l.locked_until_ms;
+        l.code_failed(t1);
+        assert_eq!(l.locked_until_ms, t1 + 2 * Lockout::LOCK_MS);
+        let t2 = l.locked_until_ms;
+        l.code_failed(t2);
+        assert_eq!(l.locked_until_ms, t2 + 4 * Lockout::LOCK_MS);
+        // hours later the count is still there; the lock is capped at a day
+        let mut t = l.locked_until_ms + 10 * Lockout::LOCK_MS;
+        for _ in 0..40 {
+            l.code_failed(t);
+            assert!(l.locked_until_ms - t <= Lockout::MAX_CODE_LOCK_MS);
+            t = l.locked_until_ms;
+        }
+        assert_eq!(l.locked_until_ms - l.last_failure_ms, Lockout::MAX_CODE_LOCK_MS);
+        l.succeeded();
+        assert_eq!(l, Lockout::default());
     }
 
     #[test]

@@ -34,6 +34,7 @@ texts! {
     login_button: "ログイン", "Log in";
     login_failed: "メールアドレスまたはパスワードが正しくありません。", "Wrong e-mail address or password.";
     locked: "ログインの失敗が続いたため、アカウントを15分間ロックしました。しばらくしてから再度お試しください。", "Too many failed attempts: the account is locked for 15 minutes. Please try again later.";
+    code_locked: "認証コードの誤りが続いたため、このアカウントのログインをロックしています（正しいパスワードでも解除されません）。時間をおいて再度お試しいただくか、担当窓口にリセットをご依頼ください。", "Too many wrong codes: logins to this account are locked (a correct password does not unlock them). Try again later, or ask us to reset the account.";
     temp_expired: "仮パスワードの有効期限（72時間）が切れました。担当窓口に再発行をご依頼ください。", "The temporary password has expired (72 hours). Ask us for a new one.";
     csrf_refused: "フォームの有効期限が切れたか、不正な送信です。ページを再読み込みしてからやり直してください。", "The form has expired or the request was forged. Reload the page and try again.";
     busy: "ただいま混み合っています。少し待ってから再度お試しください。", "The portal is busy. Please try again in a moment.";

@@ -116,6 +116,11 @@ pub async fn login(ctx: Ctx, CsrfForm(f): CsrfForm<LoginForm>) -> R {
     if user.must_change_password && user.temp_expires_ms != 0 && now > user.temp_expires_ms {
         return Ok(fail(&ctx, ctx.t.temp_expired, email));
     }
+    // the second factor's lock holds across logins: a new login cannot reset it
+    if super::guard::code_locked(&user, now) {
+        tracing::info!(user = user.id, "portal login refused: codes locked");
+        return Ok(fail(&ctx, ctx.t.code_locked, email));
+    }
     let stage = if user.must_change_password {
         Stage::ChangePassword
     } else if user.totp_secret.is_none() {
@@ -159,7 +164,8 @@ pub async fn totp(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
         return Ok(r);
     }
     let (outcome, used_recovery) =
-        p.code_attempt(ctx.session.user, ctx.session.epoch, &f.code, true)?;
+        p.code_attempt(ctx.session.user, ctx.session.epoch, &f.code, true)
+            .await?;
     let u = match outcome {
         Attempt::Ok(u) => u,
         Attempt::Gone => {
@@ -170,7 +176,7 @@ pub async fn totp(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
             p.sessions.remove(&ctx.sid);
             return Ok(render(&LoginPage {
                 c: ctx.chrome("login"),
-                error: Some(ctx.t.locked.into()),
+                error: Some(ctx.t.code_locked.into()),
                 email: ctx.session.email.clone(),
             }));
         }
@@ -371,7 +377,10 @@ pub async fn enroll(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
     let Some(step) = step else {
         return enroll_view(&ctx, &secret, Some(ctx.t.totp_wrong.into()));
     };
-    let (codes, hashes) = auth::recovery_codes();
+    let (codes, hashes) = p
+        .argon(auth::recovery_codes)
+        .await?
+        .map_err(|e| PortalError::Internal(e.to_string()))?;
     let (id, epoch) = (ctx.session.user, ctx.session.epoch);
     let saved = p.app.store.write(|tx| {
         let Some(mut u) = tx.user(id)? else {

@@ -40,8 +40,9 @@ pub struct Portal {
     secure: bool,
     /// Offset of the service's time zone, seconds.
     pub tz: i64,
-    /// Argon2 checks running at once (each takes ~19 MiB and a core for tens of ms).
-    argon_slots: tokio::sync::Semaphore,
+    /// Argon2 checks running at once (each takes ~19 MiB and a core for tens of ms), and
+    /// the short queue before them.
+    argon_slots: guard::ArgonGate,
     /// Lockouts of addresses without an account.
     unknown: guard::UnknownLockouts,
     /// Last test mail per contract (Unix ms).
@@ -67,7 +68,7 @@ impl Portal {
             csrf_key: rand::random(),
             secure,
             tz,
-            argon_slots: tokio::sync::Semaphore::new(2 * cores),
+            argon_slots: guard::ArgonGate::new(2 * cores),
             unknown: Default::default(),
             test_mail_at: Default::default(),
         })

@@ -12,6 +12,7 @@ use super::query::{self, AlertFilter, AlertPage, Scope, TrafficTotals};
 use super::session::Stage;
 use super::{Authed, Chrome, CodeForm, CsrfForm, Empty, PortalError, blocking, render};
 use crate::clock::format_local;
+use crate::sanitize;
 use crate::score::Level;
 use crate::store::{AlertRecord, Device, DeviceStatus, MaintenanceNotice, StoreError};
 
@@ -98,15 +99,16 @@ fn device_rows(ctx: &super::Ctx, devices: Vec<Device>) -> Vec<DeviceRow> {
                 last: d
                     .last_heartbeat_ms
                     .map_or_else(|| t.never.to_string(), |ms| format_local(ms, tz)),
+                // reported by the appliance
                 firmware: if d.firmware.is_empty() {
                     "-".into()
                 } else {
-                    d.firmware.clone()
+                    sanitize::field(&d.firmware)
                 },
                 rules: if d.rules_version.is_empty() {
                     "-".into()
                 } else {
-                    d.rules_version.clone()
+                    sanitize::field(&d.rules_version)
                 },
                 activated: d
                     .activated_ms
@@ -434,13 +436,15 @@ pub async fn alert_detail(a: Authed, Path(id): Path<String>) -> R {
                     s.gid,
                     s.sid,
                     s.rev,
-                    s.msg.as_str(),
-                    s.classtype.as_ref().map_or("-", |c| c.as_str()),
+                    sanitize::field(s.msg.as_str()),
+                    sanitize::field(s.classtype.as_ref().map_or("-", |c| c.as_str())),
                     s.severity
                 )),
-                protocol::messages::Detection::Category { category } => {
-                    Some(format!("{}: {}", t.category, category.as_str()))
-                }
+                protocol::messages::Detection::Category { category } => Some(format!(
+                    "{}: {}",
+                    t.category,
+                    sanitize::field(category.as_str())
+                )),
             },
             None,
         ),
@@ -448,13 +452,13 @@ pub async fn alert_detail(a: Authed, Path(id): Path<String>) -> R {
             None,
             Some(format!(
                 "{} — SHA-256 {}",
-                fv.name.as_ref().map_or("-", |n| n.as_str()),
+                sanitize::field(fv.name.as_ref().map_or("-", |n| n.as_str())),
                 fv.sha256
             )),
         ),
     };
     let page = AlertDetailPage {
-        reason: rec.reason.clone(),
+        reason: sanitize::field(&rec.reason),
         todo: t.actions(rec.level),
         internal: format!(
             "{}{}  (MAC {})",
@@ -909,18 +913,23 @@ pub async fn account_recovery(a: Authed, CsrfForm(f): CsrfForm<CodeForm>) -> R {
     // counted against the lockout like a login; recovery codes do not make new ones
     let (outcome, _) = ctx
         .p
-        .code_attempt(ctx.session.user, ctx.session.epoch, &f.code, false)?;
+        .code_attempt(ctx.session.user, ctx.session.epoch, &f.code, false)
+        .await?;
     match outcome {
         super::guard::Attempt::Ok(_) => {}
         super::guard::Attempt::Locked => {
-            return account_view(ctx, a.scope, Some(ctx.t.locked.into()));
+            return account_view(ctx, a.scope, Some(ctx.t.code_locked.into()));
         }
         super::guard::Attempt::Wrong => {
             return account_view(ctx, a.scope, Some(ctx.t.totp_wrong.into()));
         }
         super::guard::Attempt::Gone => return Err(PortalError::NotFound),
     }
-    let (codes, hashes) = super::auth::recovery_codes();
+    let (codes, hashes) = ctx
+        .p
+        .argon(super::auth::recovery_codes)
+        .await?
+        .map_err(|e| PortalError::Internal(e.to_string()))?;
     let (id, epoch) = (ctx.session.user, ctx.session.epoch);
     ctx.p.app.store.write(|tx| {
         if let Some(mut u) = tx.user(id)?.filter(|u| u.epoch == epoch) {

@@ -273,8 +273,10 @@ pub fn traffic_totals(rows: &[TrafficRow]) -> TrafficTotals {
             }
         }
     }
+    // names and addresses as the appliance reported them: sanitised for the page
+    let shown = crate::sanitize::field;
     let sorted = |m: HashMap<&str, Totals>| {
-        let mut v: Vec<(String, Totals)> = m.into_iter().map(|(k, t)| (k.to_string(), t)).collect();
+        let mut v: Vec<(String, Totals)> = m.into_iter().map(|(k, t)| (shown(k), t)).collect();
         v.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
         v
     };
@@ -284,9 +286,9 @@ pub fn traffic_totals(rows: &[TrafficRow]) -> TrafficTotals {
             let top = c
                 .into_iter()
                 .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
-                .map(|(k, _)| k.to_string())
+                .map(|(k, _)| shown(k))
                 .unwrap_or_default();
-            (ip.to_string(), mac.to_string(), t, top)
+            (shown(ip), shown(mac), t, top)
         })
         .collect();
     hv.sort_by(|a, b| b.2.bytes.cmp(&a.2.bytes).then(a.0.cmp(&b.0)));

@@ -223,34 +223,41 @@ impl StoredEvent {
             StoredEvent::Alert(a) => match &a.detection {
                 Detection::Signature(s) => format!("sig:{}:{}", s.gid, s.sid),
                 Detection::Category { category } => {
-                    format!("cat:{}:{}", category.as_str(), self.site())
+                    format!("cat:{}:{}", category.as_str(), self.site_raw())
                 }
             },
             StoredEvent::File(f) => format!("hash:{}", f.sha256),
         }
     }
-    /// Threat / signature description.
+    /// Threat / signature description, to show (sanitised: the parts come from the
+    /// appliance and the traffic, see [`crate::sanitize`]).
     pub fn what(&self) -> String {
+        use crate::sanitize::field;
         use protocol::messages::Detection;
         match self {
             StoredEvent::Alert(a) => match &a.detection {
-                Detection::Signature(s) => format!("{} (sid {})", s.msg.as_str(), s.sid),
+                Detection::Signature(s) => format!("{} (sid {})", field(s.msg.as_str()), s.sid),
                 Detection::Category { category } => {
-                    format!("カテゴリ「{}」のサイト", category.as_str())
+                    format!("カテゴリ「{}」のサイト", field(category.as_str()))
                 }
             },
             StoredEvent::File(f) => format!(
                 "{} ({})",
-                f.threat.as_str(),
+                field(f.threat.as_str()),
                 f.name
                     .as_ref()
-                    .map(|n| n.as_str())
-                    .unwrap_or("ファイル名不明")
+                    .map_or_else(|| "ファイル名不明".to_string(), |n| field(n.as_str()))
             ),
         }
     }
-    /// URL (host and path), SNI or DNS name, if any.
+    /// URL (host and path), SNI or DNS name, if any, to show (sanitised, see
+    /// [`crate::sanitize`]).
     pub fn site(&self) -> String {
+        crate::sanitize::field(&self.site_raw())
+    }
+    /// URL (host and path), SNI or DNS name as the appliance sent it (for comparisons,
+    /// never to show).
+    fn site_raw(&self) -> String {
         let (url, sni, dns) = match self {
             StoredEvent::Alert(a) => (a.url.as_ref(), a.sni.as_ref(), a.dns_name.as_ref()),
             StoredEvent::File(f) => (f.url.as_ref(), f.sni.as_ref(), None),
@@ -330,6 +337,21 @@ pub struct PortalUser {
     pub failed_logins: u32,
     #[serde(default)]
     pub locked_until_ms: i64,
+    /// Time of the last password failure (Unix ms): a series of failures ends 15 minutes
+    /// after its last one.
+    #[serde(default)]
+    pub last_failed_login_ms: i64,
+    /// Wrong second-factor codes (TOTP or recovery) since the last correct one: a budget
+    /// of its own that a correct password does not reset (only a correct code or an
+    /// operator's reset does).
+    #[serde(default)]
+    pub code_failures: u32,
+    /// The second factor is locked until this time (Unix ms), across logins.
+    #[serde(default)]
+    pub code_locked_until_ms: i64,
+    /// Time of the last wrong code (Unix ms).
+    #[serde(default)]
+    pub last_code_failure_ms: i64,
     pub created_ms: i64,
     /// Until when the temporary password works (Unix ms; 0: no limit).
     #[serde(default)]
