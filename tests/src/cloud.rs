@@ -10,8 +10,12 @@ use serde_json::Value;
 
 use crate::{appliance, corpus, release_bin, root, run};
 
-/// The release build of the cloud binary.
+/// The release build of the cloud binary (or the binary named by `MIMAMORI_CLOUD_BIN`,
+/// e.g. an older build to show that an attack worked against it).
 pub fn cloud_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("MIMAMORI_CLOUD_BIN") {
+        return PathBuf::from(p);
+    }
     release_bin("mimamori-cloud", "mimamori-cloud")
 }
 
