@@ -284,7 +284,10 @@ fn totp_guesses_after_password_reentry_lock_within_five_wrong_codes() {
     assert_ne!(waiting.get("/").status, 200);
     let fresh = Web::new(&c, &dir, "fresh");
     let p = fresh.login(USER, NEW_PASSWORD);
-    assert_ne!(p.location, "/login/totp", "a new login cannot reset the lock");
+    assert_ne!(
+        p.location, "/login/totp",
+        "a new login cannot reset the lock"
+    );
     assert!(p.body.contains(LOCKED_JA), "{}", p.body);
     assert_ne!(fresh.get("/").status, 200);
     // the operator sees it
@@ -292,6 +295,9 @@ fn totp_guesses_after_password_reentry_lock_within_five_wrong_codes() {
     assert_eq!(users[0]["locked"], true, "{users}");
     // and the logged-in owner's session was not touched by the attack
     assert_eq!(legit.get("/").status, 200);
+    drop(c);
+    drop(smtp);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -442,8 +448,10 @@ fn a_newline_in_the_sni_forges_no_line_in_the_alert_mail() {
         "the forged SNI reached the cloud: {alerts:?}"
     );
     let mut mail = String::new();
-    wait_for("the alert mail with the SNI", Duration::from_secs(30), || {
-        match smtp
+    wait_for(
+        "the alert mail with the SNI",
+        Duration::from_secs(30),
+        || match smtp
             .mails()
             .into_iter()
             .find(|(rcpt, m)| rcpt == to && body_of(m).contains("phish-login.example"))
@@ -453,8 +461,8 @@ fn a_newline_in_the_sni_forges_no_line_in_the_alert_mail() {
                 true
             }
             None => false,
-        }
-    });
+        },
+    );
     for (_, m) in smtp.mails() {
         assert_no_forged_line(&m);
     }
@@ -487,4 +495,7 @@ fn a_newline_in_the_sni_forges_no_line_in_the_alert_mail() {
             .any(|d| d.contains("\\r\\nSubject: forged") && !d.contains(['\r', '\n'])),
         "export domains: {domains:?}"
     );
+    drop(c);
+    drop(smtp);
+    let _ = std::fs::remove_dir_all(&dir);
 }

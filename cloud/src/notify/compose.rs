@@ -278,7 +278,9 @@ mod tests {
         for l in text.lines() {
             let t = l.trim_start();
             assert!(
-                !t.starts_with("Subject:") && !t.starts_with("重要度: ★★★") && !t.starts_with("X-Forged"),
+                !t.starts_with("Subject:")
+                    && !t.starts_with("重要度: ★★★")
+                    && !t.starts_with("X-Forged"),
                 "forged line {l:?} in\n{text}"
             );
         }
@@ -289,7 +291,13 @@ mod tests {
         let forged = "a.example\r\nSubject: forged\r\n重要度: ★★★\nX-Forged: 1\u{2028}x\u{1b}[2J";
         let mut cat = category_alert("phishing\r\n重要度: ★★★", Action::Blocked);
         cat.sni = Some(s(forged));
-        let mut sig = sig_alert(9, Direction::Outbound, "trojan-activity", &[], Action::Allowed);
+        let mut sig = sig_alert(
+            9,
+            Direction::Outbound,
+            "trojan-activity",
+            &[],
+            Action::Allowed,
+        );
         if let protocol::messages::Detection::Signature(x) = &mut sig.detection {
             x.msg = s("ET TEST\nSubject: forged");
         }
@@ -311,7 +319,9 @@ mod tests {
         assert!(!body.contains('\r') && !body.contains('\u{1b}') && !body.contains('\u{2028}'));
         // still there for the reader, escaped
         assert!(
-            body.contains("a.example\\r\\nSubject: forged\\r\\n重要度: ★★★\\nX-Forged: 1\\u{2028}x\\x1b[2J"),
+            body.contains(
+                "a.example\\r\\nSubject: forged\\r\\n重要度: ★★★\\nX-Forged: 1\\u{2028}x\\x1b[2J"
+            ),
             "{body}"
         );
         assert!(body.contains("invoice\\r\\n重要度: ★★★.exe"), "{body}");

@@ -901,11 +901,16 @@ mod tests {
             assert!(!hash.contains(&hex::encode(Sha256::digest(code.replace('-', "")))));
             assert!(recovery_matches(&code.replace('-', ""), hash));
         }
-        let salts: std::collections::HashSet<&str> =
-            hashes.iter().map(|h| h.split('$').nth(4).unwrap()).collect();
+        let salts: std::collections::HashSet<&str> = hashes
+            .iter()
+            .map(|h| h.split('$').nth(4).unwrap())
+            .collect();
         assert_eq!(salts.len(), 10, "one salt per code");
         // the same code hashed twice gives two different strings
-        assert_ne!(recovery_hash("abcdefgh").unwrap(), recovery_hash("abcdefgh").unwrap());
+        assert_ne!(
+            recovery_hash("abcdefgh").unwrap(),
+            recovery_hash("abcdefgh").unwrap()
+        );
 
         if !codes.iter().any(|c| c == "zzzz-zzzz") {
             assert!(!use_recovery_code("zzzz-zzzz", &mut hashes));
@@ -1003,7 +1008,10 @@ mod tests {
             l.failed(t0 + i);
         }
         assert!(l.matters(t0 + 4));
-        assert!(!l.matters(t0 + 3 + Lockout::LOCK_MS), "forgettable after 15 min");
+        assert!(
+            !l.matters(t0 + 3 + Lockout::LOCK_MS),
+            "forgettable after 15 min"
+        );
         l.failed(t0 + 3 + Lockout::LOCK_MS);
         assert_eq!(l.failures, 1, "an old series does not count");
         assert!(!l.is_locked(t0 + 3 + Lockout::LOCK_MS));
@@ -1037,7 +1045,10 @@ mod tests {
             assert!(l.locked_until_ms - t <= Lockout::MAX_CODE_LOCK_MS);
             t = l.locked_until_ms;
         }
-        assert_eq!(l.locked_until_ms - l.last_failure_ms, Lockout::MAX_CODE_LOCK_MS);
+        assert_eq!(
+            l.locked_until_ms - l.last_failure_ms,
+            Lockout::MAX_CODE_LOCK_MS
+        );
         l.succeeded();
         assert_eq!(l, Lockout::default());
     }

@@ -219,7 +219,10 @@ enum CodeStep {
     Done(Attempt),
     /// Not the TOTP code (already counted as a failure); may be one of these recovery
     /// codes. `locked`: the count has reached the lock.
-    Recovery { hashes: Vec<String>, locked: bool },
+    Recovery {
+        hashes: Vec<String>,
+        locked: bool,
+    },
 }
 
 impl Portal {
@@ -503,7 +506,10 @@ mod test {
             let p = Arc::clone(&p);
             async move { p.code_attempt(1, epoch, &code, recovery).await.unwrap() }
         };
-        assert!(matches!(attempt(code.clone(), true, 0).await.0, Attempt::Ok(_)));
+        assert!(matches!(
+            attempt(code.clone(), true, 0).await.0,
+            Attempt::Ok(_)
+        ));
         assert!(
             matches!(attempt(code.clone(), true, 0).await.0, Attempt::Wrong),
             "a code is not accepted twice"
@@ -556,7 +562,10 @@ mod test {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(locked && wrong <= 5, "locked within 5 wrong codes ({wrong})");
+        assert!(
+            locked && wrong <= 5,
+            "locked within 5 wrong codes ({wrong})"
+        );
         // the lock holds for the right code and for a recovery code, across logins
         let now = (p.app.now() / 1000) as u64;
         let right = totp.code_at(now);
@@ -672,7 +681,10 @@ mod test {
         until(|| gate.waiting.load(Ordering::SeqCst) == 2).await;
         // ... the queue is bounded: more are told at once to come back
         for _ in 0..3 {
-            assert!(matches!(spawn(&gate).await.unwrap(), Err(PortalError::Busy)));
+            assert!(matches!(
+                spawn(&gate).await.unwrap(),
+                Err(PortalError::Busy)
+            ));
         }
         open(&release);
         assert!(first.await.unwrap().is_ok());

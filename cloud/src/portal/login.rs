@@ -163,9 +163,9 @@ pub async fn totp(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
     if let Some(r) = elsewhere(&ctx, |s| *s == Stage::Totp) {
         return Ok(r);
     }
-    let (outcome, used_recovery) =
-        p.code_attempt(ctx.session.user, ctx.session.epoch, &f.code, true)
-            .await?;
+    let (outcome, used_recovery) = p
+        .code_attempt(ctx.session.user, ctx.session.epoch, &f.code, true)
+        .await?;
     let u = match outcome {
         Attempt::Ok(u) => u,
         Attempt::Gone => {
