@@ -354,7 +354,7 @@ fn loose_modes_fixed_and_foreign_or_linked_files_refused() {
     assert_eq!(mode(&outside), 0o644, "the link's target was changed");
     std::fs::remove_file(data.join("server.crt.link")).expect("rm");
     // a file of another user: refused with the fix
-    let is_root = std::fs::metadata("/proc/self").map(|m| m.uid()) == Ok(0);
+    let is_root = std::fs::metadata("/proc/self").map(|m| m.uid()).ok() == Some(0);
     if is_root {
         let f = data.join("ca.crt");
         let chown = |uid: &str| {
@@ -416,7 +416,7 @@ fn fill(dir: &Path) -> u64 {
 
 #[test]
 fn disk_full_exits_for_the_supervisor_and_loses_nothing_acknowledged() {
-    if std::fs::metadata("/proc/self").map(|m| m.uid()) != Ok(0) {
+    if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
         eprintln!("SKIPPED: mounting a small tmpfs as the data folder needs root");
         return;
     }
