@@ -17,7 +17,7 @@ use crate::App;
 /// How long a store probe's outcome is reused.
 const STORE_TTL: Duration = Duration::from_secs(5);
 /// How long an SMTP connect's outcome is reused.
-const SMTP_TTL: Duration = Duration::from_secs(30);
+const SMTP_TTL: Duration = Duration::from_secs(10);
 /// Timeout of the SMTP connect.
 const SMTP_CONNECT: Duration = Duration::from_secs(3);
 /// Below this much free space on the data folder's file system, the disk is failing.

@@ -371,7 +371,8 @@ fn loose_modes_fixed_and_foreign_or_linked_files_refused() {
     } else {
         eprintln!("SKIPPED the foreign-owner case: needs root to chown");
     }
-    // the store has sealed records: without its secrets key it does not start
+    // the store was made with a secrets key: without it, it does not start (and no new
+    // key replaces the lost one)
     let key = data.join("secrets.key");
     let aside = dir.join("secrets.key.backup");
     std::fs::rename(&key, &aside).expect("moving the key away");
