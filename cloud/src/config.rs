@@ -52,6 +52,13 @@ pub struct Config {
     pub portal_url: Option<String>,
     #[serde(default)]
     pub portal: PortalConfig,
+    /// The key that encrypts the secrets in the store (TOTP secrets, queued mails that may
+    /// hold temporary passwords); default `<data_dir>/secrets.key`, created (mode 0600) on
+    /// first start. Keep it on another volume than `data_dir` (a stolen copy of the data
+    /// folder or of its backup then does not reveal them) and back it up separately: a store
+    /// with encrypted records does not start without its key.
+    #[serde(default)]
+    pub secrets_key: Option<PathBuf>,
 }
 
 /// The customers' web portal (SPEC §5.6).
@@ -362,6 +369,29 @@ impl Config {
         Ok(())
     }
 
+    /// Where the secrets key is (`secrets_key`, default `<data_dir>/secrets.key`).
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secrets.key"))
+    }
+
+    /// This configuration with its secrets (admin token, SMTP password) replaced by
+    /// `<redacted>`: what `check-config` prints.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        let hide = |s: &mut String| {
+            if !s.is_empty() {
+                *s = "<redacted>".into();
+            }
+        };
+        hide(&mut c.admin.token);
+        if let Some(p) = c.smtp.password.as_mut() {
+            hide(p);
+        }
+        c
+    }
+
     /// The portal's address for mails (`portal_url`, default a local one).
     pub fn portal_url(&self) -> String {
         self.portal_url
@@ -399,5 +429,18 @@ mod test {
         assert_eq!(c.timing.mail_window, Duration::from_secs(60));
         assert_eq!(c.time_zone, "Asia/Tokyo");
         assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn redacted_hides_secrets() {
+        let c: Config = toml::from_str(
+            "data_dir = \"/tmp/x\"\n[admin]\ntoken = \"tok-SECRET-1\"\n[smtp]\nusername = \"u\"\npassword = \"pw-SECRET-2\"\n",
+        )
+        .unwrap();
+        let shown = format!("{:#?}", c.redacted());
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+        assert_eq!(c.admin.token, "tok-SECRET-1", "the original is unchanged");
+        assert_eq!(c.secrets_key_path(), PathBuf::from("/tmp/x/secrets.key"));
     }
 }

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod contract;
+pub mod health;
 pub mod heartbeat;
 pub mod identity;
 pub mod ingest;
@@ -61,6 +62,8 @@ pub struct App {
     /// One wake-up per device with an open session: a command was queued for it (or a
     /// bundle published for all).
     pub command_wakers: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
+    /// Cached outcomes of `/healthz`'s costly checks.
+    pub health: health::Health,
 }
 
 impl App {

@@ -14,7 +14,7 @@ use crate::{App, admin, heartbeat, ingest, notify};
 /// Build the shared state (also used by tests with their own clock).
 pub fn build(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
     let store = Arc::new(
-        Store::open(&cfg.data_dir)
+        Store::open_with(&cfg.data_dir, &cfg.secrets_key_path())
             .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
     );
     let identity = Identity::load_or_create(&cfg.data_dir, &cfg.ingest.server_names)
@@ -32,8 +32,11 @@ pub fn build(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
         match std::fs::read_to_string(&p) {
             Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
             _ => {
+                use std::io::Write;
                 let t = hex::encode(rand::random::<[u8; 24]>());
-                std::fs::write(&p, &t).with_context(|| format!("writing {}", p.display()))?;
+                crate::store::datadir::create_private(&p)
+                    .and_then(|mut f| f.write_all(t.as_bytes()).and_then(|_| f.sync_all()))
+                    .with_context(|| format!("writing {}", p.display()))?;
                 t
             }
         }
@@ -61,11 +64,23 @@ pub fn build(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
         writer,
         admin_token: token,
         command_wakers: Default::default(),
+        health: Default::default(),
     }))
 }
 
 /// Run the service until interrupted.
+///
+/// Fails (the binary exits non-zero, for its supervisor — systemd `Restart=on-failure` —
+/// to start it again) when a task stops, when the store writer thread stops (a panic), or
+/// when the database file fails (disk full, I/O error): redb latches the first I/O error,
+/// so nothing could be written again until the database is re-opened, and re-opening it
+/// is what a restart does (redb recovers the last commit; appliances send again what was
+/// not acknowledged). The service is not left running with a store that refuses writes.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // every file the service creates is the owner's only (the store and the key files are
+    // also opened with mode 0600 explicitly)
+    // SAFETY: umask has no preconditions and cannot fail
+    unsafe { libc::umask(0o077) };
     let app = build(cfg, Arc::new(SystemClock))?;
     let ingest_l = tokio::net::TcpListener::bind(app.cfg.ingest.listen)
         .await
@@ -103,9 +118,30 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             tracing::error!(error = %e, "portal stopped");
         }
     });
+    let store_failed = async {
+        loop {
+            if let Some(e) = app.store.failure() {
+                return e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-        r = tasks.join_next() => tracing::error!(result = ?r, "a service task stopped"),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted; stopping");
+            Ok(())
+        }
+        r = tasks.join_next() => {
+            tracing::error!(result = ?r, "a service task stopped; exiting for the supervisor to restart the service");
+            Err(anyhow::anyhow!("a service task stopped: {r:?}"))
+        }
+        _ = app.writer.stopped() => {
+            tracing::error!("the store writer stopped (panic?); exiting for the supervisor to restart the service");
+            Err(anyhow::anyhow!("the store writer stopped; ingest cannot continue"))
+        }
+        e = store_failed => {
+            tracing::error!(error = %e, "the database failed (disk full or I/O error); exiting for the supervisor to restart the service");
+            Err(anyhow::anyhow!("the database failed ({e}); exiting so that the service is restarted and the database re-opened"))
+        }
     }
-    Ok(())
 }

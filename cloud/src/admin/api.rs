@@ -95,7 +95,14 @@ pub fn router(api: Api) -> Router {
         .route("/v1/ops/status", get(status))
         .route("/v1/ca", get(ca))
         .layer(axum::middleware::from_fn_with_state(api.clone(), auth))
+        // outside the token layer: monitoring needs no credentials (it reveals no data)
+        .route("/healthz", get(healthz))
         .with_state(api)
+}
+
+/// `GET /healthz` (unauthenticated): see `crate::health`.
+async fn healthz(State(api): State<Api>) -> axum::response::Response {
+    crate::health::respond(&api.app).await
 }
 
 async fn auth(

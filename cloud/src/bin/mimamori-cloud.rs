@@ -64,11 +64,14 @@ fn main() -> ExitCode {
             Cmd::Admin { target, cmd } => cli::run(target, cmd).await,
             Cmd::CheckConfig { config } => {
                 let cfg = mimamori_cloud::config::Config::load(&config)?;
-                println!("{cfg:#?}");
+                // secrets (admin token, SMTP password) are never printed
+                println!("{:#?}", cfg.redacted());
                 Ok(())
             }
         }
     });
+    // do not wait for stuck blocking work (e.g. a failed disk) before exiting
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

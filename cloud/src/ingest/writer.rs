@@ -27,6 +27,7 @@ pub struct Job {
 #[derive(Clone)]
 pub struct WriterHandle(mpsc::Sender<Job>);
 
+
 impl WriterHandle {
     /// Store a batch; resolves once it is committed.
     pub async fn store(
@@ -47,6 +48,18 @@ impl WriterHandle {
             .map_err(|_| "the store writer stopped".to_string())?;
         rx.await
             .map_err(|_| "the store writer dropped the batch".to_string())?
+    }
+
+    /// Whether the writer thread is still running (its queue's receiver lives in it, so a
+    /// panic or an exit of the thread closes the queue).
+    pub fn alive(&self) -> bool {
+        !self.0.is_closed()
+    }
+
+    /// Resolves when the writer thread has stopped (panicked or exited): the service must
+    /// not keep running without it (ingest would fail every batch).
+    pub async fn stopped(&self) {
+        self.0.closed().await
     }
 }
 
@@ -103,6 +116,10 @@ pub fn spawn(
                         }
                     }
                     Err(e) => {
+                        // nothing was committed: no job is acknowledged (each connection
+                        // ends and its appliance sends the batch again). An I/O error of
+                        // the database is latched by the store; the service then exits for
+                        // its supervisor (serve).
                         stats.failures.fetch_add(1, Relaxed);
                         tracing::error!(error = %e, jobs = jobs.len(), "storing a batch failed; connections will retry");
                         for j in jobs.drain(..) {
@@ -115,4 +132,27 @@ pub fn spawn(
         })
         .expect("spawning the store writer");
     WriterHandle(tx)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_writer_is_seen_as_stopped() {
+        let (tx, mut rx) = mpsc::channel::<Job>(4);
+        let h = WriterHandle(tx);
+        let t = std::thread::spawn(move || {
+            let _ = rx.blocking_recv();
+            panic!("writer bug");
+        });
+        assert!(h.alive());
+        let r = h.store("dev", 1, Vec::new()).await;
+        assert!(r.is_err(), "the batch is not acknowledged");
+        assert!(t.join().is_err());
+        tokio::time::timeout(Duration::from_secs(5), h.stopped())
+            .await
+            .expect("stopped() resolves after the panic");
+        assert!(!h.alive());
+    }
 }

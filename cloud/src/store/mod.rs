@@ -4,9 +4,14 @@
 //! and [`Store::read`]. Typed helpers on [`Tx`] / [`Rx`] name each table, so callers never
 //! see keys or encodings.
 
+pub mod datadir;
 pub mod model;
+pub mod secrets;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
@@ -25,6 +30,24 @@ pub enum StoreError {
     Refused(String),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("data folder: {0}")]
+    DataDir(#[from] datadir::DataDirError),
+    #[error("secrets key: {0}")]
+    Key(#[from] secrets::KeyError),
+    /// The store holds encrypted records and the key is missing or another one.
+    #[error("{0}")]
+    KeyMismatch(String),
+}
+
+impl StoreError {
+    /// An I/O failure of the database file (disk full, device error) or redb's latched
+    /// "previous I/O error": nothing more can be written until the database is re-opened.
+    pub fn is_io(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed)
+        )
+    }
 }
 
 macro_rules! from_redb {
@@ -85,15 +108,45 @@ fn dec<T: DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<T> {
 /// The database.
 pub struct Store {
     db: Database,
+    sealer: Arc<secrets::Sealer>,
+    /// The first I/O failure of the database file: the store is unusable until re-opened
+    /// (the service exits non-zero for its supervisor, see `serve`).
+    failed: Mutex<Option<String>>,
 }
 
+/// Meta key naming the secrets key the store's sealed records need.
+const KEY_ID: &str = "secrets_key_id";
+
 impl Store {
-    /// Open (or create) the store in a data directory.
+    /// Open (or create) the store in a data directory, with the secrets key in
+    /// `<data_dir>/secrets.key`.
     pub fn open(data_dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::Refused(format!("creating {}: {e}", data_dir.display())))?;
-        let db = Database::create(data_dir.join("mimamori.redb"))?;
-        let s = Store { db };
+        Store::open_with(data_dir, &data_dir.join("secrets.key"))
+    }
+
+    /// Open (or create) the store in a data directory (created 0700; its files are checked,
+    /// see [`datadir::prepare`]) with the secrets key at `key_path` (created 0600 with a
+    /// new store; a store holding sealed records without its key is refused).
+    pub fn open_with(data_dir: &Path, key_path: &Path) -> Result<Store> {
+        datadir::prepare(data_dir)?;
+        let path = data_dir.join("mimamori.redb");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| StoreError::Refused(format!("opening {}: {e}", path.display())))?;
+        let db = Database::builder()
+            .create_with_backend(redb::backends::FileBackend::new(file)?)?;
+        let sealer = Store::key_for(&db, key_path)?;
+        let s = Store {
+            db,
+            sealer: Arc::new(sealer),
+            failed: Mutex::new(None),
+        };
         // create every table so readers never meet a missing one
         s.write(|tx| {
             let t = &tx.0;
@@ -119,7 +172,127 @@ impl Store {
             Ok(())
         })?;
         s.migrate()?;
+        s.seal_plain_secrets()?;
         Ok(s)
+    }
+
+    /// The store's secrets key: the file at `key_path`, which must be the one the store's
+    /// sealed records were written with; created when the store has none yet.
+    fn key_for(db: &Database, key_path: &Path) -> Result<secrets::Sealer> {
+        let want: Option<String> = {
+            let rx = db.begin_read()?;
+            match rx.open_table(META) {
+                Ok(t) => t
+                    .get(KEY_ID)?
+                    .map(|v| String::from_utf8_lossy(v.value()).into_owned()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let shown = key_path.display();
+        if std::fs::symlink_metadata(key_path).is_ok() {
+            datadir::check_file(key_path)?;
+        }
+        match (secrets::Sealer::load(key_path)?, want) {
+            (Some(k), Some(id)) if k.id == id => Ok(k),
+            (Some(k), Some(id)) => Err(StoreError::KeyMismatch(format!(
+                "{shown} is key {}, but the store's secrets were sealed with key {id}; restore the right secrets key from your backup (or point `secrets_key` at it)",
+                k.id
+            ))),
+            (None, Some(id)) => Err(StoreError::KeyMismatch(format!(
+                "{shown} does not exist, but the store holds secrets sealed with key {id}; restore the secrets key from your backup (or point `secrets_key` at it). Starting without it would lose every TOTP enrolment and queued mail"
+            ))),
+            (Some(k), None) => {
+                Store::record_key(db, &k)?;
+                Ok(k)
+            }
+            (None, None) => {
+                if let Some(dir) = key_path.parent()
+                    && !dir.as_os_str().is_empty()
+                    && std::fs::symlink_metadata(dir).is_err()
+                {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)
+                        .map_err(|e| StoreError::Refused(format!("creating {}: {e}", dir.display())))?;
+                }
+                let k = secrets::Sealer::create(key_path)?;
+                tracing::warn!(path = %shown, key = %k.id, "created the secrets key; back it up (the TOTP enrolments and queued mails cannot be read without it)");
+                Store::record_key(db, &k)?;
+                Ok(k)
+            }
+        }
+    }
+
+    fn record_key(db: &Database, k: &secrets::Sealer) -> Result<()> {
+        let tx = db.begin_write()?;
+        tx.open_table(META)?.insert(KEY_ID, k.id.as_bytes())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Seal the secrets a store written before encryption holds in clear (once).
+    fn seal_plain_secrets(&self) -> Result<()> {
+        self.write(|tx| {
+            fn all<T: DeserializeOwned>(
+                tx: &Tx,
+                t: TableDefinition<u64, &[u8]>,
+                name: &'static str,
+            ) -> Result<Vec<T>> {
+                let mut v = Vec::new();
+                for e in tx.0.open_table(t)?.iter()? {
+                    v.push(dec(name, e?.1.value())?);
+                }
+                Ok(v)
+            }
+            let users: Vec<PortalUser> = all(tx, USERS, "portal_users")?;
+            let mut n = 0;
+            for u in users {
+                if u.totp_secret.as_deref().is_some_and(|t| !t.starts_with(secrets::PREFIX)) {
+                    // put_user seals; the record as stored is the plain one
+                    tx.put_user(&u)?;
+                    n += 1;
+                }
+            }
+            let mails: Vec<Mail> = all(tx, OUTBOX, "outbox")?;
+            for m in mails {
+                if !m.body.starts_with(secrets::PREFIX) {
+                    tx.put_mail(&m)?;
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                tracing::info!(records = n, "sealed secrets stored in clear by an older version");
+            }
+            Ok(())
+        })
+    }
+
+    /// The I/O failure that made the store unusable, if one happened.
+    pub fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn note<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r
+            && e.is_io()
+        {
+            let mut f = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+            if f.is_none() {
+                tracing::error!(error = %e, "the database file failed (disk full or I/O error); the store is unusable until the service restarts");
+                *f = Some(e.to_string());
+            }
+        }
+        r
+    }
+
+    /// A tiny write transaction: whether the store can commit right now.
+    pub fn probe(&self, now_ms: i64) -> Result<()> {
+        self.write(|tx| tx.set_meta("health_probe", &now_ms.to_be_bytes()))
     }
 
     /// Build the indexes a store written by an older version lacks (one transaction).
@@ -165,24 +338,69 @@ impl Store {
     }
 
     /// Run `f` in one write transaction; committed (durable) when this returns `Ok`.
+    /// An I/O error of the database file is remembered ([`Store::failure`]).
     pub fn write<T>(&self, f: impl FnOnce(&mut Tx) -> Result<T>) -> Result<T> {
-        let mut tx = Tx(self.db.begin_write()?);
-        let out = f(&mut tx)?;
-        tx.0.commit()?;
-        Ok(out)
+        self.note((|| {
+            let mut tx = Tx(self.db.begin_write()?, Arc::clone(&self.sealer));
+            let out = f(&mut tx)?;
+            tx.0.commit()?;
+            Ok(out)
+        })())
     }
 
     /// Run `f` on a consistent snapshot.
     pub fn read<T>(&self, f: impl FnOnce(&Rx) -> Result<T>) -> Result<T> {
-        let rx = Rx(self.db.begin_read()?);
-        f(&rx)
+        self.note((|| {
+            let rx = Rx(self.db.begin_read()?, Arc::clone(&self.sealer));
+            f(&rx)
+        })())
     }
 }
 
 /// A write transaction.
-pub struct Tx(redb::WriteTransaction);
+pub struct Tx(redb::WriteTransaction, Arc<secrets::Sealer>);
 /// A read transaction.
-pub struct Rx(redb::ReadTransaction);
+pub struct Rx(redb::ReadTransaction, Arc<secrets::Sealer>);
+
+fn totp_aad(id: u64) -> String {
+    format!("portal_users:totp_secret:{id}")
+}
+fn body_aad(id: u64) -> String {
+    format!("outbox:body:{id}")
+}
+
+fn unseal(table: &'static str, r: std::result::Result<String, String>) -> Result<String> {
+    r.map_err(|reason| StoreError::Corrupt { table, reason })
+}
+
+/// A user as stored: the TOTP secret sealed.
+fn seal_user(k: &secrets::Sealer, u: &PortalUser) -> PortalUser {
+    let mut s = u.clone();
+    if let Some(t) = &u.totp_secret
+        && !t.starts_with(secrets::PREFIX)
+    {
+        s.totp_secret = Some(k.seal(&totp_aad(u.id), t));
+    }
+    s
+}
+fn open_user(k: &secrets::Sealer, mut u: PortalUser) -> Result<PortalUser> {
+    if let Some(t) = &u.totp_secret {
+        u.totp_secret = Some(unseal("portal_users", k.open(&totp_aad(u.id), t))?);
+    }
+    Ok(u)
+}
+/// A mail as stored: the body sealed (account mails hold temporary passwords).
+fn seal_mail(k: &secrets::Sealer, m: &Mail) -> Mail {
+    let mut s = m.clone();
+    if !m.body.starts_with(secrets::PREFIX) {
+        s.body = k.seal(&body_aad(m.id), &m.body);
+    }
+    s
+}
+fn open_mail(k: &secrets::Sealer, mut m: Mail) -> Result<Mail> {
+    m.body = unseal("outbox", k.open(&body_aad(m.id), &m.body))?;
+    Ok(m)
+}
 
 macro_rules! json_get {
     ($self:ident, $table:expr, $name:literal, $key:expr) => {{
@@ -222,7 +440,8 @@ macro_rules! readers {
                 Ok(json_all!(self, CUSTOMERS, "customers"))
             }
             pub fn user(&self, id: u64) -> Result<Option<PortalUser>> {
-                Ok(json_get!(self, USERS, "portal_users", id))
+                let u: Option<PortalUser> = json_get!(self, USERS, "portal_users", id);
+                u.map(|u| open_user(&self.1, u)).transpose()
             }
             /// The user with this e-mail address (any case).
             pub fn user_by_email(&self, email: &str) -> Result<Option<PortalUser>> {
@@ -238,10 +457,10 @@ macro_rules! readers {
             }
             pub fn users_of(&self, contract: u64) -> Result<Vec<PortalUser>> {
                 let all: Vec<PortalUser> = json_all!(self, USERS, "portal_users");
-                Ok(all
-                    .into_iter()
+                all.into_iter()
                     .filter(|u| u.contract_id == contract)
-                    .collect())
+                    .map(|u| open_user(&self.1, u))
+                    .collect()
             }
             pub fn contract(&self, id: u64) -> Result<Option<Contract>> {
                 Ok(json_get!(self, CONTRACTS, "contracts", id))
@@ -360,7 +579,8 @@ macro_rules! readers {
                 Ok(v)
             }
             pub fn outbox(&self) -> Result<Vec<Mail>> {
-                Ok(json_all!(self, OUTBOX, "outbox"))
+                let all: Vec<Mail> = json_all!(self, OUTBOX, "outbox");
+                all.into_iter().map(|m| open_mail(&self.1, m)).collect()
             }
             pub fn notices(&self) -> Result<Vec<MaintenanceNotice>> {
                 Ok(json_all!(self, NOTICES, "maintenance"))
@@ -431,7 +651,10 @@ impl Tx {
     }
     /// Store a portal user and its e-mail index.
     pub fn put_user(&mut self, u: &PortalUser) -> Result<()> {
-        self.0.open_table(USERS)?.insert(u.id, enc(u).as_slice())?;
+        let sealed = seal_user(&self.1, u);
+        self.0
+            .open_table(USERS)?
+            .insert(u.id, enc(&sealed).as_slice())?;
         self.0
             .open_table(USERS_BY_EMAIL)?
             .insert(u.email.as_str(), u.id)?;
@@ -542,13 +765,14 @@ impl Tx {
     /// Queue a mail; its id is assigned here.
     pub fn queue_mail(&mut self, mut m: Mail) -> Result<u64> {
         m.id = self.next_id("mail")?;
-        self.0
-            .open_table(OUTBOX)?
-            .insert(m.id, enc(&m).as_slice())?;
+        self.put_mail(&m)?;
         Ok(m.id)
     }
     pub fn put_mail(&mut self, m: &Mail) -> Result<()> {
-        self.0.open_table(OUTBOX)?.insert(m.id, enc(m).as_slice())?;
+        let sealed = seal_mail(&self.1, m);
+        self.0
+            .open_table(OUTBOX)?
+            .insert(m.id, enc(&sealed).as_slice())?;
         Ok(())
     }
     pub fn remove_mail(&mut self, id: u64) -> Result<()> {
@@ -637,6 +861,125 @@ mod test {
         });
         assert!(r.is_err());
         assert!(s.read(|rx| rx.customer(9)).unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn file_has(path: &Path, needle: &str) -> bool {
+        let b = std::fs::read(path).unwrap();
+        b.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    fn mail(body: &str) -> Mail {
+        Mail {
+            id: 0,
+            to: "a@example.com".into(),
+            subject: "s".into(),
+            body: body.into(),
+            created_ms: 1,
+            next_attempt_ms: 1,
+            attempts: 0,
+            last_error: None,
+            kind: "account".into(),
+        }
+    }
+
+    #[test]
+    fn secrets_sealed_at_rest_migrated_and_key_required() {
+        let dir = std::env::temp_dir().join(format!("mimamori-store-seal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = dir.join("mimamori.redb");
+        const TOTP: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+        const BODY: &str = "仮パスワード: Temp-Pass-4821";
+        {
+            let s = Store::open(&dir).unwrap();
+            s.write(|tx| {
+                tx.put_user(&PortalUser {
+                    id: 1,
+                    contract_id: 1,
+                    email: "a@example.com".into(),
+                    totp_secret: Some(TOTP.into()),
+                    ..Default::default()
+                })?;
+                tx.queue_mail(mail(BODY))
+            })
+            .unwrap();
+            // callers see plain values
+            let u = s.read(|rx| rx.user_by_email("a@example.com")).unwrap().unwrap();
+            assert_eq!(u.totp_secret.as_deref(), Some(TOTP));
+            assert_eq!(s.read(|rx| rx.users_of(1)).unwrap()[0].totp_secret.as_deref(), Some(TOTP));
+            assert_eq!(s.read(|rx| rx.outbox()).unwrap()[0].body, BODY);
+            // an old version's records in clear
+            s.write(|tx| {
+                let mut u = u.clone();
+                u.id = 2;
+                u.email = "b@example.com".into();
+                tx.0.open_table(USERS)?.insert(2, enc(&u).as_slice())?;
+                let mut m = mail("plain old body Zx81");
+                m.id = 7;
+                tx.0.open_table(OUTBOX)?.insert(7, enc(&m).as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert!(!file_has(&db, "Temp-Pass-4821"), "sealed on first write");
+        {
+            // re-opened: the plain records are sealed, values unchanged
+            let s = Store::open(&dir).unwrap();
+            let raw: Vec<String> = s
+                .read(|rx| {
+                    let mut v = Vec::new();
+                    for e in rx.0.open_table(USERS)?.iter()? {
+                        v.push(String::from_utf8_lossy(e?.1.value()).into_owned());
+                    }
+                    for e in rx.0.open_table(OUTBOX)?.iter()? {
+                        v.push(String::from_utf8_lossy(e?.1.value()).into_owned());
+                    }
+                    Ok(v)
+                })
+                .unwrap();
+            assert_eq!(raw.len(), 4);
+            for r in &raw {
+                assert!(!r.contains(TOTP) && !r.contains("Temp-Pass") && !r.contains("Zx81"), "{r}");
+                assert!(r.contains(secrets::PREFIX), "{r}");
+            }
+            assert_eq!(s.read(|rx| rx.user(2)).unwrap().unwrap().totp_secret.as_deref(), Some(TOTP));
+            let bodies: Vec<String> = s.read(|rx| rx.outbox()).unwrap().into_iter().map(|m| m.body).collect();
+            assert!(bodies.contains(&"plain old body Zx81".to_string()));
+        }
+        // the key is required: missing or another one refuses the open, and no new key is made
+        let key = dir.join("secrets.key");
+        let aside = dir.join("key.aside");
+        std::fs::rename(&key, &aside).unwrap();
+        let e = Store::open(&dir).err().expect("refused without its key");
+        assert!(e.to_string().contains("does not exist") && e.to_string().contains("restore"), "{e}");
+        assert!(!key.exists());
+        secrets::Sealer::create(&key).unwrap();
+        let e = Store::open(&dir).err().expect("refused with another key");
+        assert!(matches!(e, StoreError::KeyMismatch(_)), "{e}");
+        std::fs::rename(&aside, &key).unwrap();
+        assert!(Store::open(&dir).is_ok());
+        // the files are the owner's only
+        use std::os::unix::fs::PermissionsExt;
+        for f in [&db, &key] {
+            assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600, "{}", f.display());
+        }
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn io_errors_are_latched_as_failures() {
+        let dir = std::env::temp_dir().join(format!("mimamori-store-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = Store::open(&dir).unwrap();
+        assert!(s.failure().is_none());
+        assert!(s.probe(1).is_ok());
+        // a logic error is not a storage failure
+        let _ = s.write(|_| -> Result<()> { Err(StoreError::Refused("no".into())) });
+        assert!(s.failure().is_none());
+        let r: Result<()> = s.write(|_| Err(StoreError::Db(redb::Error::Io(std::io::Error::from_raw_os_error(28)))));
+        assert!(r.is_err());
+        assert!(s.failure().is_some_and(|f| f.contains("No space")), "{:?}", s.failure());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
