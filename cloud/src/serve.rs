@@ -61,11 +61,22 @@ pub fn build(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
         writer,
         admin_token: token,
         command_wakers: Default::default(),
+        session_stops: Default::default(),
+        ingest_stats: Default::default(),
     }))
 }
 
 /// Run the service until interrupted.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    match ingest::admit::raise_fd_limit() {
+        Ok(n) => {
+            let want = cfg.ingest.max_connections as u64 + 256;
+            if n < want {
+                tracing::warn!(open_files = n, max_connections = cfg.ingest.max_connections, "the open-file limit is below ingest's max_connections; raise it (LimitNOFILE=)");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "raising the open-file limit failed"),
+    }
     let app = build(cfg, Arc::new(SystemClock))?;
     let ingest_l = tokio::net::TcpListener::bind(app.cfg.ingest.listen)
         .await
