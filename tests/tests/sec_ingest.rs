@@ -131,7 +131,7 @@ impl Client {
 /// describe it) at `seq`.
 fn batch(seq: u64, host: u8) -> UpMsg {
     let alert = Alert {
-        time: UnixMs(1_790_000_000_000 + seq as i64),
+        time: UnixMs(1_790_000_000_000 + seq),
         flow: FlowRef {
             proto: IpProto::Tcp,
             direction: Direction::Outbound,
