@@ -83,10 +83,7 @@ impl App {
 
     /// What a session of `device` selects on to learn it must end (revocation, contract end).
     pub fn session_stop(&self, device: &str) -> tokio::sync::watch::Receiver<u64> {
-        let mut m = self
-            .session_stops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut m = self.session_stops.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(device.to_string())
             .or_insert_with(|| tokio::sync::watch::channel(0).0)
             .subscribe()
@@ -94,10 +91,7 @@ impl App {
 
     /// Closes the live sessions of `device` at once (it was revoked or its contract ended).
     pub fn close_sessions(&self, device: &str) {
-        let m = self
-            .session_stops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let m = self.session_stops.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = m.get(device) {
             s.send_modify(|v| *v += 1);
             tracing::info!(device, "closing the device's live sessions");
@@ -118,10 +112,7 @@ impl App {
 
     /// Forgets the stop signal of `device` once it has no session left.
     pub(crate) fn session_stop_done(&self, device: &str) {
-        let mut m = self
-            .session_stops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut m = self.session_stops.lock().unwrap_or_else(|e| e.into_inner());
         if m.get(device).is_some_and(|s| s.receiver_count() == 0) {
             m.remove(device);
         }

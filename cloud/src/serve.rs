@@ -72,7 +72,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         Ok(n) => {
             let want = cfg.ingest.max_connections as u64 + 256;
             if n < want {
-                tracing::warn!(open_files = n, max_connections = cfg.ingest.max_connections, "the open-file limit is below ingest's max_connections; raise it (LimitNOFILE=)");
+                tracing::warn!(
+                    open_files = n,
+                    max_connections = cfg.ingest.max_connections,
+                    "the open-file limit is below ingest's max_connections; raise it (LimitNOFILE=)"
+                );
             }
         }
         Err(e) => tracing::warn!(error = %e, "raising the open-file limit failed"),

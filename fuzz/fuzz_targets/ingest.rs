@@ -119,15 +119,31 @@ fuzz_target!(|data: &[u8]| {
     let (revoked_alerts, revoked_seen, dev2) = w
         .app
         .store
-        .read(|rx| Ok((rx.alerts_of(2, 10)?.len(), rx.seen("dev-2", 0)?.is_some(), rx.device("dev-2")?)))
+        .read(|rx| {
+            Ok((
+                rx.alerts_of(2, 10)?.len(),
+                rx.seen("dev-2", 0)?.is_some(),
+                rx.device("dev-2")?,
+            ))
+        })
         .expect("read");
-    assert_eq!(revoked_alerts, 0, "an alert was stored for the revoked device");
+    assert_eq!(
+        revoked_alerts, 0,
+        "an alert was stored for the revoked device"
+    );
     assert!(!revoked_seen);
     let dev2 = dev2.expect("dev-2 exists");
     assert_eq!(dev2.status, DeviceStatus::Revoked);
-    assert_eq!(dev2.last_seq, 0, "a batch of the revoked device was recorded");
     assert_eq!(
-        w.app.store.read(|rx| rx.commands_of("dev-2")).expect("read").len(),
+        dev2.last_seq, 0,
+        "a batch of the revoked device was recorded"
+    );
+    assert_eq!(
+        w.app
+            .store
+            .read(|rx| rx.commands_of("dev-2"))
+            .expect("read")
+            .len(),
         0,
         "a command was queued for the revoked device"
     );

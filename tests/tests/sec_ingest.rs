@@ -173,10 +173,7 @@ fn batch(seq: u64, host: u8) -> UpMsg {
 }
 
 fn alerts_of(c: &Cloud, device: &str) -> usize {
-    c.alerts()
-        .iter()
-        .filter(|a| a["device"] == device)
-        .count()
+    c.alerts().iter().filter(|a| a["device"] == device).count()
 }
 
 /// A provisioned and activated device: (contract, device id, state folder).
@@ -194,7 +191,9 @@ fn device(c: &Cloud, dir: &Path, name: &str, email: &str) -> (u64, String, std::
 
 /// Connects as `dev`, says Hello and expects the HelloAck.
 async fn session(c: &Cloud, cfg: Arc<rustls::ClientConfig>, dev: &str) -> Client {
-    let mut cl = Client::connect(c, cfg).await.expect("TLS with the device certificate");
+    let mut cl = Client::connect(c, cfg)
+        .await
+        .expect("TLS with the device certificate");
     cl.hello(dev).await.expect("hello");
     match cl.recv(Duration::from_secs(10)).await {
         Some(DownMsg::HelloAck(_)) => cl,
@@ -249,7 +248,9 @@ fn revocation_closes_the_live_session_and_refuses_later_batches() {
             "closed within 1 s of the revocation (took {took:?})"
         );
         assert!(
-            !seen.iter().any(|m| matches!(m, DownMsg::Ack(a) if a.upto_seq >= 2)),
+            !seen
+                .iter()
+                .any(|m| matches!(m, DownMsg::Ack(a) if a.upto_seq >= 2)),
             "the batch sent after revocation must not be acknowledged: {seen:?}"
         );
 
@@ -270,7 +271,11 @@ fn revocation_closes_the_live_session_and_refuses_later_batches() {
         // the other contract's device keeps delivering on its open session
         assert!(deliver(&mut sb, 2).await, "b still delivers");
     });
-    assert_eq!(alerts_of(&c, &a), 1, "nothing written for the revoked device");
+    assert_eq!(
+        alerts_of(&c, &a),
+        1,
+        "nothing written for the revoked device"
+    );
     assert_eq!(alerts_of(&c, &b), 2);
     let st = c.admin(&["ops", "status"]);
     assert!(
@@ -320,7 +325,10 @@ fn contract_end_closes_the_live_session_and_refuses_later_batches() {
         let id = wipe.expect("the wipe is delivered on the live session");
         eprintln!("contract end: wipe on the live session after {took:?}");
         assert!(took < Duration::from_secs(1), "took {took:?}");
-        assert!(!acked_after, "no batch is acknowledged after the contract ended");
+        assert!(
+            !acked_after,
+            "no batch is acknowledged after the contract ended"
+        );
         // batches sent now are not stored; the answer to the wipe ends the session
         let _ = sa.send(&batch(3, 12)).await;
         let _ = sa
@@ -332,7 +340,10 @@ fn contract_end_closes_the_live_session_and_refuses_later_batches() {
             .await;
         let (closed, seen) = sa.until_closed(Duration::from_secs(5)).await;
         assert!(closed, "closed after the wipe's answer");
-        assert!(!seen.iter().any(|m| matches!(m, DownMsg::Ack(_))), "{seen:?}");
+        assert!(
+            !seen.iter().any(|m| matches!(m, DownMsg::Ack(_))),
+            "{seen:?}"
+        );
         // reconnecting is refused
         let mut again = Client::connect(&c, Arc::clone(&cfg_a)).await.expect("TLS");
         again.hello(&a).await.expect("hello");
@@ -348,9 +359,16 @@ fn contract_end_closes_the_live_session_and_refuses_later_batches() {
             )),
             "{seen:?}"
         );
-        assert!(deliver(&mut sb, 2).await, "the other contract's device still delivers");
+        assert!(
+            deliver(&mut sb, 2).await,
+            "the other contract's device still delivers"
+        );
     });
-    assert_eq!(alerts_of(&c, &a), 0, "nothing of the ended contract is written (its alerts were purged)");
+    assert_eq!(
+        alerts_of(&c, &a),
+        0,
+        "nothing of the ended contract is written (its alerts were purged)"
+    );
     assert_eq!(alerts_of(&c, &b), 2);
 }
 
@@ -380,7 +398,11 @@ fn restart_with_ingest(c: &mut Cloud, extra: &str) {
 
 /// One idle connection of the flood from 127.0.0.2; kind 0: TCP only, 1: stalled in the
 /// middle of the TLS handshake, 2: TLS without a client certificate, never a Hello.
-async fn flood_one(addr: SocketAddr, kind: usize, cfg: Arc<rustls::ClientConfig>) -> Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>> {
+async fn flood_one(
+    addr: SocketAddr,
+    kind: usize,
+    cfg: Arc<rustls::ClientConfig>,
+) -> Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>> {
     let sock = tokio::net::TcpSocket::new_v4().ok()?;
     sock.bind("127.0.0.2:0".parse().expect("addr")).ok()?;
     let mut tcp = tokio::time::timeout(Duration::from_secs(10), sock.connect(addr))
@@ -391,7 +413,9 @@ async fn flood_one(addr: SocketAddr, kind: usize, cfg: Arc<rustls::ClientConfig>
         0 => Some(Box::new(tcp)),
         1 => {
             // a TLS record header announcing a ClientHello that never arrives
-            let _ = tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01]).await;
+            let _ = tcp
+                .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01])
+                .await;
             Some(Box::new(tcp))
         }
         _ => {
@@ -416,7 +440,10 @@ async fn flood_one(addr: SocketAddr, kind: usize, cfg: Arc<rustls::ClientConfig>
 #[test]
 fn an_idle_connection_flood_from_one_source_does_not_lock_appliances_out() {
     let fds = raise_fd_limit();
-    assert!(fds >= 4_500, "this test needs ~4,100 open files (limit {fds})");
+    assert!(
+        fds >= 4_500,
+        "this test needs ~4,100 open files (limit {fds})"
+    );
     let dir = tempdir("sec-ingest-flood");
     let smtp = Smtp::start(&dir.join("mail"), free_port());
     let mut c = Cloud::start(&dir, smtp.port, "startup_grace = \"1h\"");
@@ -448,8 +475,16 @@ fn an_idle_connection_flood_from_one_source_does_not_lock_appliances_out() {
         }
         held
     });
-    eprintln!("flood: {} connections held open by the client after {:?}", flood.len(), t.elapsed());
-    assert!(flood.len() >= 1_000, "the flood did connect ({})", flood.len());
+    eprintln!(
+        "flood: {} connections held open by the client after {:?}",
+        flood.len(),
+        t.elapsed()
+    );
+    assert!(
+        flood.len() >= 1_000,
+        "the flood did connect ({})",
+        flood.len()
+    );
 
     // a real appliance from 127.0.0.1 activates and delivers while the flood is held
     let out = activate(&c, &dir.join("st"), &code);
@@ -495,15 +530,17 @@ fn an_idle_connection_flood_from_one_source_does_not_lock_appliances_out() {
         }
         n
     });
-    eprintln!("flood connections closed by the cloud: {}, still open: {}", closed.0, closed.1);
+    eprintln!(
+        "flood connections closed by the cloud: {}, still open: {}",
+        closed.0, closed.1
+    );
     assert_eq!(closed.1, 0, "every idle connection is closed");
     let st = c.admin(&["ops", "status"]);
     eprintln!("ingest counters: {}", st["ingest"]);
     let adm = &st["ingest"]["admission"];
     assert!(adm["refused_source"].as_u64().unwrap_or(0) > 0, "{st}");
     assert!(
-        adm["hello_timeouts"].as_u64().unwrap_or(0) + adm["tls_timeouts"].as_u64().unwrap_or(0)
-            > 0,
+        adm["hello_timeouts"].as_u64().unwrap_or(0) + adm["tls_timeouts"].as_u64().unwrap_or(0) > 0,
         "{st}"
     );
     assert_eq!(adm["unauthenticated_open"].as_u64(), Some(0), "{st}");
@@ -518,17 +555,26 @@ fn large_frames_before_authentication_are_refused() {
     let c = Cloud::start(&dir, smtp.port, "startup_grace = \"1h\"");
     let cfg = tls(&c, None);
     rt().block_on(async {
-        let mut cl = Client::connect(&c, cfg).await.expect("TLS without a certificate");
+        let mut cl = Client::connect(&c, cfg)
+            .await
+            .expect("TLS without a certificate");
         let t = Instant::now();
         let mut big = (1u32 << 20).to_be_bytes().to_vec();
         big.extend(vec![0u8; 32 * 1024]);
         let _ = cl.s.write_all(&big).await;
         let (closed, _) = cl.until_closed(Duration::from_secs(10)).await;
         assert!(closed, "closed");
-        assert!(t.elapsed() < Duration::from_secs(5), "closed at the prefix, not by a timeout");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "closed at the prefix, not by a timeout"
+        );
     });
     let st = c.admin(&["ops", "status"]);
-    assert_eq!(st["ingest"]["admission"]["pre_auth_oversized"].as_u64(), Some(1), "{st}");
+    assert_eq!(
+        st["ingest"]["admission"]["pre_auth_oversized"].as_u64(),
+        Some(1),
+        "{st}"
+    );
 }
 
 /// The cloud's copy of sid 9000001: informational. The appliance's copy (C2_RULES) says
@@ -556,17 +602,28 @@ fn forged_rule_metadata_gets_the_clouds_rating() {
         "broken.rules",
         "alert tcp any any -> any any (msg:\"x\"; nosuchkeyword; sid:1; rev:1;)\n",
     );
-    assert_eq!((report["rules"].as_u64(), report["failed"].as_u64()), (Some(0), Some(1)), "{report}");
+    assert_eq!(
+        (report["rules"].as_u64(), report["failed"].as_u64()),
+        (Some(0), Some(1)),
+        "{report}"
+    );
     let (cid, dev, code) = provision(&c, &["it@example.com"]);
     c.admin(&["contract", "isolation", &cid.to_string(), "--auto", "on"]);
     assert!(activate(&c, &dir.join("st"), &code).status.success());
     let up = uplink_toml(&dir, &dir.join("st"), 30);
     let out = replay_uplink(&dir, &up, C2_RULES);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let alerts = c.alerts();
     let sid = |a: &Value| a["event"]["alert"]["detection"]["Signature"]["sid"].as_u64();
     let forged: Vec<&Value> = alerts.iter().filter(|a| sid(a) == Some(9000001)).collect();
-    assert!(!forged.is_empty(), "the appliance reported sid 9000001: {alerts:?}");
+    assert!(
+        !forged.is_empty(),
+        "the appliance reported sid 9000001: {alerts:?}"
+    );
     for a in &forged {
         assert!(
             a["level"] == "info" || a["level"] == "low",
@@ -583,7 +640,10 @@ fn forged_rule_metadata_gets_the_clouds_rating() {
     for a in &unknown {
         assert_eq!(a["level"], "investigating", "{a}");
         assert!(
-            a["reason"].as_str().unwrap_or("").contains("知らないルール"),
+            a["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("知らないルール"),
             "{a}"
         );
     }
@@ -592,16 +652,23 @@ fn forged_rule_metadata_gets_the_clouds_rating() {
         "no ★★★ from forged metadata"
     );
     // the mail says 調査中, never ★★★
-    wait_for("the 調査中 mail", Duration::from_secs(30), || !smtp.mails().is_empty());
+    wait_for("the 調査中 mail", Duration::from_secs(30), || {
+        !smtp.mails().is_empty()
+    });
     std::thread::sleep(Duration::from_secs(3));
     for (_, m) in smtp.mails() {
         let subj = subject(&m);
         assert!(!subj.contains("★★★"), "{subj}");
     }
     assert!(
-        smtp.mails().iter().any(|(_, m)| subject(m).contains("調査中")),
+        smtp.mails()
+            .iter()
+            .any(|(_, m)| subject(m).contains("調査中")),
         "{:?}",
-        smtp.mails().iter().map(|(_, m)| subject(m)).collect::<Vec<_>>()
+        smtp.mails()
+            .iter()
+            .map(|(_, m)| subject(m))
+            .collect::<Vec<_>>()
     );
     // no auto-isolation
     let show = c.admin(&["device", "show", &dev]);
@@ -624,14 +691,13 @@ fn result_floods_close_the_session() {
         let mut s = session(&c, cfg, &a).await;
         // bounded: 200 results for ids that do not exist
         for id in 0..200u64 {
-            if s
-                .send(&UpMsg::CommandResult(CommandResult {
-                    command_id: 1_000_000 + id,
-                    ok: true,
-                    message: Text::truncated("forged"),
-                }))
-                .await
-                .is_err()
+            if s.send(&UpMsg::CommandResult(CommandResult {
+                command_id: 1_000_000 + id,
+                ok: true,
+                message: Text::truncated("forged"),
+            }))
+            .await
+            .is_err()
             {
                 break;
             }
@@ -640,7 +706,10 @@ fn result_floods_close_the_session() {
         assert!(closed, "the flood of results closes the session");
     });
     let st = c.admin(&["ops", "status"]);
-    assert!(st["ingest"]["results_rate_limited"].as_u64().unwrap_or(0) >= 1, "{st}");
+    assert!(
+        st["ingest"]["results_rate_limited"].as_u64().unwrap_or(0) >= 1,
+        "{st}"
+    );
     let show = c.admin(&["device", "show", &a]);
     assert!(!show.to_string().contains("forged"), "{show}");
 }
@@ -660,9 +729,16 @@ fn expired_activation_codes_are_refused_and_can_be_reissued() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("expired"), "{err}");
     let v = c.admin(&["device", "reissue", &dev]);
-    let fresh = v["activation_code"].as_str().expect("a new code").to_string();
+    let fresh = v["activation_code"]
+        .as_str()
+        .expect("a new code")
+        .to_string();
     let out = activate(&c, &dir.join("new"), &fresh);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // the old code stays dead
     let out = activate(&c, &dir.join("old2"), &code);
     assert!(!out.status.success());

@@ -304,7 +304,11 @@ pub fn on_result(
     let now = app.now();
     // commands are keyed by device: another device's id is unknown here too. Checked
     // with a read first so an unknown id costs no write transaction.
-    if app.store.read(|rx| rx.command(device, r.command_id))?.is_none() {
+    if app
+        .store
+        .read(|rx| rx.command(device, r.command_id))?
+        .is_none()
+    {
         tracing::warn!(
             device,
             id = r.command_id,

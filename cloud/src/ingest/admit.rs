@@ -133,7 +133,9 @@ impl Admission {
         }
         let Ok(permit) = Arc::clone(&self.unauthenticated).try_acquire_owned() else {
             self.release_source(ip, true);
-            self.stats.refused_unauthenticated_full.fetch_add(1, Relaxed);
+            self.stats
+                .refused_unauthenticated_full
+                .fetch_add(1, Relaxed);
             return None;
         };
         self.stats.accepted.fetch_add(1, Relaxed);

@@ -215,8 +215,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn refuse(&mut self, reason: RefuseReason) -> SessionError {
         let why = format!("{reason:?}");
         let _ = self.send(&DownMsg::Refused(Refused { reason })).await;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
         SessionError::Refused(why)
     }
 }
@@ -473,12 +472,18 @@ async fn stopped<S: AsyncRead + AsyncWrite + Unpin>(
         .store
         .read(|rx| {
             Ok(match rx.device(device)? {
-                Some(d) => rx.contract(d.contract_id)?.is_none_or(|k| k.ended.is_some()),
+                Some(d) => rx
+                    .contract(d.contract_id)?
+                    .is_none_or(|k| k.ended.is_some()),
                 None => false,
             })
         })
         .unwrap_or(false);
-    tracing::warn!(device, ended, "live session closed: device revoked or contract ended");
+    tracing::warn!(
+        device,
+        ended,
+        "live session closed: device revoked or contract ended"
+    );
     Err(c
         .refuse(if ended {
             RefuseReason::ContractEnded
@@ -618,7 +623,7 @@ async fn activate<S: AsyncRead + AsyncWrite + Unpin>(
         let ttl = app.cfg.ingest.activation_code_ttl.as_millis() as i64;
         if now.saturating_sub(issued) > ttl {
             return Ok(Err(
-                "activation code expired; ask your provider for a new one".to_string()
+                "activation code expired; ask your provider for a new one".to_string(),
             ));
         }
         let (cert, serial) = match app.identity.issue_device_cert(&d.id, req.csr_pem.as_str()) {

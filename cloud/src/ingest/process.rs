@@ -128,9 +128,7 @@ pub fn store_batch(
                 let (l, r) = scorer.score(&subject);
                 (
                     l,
-                    format!(
-                        "{r}（rev {rev} はクラウドの台帳になく、rev {newest} の情報で評価）"
-                    ),
+                    format!("{r}（rev {rev} はクラウドの台帳になく、rev {newest} の情報で評価）"),
                 )
             }
             _ => scorer.score(&subject),
@@ -305,7 +303,13 @@ mod test {
         let sc = Scorer::default_policy();
         let t = TimingConfig::default();
         // the cloud knows sid 1 rev 1 as informational
-        let info = sig_alert(1, Direction::Outbound, "misc-activity", &[("signature_severity", "Informational")], Action::Allowed);
+        let info = sig_alert(
+            1,
+            Direction::Outbound,
+            "misc-activity",
+            &[("signature_severity", "Informational")],
+            Action::Allowed,
+        );
         teach(&store, &[&info]);
         // the appliance claims it is Major/High trojan activity
         let forged = || {
@@ -321,9 +325,25 @@ mod test {
         if let Detection::Signature(s) = &mut rev2.detection {
             s.rev = 2;
         }
-        let unknown = sig_alert(4242, Direction::Outbound, "trojan-activity", &[("signature_severity", "Major"), ("confidence", "High")], Action::Blocked);
+        let unknown = sig_alert(
+            4242,
+            Direction::Outbound,
+            "trojan-activity",
+            &[("signature_severity", "Major"), ("confidence", "High")],
+            Action::Blocked,
+        );
         let r = store
-            .write(|tx| store_batch(tx, &sc, &t, 1000, "dev-1", 1, &[ev(1, forged()), ev(2, rev2), ev(3, unknown)]))
+            .write(|tx| {
+                store_batch(
+                    tx,
+                    &sc,
+                    &t,
+                    1000,
+                    "dev-1",
+                    1,
+                    &[ev(1, forged()), ev(2, rev2), ev(3, unknown)],
+                )
+            })
             .unwrap();
         assert_eq!((r.new, r.isolations), (3, 0));
         let alerts = store.read(|rx| rx.alerts_of(1, 100)).unwrap();
@@ -333,7 +353,10 @@ mod test {
         match &by_seq(1).event {
             StoredEvent::Alert(a) => match &a.detection {
                 Detection::Signature(s) => {
-                    assert_eq!(s.classtype.as_ref().map(|c| c.as_str()), Some("misc-activity"));
+                    assert_eq!(
+                        s.classtype.as_ref().map(|c| c.as_str()),
+                        Some("misc-activity")
+                    );
                     assert_eq!(s.meta("signature_severity"), Some("Informational"));
                     assert_eq!(s.meta("confidence"), None);
                 }
@@ -345,7 +368,11 @@ mod test {
         assert!(by_seq(2).level < Level::Medium);
         assert!(by_seq(2).reason.contains("rev 1"), "{}", by_seq(2).reason);
         assert_eq!(by_seq(3).level, Level::Investigating);
-        assert!(by_seq(3).reason.contains("知らないルール"), "{}", by_seq(3).reason);
+        assert!(
+            by_seq(3).reason.contains("知らないルール"),
+            "{}",
+            by_seq(3).reason
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -354,7 +381,15 @@ mod test {
         let (store, dir) = setup("refuse");
         let sc = Scorer::default_policy();
         let t = TimingConfig::default();
-        let a = || sig_alert(1, Direction::Outbound, "trojan-activity", &[], Action::Allowed);
+        let a = || {
+            sig_alert(
+                1,
+                Direction::Outbound,
+                "trojan-activity",
+                &[],
+                Action::Allowed,
+            )
+        };
         store
             .write(|tx| {
                 let mut d = tx.device("dev-1")?.unwrap();

@@ -32,7 +32,11 @@ pub struct ImportReport {
 
 /// Parses the `.rules` files among `files` into catalogue entries (parse errors are
 /// counted in the report, not fatal).
-pub fn parse_files(files: &[BundleFile], source: &str, now: Ms) -> (Vec<CatalogRule>, ImportReport) {
+pub fn parse_files(
+    files: &[BundleFile],
+    source: &str,
+    now: Ms,
+) -> (Vec<CatalogRule>, ImportReport) {
     let mut ctx = rules::ParseCtx::new(rules::Vars::default());
     let mut report = rules::LoadReport::default();
     let mut out = ImportReport::default();
@@ -67,7 +71,12 @@ pub fn parse_files(files: &[BundleFile], source: &str, now: Ms) -> (Vec<CatalogR
 }
 
 /// Parses `files` and adds their rules to the catalogue in `tx`.
-pub fn import(tx: &mut Tx, files: &[BundleFile], source: &str, now: Ms) -> crate::store::Result<ImportReport> {
+pub fn import(
+    tx: &mut Tx,
+    files: &[BundleFile],
+    source: &str,
+    now: Ms,
+) -> crate::store::Result<ImportReport> {
     let (entries, report) = parse_files(files, source, now);
     for e in &entries {
         tx.put_catalog_rule(e)?;
@@ -141,7 +150,10 @@ mod test {
         assert_eq!(e.classtype.as_deref(), Some("misc-activity"));
         assert_eq!(
             e.metadata,
-            vec![("signature_severity".to_string(), "Informational".to_string())]
+            vec![(
+                "signature_severity".to_string(),
+                "Informational".to_string()
+            )]
         );
     }
 }

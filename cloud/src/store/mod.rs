@@ -404,7 +404,12 @@ macro_rules! readers {
                 Ok(v)
             }
             /// The catalogue's entry for (gid, sid, rev).
-            pub fn catalog_rule(&self, gid: u32, sid: u32, rev: u32) -> Result<Option<CatalogRule>> {
+            pub fn catalog_rule(
+                &self,
+                gid: u32,
+                sid: u32,
+                rev: u32,
+            ) -> Result<Option<CatalogRule>> {
                 let t = self.0.open_table(RULE_CATALOG)?;
                 t.get((gid, sid, rev))?
                     .map(|v| dec("rule_catalog", v.value()))
@@ -542,7 +547,9 @@ impl Tx {
     }
     /// Records when an activation code was issued (its expiry counts from here).
     pub fn put_code_issued(&mut self, code_hash: &str, issued_ms: i64) -> Result<()> {
-        self.0.open_table(CODE_ISSUED)?.insert(code_hash, issued_ms)?;
+        self.0
+            .open_table(CODE_ISSUED)?
+            .insert(code_hash, issued_ms)?;
         Ok(())
     }
     /// Adds (or replaces) the catalogue's entry for the rule's (gid, sid, rev).
