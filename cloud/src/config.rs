@@ -116,6 +116,37 @@ pub struct IngestConfig {
     /// Idle time after which a silent connection is closed.
     #[serde(default = "default_idle", with = "duration")]
     pub idle_timeout: Duration,
+    /// Time a client has to complete the TLS handshake after connecting.
+    #[serde(default = "default_tls_handshake_timeout", with = "duration")]
+    pub tls_handshake_timeout: Duration,
+    /// Time a client has, counted from connecting (reads do not extend it), to complete
+    /// TLS and send its `Hello` with a device certificate, or to finish its activation.
+    #[serde(default = "default_hello_timeout", with = "duration")]
+    pub hello_timeout: Duration,
+    /// Largest frame (bytes) accepted before the client is authenticated (`Hello` and
+    /// `Activate` fit in a few KiB); devices get the protocol's limit afterwards.
+    #[serde(default = "default_pre_auth_frame")]
+    pub max_pre_auth_frame: usize,
+    /// Connections not yet authenticated (TLS handshake, `Hello`, activation) held at once,
+    /// in total; authenticated device sessions have the rest of `max_connections`, so
+    /// such connections cannot take every slot.
+    #[serde(default = "default_max_unauthenticated")]
+    pub max_unauthenticated: usize,
+    /// Connections not yet authenticated held at once from one source IP address.
+    #[serde(default = "default_unauth_per_source")]
+    pub max_unauthenticated_per_source: usize,
+    /// Authenticated device sessions at once from one source IP address (an office behind
+    /// one NAT address with several appliances counts here, not in the limit above).
+    #[serde(default = "default_sessions_per_source")]
+    pub max_sessions_per_source: usize,
+    /// Command results and bundle reports a session may send per second (averaged over a
+    /// burst of the same size); more closes the session.
+    #[serde(default = "default_results_per_sec")]
+    pub max_results_per_sec: u32,
+    /// How long an activation code stays valid after it was issued (`device add`,
+    /// `device reissue`); an expired code is refused and can be issued again.
+    #[serde(default = "default_code_ttl", with = "duration")]
+    pub activation_code_ttl: Duration,
 }
 
 fn default_ingest_listen() -> SocketAddr {
@@ -133,6 +164,30 @@ fn default_rate() -> u32 {
 fn default_idle() -> Duration {
     Duration::from_secs(300)
 }
+fn default_tls_handshake_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_hello_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_pre_auth_frame() -> usize {
+    16 * 1024
+}
+fn default_max_unauthenticated() -> usize {
+    2_000
+}
+fn default_unauth_per_source() -> usize {
+    16
+}
+fn default_sessions_per_source() -> usize {
+    1_000
+}
+fn default_results_per_sec() -> u32 {
+    20
+}
+fn default_code_ttl() -> Duration {
+    Duration::from_secs(14 * 24 * 3600)
+}
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -143,6 +198,14 @@ impl Default for IngestConfig {
             max_connections_per_device: default_per_device(),
             max_events_per_sec_per_device: default_rate(),
             idle_timeout: default_idle(),
+            tls_handshake_timeout: default_tls_handshake_timeout(),
+            hello_timeout: default_hello_timeout(),
+            max_pre_auth_frame: default_pre_auth_frame(),
+            max_unauthenticated: default_max_unauthenticated(),
+            max_unauthenticated_per_source: default_unauth_per_source(),
+            max_sessions_per_source: default_sessions_per_source(),
+            max_results_per_sec: default_results_per_sec(),
+            activation_code_ttl: default_code_ttl(),
         }
     }
 }

@@ -64,6 +64,11 @@ pub struct App {
     pub command_wakers: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
     /// Cached outcomes of `/healthz`'s costly checks.
     pub health: health::Health,
+    /// Per device with an open session: bumped when the device is revoked or its contract
+    /// ends, which closes its live sessions at once (they select on it).
+    pub session_stops: Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>,
+    /// Counters of the ingest listener (pre-authentication limits and refusals).
+    pub ingest_stats: ingest::IngestStats,
 }
 
 impl App {
@@ -78,6 +83,43 @@ impl App {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         std::sync::Arc::clone(m.entry(device.to_string()).or_default())
+    }
+
+    /// What a session of `device` selects on to learn it must end (revocation, contract end).
+    pub fn session_stop(&self, device: &str) -> tokio::sync::watch::Receiver<u64> {
+        let mut m = self.session_stops.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(device.to_string())
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Closes the live sessions of `device` at once (it was revoked or its contract ended).
+    pub fn close_sessions(&self, device: &str) {
+        let m = self.session_stops.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = m.get(device) {
+            s.send_modify(|v| *v += 1);
+            tracing::info!(device, "closing the device's live sessions");
+        }
+    }
+
+    /// Closes the live sessions of every device of contract `id` (the contract ended); a
+    /// pending wipe is still delivered on them before they close.
+    pub fn sessions_closed_for_contract(&self, id: u64) {
+        match self.store.read(|rx| rx.devices_of(id)) {
+            Ok(devs) => devs.iter().for_each(|d| self.close_sessions(&d.id)),
+            Err(e) => {
+                // the writer refuses their batches anyway (checked in its transaction)
+                tracing::error!(contract = id, error = %e, "listing the contract's devices to close their sessions failed");
+            }
+        }
+    }
+
+    /// Forgets the stop signal of `device` once it has no session left.
+    pub(crate) fn session_stop_done(&self, device: &str) {
+        let mut m = self.session_stops.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(device).is_some_and(|s| s.receiver_count() == 0) {
+            m.remove(device);
+        }
     }
 
     /// Wakes the session of `device` (or of every device) to look for its commands.

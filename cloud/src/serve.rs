@@ -65,6 +65,8 @@ pub fn build(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
         admin_token: token,
         command_wakers: Default::default(),
         health: Default::default(),
+        session_stops: Default::default(),
+        ingest_stats: Default::default(),
     }))
 }
 
@@ -81,6 +83,19 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // also opened with mode 0600 explicitly)
     // SAFETY: umask has no preconditions and cannot fail
     unsafe { libc::umask(0o077) };
+    match ingest::admit::raise_fd_limit() {
+        Ok(n) => {
+            let want = cfg.ingest.max_connections as u64 + 256;
+            if n < want {
+                tracing::warn!(
+                    open_files = n,
+                    max_connections = cfg.ingest.max_connections,
+                    "the open-file limit is below ingest's max_connections; raise it (LimitNOFILE=)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "raising the open-file limit failed"),
+    }
     let app = build(cfg, Arc::new(SystemClock))?;
     let ingest_l = tokio::net::TcpListener::bind(app.cfg.ingest.listen)
         .await

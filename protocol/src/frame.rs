@@ -60,7 +60,7 @@ pub fn encode_into<T: Message>(msg: &T, out: &mut Vec<u8>) -> Result<(), FrameEr
 /// with the number of bytes the frame took, or an error for an invalid frame. An oversized
 /// length prefix is refused as soon as the prefix is complete.
 pub fn decode_frame<T: Message>(buf: &[u8]) -> Result<Option<(T, usize)>, FrameError> {
-    match split_frame(buf)? {
+    match split_frame(buf, MAX_FRAME_LEN)? {
         Some((body, consumed)) => Ok(Some((decode_body(body)?, consumed))),
         None => Ok(None),
     }
@@ -84,23 +84,23 @@ pub fn decode_body<T: Message>(body: &[u8]) -> Result<T, FrameError> {
 }
 
 /// Splits off the first frame: `Ok(Some((body, consumed)))`, `Ok(None)` if incomplete.
-fn split_frame(buf: &[u8]) -> Result<Option<(&[u8], usize)>, FrameError> {
+fn split_frame(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, FrameError> {
     let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
-    let len = body_len(*header)?;
+    let len = body_len_max(*header, max)?;
     let end = HEADER_LEN + len;
     Ok(buf.get(HEADER_LEN..end).map(|body| (body, end)))
 }
 
-/// Reads and checks the length prefix.
-fn body_len(header: [u8; HEADER_LEN]) -> Result<usize, FrameError> {
+/// Reads and checks the length prefix against `max` (at most [`MAX_FRAME_LEN`]).
+fn body_len_max(header: [u8; HEADER_LEN], max: usize) -> Result<usize, FrameError> {
     let len = u32::from_be_bytes(header);
     match usize::try_from(len) {
-        Ok(len) if len <= MAX_FRAME_LEN => Ok(len),
+        Ok(len) if len <= max => Ok(len),
         _ => Err(FrameError::TooLarge {
             len: u64::from(len),
-            max: MAX_FRAME_LEN,
+            max,
         }),
     }
 }
@@ -124,12 +124,41 @@ pub struct FrameDecoder {
     /// Start of the unconsumed bytes in `buf`.
     pos: usize,
     failed: Option<FrameError>,
+    /// A smaller frame limit than [`MAX_FRAME_LEN`] for this connection (`None`: the
+    /// protocol's limit), e.g. before the peer is authenticated.
+    max_frame: Option<usize>,
 }
 
 impl FrameDecoder {
     /// An empty decoder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty decoder accepting frames of at most `max` body bytes (capped at
+    /// [`MAX_FRAME_LEN`]); it buffers at most two such frames.
+    pub fn with_max_frame(max: usize) -> Self {
+        let mut d = Self::default();
+        d.set_max_frame(max);
+        d
+    }
+
+    /// Changes this connection's frame limit (capped at [`MAX_FRAME_LEN`]), e.g. raises it
+    /// once the peer is authenticated. Applies to frames not yet started.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.max_frame = Some(max.min(MAX_FRAME_LEN));
+    }
+
+    /// This connection's frame limit.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame.unwrap_or(MAX_FRAME_LEN)
+    }
+
+    fn max_buffered(&self) -> usize {
+        match self.max_frame {
+            Some(m) => 2 * (HEADER_LEN + m),
+            None => MAX_BUFFERED,
+        }
     }
 
     /// Appends bytes read from the connection.
@@ -140,15 +169,16 @@ impl FrameDecoder {
         self.check_failed()?;
         self.compact();
         let buffered = self.buf.len() + data.len();
-        if buffered > MAX_BUFFERED {
+        let max_buffered = self.max_buffered();
+        if buffered > max_buffered {
             return Err(self.fail(FrameError::BufferFull {
                 buffered,
-                max: MAX_BUFFERED,
+                max: max_buffered,
             }));
         }
         self.buf.extend_from_slice(data);
         if let Some(header) = self.buf.first_chunk::<HEADER_LEN>() {
-            body_len(*header).map_err(|e| self.fail(e))?;
+            body_len_max(*header, self.max_frame()).map_err(|e| self.fail(e))?;
         }
         Ok(())
     }
@@ -159,7 +189,7 @@ impl FrameDecoder {
     /// [`next_frame`](Self::next_frame).
     pub fn next_body(&mut self) -> Result<Option<&[u8]>, FrameError> {
         self.check_failed()?;
-        match split_frame(&self.buf[self.pos..]) {
+        match split_frame(&self.buf[self.pos..], self.max_frame()) {
             Ok(Some((_, consumed))) => {
                 let start = self.pos + HEADER_LEN;
                 self.pos += consumed;

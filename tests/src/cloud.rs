@@ -555,6 +555,27 @@ alert tcp $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (msg:"ET MALWARE CryptoWall
 alert tcp $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (msg:"ET INFO Suspicious PHP POST (test)"; flow:established,to_server; content:"User-Agent"; classtype:misc-activity; sid:9000003; rev:1;)
 "#;
 
+/// `mimamori-cloud admin rules import <path>`: the cloud learns the rules of `path` (a
+/// `.rules` file or a folder), which it scores alerts from (an alert for a rule it does
+/// not know is rated 調査中). Returns the import report.
+pub fn import_rules(c: &Cloud, path: &Path) -> Value {
+    let p = path.to_string_lossy().to_string();
+    c.admin(&["rules", "import", &p])
+}
+
+/// Writes `rules` to `c.dir/<name>` and imports it into the cloud's rule catalogue.
+pub fn import_rules_text(c: &Cloud, name: &str, rules: &str) -> Value {
+    let p = c.dir.join(name);
+    std::fs::write(&p, rules).expect("writing the rules to import");
+    import_rules(c, &p)
+}
+
+/// The cloud's copy of the two rules `mimamori-appliance simulate` reports alerts of
+/// (`uplink::simulate::synthetic_alert`): without them the cloud rates those alerts 調査中.
+pub const SIMULATED_RULES: &str = r#"alert tcp $HOME_NET any -> $EXTERNAL_NET 443 (msg:"ET MALWARE Simulated Win32/Agent CnC Beacon"; flow:established,to_server; content:"simulated-c2"; classtype:trojan-activity; metadata: attack_target Client_Endpoint, confidence High, malware_family Simulated, signature_severity Major; sid:2999001; rev:1;)
+alert tcp $HOME_NET any -> $EXTERNAL_NET 80 (msg:"ET INFO Simulated Suspicious User-Agent"; flow:established,to_server; content:"simulated"; classtype:bad-unknown; metadata: confidence Medium, signature_severity Minor; sid:2999002; rev:1;)
+"#;
+
 /// Replay the CryptoWall C2 capture with `rules` (written to `dir/c2.rules`), EVE to
 /// `dir/eve.json`, delivering alerts through `uplink`.
 pub fn replay_uplink(dir: &Path, uplink: &Path, rules: &str) -> std::process::Output {

@@ -13,6 +13,8 @@ fn activation_once_with_mutual_tls_only() {
     let smtp = Smtp::start(&dir.join("mail"), free_port());
     let c = Cloud::start(&dir, smtp.port, "startup_grace = \"1h\"");
     let (_, dev, code) = provision(&c, &["a@example.com"]);
+    // the cloud scores from its own copy of the rules the appliance runs
+    import_rules_text(&c, "cloud-c2.rules", C2_RULES);
     // a wrong code is refused
     let out = activate(&c, &dir.join("wrong"), "AAAA-BBBB-CCCC-DDDD");
     assert!(!out.status.success());
@@ -65,6 +67,8 @@ fn high_alert_mails_once_per_address_and_dedups() {
     );
     let emails = ["it@example.com", "boss@example.com", "vendor@example.net"];
     let (cid, _, code) = provision(&c, &emails);
+    // the cloud scores from its own copy of the rules the appliance runs
+    import_rules_text(&c, "cloud-c2.rules", C2_RULES);
     assert!(activate(&c, &dir.join("st"), &code).status.success());
     let up = uplink_toml(&dir, &dir.join("st"), 30);
     let out = replay_uplink(&dir, &up, C2_RULES);
@@ -192,6 +196,8 @@ fn nothing_lost_across_a_cloud_kill_and_an_smtp_outage() {
         "mail_window = \"1s\"\nstartup_grace = \"1h\"\nmail_retry_min = \"1s\"\nmail_retry_max = \"2s\"",
     );
     let (_, _, code) = provision(&c, &["ops@example.com"]);
+    // the cloud scores from its own copy of the rules the appliance runs
+    import_rules_text(&c, "cloud-c2.rules", C2_RULES);
     assert!(activate(&c, &dir.join("st"), &code).status.success());
     // the cloud is down while the appliance produces alerts: they stay in its spool
     c.kill9();
@@ -249,6 +255,8 @@ fn stop_notice_daily_reminder_recovery_and_grace() {
         "stop_after = \"3s\"\nstartup_grace = \"0s\"\nmail_retry_min = \"1s\"",
     );
     let (_, dev, code) = provision(&c, &["night@example.com"]);
+    // the cloud scores from its own copy of the rules the appliance runs
+    import_rules_text(&c, "cloud-c2.rules", C2_RULES);
     assert!(activate(&c, &dir.join("st"), &code).status.success());
     let up = uplink_toml(&dir, &dir.join("st"), 20);
     assert!(replay_uplink(&dir, &up, "").status.success());
@@ -301,6 +309,8 @@ fn garbage_on_the_ingest_port_does_not_disturb_other_devices() {
     let smtp = Smtp::start(&dir.join("mail"), free_port());
     let c = Cloud::start(&dir, smtp.port, "startup_grace = \"1h\"");
     let (_, _, code) = provision(&c, &["a@example.com"]);
+    // the cloud scores from its own copy of the rules the appliance runs
+    import_rules_text(&c, "cloud-c2.rules", C2_RULES);
     assert!(activate(&c, &dir.join("st"), &code).status.success());
     // several connections send garbage: plain bytes, a huge length prefix, half a frame
     let mut junk = Vec::new();

@@ -78,6 +78,9 @@ fn temporary_password(smtp: &Smtp, to: &str, nth: usize) -> String {
 fn seed(c: &Cloud, dir: &Path) -> (u64, u64, Vec<Value>, Vec<Value>, String) {
     let (a, a_dev, a_code) = provision(c, &[]);
     let (b, b_dev, b_code) = provision(c, &[]);
+    // the cloud scores from its own copy of the rules: the capture's and the simulator's
+    import_rules_text(c, "cloud-c2.rules", C2_RULES);
+    import_rules_text(c, "cloud-simulated.rules", SIMULATED_RULES);
     // the capture with real rules: the office's main appliance
     let state = dir.join("state-a");
     let out = activate(c, &state, &a_code);

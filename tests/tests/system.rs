@@ -75,6 +75,8 @@ impl System {
             .to_string();
         let rules = dir.join("c2.rules");
         std::fs::write(&rules, format!("{C2_RULE}\n")).expect("rules");
+        // the cloud scores from its own copy of the rules the appliance runs
+        mimamori_tests::cloud::import_rules(&cloud, &rules);
         let state = dir.join("state");
         let extra = format!(
             "[uplink]\nstate_dir = {state:?}\ncloud = \"cloud.lab.test:{}\"\nactivation_code = \"{code}\"\ncloud_ca = {ca:?}\nbundle_key = \"{key}\"\nheartbeat_secs = 2\n",

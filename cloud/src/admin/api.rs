@@ -71,6 +71,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/contracts/{id}/dispatches", post(add_dispatch))
         .route("/v1/devices", get(list_devices).post(add_devices))
         .route("/v1/devices/{id}/revoke", post(revoke_device))
+        .route("/v1/devices/{id}/code", post(reissue_code))
         .route("/v1/devices/{id}", get(show_device))
         .route("/v1/devices/{id}/commands", post(device_command))
         .route("/v1/contracts/{id}/isolation", put(set_isolation))
@@ -81,6 +82,12 @@ pub fn router(api: Api) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(
                     protocol::bundle::MAX_BUNDLE,
                 )),
+        )
+        .route(
+            "/v1/rules/import",
+            post(import_rules).layer(axum::extract::DefaultBodyLimit::max(
+                protocol::bundle::MAX_BUNDLE,
+            )),
         )
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/alerts/{id}", get(get_alert))
@@ -280,6 +287,7 @@ async fn end_contract(State(api): State<Api>, Path(id): Path<u64>) -> R<Ended> {
         })
     })?;
     // connected appliances get their wipe now
+    api.app.sessions_closed_for_contract(id);
     for d in &out.revoked_devices {
         api.app.commands_changed(Some(d));
     }
@@ -570,6 +578,33 @@ async fn publish_rules(
     Ok(Json(p))
 }
 
+/// Adds the rules of the posted files (a postcard `BundleBody`: `version` names the
+/// source) to the cloud's rule catalogue; parse errors are counted and listed.
+async fn import_rules(
+    State(api): State<Api>,
+    body: axum::body::Bytes,
+) -> R<crate::score::catalog::ImportReport> {
+    let b: protocol::bundle::BundleBody =
+        postcard::from_bytes(&body).map_err(|e| bad(format!("not a rule file set: {e}")))?;
+    let app = Arc::clone(&api.app);
+    let report = tokio::task::spawn_blocking(move || {
+        let now = app.now();
+        let source = format!("import {}", b.version);
+        let (entries, report) = crate::score::catalog::parse_files(&b.files, &source, now);
+        app.store.write(|tx| {
+            for e in &entries {
+                tx.put_catalog_rule(e)?;
+            }
+            Ok(())
+        })?;
+        tracing::info!(source = %source, rules = report.rules, failed = report.failed, "rules imported into the catalogue");
+        Ok::<_, StoreError>(report)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(report))
+}
+
 #[derive(Serialize)]
 pub struct DeviceView {
     #[serde(flatten)]
@@ -634,12 +669,42 @@ async fn add_devices(State(api): State<Api>, Json(n): Json<NewDevices>) -> R<Vec
                 now,
             ))?;
             tx.put_code(&crate::identity::code_hash(&code), &id)?;
+            tx.put_code_issued(&crate::identity::code_hash(&code), now)?;
             out.push(NewDevice {
                 device_id: id,
                 activation_code: code,
             });
         }
         Ok(out)
+    })?;
+    Ok(Json(out))
+}
+
+/// A new activation code for a device not yet activated (the old ones stop working),
+/// e.g. after its code expired.
+async fn reissue_code(State(api): State<Api>, Path(id): Path<String>) -> R<NewDevice> {
+    let now = api.app.now();
+    let out = api.app.store.write(|tx| {
+        let d = tx
+            .device(&id)?
+            .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
+        if d.status != DeviceStatus::Pending {
+            return Err(refused(format!(
+                "device {id} is {:?}; only a device not yet activated gets a new code",
+                d.status
+            )));
+        }
+        for old in tx.codes_of(&id)? {
+            tx.remove_code(&old)?;
+        }
+        let code = crate::identity::new_activation_code();
+        let hash = crate::identity::code_hash(&code);
+        tx.put_code(&hash, &id)?;
+        tx.put_code_issued(&hash, now)?;
+        Ok(NewDevice {
+            device_id: id.clone(),
+            activation_code: code,
+        })
     })?;
     Ok(Json(out))
 }
@@ -653,6 +718,8 @@ async fn revoke_device(State(api): State<Api>, Path(id): Path<String>) -> R<Devi
         tx.put_device(&d)?;
         Ok(d)
     })?;
+    // its live sessions end now (the writer refuses their batches in any case)
+    api.app.close_sessions(&id);
     Ok(Json(d))
 }
 
@@ -1222,7 +1289,7 @@ async fn status(State(api): State<Api>) -> R<serde_json::Value> {
         .values()
         .sum();
     Ok(Json(
-        serde_json::json!({ "alerts": alerts, "outbox": outbox, "devices": devices, "connections": connected, "started_ms": api.app.started_ms }),
+        serde_json::json!({ "alerts": alerts, "outbox": outbox, "devices": devices, "connections": connected, "started_ms": api.app.started_ms, "ingest": api.app.ingest_stats.snapshot() }),
     ))
 }
 

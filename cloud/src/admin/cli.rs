@@ -39,7 +39,7 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: UserCmd,
     },
-    /// Appliances: add (→ activation code), list, revoke.
+    /// Appliances: add (→ activation code), list, revoke, reissue a code.
     Device {
         #[command(subcommand)]
         cmd: DeviceCmd,
@@ -200,6 +200,11 @@ pub enum DeviceCmd {
     Revoke {
         id: String,
     },
+    /// A new activation code for a device not yet activated (its old codes stop working;
+    /// codes expire after `ingest.activation_code_ttl`).
+    Reissue {
+        id: String,
+    },
     /// A device: liveness, versions, rule-bundle report, isolated hosts, commands and
     /// their state.
     Show {
@@ -260,6 +265,13 @@ pub enum RulesCmd {
     },
     /// The current bundle and the public key appliances must trust (`uplink.bundle_key`).
     Status,
+    /// Add rule files (`*.rules` files, or folders of them) to the cloud's rule catalogue,
+    /// e.g. the ET Open release appliances ship with: alerts are scored from the cloud's
+    /// copy of each rule. Rules published in a bundle are catalogued automatically.
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -608,6 +620,7 @@ pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
             }
             DeviceCmd::List => print(&c.json(M::GET, "/v1/devices", None).await?, j, &["id", "contract_id", "status", "online", "last_heartbeat_ms", "firmware", "rules_version"]),
             DeviceCmd::Revoke { id } => print(&c.json(M::POST, &format!("/v1/devices/{id}/revoke"), None).await?, j, &[]),
+            DeviceCmd::Reissue { id } => print(&c.json(M::POST, &format!("/v1/devices/{id}/code"), None).await?, j, &["device_id", "activation_code"]),
             DeviceCmd::Show { id } => show_device(&c.json(M::GET, &format!("/v1/devices/{id}"), None).await?, j),
             cmd => {
                 let (id, body) = match cmd {
@@ -618,7 +631,7 @@ pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
                     DeviceCmd::ExceptionRemove { id, exception } => (id, json!({"command": "exception-remove", "exception": exception})),
                     DeviceCmd::Reboot { id } => (id, json!({"command": "reboot"})),
                     DeviceCmd::Wipe { id } => (id, json!({"command": "wipe"})),
-                    DeviceCmd::Add { .. } | DeviceCmd::List | DeviceCmd::Revoke { .. } | DeviceCmd::Show { .. } => unreachable!("handled above"),
+                    DeviceCmd::Add { .. } | DeviceCmd::List | DeviceCmd::Revoke { .. } | DeviceCmd::Reissue { .. } | DeviceCmd::Show { .. } => unreachable!("handled above"),
                 };
                 print(&c.json(M::POST, &format!("/v1/devices/{id}/commands"), Some(body)).await?, j, &["id", "what", "state"]);
             }
@@ -638,6 +651,38 @@ pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
                 print(&v, j, &[]);
             }
             RulesCmd::Status => print(&c.json(M::GET, "/v1/rules", None).await?, true, &[]),
+            RulesCmd::Import { paths } => {
+                let mut total = json!({"files": 0, "rules": 0, "failed": 0, "errors": []});
+                for path in &paths {
+                    let files = rules::parse::rule_files(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let mut batch = Vec::new();
+                    for f in files {
+                        let data = std::fs::read(&f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+                        batch.push(protocol::bundle::BundleFile { path: f.display().to_string(), data });
+                    }
+                    let body = protocol::bundle::BundleBody { version: path.display().to_string(), created: 0, files: batch };
+                    let bytes = postcard::to_allocvec(&body)?;
+                    let resp = c.http.post(format!("{}/v1/rules/import", c.base)).bearer_auth(&c.token).body(bytes).send().await
+                        .map_err(|e| anyhow::anyhow!("cannot reach the admin API at {}: {e}", c.base))?;
+                    let status = resp.status();
+                    let v: Value = resp.json().await.unwrap_or(Value::Null);
+                    if !status.is_success() {
+                        anyhow::bail!("{status}: {}", v["error"].as_str().unwrap_or("importing failed"));
+                    }
+                    for k in ["files", "rules", "failed"] {
+                        total[k] = json!(total[k].as_u64().unwrap_or(0) + v[k].as_u64().unwrap_or(0));
+                    }
+                    if let (Some(all), Some(more)) = (total["errors"].as_array_mut(), v["errors"].as_array()) {
+                        all.extend(more.iter().cloned());
+                    }
+                }
+                if !j {
+                    for e in total["errors"].as_array().into_iter().flatten() {
+                        eprintln!("not catalogued: {}", e.as_str().unwrap_or_default());
+                    }
+                }
+                print(&total, j, &["files", "rules", "failed"]);
+            }
         },
         Cmd::Alert { cmd } => match cmd {
             AlertCmd::List { contract, level, device, host, limit } => {

@@ -29,6 +29,12 @@ pub struct Published {
     pub sha256: String,
     pub created_ms: i64,
     pub files: usize,
+    /// Rules of its `.rules` files added to the cloud's rule catalogue (scoring).
+    #[serde(default)]
+    pub rules_catalogued: usize,
+    /// Rules that did not parse (not catalogued; alerts for them are rated 調査中).
+    #[serde(default)]
+    pub rules_failed: usize,
 }
 
 impl Published {
@@ -125,10 +131,28 @@ pub fn publish(app: &App, mut body: BundleBody) -> Result<Published, StoreError>
         sha256: hex::encode(sha2::Sha256::digest(&file)),
         created_ms: now,
         files: body.files.len(),
+        rules_catalogued: 0,
+        rules_failed: 0,
+    };
+    // the cloud scores alerts from its own copy of the rules it publishes
+    let (entries, report) =
+        crate::score::catalog::parse_files(&body.files, &format!("bundle {}", p.version), now);
+    let p = Published {
+        rules_catalogued: report.rules,
+        rules_failed: report.failed,
+        ..p
     };
     let json = serde_json::to_vec(&p).map_err(|e| StoreError::Refused(e.to_string()))?;
-    app.store.write(|tx| tx.set_meta(CURRENT, &json))?;
-    tracing::info!(version = %p.version, size = p.size, files = p.files, "rule bundle published");
+    app.store.write(|tx| {
+        for e in &entries {
+            tx.put_catalog_rule(e)?;
+        }
+        tx.set_meta(CURRENT, &json)
+    })?;
+    if report.failed > 0 {
+        tracing::warn!(version = %p.version, failed = report.failed, first = ?report.errors.first(), "rules of the bundle that did not parse are not catalogued");
+    }
+    tracing::info!(version = %p.version, size = p.size, files = p.files, rules = p.rules_catalogued, "rule bundle published");
     app.commands_changed(None);
     Ok(p)
 }

@@ -302,13 +302,22 @@ pub fn on_result(
     r: &protocol::messages::CommandResult,
 ) -> Result<(), StoreError> {
     let now = app.now();
+    // commands are keyed by device: another device's id is unknown here too. Checked
+    // with a read first so an unknown id costs no write transaction.
+    if app
+        .store
+        .read(|rx| rx.command(device, r.command_id))?
+        .is_none()
+    {
+        tracing::warn!(
+            device,
+            id = r.command_id,
+            "result for an unknown command; ignored"
+        );
+        return Ok(());
+    }
     app.store.write(|tx| {
         let Some(mut c) = tx.command(device, r.command_id)? else {
-            tracing::warn!(
-                device,
-                id = r.command_id,
-                "result for an unknown command; ignored"
-            );
             return Ok(());
         };
         c.state = if r.ok {

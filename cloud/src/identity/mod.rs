@@ -198,6 +198,28 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// A device certificate for `device_id` (DER) and its serial (hex), made here with a
+    /// fresh key: what a session sees after mutual TLS, for tests and the `ingest` fuzz
+    /// target.
+    pub fn device_cert_der(&self, device_id: &str) -> Result<(Vec<u8>, String), IdentityError> {
+        let key = KeyPair::generate()?;
+        let mut p = CertificateParams::new(vec![device_id.to_string()])?;
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, device_id);
+        let csr = p
+            .serialize_request(&key)?
+            .pem()
+            .map_err(|e| IdentityError::BadCsr(e.to_string()))?;
+        let (pem, serial) = self.issue_device_cert(device_id, &csr)?;
+        let der = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| IdentityError::BadCsr(e.to_string()))?
+            .1
+            .contents;
+        Ok((der, serial))
+    }
+}
+
 fn ca_params_from_pem(_pem: &str) -> Result<CertificateParams, IdentityError> {
     // The issuer needs the CA's distinguished name and key identifier method; both are
     // fixed by `ca_params`, so rebuilding them is exact.

@@ -4,15 +4,16 @@
 //! that connection only, with a logged reason. Batches are acknowledged after the writer
 //! committed them.
 
+pub mod admit;
 pub mod process;
 pub mod writer;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use protocol::messages::{
     ACTIVATION_DEVICE, Ack, Activated, DeviceId, DownMsg, HelloAck, RefuseReason, Refused, UpMsg,
@@ -37,14 +38,41 @@ pub enum SessionError {
     Refused(String),
     #[error("idle for too long")]
     Idle,
+    #[error("no Hello (or activation) within the deadline after connecting")]
+    HelloTimeout,
     #[error("{0}")]
     Other(String),
+}
+
+/// Counters of the ingest listener, shown by the admin status.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Batches refused in the writer's transaction (device revoked, contract ended).
+    pub refused_batches: AtomicU64,
+    /// Live sessions closed by a revocation or a contract end.
+    pub sessions_stopped: AtomicU64,
+    /// Result and bundle reports beyond the rate limit (each closed its session).
+    pub results_rate_limited: AtomicU64,
+    /// Admission (slots, deadlines, pre-authentication limits).
+    pub admit: Arc<admit::AdmitStats>,
+}
+
+impl IngestStats {
+    /// The counters as JSON (`admin ops status`).
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "refused_batches": self.refused_batches.load(Relaxed),
+            "sessions_stopped": self.sessions_stopped.load(Relaxed),
+            "results_rate_limited": self.results_rate_limited.load(Relaxed),
+            "admission": self.admit.snapshot(),
+        })
+    }
 }
 
 /// Accept connections forever.
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&app.identity.server_config));
-    let limit = Arc::new(Semaphore::new(app.cfg.ingest.max_connections));
+    let admission = admit::Admission::new(&app.cfg.ingest, Arc::clone(&app.ingest_stats.admit));
     let mut backoff = Duration::from_millis(10);
     loop {
         let (sock, peer) = match listener.accept().await {
@@ -60,8 +88,13 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; refusing");
+        let Some(ticket) = admission.admit(peer.ip()) else {
+            let st = admission.stats();
+            let n = st.refused_source.load(Relaxed) + st.refused_unauthenticated_full.load(Relaxed);
+            // one line per power of two, not one per connection of a flood
+            if n.is_power_of_two() {
+                tracing::warn!(%peer, refused_so_far = n, "unauthenticated connection limit reached (per source or in total); refusing");
+            }
             drop(sock);
             continue;
         };
@@ -69,31 +102,53 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
         let app = Arc::clone(&app);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        tracing::info!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::info!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let mut ticket = ticket;
+            let cfg = &app.cfg.ingest;
+            // absolute: reads do not extend it
+            let deadline = tokio::time::Instant::now() + cfg.hello_timeout;
+            let tls_deadline =
+                (tokio::time::Instant::now() + cfg.tls_handshake_timeout).min(deadline);
+            let tls = match tokio::time::timeout_at(tls_deadline, acceptor.accept(sock)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    ticket.stats().tls_failures.fetch_add(1, Relaxed);
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    ticket.stats().tls_timeouts.fetch_add(1, Relaxed);
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
             let peer_cert = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| c.as_ref().to_vec());
-            match session(&app, tls, peer_cert).await {
+            match session(&app, tls, peer_cert, &mut ticket, deadline).await {
                 Ok(dev) => tracing::debug!(%peer, device = %dev, "connection closed"),
                 Err(e) => tracing::info!(%peer, error = %e, "connection closed"),
             }
         });
     }
+}
+
+/// One session on an already secured stream, without the listener's budgets: `peer_cert`
+/// is the client certificate the TLS layer verified (`None`: activation only). For tests
+/// and the `ingest` fuzz target.
+pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    io: S,
+    peer_cert: Option<Vec<u8>>,
+) -> Result<String, SessionError> {
+    let adm = admit::Admission::unlimited();
+    let Some(mut ticket) = adm.admit(std::net::IpAddr::from([127, 0, 0, 1])) else {
+        return Err(SessionError::Other("no slot".into()));
+    };
+    let deadline = tokio::time::Instant::now() + app.cfg.ingest.hello_timeout;
+    session(app, io, peer_cert, &mut ticket, deadline).await
 }
 
 /// Framed reading and writing on one connection.
@@ -102,6 +157,8 @@ struct Conn<S> {
     dec: FrameDecoder,
     buf: Vec<u8>,
     idle: Duration,
+    /// Until the peer is authenticated: when it must have finished (reads do not extend it).
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -116,9 +173,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if let Some(b) = self.dec.next_body()? {
                 return Ok(Some(b.to_vec()));
             }
-            let n = match tokio::time::timeout(self.idle, self.io.read(&mut self.buf)).await {
-                Ok(r) => r?,
-                Err(_) => return Err(SessionError::Idle),
+            let n = match self.deadline {
+                Some(d) => match tokio::time::timeout_at(d, self.io.read(&mut self.buf)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(SessionError::HelloTimeout),
+                },
+                None => match tokio::time::timeout(self.idle, self.io.read(&mut self.buf)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(SessionError::Idle),
+                },
             };
             if n == 0 {
                 return Ok(None);
@@ -128,14 +191,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
     async fn send(&mut self, m: &DownMsg) -> Result<(), SessionError> {
         let f = encode_frame(m)?;
-        self.io.write_all(&f).await?;
-        self.io.flush().await?;
+        match self.deadline {
+            // a peer that does not read cannot hold the connection past the deadline
+            Some(d) => tokio::time::timeout_at(d, async {
+                self.io.write_all(&f).await?;
+                self.io.flush().await
+            })
+            .await
+            .map_err(|_| SessionError::HelloTimeout)??,
+            None => {
+                self.io.write_all(&f).await?;
+                self.io.flush().await?;
+            }
+        }
         Ok(())
+    }
+    /// The peer is authenticated: the protocol's frame limit, no absolute deadline.
+    fn authenticated(&mut self) {
+        self.deadline = None;
+        self.dec.set_max_frame(protocol::limits::MAX_FRAME_LEN);
+        self.buf.resize(64 * 1024, 0);
     }
     async fn refuse(&mut self, reason: RefuseReason) -> SessionError {
         let why = format!("{reason:?}");
         let _ = self.send(&DownMsg::Refused(Refused { reason })).await;
-        let _ = self.io.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
         SessionError::Refused(why)
     }
 }
@@ -145,15 +225,20 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     app: &App,
     io: S,
     peer_cert: Option<Vec<u8>>,
+    ticket: &mut admit::Ticket,
+    deadline: tokio::time::Instant,
 ) -> Result<String, SessionError> {
     let mut c = Conn {
         io,
-        dec: FrameDecoder::new(),
-        buf: vec![0u8; 64 * 1024],
+        dec: FrameDecoder::with_max_frame(app.cfg.ingest.max_pre_auth_frame),
+        buf: vec![0u8; 4096],
         idle: app.cfg.ingest.idle_timeout,
+        deadline: Some(deadline),
     };
-    let Some(first) = c.next_body().await? else {
-        return Err(SessionError::Other("closed before Hello".into()));
+    let first = match c.next_body().await {
+        Ok(Some(f)) => f,
+        Ok(None) => return Err(SessionError::Other("closed before Hello".into())),
+        Err(e) => return Err(pre_auth_error(ticket, e)),
     };
     let (hello, version) = match handshake::read_hello(&first) {
         Ok(x) => x,
@@ -169,7 +254,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(c.refuse(RefuseReason::UnknownDevice).await);
         }
         c.send(&DownMsg::HelloAck(HelloAck { version })).await?;
-        return activate(app, &mut c).await;
+        return activate(app, &mut c)
+            .await
+            .map_err(|e| pre_auth_error(ticket, e));
     };
     let Some((cert_device, serial)) = crate::identity::peer_identity(&cert) else {
         return Err(c.refuse(RefuseReason::UnknownDevice).await);
@@ -177,6 +264,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     if cert_device != hello.device.as_str() {
         return Err(c.refuse(RefuseReason::DeviceMismatch).await);
     }
+    // subscribed before the status is read: a revocation from now on reaches this session
+    let mut stop = StopGuard {
+        app,
+        device: cert_device.clone(),
+        rx: Some(app.session_stop(&cert_device)),
+    };
     let device = match app.store.read(|rx| rx.device(&cert_device)) {
         Ok(Some(d)) => d,
         Ok(None) => return Err(c.refuse(RefuseReason::UnknownDevice).await),
@@ -196,8 +289,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         let wipe = command::pending_wipe(app, &cert_device)
             .map_err(|e| SessionError::Other(e.to_string()))?;
         if let Some(w) = wipe {
+            if !ticket.authenticated() {
+                return Err(c.refuse(RefuseReason::Busy).await);
+            }
+            c.authenticated();
             c.send(&DownMsg::HelloAck(HelloAck { version })).await?;
-            return deliver_wipe(app, &mut c, &cert_device, w).await;
+            return deliver_wipe(app, &mut c, &cert_device, w, true).await;
         }
         tracing::warn!(device = %cert_device, ended, "refused: revoked device or ended contract");
         return Err(c
@@ -208,6 +305,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             })
             .await);
     }
+    // authenticated: a session slot instead of an unauthenticated one
+    if !ticket.authenticated() {
+        tracing::warn!(device = %cert_device, "refused: session slots (in total or from this address) are full");
+        return Err(c.refuse(RefuseReason::Busy).await);
+    }
+    c.authenticated();
     // connections per device
     let busy = {
         let mut m = app.connections.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,6 +338,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     tracing::info!(device = %cert_device, firmware = %hello.firmware.as_str(), "appliance connected");
     let rate = app.cfg.ingest.max_events_per_sec_per_device.max(1) as f64;
     let mut bucket = TokenBucket::new(rate);
+    // results and bundle reports each write the store: a bounded rate, more ends the session
+    let mut results = TokenBucket::new(app.cfg.ingest.max_results_per_sec.max(1) as f64);
     // commands: those waiting now, then whenever one is queued for this device
     let waker = app.command_waker(&cert_device);
     waker.notify_one();
@@ -246,6 +351,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut idle_deadline = tokio::time::Instant::now() + idle;
     loop {
         let msg = tokio::select! {
+            biased;
+            _ = stop.changed() => {
+                return stopped(app, &mut c, &cert_device, &sent_here).await;
+            }
             m = c.next() => m?,
             _ = waker.notified() => {
                 let cmds = command::outgoing(app, &cert_device, &running_rules, speaks_bundles, &mut sent_here)
@@ -275,6 +384,17 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     .store(&cert_device, device.contract_id, ev.events)
                     .await
                     .map_err(SessionError::Other)?;
+                if let Some(why) = stored.refused {
+                    // nothing was written; not acknowledged
+                    tracing::warn!(device = %cert_device, reason = %why, "batch refused; closing the session");
+                    app.ingest_stats.refused_batches.fetch_add(1, Relaxed);
+                    return Err(c
+                        .refuse(match why {
+                            process::Refusal::ContractEnded => RefuseReason::ContractEnded,
+                            process::Refusal::DeviceNotActive => RefuseReason::UnknownDevice,
+                        })
+                        .await);
+                }
                 app.mail_queued.notify_one();
                 if stored.isolations > 0 {
                     app.commands_changed(Some(&cert_device));
@@ -292,6 +412,13 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     Some(h.rules_version.as_str()),
                 );
                 running_rules = h.rules_version.as_str().to_string();
+            }
+            UpMsg::CommandResult(_) | UpMsg::BundleStatus(_) if results.take(1.0).is_some() => {
+                app.ingest_stats.results_rate_limited.fetch_add(1, Relaxed);
+                tracing::warn!(device = %cert_device, "command results / bundle reports above the rate limit; closing the session");
+                return Err(SessionError::Other(
+                    "command results / bundle reports above the rate limit".into(),
+                ));
             }
             UpMsg::CommandResult(r) => command::on_result(app, &cert_device, &r)
                 .map_err(|e| SessionError::Other(e.to_string()))?,
@@ -326,27 +453,71 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Sends an ended contract's appliance its wipe and waits (bounded) for the answer; its
-/// events are not stored any more.
+/// The session of `device` was told to stop (revoked, or its contract ended): the event
+/// stream ends now; a pending wipe is the one thing still delivered on it.
+async fn stopped<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    c: &mut Conn<S>,
+    device: &str,
+    sent_here: &std::collections::HashSet<u64>,
+) -> Result<String, SessionError> {
+    app.ingest_stats.sessions_stopped.fetch_add(1, Relaxed);
+    let wipe =
+        command::pending_wipe(app, device).map_err(|e| SessionError::Other(e.to_string()))?;
+    if let Some(w) = wipe {
+        let resend = !sent_here.contains(&w.id);
+        return deliver_wipe(app, c, device, w, resend).await;
+    }
+    let ended = app
+        .store
+        .read(|rx| {
+            Ok(match rx.device(device)? {
+                Some(d) => rx
+                    .contract(d.contract_id)?
+                    .is_none_or(|k| k.ended.is_some()),
+                None => false,
+            })
+        })
+        .unwrap_or(false);
+    tracing::warn!(
+        device,
+        ended,
+        "live session closed: device revoked or contract ended"
+    );
+    Err(c
+        .refuse(if ended {
+            RefuseReason::ContractEnded
+        } else {
+            RefuseReason::UnknownDevice
+        })
+        .await)
+}
+
+/// Sends an ended contract's appliance its wipe (unless `send` is false: it went out on
+/// this session already) and waits (bounded) for the answer; its events are not stored
+/// any more.
 async fn deliver_wipe<S: AsyncRead + AsyncWrite + Unpin>(
     app: &App,
     c: &mut Conn<S>,
     device: &str,
     mut w: crate::store::CommandRecord,
+    send: bool,
 ) -> Result<String, SessionError> {
-    let now = app.now();
-    w.state = crate::store::CommandState::Sent;
-    w.sent_ms = Some(now);
-    let rec = w.clone();
-    app.store
-        .write(|tx| tx.put_command(&rec))
-        .map_err(|e| SessionError::Other(e.to_string()))?;
-    c.send(&DownMsg::Command(protocol::messages::Command {
-        id: w.id,
-        cmd: protocol::messages::CommandKind::Wipe,
-    }))
-    .await?;
-    tracing::warn!(device, id = w.id, "wipe sent (contract ended)");
+    if send {
+        let now = app.now();
+        w.state = crate::store::CommandState::Sent;
+        w.sent_ms = Some(now);
+        let rec = w.clone();
+        app.store
+            .write(|tx| tx.put_command(&rec))
+            .map_err(|e| SessionError::Other(e.to_string()))?;
+        c.send(&DownMsg::Command(protocol::messages::Command {
+            id: w.id,
+            cmd: protocol::messages::CommandKind::Wipe,
+        }))
+        .await?;
+        tracing::warn!(device, id = w.id, "wipe sent (contract ended)");
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let msg = tokio::time::timeout_at(deadline, c.next())
@@ -362,6 +533,49 @@ async fn deliver_wipe<S: AsyncRead + AsyncWrite + Unpin>(
             None => return Ok(device.to_string()),
         }
     }
+}
+
+/// The stop signal of one session; forgotten with the device's last session.
+struct StopGuard<'a> {
+    app: &'a App,
+    device: String,
+    rx: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl StopGuard<'_> {
+    /// Resolves when the session must end.
+    async fn changed(&mut self) {
+        match self.rx.as_mut() {
+            Some(rx) => {
+                // an error means the sender is gone, which only a bug could cause: stop too
+                let _ = rx.changed().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for StopGuard<'_> {
+    fn drop(&mut self) {
+        self.rx = None;
+        self.app.session_stop_done(&self.device);
+    }
+}
+
+/// Counts why a connection ended before it was authenticated.
+fn pre_auth_error(ticket: &admit::Ticket, e: SessionError) -> SessionError {
+    match &e {
+        SessionError::HelloTimeout => {
+            ticket.stats().hello_timeouts.fetch_add(1, Relaxed);
+        }
+        SessionError::Frame(
+            protocol::FrameError::TooLarge { .. } | protocol::FrameError::BufferFull { .. },
+        ) => {
+            ticket.stats().pre_auth_oversized.fetch_add(1, Relaxed);
+        }
+        _ => {}
+    }
+    e
 }
 
 struct ConnGuard<'a> {
@@ -404,6 +618,13 @@ async fn activate<S: AsyncRead + AsyncWrite + Unpin>(
         };
         if d.status != DeviceStatus::Pending {
             return Ok(Err("device already activated or revoked".to_string()));
+        }
+        let issued = tx.code_issued(&hash)?.unwrap_or(d.created_ms);
+        let ttl = app.cfg.ingest.activation_code_ttl.as_millis() as i64;
+        if now.saturating_sub(issued) > ttl {
+            return Ok(Err(
+                "activation code expired; ask your provider for a new one".to_string(),
+            ));
         }
         let (cert, serial) = match app.identity.issue_device_cert(&d.id, req.csr_pem.as_str()) {
             Ok(x) => x,
@@ -487,7 +708,7 @@ mod test {
     ) -> (Result<String, SessionError>, Vec<DownMsg>) {
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let app2 = Arc::clone(app);
-        let task = tokio::spawn(async move { session(&app2, server, None).await });
+        let task = tokio::spawn(async move { run_session(&app2, server, None).await });
         for f in frames {
             client.write_all(&f).await.unwrap();
         }

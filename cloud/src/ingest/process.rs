@@ -6,8 +6,8 @@ use protocol::messages::{Detection, Event, SeqEvent};
 
 use crate::clock::Ms;
 use crate::config::TimingConfig;
-use crate::score::{Level, Scorer, Subject};
-use crate::store::{AlertRecord, AlertStatus, Contract, StoredEvent, Tx};
+use crate::score::{Level, Scorer, Subject, catalog};
+use crate::store::{AlertRecord, AlertStatus, Contract, DeviceStatus, StoredEvent, Tx};
 
 /// What storing a batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +18,27 @@ pub struct Stored {
     pub duplicates: u64,
     /// Hosts isolated by the contract's auto-isolation.
     pub isolations: u64,
+    /// Set when nothing was written because the device may not deliver any more; the
+    /// batch must not be acknowledged.
+    pub refused: Option<Refusal>,
+}
+
+/// Why a batch was refused inside the writer's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The device is unknown, not active (revoked, re-issued) or moved to another contract.
+    DeviceNotActive,
+    /// The device's contract has ended (or no longer exists).
+    ContractEnded,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::DeviceNotActive => "the device is not active (revoked)",
+            Refusal::ContractEnded => "the device's contract has ended",
+        })
+    }
 }
 
 /// Store a batch.
@@ -32,7 +53,25 @@ pub fn store_batch(
 ) -> crate::store::Result<Stored> {
     let mut upto = 0;
     let (mut new, mut dups, mut isolations) = (0, 0, 0);
+    // checked in the same transaction that writes: a batch racing a revocation or a
+    // contract end writes nothing
+    let active = tx
+        .device(device)?
+        .is_some_and(|d| d.status == DeviceStatus::Active && d.contract_id == contract_id);
     let contract = tx.contract(contract_id)?;
+    let refused = if contract.as_ref().is_none_or(|c| c.ended.is_some()) {
+        Some(Refusal::ContractEnded)
+    } else if !active {
+        Some(Refusal::DeviceNotActive)
+    } else {
+        None
+    };
+    if refused.is_some() {
+        return Ok(Stored {
+            refused,
+            ..Stored::default()
+        });
+    }
     for se in events {
         upto = upto.max(se.seq);
         if tx.seen(device, se.seq)?.is_some() {
@@ -40,7 +79,7 @@ pub fn store_batch(
             continue;
         }
         new += 1;
-        let stored = match &se.event {
+        let mut stored = match &se.event {
             Event::Alert(a) => StoredEvent::Alert(a.clone()),
             Event::FileVerdict(f) => StoredEvent::File(f.clone()),
             Event::TrafficSummary(t) => {
@@ -66,11 +105,34 @@ pub fn store_batch(
                 continue;
             }
         };
+        // the cloud's own metadata for the rule, never the appliance's
+        let known = match &mut stored {
+            StoredEvent::Alert(a) => match &mut a.detection {
+                Detection::Signature(s) => Some((catalog::apply(tx, s)?, s.gid, s.sid, s.rev)),
+                _ => None,
+            },
+            StoredEvent::File(_) => None,
+        };
         let subject = match &stored {
             StoredEvent::Alert(a) => Subject::Alert(a),
             StoredEvent::File(f) => Subject::File(f),
         };
-        let (mut level, mut reason) = scorer.score(&subject);
+        let (mut level, mut reason) = match known {
+            Some((catalog::Known::Unknown, gid, sid, rev)) => (
+                Level::Investigating,
+                format!(
+                    "クラウドの知らないルール（{gid}:{sid}:{rev}）の検知のため調査中です（機器の申告する重要度は使いません）"
+                ),
+            ),
+            Some((catalog::Known::OtherRev(newest), _, _, rev)) => {
+                let (l, r) = scorer.score(&subject);
+                (
+                    l,
+                    format!("{r}（rev {rev} はクラウドの台帳になく、rev {newest} の情報で評価）"),
+                )
+            }
+            _ => scorer.score(&subject),
+        };
         if let Some(c) = &contract {
             if let Some(why) = excepted(c, &stored) {
                 level = Level::Info;
@@ -138,6 +200,7 @@ pub fn store_batch(
         new,
         duplicates: dups,
         isolations,
+        refused: None,
     })
 }
 
@@ -186,10 +249,45 @@ mod test {
                 tx.put_contract(&contract(
                     &["a@example.com", "b@example.com", "c@example.com"],
                     &["sid:999"],
+                ))?;
+                tx.put_device(&crate::store::Device::new(
+                    "dev-1",
+                    1,
+                    "",
+                    DeviceStatus::Active,
+                    0,
                 ))
             })
             .unwrap();
         (store, dir)
+    }
+
+    /// Puts the alerts' own rule metadata into the cloud's catalogue (as a published
+    /// bundle would).
+    fn teach(store: &Store, alerts: &[&protocol::messages::Alert]) {
+        store
+            .write(|tx| {
+                for a in alerts {
+                    if let Detection::Signature(s) = &a.detection {
+                        tx.put_catalog_rule(&crate::store::CatalogRule {
+                            gid: s.gid,
+                            sid: s.sid,
+                            rev: s.rev,
+                            msg: s.msg.to_string(),
+                            classtype: s.classtype.as_ref().map(|c| c.to_string()),
+                            metadata: s
+                                .metadata
+                                .iter()
+                                .map(|m| (m.key.to_string(), m.value.to_string()))
+                                .collect(),
+                            source: "test".into(),
+                            added_ms: 0,
+                        })?;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 
     fn ev(seq: u64, a: protocol::messages::Alert) -> SeqEvent {
@@ -197,6 +295,134 @@ mod test {
             seq,
             event: Event::Alert(a),
         }
+    }
+
+    #[test]
+    fn the_cloud_scores_from_its_own_rule_metadata() {
+        let (store, dir) = setup("catalog");
+        let sc = Scorer::default_policy();
+        let t = TimingConfig::default();
+        // the cloud knows sid 1 rev 1 as informational
+        let info = sig_alert(
+            1,
+            Direction::Outbound,
+            "misc-activity",
+            &[("signature_severity", "Informational")],
+            Action::Allowed,
+        );
+        teach(&store, &[&info]);
+        // the appliance claims it is Major/High trojan activity
+        let forged = || {
+            sig_alert(
+                1,
+                Direction::Outbound,
+                "trojan-activity",
+                &[("signature_severity", "Major"), ("confidence", "High")],
+                Action::Blocked,
+            )
+        };
+        let mut rev2 = forged();
+        if let Detection::Signature(s) = &mut rev2.detection {
+            s.rev = 2;
+        }
+        let unknown = sig_alert(
+            4242,
+            Direction::Outbound,
+            "trojan-activity",
+            &[("signature_severity", "Major"), ("confidence", "High")],
+            Action::Blocked,
+        );
+        let r = store
+            .write(|tx| {
+                store_batch(
+                    tx,
+                    &sc,
+                    &t,
+                    1000,
+                    "dev-1",
+                    1,
+                    &[ev(1, forged()), ev(2, rev2), ev(3, unknown)],
+                )
+            })
+            .unwrap();
+        assert_eq!((r.new, r.isolations), (3, 0));
+        let alerts = store.read(|rx| rx.alerts_of(1, 100)).unwrap();
+        let by_seq = |s: u64| alerts.iter().find(|a| a.seq == s).unwrap().clone();
+        assert_ne!(by_seq(1).level, Level::High, "{}", by_seq(1).reason);
+        assert!(by_seq(1).level < Level::Medium, "{:?}", by_seq(1).level);
+        match &by_seq(1).event {
+            StoredEvent::Alert(a) => match &a.detection {
+                Detection::Signature(s) => {
+                    assert_eq!(
+                        s.classtype.as_ref().map(|c| c.as_str()),
+                        Some("misc-activity")
+                    );
+                    assert_eq!(s.meta("signature_severity"), Some("Informational"));
+                    assert_eq!(s.meta("confidence"), None);
+                }
+                d => panic!("{d:?}"),
+            },
+            e => panic!("{e:?}"),
+        }
+        assert!(by_seq(1).level < Level::Medium);
+        assert!(by_seq(2).level < Level::Medium);
+        assert!(by_seq(2).reason.contains("rev 1"), "{}", by_seq(2).reason);
+        assert_eq!(by_seq(3).level, Level::Investigating);
+        assert!(
+            by_seq(3).reason.contains("知らないルール"),
+            "{}",
+            by_seq(3).reason
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_revoked_device_or_an_ended_contract_writes_nothing() {
+        let (store, dir) = setup("refuse");
+        let sc = Scorer::default_policy();
+        let t = TimingConfig::default();
+        let a = || {
+            sig_alert(
+                1,
+                Direction::Outbound,
+                "trojan-activity",
+                &[],
+                Action::Allowed,
+            )
+        };
+        store
+            .write(|tx| {
+                let mut d = tx.device("dev-1")?.unwrap();
+                d.status = DeviceStatus::Revoked;
+                tx.put_device(&d)
+            })
+            .unwrap();
+        let r = store
+            .write(|tx| store_batch(tx, &sc, &t, 1000, "dev-1", 1, &[ev(1, a())]))
+            .unwrap();
+        assert_eq!(r.refused, Some(Refusal::DeviceNotActive));
+        // a device of contract 1 cannot write into another contract
+        let r = store
+            .write(|tx| store_batch(tx, &sc, &t, 1000, "dev-2", 1, &[ev(1, a())]))
+            .unwrap();
+        assert_eq!(r.refused, Some(Refusal::DeviceNotActive));
+        store
+            .write(|tx| {
+                let mut d = tx.device("dev-1")?.unwrap();
+                d.status = DeviceStatus::Active;
+                tx.put_device(&d)?;
+                let mut c = tx.contract(1)?.unwrap();
+                c.ended = Some(crate::contract::Date::parse("2026-01-01").unwrap());
+                tx.put_contract(&c)
+            })
+            .unwrap();
+        let r = store
+            .write(|tx| store_batch(tx, &sc, &t, 1000, "dev-1", 1, &[ev(2, a())]))
+            .unwrap();
+        assert_eq!(r.refused, Some(Refusal::ContractEnded));
+        assert!(store.read(|rx| rx.alerts_of(1, 100)).unwrap().is_empty());
+        assert!(store.read(|rx| rx.seen("dev-1", 1)).unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -225,6 +451,7 @@ mod test {
             )
         };
         let low = sig_alert(7, Direction::Inbound, "misc-activity", &[], Action::Allowed);
+        teach(&store, &[&low, &high(1), &high(2), &high(3)]);
         let r = store
             .write(|tx| store_batch(tx, &sc, &t, 1000, "dev-1", 1, &[ev(1, low)]))
             .unwrap();
@@ -310,6 +537,7 @@ mod test {
             &[("confidence", "High")],
             Action::Allowed,
         );
+        teach(&store, &[&high, &med_a, &med_b, &excepted]);
         let batch = vec![
             ev(1, high.clone()),
             ev(2, med_a),

@@ -5,6 +5,8 @@
 //! the config. Escalation (two distinct ★★☆ of one host within 24 h → ★★★) and
 //! per-contract exceptions are applied around the policy by the ingest transaction.
 
+pub mod catalog;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

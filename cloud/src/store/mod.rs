@@ -71,6 +71,11 @@ const CONTRACTS: TableDefinition<u64, &[u8]> = TableDefinition::new("contracts")
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 const CODES: TableDefinition<&str, &str> = TableDefinition::new("activation_codes");
 const SEEN: TableDefinition<(&str, u64), u64> = TableDefinition::new("seen_seq");
+/// When an activation code (by its hash) was issued, Unix ms (codes issued before this
+/// table existed count from their device's creation).
+const CODE_ISSUED: TableDefinition<&str, i64> = TableDefinition::new("activation_code_issued");
+/// The cloud's own copy of rule metadata by (gid, sid, rev): what alerts are scored from.
+const RULE_CATALOG: TableDefinition<(u32, u32, u32), &[u8]> = TableDefinition::new("rule_catalog");
 const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
 /// The first index of alerts by contract (no summary); replaced by [`ALERT_INDEX`] when a
 /// store is opened.
@@ -155,6 +160,8 @@ impl Store {
             t.open_table(CONTRACTS)?;
             t.open_table(DEVICES)?;
             t.open_table(CODES)?;
+            t.open_table(CODE_ISSUED)?;
+            t.open_table(RULE_CATALOG)?;
             t.open_table(SEEN)?;
             t.open_table(ALERTS)?;
             t.open_table(ALERT_INDEX)?;
@@ -599,6 +606,48 @@ macro_rules! readers {
                 let t = self.0.open_table(CODES)?;
                 Ok(t.get(code_hash)?.map(|v| v.value().to_string()))
             }
+            /// When an activation code (by its hash) was issued, if recorded.
+            pub fn code_issued(&self, code_hash: &str) -> Result<Option<i64>> {
+                let t = self.0.open_table(CODE_ISSUED)?;
+                Ok(t.get(code_hash)?.map(|v| v.value()))
+            }
+            /// The hashes of the activation codes of `device`.
+            pub fn codes_of(&self, device: &str) -> Result<Vec<String>> {
+                let t = self.0.open_table(CODES)?;
+                let mut v = Vec::new();
+                for e in t.iter()? {
+                    let (k, d) = e?;
+                    if d.value() == device {
+                        v.push(k.value().to_string());
+                    }
+                }
+                Ok(v)
+            }
+            /// The catalogue's entry for (gid, sid, rev).
+            pub fn catalog_rule(
+                &self,
+                gid: u32,
+                sid: u32,
+                rev: u32,
+            ) -> Result<Option<CatalogRule>> {
+                let t = self.0.open_table(RULE_CATALOG)?;
+                t.get((gid, sid, rev))?
+                    .map(|v| dec("rule_catalog", v.value()))
+                    .transpose()
+            }
+            /// The catalogue's newest revision of (gid, sid).
+            pub fn catalog_newest(&self, gid: u32, sid: u32) -> Result<Option<CatalogRule>> {
+                let t = self.0.open_table(RULE_CATALOG)?;
+                let last = t.range((gid, sid, 0)..=(gid, sid, u32::MAX))?.next_back();
+                match last {
+                    Some(e) => Ok(Some(dec("rule_catalog", e?.1.value())?)),
+                    None => Ok(None),
+                }
+            }
+            /// Number of rules in the catalogue.
+            pub fn catalog_len(&self) -> Result<u64> {
+                Ok(self.0.open_table(RULE_CATALOG)?.len()?)
+            }
             /// The alert stored for (device, seq), if any: idempotent ingest.
             pub fn seen(&self, device: &str, seq: u64) -> Result<Option<u64>> {
                 let t = self.0.open_table(SEEN)?;
@@ -716,6 +765,21 @@ impl Tx {
     }
     pub fn remove_code(&mut self, code_hash: &str) -> Result<()> {
         self.0.open_table(CODES)?.remove(code_hash)?;
+        self.0.open_table(CODE_ISSUED)?.remove(code_hash)?;
+        Ok(())
+    }
+    /// Records when an activation code was issued (its expiry counts from here).
+    pub fn put_code_issued(&mut self, code_hash: &str, issued_ms: i64) -> Result<()> {
+        self.0
+            .open_table(CODE_ISSUED)?
+            .insert(code_hash, issued_ms)?;
+        Ok(())
+    }
+    /// Adds (or replaces) the catalogue's entry for the rule's (gid, sid, rev).
+    pub fn put_catalog_rule(&mut self, r: &CatalogRule) -> Result<()> {
+        self.0
+            .open_table(RULE_CATALOG)?
+            .insert((r.gid, r.sid, r.rev), enc(r).as_slice())?;
         Ok(())
     }
     /// Store a new alert and its indexes.

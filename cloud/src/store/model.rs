@@ -439,3 +439,22 @@ pub struct BundleReport {
     pub reason: String,
     pub at_ms: i64,
 }
+
+/// The cloud's copy of one rule's metadata (from a published bundle or `rules import`):
+/// alerts are scored from this, not from what the appliance sends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CatalogRule {
+    pub gid: u32,
+    pub sid: u32,
+    pub rev: u32,
+    pub msg: String,
+    #[serde(default)]
+    pub classtype: Option<String>,
+    /// `metadata:` pairs (key, value) in rule order.
+    #[serde(default)]
+    pub metadata: Vec<(String, String)>,
+    /// Where it came from: `bundle <version>` or `import <file>`.
+    #[serde(default)]
+    pub source: String,
+    pub added_ms: i64,
+}

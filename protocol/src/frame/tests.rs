@@ -246,3 +246,30 @@ fn test_buffer_cap() {
     let err = decoder.push(&vec![0; MAX_BUFFERED]);
     assert!(matches!(err, Err(FrameError::BufferFull { .. })), "{err:?}");
 }
+
+#[test]
+fn a_per_connection_frame_limit_refuses_larger_prefixes_and_can_be_raised() {
+    let mut d = FrameDecoder::with_max_frame(4096);
+    assert_eq!(d.max_frame(), 4096);
+    // a small frame passes
+    d.push(&raw_frame(&[0u8; 100])).expect("small frame");
+    assert!(d.next_body().expect("decodes").is_some());
+    // a prefix above the limit fails at once, before its body arrives
+    let big = u32::try_from(4097).expect("small").to_be_bytes();
+    assert!(matches!(
+        d.push(&big),
+        Err(FrameError::TooLarge { max: 4096, .. })
+    ));
+    // raised after authentication: the protocol's frames fit again
+    let mut d = FrameDecoder::with_max_frame(4096);
+    d.set_max_frame(usize::MAX);
+    assert_eq!(d.max_frame(), MAX_FRAME_LEN);
+    d.push(&raw_frame(&vec![0u8; 8192])).expect("large frame");
+    assert!(d.next_body().expect("decodes").is_some());
+    // never more buffered than two frames of the limit
+    let mut d = FrameDecoder::with_max_frame(16);
+    assert!(matches!(
+        d.push(&[0u8; 100]),
+        Err(FrameError::TooLarge { .. } | FrameError::BufferFull { .. })
+    ));
+}
