@@ -490,4 +490,227 @@ mod test {
             Some((d("2026-05-01"), d("2027-05-01")))
         );
     }
+
+    mod end {
+        use std::sync::Arc;
+
+        use crate::contract::{Date, end};
+        use crate::store::*;
+
+        fn app(name: &str) -> Arc<crate::App> {
+            let dir = std::env::temp_dir()
+                .join(format!("mimamori-contract-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let cfg: crate::config::Config =
+                toml::from_str(&format!("data_dir = {dir:?}\n[admin]\ntoken = \"t\"\n")).unwrap();
+            crate::serve::build(cfg, Arc::new(crate::clock::ManualClock::new(1_790_000_000_000)))
+                .unwrap()
+        }
+
+        fn contract(id: u64, customer: u64, to: &str) -> Contract {
+            Contract {
+                id,
+                customer_id: customer,
+                name: format!("office {id}"),
+                application_date: Date::parse("2026-04-03").unwrap(),
+                start: Date::parse("2026-04-03").unwrap(),
+                paid_start: Date::parse("2026-05-01").unwrap(),
+                ended: None,
+                recipients: vec![to.into()],
+                auto_isolation: true,
+                isolation_allow: vec!["198.18.0.53".into()],
+                exceptions: vec!["host:198.18.0.99".into()],
+            }
+        }
+
+        fn mail(to: &str, contract: Option<u64>) -> Mail {
+            Mail {
+                id: 0,
+                to: to.into(),
+                subject: "s".into(),
+                body: "b".into(),
+                created_ms: 0,
+                next_attempt_ms: 0,
+                attempts: 0,
+                last_error: None,
+                kind: "alerts".into(),
+                contract,
+                given_up_ms: None,
+            }
+        }
+
+        /// Contract 1 (customer 1, also on contract 2) and contract 3 (customer 2) with
+        /// data of every kind.
+        fn seed(app: &crate::App) {
+            let now = app.now();
+            app.store
+                .write(|tx| {
+                    for (id, email) in [(1, "c1@a.example"), (2, "c2@b.example")] {
+                        tx.put_customer(&Customer {
+                            id,
+                            company: format!("company {id}"),
+                            contact_email: email.into(),
+                            phone: "03-0000-0000".into(),
+                            ..Default::default()
+                        })?;
+                    }
+                    tx.put_contract(&contract(1, 1, "to1@a.example"))?;
+                    tx.put_contract(&contract(2, 1, "to2@a.example"))?;
+                    tx.put_contract(&contract(3, 2, "to3@b.example"))?;
+                    for (d, k, st) in [
+                        ("d1", 1, DeviceStatus::Active),
+                        ("d1p", 1, DeviceStatus::Pending),
+                        ("d2", 2, DeviceStatus::Active),
+                        ("d3", 3, DeviceStatus::Active),
+                    ] {
+                        let dev = Device::new(d, k, format!("{d} name"), st, now);
+                        tx.put_device(&dev)?;
+                        let a = crate::store::AlertRecord {
+                            id: tx.next_id("alert")?,
+                            contract_id: k,
+                            device: d.into(),
+                            seq: 1,
+                            received_ms: now,
+                            event: StoredEvent::Alert(crate::testutil::sig_alert(
+                                9,
+                                protocol::messages::Direction::Outbound,
+                                "trojan-activity",
+                                &[],
+                                protocol::messages::Action::Allowed,
+                            )),
+                            level: crate::score::Level::High,
+                            reason: String::new(),
+                            mailed: true,
+                            deduplicated: false,
+                            status: AlertStatus::Open,
+                            history: vec![],
+                        };
+                        tx.insert_alert(&a)?;
+                        tx.mark_seen(d, 2)?;
+                        tx.set_dedup(&format!("{d}|198.18.0.10|sig:1:9"), now)?;
+                        tx.queue_command(
+                            &dev,
+                            protocol::messages::CommandKind::Reboot,
+                            "portal:x@a.example",
+                            now,
+                        )?;
+                        tx.put_code(&format!("hash-{d}"), d)?;
+                    }
+                    for k in [1u64, 2, 3] {
+                        tx.add_medium(&format!("{k}|198.18.0.10"), now, 1)?;
+                        tx.add_traffic(
+                            k,
+                            &TrafficRow {
+                                device: "d".into(),
+                                bucket_start: 600,
+                                host_ip: "198.18.0.10".into(),
+                                ..Default::default()
+                            },
+                        )?;
+                        tx.put_window(
+                            k,
+                            &Window {
+                                closes_ms: now,
+                                alerts: vec![1],
+                            },
+                        )?;
+                        tx.put_dispatch(&Dispatch {
+                            id: k,
+                            contract_id: k,
+                            date: Date::parse("2026-06-01").unwrap(),
+                            amount_yen: 1000,
+                            covered: true,
+                            note: "called 佐藤さん".into(),
+                        })?;
+                    }
+                    for (i, (e, k)) in [("u1@a.example", 1), ("u3@b.example", 3)].iter().enumerate() {
+                        tx.put_user(&PortalUser {
+                            id: i as u64 + 1,
+                            contract_id: *k,
+                            email: e.to_string(),
+                            ..Default::default()
+                        })?;
+                    }
+                    tx.queue_mail(mail("to1@a.example", Some(1)))?;
+                    tx.queue_mail(mail("u1@a.example", None))?; // untagged, to a user of 1
+                    tx.queue_mail(mail("to3@b.example", None))?;
+                    tx.queue_mail(mail("to2@a.example", Some(2)))?;
+                    let id = tx.queue_mail(mail("to1@a.example", Some(1)))?;
+                    let mut g = tx.mail(id)?.unwrap();
+                    g.given_up_ms = Some(now);
+                    tx.give_up_mail(&g)?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+
+        #[test]
+        fn contract_end_removes_every_kind_and_keeps_others() {
+            let app = app("end");
+            seed(&app);
+            let r = end(&app, 1, app.now()).unwrap();
+            assert_eq!(r.users_removed, 1);
+            assert_eq!(r.revoked_devices, vec!["d1".to_string(), "d1p".to_string()]);
+            assert_eq!(r.wipes_queued, 1);
+            assert!(!r.customer_removed, "contract 2 of the customer is open");
+            assert_eq!(r.addresses_removed, 1);
+            assert_eq!(r.alerts_removed, 2);
+            assert_eq!(r.traffic_removed, 1);
+            assert_eq!(r.commands_removed, 2);
+            assert_eq!(r.dedup_keys_removed, 2);
+            assert_eq!(r.escalation_keys_removed, 1);
+            assert_eq!(r.seen_rows_removed, 4);
+            assert_eq!(r.mail_windows_removed, 1);
+            assert_eq!(r.queued_mails_removed, 2);
+            assert_eq!(r.failed_mails_removed, 1);
+            assert_eq!(r.activation_codes_removed, 2);
+            assert_eq!(r.dispatch_notes_cleared, 1);
+            app.store
+                .read(|rx| {
+                    assert!(rx.user_by_email("u1@a.example")?.is_none());
+                    assert!(rx.user(1)?.is_none());
+                    let c = rx.contract(1)?.unwrap();
+                    assert!(c.ended.is_some() && c.recipients.is_empty() && c.name.is_empty());
+                    assert!(c.isolation_allow.is_empty() && c.exceptions.is_empty());
+                    // the wipe stays until delivered; the rest of the history is gone
+                    let cmds = rx.commands_of("d1")?;
+                    assert_eq!(cmds.len(), 1);
+                    assert!(matches!(cmds[0].kind, protocol::messages::CommandKind::Wipe));
+                    assert!(rx.commands_of("d1p")?.is_empty());
+                    assert!(rx.seen("d1", 1)?.is_none() && rx.seen("d1", 2)?.is_none());
+                    assert!(rx.dedup_last("d1|198.18.0.10|sig:1:9")?.is_none());
+                    assert!(rx.medium_since("1|198.18.0.10", 0)?.is_empty());
+                    assert!(rx.traffic_of(1, 0, u64::MAX)?.is_empty());
+                    assert!(rx.alerts_of(1, 10)?.is_empty());
+                    assert!(rx.code_device("hash-d1")?.is_none());
+                    let d = rx.device("d1")?.unwrap();
+                    assert_eq!(d.status, DeviceStatus::Revoked);
+                    assert!(d.name.is_empty());
+                    assert_eq!(rx.dispatches_of(1)?[0].note, "");
+                    assert_eq!(rx.dispatches_of(1)?[0].amount_yen, 1000);
+                    // the others' data stays
+                    assert!(rx.customer(1)?.is_some() && rx.customer(2)?.is_some());
+                    assert!(rx.user_by_email("u3@b.example")?.is_some());
+                    assert_eq!(rx.commands_of("d2")?.len(), 1);
+                    assert!(rx.seen("d3", 1)?.is_some());
+                    assert!(rx.dedup_last("d3|198.18.0.10|sig:1:9")?.is_some());
+                    assert_eq!(rx.medium_since("3|198.18.0.10", 0)?.len(), 1);
+                    assert_eq!(rx.traffic_of(2, 0, u64::MAX)?.len(), 1);
+                    assert_eq!(rx.alerts_of(3, 10)?.len(), 1);
+                    assert_eq!(rx.windows()?.len(), 2);
+                    let to: Vec<String> = rx.outbox()?.into_iter().map(|m| m.to).collect();
+                    assert_eq!(to, vec!["to3@b.example", "to2@a.example"]);
+                    assert_eq!(rx.dispatches_of(3)?[0].note, "called 佐藤さん");
+                    Ok(())
+                })
+                .unwrap();
+            // twice: refused; the customer's last open contract: its record goes
+            assert!(matches!(end(&app, 1, app.now()), Err(StoreError::Refused(_))));
+            assert!(matches!(end(&app, 9, app.now()), Err(StoreError::NotFound(_))));
+            let r = end(&app, 2, app.now()).unwrap();
+            assert!(r.customer_removed);
+            assert!(app.store.read(|rx| rx.customer(1)).unwrap().is_none());
+            assert!(app.store.read(|rx| rx.customer(2)).unwrap().is_some());
+        }
+    }
 }
