@@ -336,11 +336,15 @@ fn contract_end_ends_access_and_leaves_no_personal_data() {
     assert_eq!(r.location.as_deref(), Some("/password"));
     let v = c.admin(&["user", "disable", "--email", B_USER]);
     assert_eq!(v["disabled"], true, "{v}");
-    let r = b_browser.get("/password");
+    let r = b_browser.submit(
+        "/password",
+        "/password",
+        &[("new", NEW_PASSWORD), ("again", NEW_PASSWORD)],
+    );
     assert_eq!(
         r.location.as_deref(),
         Some("/login"),
-        "a disabled user's login ends at its next request"
+        "a disabled user's login ends at its next step"
     );
     let (_, r) = password_login(port, B_USER, &temp_b);
     assert_eq!(r.status, 200, "the right password of a disabled user is refused");
@@ -358,7 +362,12 @@ fn contract_end_ends_access_and_leaves_no_personal_data() {
     let (mut gone_browser, r) = password_login(port, B_GONE, &temp_gone);
     assert_eq!(r.location.as_deref(), Some("/password"));
     c.admin(&["user", "remove", "--email", B_GONE]);
-    assert_eq!(gone_browser.get("/password").location.as_deref(), Some("/login"));
+    let r = gone_browser.submit(
+        "/password",
+        "/password",
+        &[("new", NEW_PASSWORD), ("again", NEW_PASSWORD)],
+    );
+    assert_eq!(r.location.as_deref(), Some("/login"));
     let (_, r) = password_login(port, B_GONE, &temp_gone);
     assert!(r.body.contains(WRONG) && r.cookie.is_none());
     let users_b = c.admin(&["user", "list", "--contract", &b]);
