@@ -739,7 +739,8 @@ pub struct DumpRow {
 /// of an ended contract remains (`mimamori-cloud debug-dump-store`). Refuses a database
 /// holding a table this version does not know, so nothing escapes the scan.
 pub fn dump(data_dir: &Path) -> Result<Vec<DumpRow>> {
-    let db = redb::ReadOnlyDatabase::open(data_dir.join("mimamori.redb"))?;
+    // read-write open: a database left by a killed process is repaired first
+    let db = Database::open(data_dir.join("mimamori.redb"))?;
     let rx = db.begin_read()?;
     let mut out = Vec::new();
     fn push(out: &mut Vec<DumpRow>, table: &str, key: String, v: &[u8]) {
