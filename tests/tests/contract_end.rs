@@ -253,13 +253,14 @@ const A_STAFF: &str = "staff-a@a-corp.example";
 const B_COMPANY: &str = "継続中工業株式会社";
 const B_CONTACT: &str = "鈴木一郎";
 const B_PHONE: &str = "06-7777-0456";
+const B_POSTAL: &str = "大阪府大阪市継続町4-5-6";
 const B_CONTACT_EMAIL: &str = "suzuki@b-corp.example";
 const B_RECIPIENT: &str = "alerts-b@b-corp.example";
 const B_USER: &str = "user-b@b-corp.example";
 const B_GONE: &str = "gone-b@b-corp.example";
 const B_LATE: &str = "late-b@b-corp.example";
 
-fn customer(c: &Cloud, company: &str, contact: &str, email: &str, phone: &str) -> String {
+fn customer(c: &Cloud, company: &str, contact: &str, email: &str, phone: &str, postal: &str) -> String {
     let v = c.admin(&[
         "customer",
         "add",
@@ -272,7 +273,7 @@ fn customer(c: &Cloud, company: &str, contact: &str, email: &str, phone: &str) -
         "--phone",
         phone,
         "--address",
-        A_POSTAL,
+        postal,
     ]);
     v["id"].as_u64().expect("customer id").to_string()
 }
@@ -305,9 +306,9 @@ fn contract_end_ends_access_and_leaves_no_personal_data() {
     let port = c.portal;
 
     // contract A (ends) and contract B (stays), each with personal data
-    let cust_a = customer(&c, A_COMPANY, A_CONTACT, A_CONTACT_EMAIL, A_PHONE);
+    let cust_a = customer(&c, A_COMPANY, A_CONTACT, A_CONTACT_EMAIL, A_PHONE, A_POSTAL);
     let a = contract(&c, &cust_a, A_CONTRACT_NAME, A_RECIPIENT);
-    let cust_b = customer(&c, B_COMPANY, B_CONTACT, B_CONTACT_EMAIL, B_PHONE);
+    let cust_b = customer(&c, B_COMPANY, B_CONTACT, B_CONTACT_EMAIL, B_PHONE, B_POSTAL);
     let b = contract(&c, &cust_b, "継続中工業 工場", B_RECIPIENT);
     let devs = c.admin(&["device", "add", "--contract", &a, "--name", "本社UTM"]);
     let a_dev = devs[0]["device_id"].as_str().expect("device").to_string();
@@ -558,7 +559,7 @@ fn contract_end_ends_access_and_leaves_no_personal_data() {
     }
     assert!(found.is_empty(), "personal data of the ended contract remains:\n{}", found.join("\n"));
     // ... while B's remains, and the records billing and the wipe need
-    for keep in [B_COMPANY, B_CONTACT, B_PHONE, B_CONTACT_EMAIL, B_RECIPIENT, B_USER, B_LATE] {
+    for keep in [B_COMPANY, B_CONTACT, B_PHONE, B_POSTAL, B_CONTACT_EMAIL, B_RECIPIENT, B_USER, B_LATE] {
         let escaped = serde_json::to_string(keep).unwrap_or_default();
         let escaped = escaped.trim_matches('"');
         assert!(
