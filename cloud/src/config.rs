@@ -316,6 +316,11 @@ pub struct TimingConfig {
     pub mail_retry_min: Duration,
     #[serde(default = "d10m", with = "duration")]
     pub mail_retry_max: Duration,
+    /// A mail still failing this long after it was queued is given up: moved out of the
+    /// outbox into the failed mails (`admin mail failed`, counted in `admin ops status`),
+    /// logged as a warning and never retried.
+    #[serde(default = "d72h", with = "duration")]
+    pub mail_give_up: Duration,
 }
 
 fn d10s() -> Duration {
@@ -351,6 +356,7 @@ impl Default for TimingConfig {
             startup_grace: d10m(),
             mail_retry_min: d10s(),
             mail_retry_max: d10m(),
+            mail_give_up: d72h(),
         }
     }
 }

@@ -96,6 +96,10 @@ pub fn router(api: Api) -> Router {
         .route("/v1/maintenance", get(list_notices).post(add_notice))
         .route("/v1/users", get(list_users).post(add_user))
         .route("/v1/users/reset", post(reset_user))
+        .route("/v1/users/disable", post(disable_user))
+        .route("/v1/users/enable", post(enable_user))
+        .route("/v1/users/remove", post(remove_user))
+        .route("/v1/mail/failed", get(failed_mails))
         .route("/v1/firmware", post(announce_firmware))
         .route("/v1/export", get(export))
         .route("/v1/ops/daily-check", post(daily_check))
@@ -239,59 +243,15 @@ async fn add_contract(State(api): State<Api>, Json(n): Json<NewContract>) -> R<C
     Ok(Json(c))
 }
 
-#[derive(Serialize)]
-pub struct Ended {
-    contract: Contract,
-    revoked_devices: Vec<String>,
-    purged_alerts: usize,
-}
-
-async fn end_contract(State(api): State<Api>, Path(id): Path<u64>) -> R<Ended> {
-    let now = api.app.now();
-    let today = Date::of_ms(now, api.app.cfg.utc_offset_secs());
-    let out = api.app.store.write(|tx| {
-        let mut c = tx
-            .contract(id)?
-            .ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
-        if c.ended.is_some() {
-            return Err(refused(format!(
-                "contract {id} already ended on {}",
-                c.ended.unwrap_or(today)
-            )));
-        }
-        c.ended = Some(today);
-        let mut revoked = Vec::new();
-        for mut d in tx.devices()? {
-            if d.contract_id == id && d.status != DeviceStatus::Revoked {
-                // the certificate is refused from now on, except to deliver this wipe
-                if d.status == DeviceStatus::Active {
-                    tx.queue_command(
-                        &d,
-                        protocol::messages::CommandKind::Wipe,
-                        "contract end",
-                        now,
-                    )?;
-                }
-                d.status = DeviceStatus::Revoked;
-                tx.put_device(&d)?;
-                revoked.push(d.id.clone());
-            }
-        }
-        let purged = tx.purge_contract_alerts(id)?;
-        c.recipients.clear();
-        tx.put_contract(&c)?;
-        Ok(Ended {
-            contract: c,
-            revoked_devices: revoked,
-            purged_alerts: purged,
-        })
-    })?;
+/// End a contract: access ends and personal data is deleted (see [`contract::end`]).
+async fn end_contract(State(api): State<Api>, Path(id): Path<u64>) -> R<contract::EndReport> {
+    let report = contract::end(&api.app, id, api.app.now())?;
     // connected appliances get their wipe now
     api.app.sessions_closed_for_contract(id);
-    for d in &out.revoked_devices {
+    for d in &report.revoked_devices {
         api.app.commands_changed(Some(d));
     }
-    Ok(Json(out))
+    Ok(Json(report))
 }
 
 #[derive(Deserialize)]
@@ -310,6 +270,9 @@ async fn set_recipients(
         let mut c = tx
             .contract(id)?
             .ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
+        if let Some(e) = c.ended {
+            return Err(refused(format!("contract {id} ended on {e}")));
+        }
         c.recipients = list.clone();
         tx.put_contract(&c)?;
         Ok(c)
@@ -902,6 +865,7 @@ pub struct UserView {
     must_change_password: bool,
     mfa: bool,
     locked: bool,
+    disabled: bool,
 }
 
 impl UserView {
@@ -913,6 +877,7 @@ impl UserView {
             must_change_password: u.must_change_password,
             mfa: u.totp_secret.is_some(),
             locked: u.locked_until_ms > now || u.code_locked_until_ms > now,
+            disabled: u.disabled,
         }
     }
 }
@@ -944,10 +909,12 @@ async fn temporary() -> Result<(String, String), ApiError> {
 }
 
 /// Queue the account mail with a temporary password (new account or reset).
+#[allow(clippy::too_many_arguments)]
 fn queue_account_mail(
     tx: &mut crate::store::Tx,
     now: i64,
     portal: &str,
+    contract_id: u64,
     contract: &str,
     email: &str,
     temp: &str,
@@ -967,7 +934,7 @@ fn queue_account_mail(
         },
         next = "ログイン時に新しいパスワードの設定をお願いします（認証アプリ未登録の場合は登録もお願いします）。"
     );
-    notify::queue(tx, now, email, subject, &body, "portal-user")?;
+    notify::queue_for(tx, now, Some(contract_id), email, subject, &body, "portal-user")?;
     Ok(())
 }
 
@@ -991,6 +958,11 @@ async fn reset_user(State(api): State<Api>, Json(r): Json<ResetUser>) -> R<UserV
         let mut u = tx
             .user_by_email(&email)?
             .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
+        if u.disabled {
+            return Err(refused(format!(
+                "portal user {email} is disabled; enable it first"
+            )));
+        }
         let c = tx
             .contract(u.contract_id)?
             .ok_or_else(|| StoreError::NotFound(format!("contract {}", u.contract_id)))?;
@@ -1009,7 +981,7 @@ async fn reset_user(State(api): State<Api>, Json(r): Json<ResetUser>) -> R<UserV
             u.recovery_hashes.clear();
         }
         tx.put_user(&u)?;
-        queue_account_mail(tx, now, &portal, &c.name, &email, &temp, true)?;
+        queue_account_mail(tx, now, &portal, c.id, &c.name, &email, &temp, true)?;
         Ok(u)
     })?;
     api.app.mail_queued.notify_one();
@@ -1028,6 +1000,9 @@ async fn add_user(State(api): State<Api>, Json(n): Json<NewUser>) -> R<UserView>
         let c = tx
             .contract(n.contract_id)?
             .ok_or_else(|| StoreError::NotFound(format!("contract {}", n.contract_id)))?;
+        if let Some(e) = c.ended {
+            return Err(refused(format!("contract {} ended on {e}", c.id)));
+        }
         if tx.user_by_email(&email)?.is_some() {
             return Err(StoreError::Refused(format!(
                 "a portal user `{email}` exists already"
@@ -1044,11 +1019,107 @@ async fn add_user(State(api): State<Api>, Json(n): Json<NewUser>) -> R<UserView>
             ..Default::default()
         };
         tx.put_user(&u)?;
-        queue_account_mail(tx, now, &portal, &c.name, &email, &temp, false)?;
+        queue_account_mail(tx, now, &portal, c.id, &c.name, &email, &temp, false)?;
         Ok(u)
     })?;
     api.app.mail_queued.notify_one();
     Ok(Json(UserView::of(&user, now)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRef {
+    email: String,
+}
+
+/// Disable a portal user: its logins end at their next request and every new login is
+/// refused (with the answer of a wrong password).
+async fn disable_user(State(api): State<Api>, Json(r): Json<UserRef>) -> R<UserView> {
+    let email = r.email.trim().to_ascii_lowercase();
+    let now = api.app.now();
+    let u = api.app.store.write(|tx| {
+        let mut u = tx
+            .user_by_email(&email)?
+            .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
+        contract::disable_user(tx, &mut u)?;
+        Ok(u)
+    })?;
+    tracing::info!(user = u.id, "portal user disabled");
+    Ok(Json(UserView::of(&u, now)))
+}
+
+/// Enable a disabled portal user again (not for users of an ended contract: they are gone).
+async fn enable_user(State(api): State<Api>, Json(r): Json<UserRef>) -> R<UserView> {
+    let email = r.email.trim().to_ascii_lowercase();
+    let now = api.app.now();
+    let u = api.app.store.write(|tx| {
+        let mut u = tx
+            .user_by_email(&email)?
+            .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
+        u.disabled = false;
+        tx.put_user(&u)?;
+        Ok(u)
+    })?;
+    tracing::info!(user = u.id, "portal user enabled");
+    Ok(Json(UserView::of(&u, now)))
+}
+
+#[derive(Serialize)]
+pub struct Removed {
+    removed: String,
+    contract_id: u64,
+}
+
+/// Remove a portal user: its logins end and the account and its e-mail index are deleted.
+async fn remove_user(State(api): State<Api>, Json(r): Json<UserRef>) -> R<Removed> {
+    let email = r.email.trim().to_ascii_lowercase();
+    let u = api.app.store.write(|tx| {
+        let mut u = tx
+            .user_by_email(&email)?
+            .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
+        contract::disable_user(tx, &mut u)?;
+        tx.remove_user(&u)?;
+        Ok(u)
+    })?;
+    tracing::info!(user = u.id, "portal user removed");
+    Ok(Json(Removed {
+        removed: email,
+        contract_id: u.contract_id,
+    }))
+}
+
+/// A mail the sender gave up on, as operators see it (no body: it may hold a temporary
+/// password).
+#[derive(Serialize)]
+pub struct FailedMail {
+    id: u64,
+    to: String,
+    subject: String,
+    kind: String,
+    contract: Option<u64>,
+    created_ms: i64,
+    given_up_ms: Option<i64>,
+    attempts: u32,
+    last_error: Option<String>,
+}
+
+async fn failed_mails(State(api): State<Api>) -> R<Vec<FailedMail>> {
+    let v = api.app.store.read(|rx| rx.failed_mails())?;
+    Ok(Json(
+        v.into_iter()
+            .map(|m| FailedMail {
+                id: m.id,
+                to: m.to,
+                subject: m.subject,
+                kind: m.kind,
+                contract: m.contract,
+                created_ms: m.created_ms,
+                given_up_ms: m.given_up_ms,
+                attempts: m.attempts,
+                last_error: m.last_error,
+            })
+            .collect(),
+    ))
 }
 
 async fn add_notice(State(api): State<Api>, Json(n): Json<NewNotice>) -> R<MaintenanceNotice> {
@@ -1277,10 +1348,17 @@ async fn daily_check(State(api): State<Api>) -> R<serde_json::Value> {
 }
 
 async fn status(State(api): State<Api>) -> R<serde_json::Value> {
-    let (alerts, outbox, devices) = api
+    let (alerts, outbox, devices, failed_mails) = api
         .app
         .store
-        .read(|rx| Ok((rx.alert_count()?, rx.outbox()?.len(), rx.devices()?.len())))?;
+        .read(|rx| {
+            Ok((
+                rx.alert_count()?,
+                rx.outbox()?.len(),
+                rx.devices()?.len(),
+                rx.failed_mail_count()?,
+            ))
+        })?;
     let connected: usize = api
         .app
         .connections
@@ -1289,7 +1367,7 @@ async fn status(State(api): State<Api>) -> R<serde_json::Value> {
         .values()
         .sum();
     Ok(Json(
-        serde_json::json!({ "alerts": alerts, "outbox": outbox, "devices": devices, "connections": connected, "started_ms": api.app.started_ms, "ingest": api.app.ingest_stats.snapshot() }),
+        serde_json::json!({ "alerts": alerts, "outbox": outbox, "failed_mails": failed_mails, "devices": devices, "connections": connected, "started_ms": api.app.started_ms, "ingest": api.app.ingest_stats.snapshot() }),
     ))
 }
 

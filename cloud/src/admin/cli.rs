@@ -34,7 +34,8 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ContractCmd,
     },
-    /// Portal users of a contract: add (a temporary password is mailed), list.
+    /// Portal users of a contract: add (a temporary password is mailed), list, reset,
+    /// disable, enable, remove.
     User {
         #[command(subcommand)]
         cmd: UserCmd,
@@ -78,6 +79,17 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: OpsCmd,
     },
+    /// Mails: those the sender gave up on (`timing.mail_give_up`).
+    Mail {
+        #[command(subcommand)]
+        cmd: MailCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailCmd {
+    /// Mails given up after failing for `timing.mail_give_up` (never retried).
+    Failed,
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,7 +166,9 @@ pub enum ContractCmd {
         #[arg(long)]
         allow: Vec<String>,
     },
-    /// End a contract: certificates revoked, customer data purged.
+    /// End a contract: its appliances are revoked (and wiped when they next connect), its
+    /// portal users disabled and deleted, its personal data deleted; prints what was
+    /// removed per kind.
     End {
         id: u64,
     },
@@ -167,6 +181,21 @@ pub enum UserCmd {
     Add {
         #[arg(long)]
         contract: u64,
+        #[arg(long)]
+        email: String,
+    },
+    /// Disable a portal user: its logins end and new ones are refused.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled portal user again.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Remove a portal user: its logins end; the account and its e-mail index are deleted.
+    Remove {
         #[arg(long)]
         email: String,
     },
@@ -596,7 +625,22 @@ pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
             ContractCmd::Emails { id, emails } => print(&c.json(M::PUT, &format!("/v1/contracts/{id}/recipients"), Some(json!({"recipients": emails}))).await?, j, &[]),
             ContractCmd::Exceptions { id, exceptions } => print(&c.json(M::PUT, &format!("/v1/contracts/{id}/exceptions"), Some(json!({"exceptions": exceptions}))).await?, j, &[]),
             ContractCmd::Isolation { id, auto, allow } => print(&c.json(M::PUT, &format!("/v1/contracts/{id}/isolation"), Some(json!({"auto": auto == "on", "allow": allow}))).await?, j, &[]),
-            ContractCmd::End { id } => print(&c.json(M::POST, &format!("/v1/contracts/{id}/end"), None).await?, j, &[]),
+            ContractCmd::End { id } => {
+                let v = c.json(M::POST, &format!("/v1/contracts/{id}/end"), None).await?;
+                match v.as_object() {
+                    Some(o) if !j => {
+                        for (k, x) in o {
+                            let x = match x {
+                                Value::String(s) => s.clone(),
+                                Value::Array(a) => a.iter().map(|e| e.as_str().map_or(e.to_string(), String::from)).collect::<Vec<_>>().join(", "),
+                                x => x.to_string(),
+                            };
+                            println!("{k:26}{x}");
+                        }
+                    }
+                    _ => print(&v, true, &[]),
+                }
+            }
         },
         Cmd::User { cmd } => match cmd {
             UserCmd::Add { contract, email } => {
@@ -607,10 +651,13 @@ pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
                 let v = c.json(M::POST, "/v1/users/reset", Some(json!({"email": email, "mfa": mfa}))).await?;
                 print(&v, j, &[]);
             }
+            UserCmd::Disable { email } => print(&c.json(M::POST, "/v1/users/disable", Some(json!({"email": email}))).await?, j, &[]),
+            UserCmd::Enable { email } => print(&c.json(M::POST, "/v1/users/enable", Some(json!({"email": email}))).await?, j, &[]),
+            UserCmd::Remove { email } => print(&c.json(M::POST, "/v1/users/remove", Some(json!({"email": email}))).await?, j, &[]),
             UserCmd::List { contract } => print(
                 &c.json(M::GET, &format!("/v1/users?contract={contract}"), None).await?,
                 j,
-                &["id", "contract_id", "email", "must_change_password", "mfa", "locked"],
+                &["id", "contract_id", "email", "must_change_password", "mfa", "locked", "disabled"],
             ),
         },
         Cmd::Device { cmd } => match cmd {
@@ -727,6 +774,9 @@ pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
             OpsCmd::RunDailyCheck => print(&c.json(M::POST, "/v1/ops/daily-check", None).await?, j, &[]),
             OpsCmd::Status => print(&c.json(M::GET, "/v1/ops/status", None).await?, true, &[]),
             OpsCmd::Ca => print!("{}", c.call(M::GET, "/v1/ca", None).await?.text().await?),
+        },
+        Cmd::Mail { cmd } => match cmd {
+            MailCmd::Failed => print(&c.json(M::GET, "/v1/mail/failed", None).await?, j, &["id", "to", "kind", "contract", "created_ms", "given_up_ms", "attempts", "last_error"]),
         },
     }
     Ok(())

@@ -38,6 +38,13 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print every row of every table of a STOPPED service's database as JSON lines
+    /// (table, key, value): for checks that nothing of an ended contract remains.
+    #[command(hide = true)]
+    DebugDumpStore {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +69,12 @@ fn main() -> ExitCode {
                 mimamori_cloud::serve::serve(cfg).await
             }
             Cmd::Admin { target, cmd } => cli::run(target, cmd).await,
+            Cmd::DebugDumpStore { data_dir } => {
+                for row in mimamori_cloud::store::dump(&data_dir)? {
+                    println!("{}", serde_json::to_string(&row)?);
+                }
+                Ok(())
+            }
             Cmd::CheckConfig { config } => {
                 let cfg = mimamori_cloud::config::Config::load(&config)?;
                 // secrets (admin token, SMTP password) are never printed

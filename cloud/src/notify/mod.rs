@@ -71,7 +71,7 @@ pub fn close_due_windows(tx: &mut Tx, now: Ms, tz_offset: i64) -> crate::store::
         let devices: Vec<_> = tx.devices()?;
         let (subject, body) = compose::alert_mail(&contract, &alerts, &devices, tz_offset);
         for to in &contract.recipients {
-            queue(tx, now, to, &subject, &body, "alerts")?;
+            queue_for(tx, now, Some(contract_id), to, &subject, &body, "alerts")?;
             queued += 1;
         }
     }
@@ -87,6 +87,19 @@ pub fn queue(
     body: &str,
     kind: &str,
 ) -> crate::store::Result<u64> {
+    queue_for(tx, now, None, to, subject, body, kind)
+}
+
+/// Queue one mail about a contract (contract end deletes it with the contract's data).
+pub fn queue_for(
+    tx: &mut Tx,
+    now: Ms,
+    contract: Option<u64>,
+    to: &str,
+    subject: &str,
+    body: &str,
+    kind: &str,
+) -> crate::store::Result<u64> {
     tx.queue_mail(Mail {
         id: 0,
         to: to.to_string(),
@@ -97,6 +110,8 @@ pub fn queue(
         attempts: 0,
         last_error: None,
         kind: kind.to_string(),
+        contract,
+        given_up_ms: None,
     })
 }
 
@@ -113,7 +128,7 @@ pub fn queue_to_contract(
         return Ok(0);
     };
     for to in &c.recipients {
-        queue(tx, now, to, subject, body, kind)?;
+        queue_for(tx, now, Some(contract_id), to, subject, body, kind)?;
     }
     Ok(c.recipients.len())
 }

@@ -294,6 +294,15 @@ impl Portal {
                 Attempt::Wrong
             });
         }
+        if user.disabled {
+            // a disabled account answers as a wrong password (and keeps its count)
+            tracing::info!(user = user.id, "portal login of a disabled account refused");
+            return Ok(if lockout_of(&user).is_locked(now) {
+                Attempt::Locked
+            } else {
+                Attempt::Wrong
+            });
+        }
         let id = user.id;
         let user = self.app.store.write(|tx| {
             let Some(mut u) = tx.user(id)? else {

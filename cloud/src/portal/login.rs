@@ -85,7 +85,9 @@ pub struct LoginForm {
 fn current_user(ctx: &Ctx) -> Result<Option<PortalUser>, PortalError> {
     let id = ctx.session.user;
     let u = ctx.p.app.store.read(|rx| rx.user(id))?;
-    let u = u.filter(|u| u.epoch == ctx.session.epoch && u.contract_id == ctx.session.contract);
+    let u = u.filter(|u| {
+        u.epoch == ctx.session.epoch && u.contract_id == ctx.session.contract && !u.disabled
+    });
     if u.is_none() {
         ctx.p.sessions.remove(&ctx.sid);
     }

@@ -324,7 +324,8 @@ impl FromRequestParts<P> for Authed {
         if ctx.session.stage != Stage::Full {
             return Err(Redirect::to(stage_home(&ctx.session.stage)).into_response());
         }
-        // the account as it is now: removed, moved, reset or changed elsewhere ends this login
+        // the account as it is now: removed, disabled, moved, reset or changed elsewhere ends
+        // this login
         let id = ctx.session.user;
         let user = p
             .app
@@ -332,7 +333,9 @@ impl FromRequestParts<P> for Authed {
             .read(|rx| rx.user(id))
             .map_err(|e| PortalError::from(e).into_response())?;
         let current = user
-            .is_some_and(|u| u.epoch == ctx.session.epoch && u.contract_id == ctx.session.contract);
+            .is_some_and(|u| {
+                u.epoch == ctx.session.epoch && u.contract_id == ctx.session.contract && !u.disabled
+            });
         if !current {
             p.sessions.remove(&ctx.sid);
             return Err(Redirect::to("/login").into_response());

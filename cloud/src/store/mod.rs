@@ -98,6 +98,8 @@ const USERS_BY_EMAIL: TableDefinition<&str, u64> = TableDefinition::new("portal_
 const TRAFFIC: TableDefinition<(u64, u64, u64), &[u8]> = TableDefinition::new("traffic");
 /// (device, command id) → [`CommandRecord`].
 const COMMANDS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("commands");
+/// Mails the sender gave up on (`timing.mail_give_up`), by id: [`Mail`] with `given_up_ms`.
+const FAILED_MAILS: TableDefinition<u64, &[u8]> = TableDefinition::new("failed_mails");
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("store types serialize")
@@ -176,6 +178,7 @@ impl Store {
             t.open_table(USERS_BY_EMAIL)?;
             t.open_table(TRAFFIC)?;
             t.open_table(COMMANDS)?;
+            t.open_table(FAILED_MAILS)?;
             Ok(())
         })?;
         s.migrate()?;
@@ -589,6 +592,17 @@ macro_rules! readers {
                 let all: Vec<Mail> = json_all!(self, OUTBOX, "outbox");
                 all.into_iter().map(|m| open_mail(&self.1, m)).collect()
             }
+            /// A queued mail.
+            pub fn mail(&self, id: u64) -> Result<Option<Mail>> {
+                Ok(json_get!(self, OUTBOX, "outbox", id))
+            }
+            /// Mails the sender gave up on, oldest first.
+            pub fn failed_mails(&self) -> Result<Vec<Mail>> {
+                Ok(json_all!(self, FAILED_MAILS, "failed_mails"))
+            }
+            pub fn failed_mail_count(&self) -> Result<u64> {
+                Ok(self.0.open_table(FAILED_MAILS)?.len()?)
+            }
             pub fn notices(&self) -> Result<Vec<MaintenanceNotice>> {
                 Ok(json_all!(self, NOTICES, "maintenance"))
             }
@@ -855,7 +869,7 @@ impl Tx {
             .insert((d.contract_id, d.id), enc(d).as_slice())?;
         Ok(())
     }
-    /// Remove a contract's alerts and indexes (contract end: customer data purged).
+    /// Remove a contract's alerts and their index (contract end).
     pub fn purge_contract_alerts(&mut self, contract: u64) -> Result<usize> {
         let ids: Vec<u64> = {
             let idx = self.0.open_table(ALERT_INDEX)?;
@@ -871,7 +885,10 @@ impl Tx {
             alerts.remove(*id)?;
             idx.remove((contract, *id))?;
         }
-        // the traffic record goes with them
+        Ok(ids.len())
+    }
+    /// Remove a contract's traffic summaries (contract end).
+    pub fn purge_contract_traffic(&mut self, contract: u64) -> Result<usize> {
         let keys: Vec<(u64, u64, u64)> = {
             let t = self.0.open_table(TRAFFIC)?;
             let mut v = Vec::new();
@@ -881,11 +898,225 @@ impl Tx {
             v
         };
         let mut t = self.0.open_table(TRAFFIC)?;
-        for k in keys {
-            t.remove(k)?;
+        for k in &keys {
+            t.remove(*k)?;
         }
-        Ok(ids.len())
+        Ok(keys.len())
     }
+    /// Remove a portal user and its e-mail index.
+    pub fn remove_user(&mut self, u: &PortalUser) -> Result<()> {
+        self.0.open_table(USERS)?.remove(u.id)?;
+        let mut by_email = self.0.open_table(USERS_BY_EMAIL)?;
+        let points_here = by_email
+            .get(u.email.as_str())?
+            .is_some_and(|v| v.value() == u.id);
+        if points_here {
+            by_email.remove(u.email.as_str())?;
+        }
+        Ok(())
+    }
+    pub fn remove_customer(&mut self, id: u64) -> Result<()> {
+        self.0.open_table(CUSTOMERS)?.remove(id)?;
+        Ok(())
+    }
+    pub fn remove_command(&mut self, device: &str, id: u64) -> Result<()> {
+        self.0.open_table(COMMANDS)?.remove((device, id))?;
+        Ok(())
+    }
+    /// Remove every (device, seq) row of a device.
+    pub fn purge_seen(&mut self, device: &str) -> Result<usize> {
+        let keys: Vec<u64> = {
+            let t = self.0.open_table(SEEN)?;
+            let mut v = Vec::new();
+            for e in t.range((device, 0)..=(device, u64::MAX))? {
+                v.push(e?.0.value().1);
+            }
+            v
+        };
+        let mut t = self.0.open_table(SEEN)?;
+        for seq in &keys {
+            t.remove((device, *seq))?;
+        }
+        Ok(keys.len())
+    }
+    /// Remove the dedup keys starting with `prefix` (`<device>|`).
+    pub fn purge_dedup_prefix(&mut self, prefix: &str) -> Result<usize> {
+        let keys: Vec<String> = {
+            let t = self.0.open_table(DEDUP)?;
+            let mut v = Vec::new();
+            for e in t.range(prefix..)? {
+                let k = e?.0.value().to_string();
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                v.push(k);
+            }
+            v
+        };
+        let mut t = self.0.open_table(DEDUP)?;
+        for k in &keys {
+            t.remove(k.as_str())?;
+        }
+        Ok(keys.len())
+    }
+    /// Remove the escalation (★★☆ by host) keys starting with `prefix` (`<contract>|`).
+    pub fn purge_medium_prefix(&mut self, prefix: &str) -> Result<usize> {
+        let keys: Vec<(String, i64)> = {
+            let t = self.0.open_table(MEDIUM_BY_HOST)?;
+            let mut v = Vec::new();
+            for e in t.range((prefix, i64::MIN)..)? {
+                let k = e?.0;
+                let (host, ms) = k.value();
+                if !host.starts_with(prefix) {
+                    break;
+                }
+                v.push((host.to_string(), ms));
+            }
+            v
+        };
+        let mut t = self.0.open_table(MEDIUM_BY_HOST)?;
+        for (h, ms) in &keys {
+            t.remove((h.as_str(), *ms))?;
+        }
+        Ok(keys.len())
+    }
+    /// Remove the activation codes of these devices.
+    pub fn purge_codes_of(&mut self, devices: &[String]) -> Result<usize> {
+        let keys: Vec<String> = {
+            let t = self.0.open_table(CODES)?;
+            let mut v = Vec::new();
+            for e in t.iter()? {
+                let (k, d) = e?;
+                if devices.iter().any(|x| x == d.value()) {
+                    v.push(k.value().to_string());
+                }
+            }
+            v
+        };
+        let mut t = self.0.open_table(CODES)?;
+        for k in &keys {
+            t.remove(k.as_str())?;
+        }
+        Ok(keys.len())
+    }
+    /// Move a mail out of the outbox into the failed mails (never retried).
+    pub fn give_up_mail(&mut self, m: &Mail) -> Result<()> {
+        self.0.open_table(OUTBOX)?.remove(m.id)?;
+        self.0
+            .open_table(FAILED_MAILS)?
+            .insert(m.id, enc(m).as_slice())?;
+        Ok(())
+    }
+    pub fn remove_failed_mail(&mut self, id: u64) -> Result<()> {
+        self.0.open_table(FAILED_MAILS)?.remove(id)?;
+        Ok(())
+    }
+}
+
+/// One row of [`dump`]: table, key (debug form) and the value's bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct DumpRow {
+    pub table: String,
+    pub key: String,
+    pub value: String,
+    /// The value's bytes in hex (postcard values hold addresses as raw bytes).
+    pub value_hex: String,
+}
+
+/// Every row of every table of a stopped store's database file, for checks that nothing
+/// of an ended contract remains (`mimamori-cloud debug-dump-store`). Refuses a database
+/// holding a table this version does not know, so nothing escapes the scan.
+pub fn dump(data_dir: &Path) -> Result<Vec<DumpRow>> {
+    // read-write open: a database left by a killed process is repaired first
+    let db = Database::open(data_dir.join("mimamori.redb"))?;
+    let rx = db.begin_read()?;
+    let mut out = Vec::new();
+    fn push(out: &mut Vec<DumpRow>, table: &str, key: String, v: &[u8]) {
+        out.push(DumpRow {
+            table: table.to_string(),
+            key,
+            value: String::from_utf8_lossy(v).into_owned(),
+            value_hex: hex::encode(v),
+        });
+    }
+    macro_rules! bytes_table {
+        ($def:expr) => {{
+            let t = rx.open_table($def)?;
+            for e in t.iter()? {
+                let (k, v) = e?;
+                push(&mut out, $def.name(), format!("{:?}", k.value()), v.value());
+            }
+        }};
+    }
+    macro_rules! other_table {
+        ($def:expr) => {{
+            let t = rx.open_table($def)?;
+            for e in t.iter()? {
+                let (k, v) = e?;
+                let val = format!("{:?}", v.value());
+                push(&mut out, $def.name(), format!("{:?}", k.value()), val.as_bytes());
+            }
+        }};
+    }
+    use redb::TableHandle;
+    let known = [
+        META.name(),
+        CUSTOMERS.name(),
+        CONTRACTS.name(),
+        DEVICES.name(),
+        CODES.name(),
+        SEEN.name(),
+        ALERTS.name(),
+        ALERT_INDEX.name(),
+        DEVICES_BY_CONTRACT.name(),
+        MEDIUM_BY_HOST.name(),
+        DEDUP.name(),
+        WINDOWS.name(),
+        OUTBOX.name(),
+        NOTICES.name(),
+        DISPATCHES.name(),
+        USERS.name(),
+        USERS_BY_EMAIL.name(),
+        TRAFFIC.name(),
+        COMMANDS.name(),
+        FAILED_MAILS.name(),
+        CODE_ISSUED.name(),
+        RULE_CATALOG.name(),
+    ];
+    for h in rx.list_tables()? {
+        if !known.contains(&h.name()) {
+            return Err(StoreError::Refused(format!(
+                "table `{}` is unknown to this version: cannot dump it",
+                h.name()
+            )));
+        }
+    }
+    if rx.list_multimap_tables()?.next().is_some() {
+        return Err(StoreError::Refused("multimap tables cannot be dumped".into()));
+    }
+    bytes_table!(META);
+    bytes_table!(CUSTOMERS);
+    bytes_table!(CONTRACTS);
+    bytes_table!(DEVICES);
+    other_table!(CODES);
+    other_table!(SEEN);
+    bytes_table!(ALERTS);
+    bytes_table!(ALERT_INDEX);
+    other_table!(DEVICES_BY_CONTRACT);
+    other_table!(MEDIUM_BY_HOST);
+    other_table!(DEDUP);
+    bytes_table!(WINDOWS);
+    bytes_table!(OUTBOX);
+    bytes_table!(NOTICES);
+    bytes_table!(DISPATCHES);
+    bytes_table!(USERS);
+    other_table!(USERS_BY_EMAIL);
+    bytes_table!(TRAFFIC);
+    bytes_table!(COMMANDS);
+    bytes_table!(FAILED_MAILS);
+    other_table!(CODE_ISSUED);
+    bytes_table!(RULE_CATALOG);
+    Ok(out)
 }
 
 #[cfg(test)]

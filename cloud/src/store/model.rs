@@ -299,6 +299,13 @@ pub struct Mail {
     pub last_error: Option<String>,
     /// What it is about, for logs and tests (`alerts`, `stop`, `recovery`, ...).
     pub kind: String,
+    /// The contract it is about, when known (contract end deletes its mails).
+    #[serde(default)]
+    pub contract: Option<u64>,
+    /// When the sender gave up on it (`timing.mail_give_up`): it then sits in the failed
+    /// mails, never retried.
+    #[serde(default)]
+    pub given_up_ms: Option<i64>,
 }
 
 /// A maintenance notice shown in the portal.
@@ -359,6 +366,10 @@ pub struct PortalUser {
     /// Raised when the password or the authenticator changes: logins made before end.
     #[serde(default)]
     pub epoch: u64,
+    /// Disabled by an operator (or by contract end): every login is refused with the
+    /// answer of a wrong password.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// Traffic of one internal host in one ten-minute bucket, as an appliance reported it.
