@@ -84,7 +84,11 @@ pub fn valid_version(v: &str) -> Result<(), StoreError> {
 
 /// Signs `body`, stores the file and makes it current: every appliance is offered it on
 /// its connection (woken now). A version can be published once.
-pub fn publish(app: &App, mut body: BundleBody) -> Result<Published, StoreError> {
+pub fn publish(
+    app: &App,
+    mut body: BundleBody,
+    actor: &crate::audit::Actor,
+) -> Result<Published, StoreError> {
     let now = app.now();
     if body.version.is_empty() {
         let t = time::OffsetDateTime::from_unix_timestamp(now / 1000)
@@ -127,7 +131,12 @@ pub fn publish(app: &App, mut body: BundleBody) -> Result<Published, StoreError>
         files: body.files.len(),
     };
     let json = serde_json::to_vec(&p).map_err(|e| StoreError::Refused(e.to_string()))?;
-    app.store.write(|tx| tx.set_meta(CURRENT, &json))?;
+    app.store.write(|tx| {
+        let before = tx.meta(CURRENT)?.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        tx.set_meta(CURRENT, &json)?;
+        crate::audit::record(tx, actor, None, "rules.publish", &format!("bundle {}", p.version), before.unwrap_or_default(), crate::audit::json(&p))?;
+        Ok(())
+    })?;
     tracing::info!(version = %p.version, size = p.size, files = p.files, "rule bundle published");
     app.commands_changed(None);
     Ok(p)

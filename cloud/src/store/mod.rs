@@ -4,6 +4,7 @@
 //! and [`Store::read`]. Typed helpers on [`Tx`] / [`Rx`] name each table, so callers never
 //! see keys or encodings.
 
+mod audit_log;
 pub mod model;
 
 use std::path::Path;
@@ -116,6 +117,9 @@ impl Store {
             t.open_table(USERS_BY_EMAIL)?;
             t.open_table(TRAFFIC)?;
             t.open_table(COMMANDS)?;
+            t.open_table(audit_log::AUDIT)?;
+            t.open_table(audit_log::AUDIT_BY_CONTRACT)?;
+            t.open_table(audit_log::OPERATORS)?;
             Ok(())
         })?;
         s.migrate()?;
