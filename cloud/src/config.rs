@@ -71,6 +71,16 @@ pub struct PortalConfig {
     /// Minutes without a request after which a login ends.
     #[serde(default = "default_idle_minutes")]
     pub idle_minutes: u64,
+    /// Header in which the reverse proxy in front of the portal passes the client's
+    /// address (e.g. `X-Forwarded-For`; its last entry is used). Believed only from the
+    /// peers in `trusted_proxies`; without it, or from any other peer, the audit log and
+    /// the lockouts see the socket's peer address.
+    #[serde(default)]
+    pub trusted_proxy_header: Option<String>,
+    /// Addresses or networks (`IP`, `IP/prefix`) of the reverse proxies whose
+    /// `trusted_proxy_header` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 fn default_portal_listen() -> SocketAddr {
@@ -85,6 +95,8 @@ impl Default for PortalConfig {
         PortalConfig {
             listen: default_portal_listen(),
             idle_minutes: default_idle_minutes(),
+            trusted_proxy_header: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -210,6 +222,9 @@ impl Default for IngestConfig {
     }
 }
 
+/// The fewest characters a configured `[admin] token` may have.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
 /// The operators' HTTP API (used by `mimamori-cloud admin`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,8 +232,11 @@ pub struct AdminConfig {
     /// Address to listen on; loopback by default.
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
-    /// Bearer token operators must present. Empty: a random token is generated at first
-    /// start and written to `<data_dir>/admin.token`.
+    /// The bootstrap token: it may only add, list and revoke operators
+    /// (`admin operator add --name NAME` prints an operator's own token, shown once);
+    /// every other admin call needs an operator token and is recorded in the audit log
+    /// under the operator's name. At least 32 characters. Empty: a random token is
+    /// generated at first start and written to `<data_dir>/admin.token`.
     #[serde(default)]
     pub token: String,
 }
@@ -429,6 +447,36 @@ impl Config {
                 reason: r,
             }
         })?;
+        let tok = self.admin.token.chars().count();
+        if tok > 0 && tok < MIN_ADMIN_TOKEN_CHARS {
+            return Err(ConfigError::Invalid {
+                field: "admin.token",
+                reason: format!(
+                    "the bootstrap token has {tok} characters; at least {MIN_ADMIN_TOKEN_CHARS} are required (e.g. `openssl rand -hex 32`), or leave it empty to have one generated in <data_dir>/admin.token"
+                ),
+            });
+        }
+        if self.admin.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::Invalid {
+                field: "admin.token",
+                reason: "must not contain spaces or control characters".into(),
+            });
+        }
+        for n in &self.portal.trusted_proxies {
+            n.parse::<crate::audit::Net>()
+                .map_err(|r| ConfigError::Invalid {
+                    field: "portal.trusted_proxies",
+                    reason: r,
+                })?;
+        }
+        if let Some(h) = &self.portal.trusted_proxy_header {
+            if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(ConfigError::Invalid {
+                    field: "portal.trusted_proxy_header",
+                    reason: format!("`{h}` is not a header name"),
+                });
+            }
+        }
         if self.timing.mail_window.is_zero() {
             return Err(ConfigError::Invalid {
                 field: "timing.mail_window",
@@ -511,5 +559,16 @@ mod test {
         assert!(shown.contains("<redacted>"));
         assert_eq!(c.admin.token, "tok-SECRET-1", "the original is unchanged");
         assert_eq!(c.secrets_key_path(), PathBuf::from("/tmp/x/secrets.key"));
+    }
+
+    #[test]
+    fn short_admin_tokens_and_bad_proxies_are_refused() {
+        let c: Config = toml::from_str("data_dir = \"/tmp/x\"\n[admin]\ntoken = \"test-token\"\n").unwrap();
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("admin.token") && e.contains("32"), "{e}");
+        let ok = format!("data_dir = \"/tmp/x\"\n[admin]\ntoken = \"{}\"\n", "k".repeat(32));
+        assert!(toml::from_str::<Config>(&ok).unwrap().check().is_ok());
+        let c: Config = toml::from_str("data_dir = \"/tmp/x\"\n[portal]\ntrusted_proxy_header = \"X-Forwarded-For\"\ntrusted_proxies = [\"10.0.0.0/40\"]\n").unwrap();
+        assert!(c.check().unwrap_err().to_string().contains("trusted_proxies"));
     }
 }

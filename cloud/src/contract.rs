@@ -231,6 +231,8 @@ pub struct EndReport {
     pub activation_codes_removed: usize,
     /// Insurance dispatch records kept for billing, their free-text note cleared.
     pub dispatch_notes_cleared: usize,
+    /// Audit entries of the contract rewritten without personal data (kept as a record).
+    pub audit_entries_anonymised: usize,
 }
 
 /// Disable a portal user: every login of it ends (epoch raised) and new ones are refused.
@@ -257,9 +259,27 @@ pub fn disable_user(tx: &mut Tx, u: &mut PortalUser) -> Result<(), StoreError> {
 ///
 /// Returns what was removed. Callers wake the revoked appliances' sessions
 /// ([`App::commands_changed`]) after it returns.
-pub fn end(app: &App, id: u64, now: i64) -> Result<EndReport, StoreError> {
+pub fn end(
+    app: &App,
+    id: u64,
+    now: i64,
+    actor: &crate::audit::Actor,
+) -> Result<EndReport, StoreError> {
     let today = Date::of_ms(now, app.cfg.utc_offset_secs());
-    app.store.write(|tx| end_in(tx, id, now, today))
+    app.store.write(|tx| {
+        let r = end_in(tx, id, now, today)?;
+        // the entry names no person: the contract, its end date and the counts
+        crate::audit::record(
+            tx,
+            actor,
+            Some(id),
+            "contract.end",
+            &format!("contract {id}"),
+            serde_json::Value::Null,
+            crate::audit::json(&r),
+        )?;
+        Ok(r)
+    })
 }
 
 fn end_in(tx: &mut Tx, id: u64, now: i64, today: Date) -> Result<EndReport, StoreError> {
@@ -276,6 +296,9 @@ fn end_in(tx: &mut Tx, id: u64, now: i64, today: Date) -> Result<EndReport, Stor
         ended: Some(today),
         ..Default::default()
     };
+    // the audit log keeps this contract's entries without personal data (it reads the
+    // customer and the users to know what to replace, so before they are deleted)
+    r.audit_entries_anonymised = crate::audit::anonymise_contract(tx, id)?;
     // every address this contract's people were reached at (mails without a contract tag)
     let mut addresses: Vec<String> = c.recipients.iter().map(|a| a.to_lowercase()).collect();
 
@@ -390,9 +413,6 @@ fn end_in(tx: &mut Tx, id: u64, now: i64, today: Date) -> Result<EndReport, Stor
     c.ended = Some(today);
     tx.put_contract(&c)?;
 
-    // TODO(H4, lead): the audit log keeps its entries of this contract without personal
-    // data; call it here, in this same transaction, once audit.rs lands:
-    // crate::audit::anonymise_contract(tx, id)?;
     Ok(r)
 }
 

@@ -6,6 +6,7 @@
 //! signed rule bundles); `portal` (customers' web pages). `bin/` stays thin.
 
 pub mod admin;
+pub mod audit;
 pub mod clock;
 pub mod command;
 pub mod config;

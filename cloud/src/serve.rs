@@ -123,13 +123,21 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     tasks.spawn(notify::sender::run(Arc::clone(&app), Default::default()));
     tasks.spawn(heartbeat::run(Arc::clone(&app), force_daily));
     tasks.spawn(async move {
-        if let Err(e) = axum::serve(admin_l, router).await {
+        if let Err(e) = axum::serve(
+            admin_l,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await {
             tracing::error!(error = %e, "admin API stopped");
         }
     });
     let portal = crate::portal::router(Arc::clone(&app));
     tasks.spawn(async move {
-        if let Err(e) = axum::serve(portal_l, portal).await {
+        if let Err(e) = axum::serve(
+            portal_l,
+            portal.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await {
             tracing::error!(error = %e, "portal stopped");
         }
     });

@@ -265,8 +265,13 @@ pub fn decode_words(s: &str) -> String {
     out
 }
 
+/// The bootstrap token of the test clouds (`[admin] token`): it may only manage operators.
+pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789abcdef";
+
 /// A running cloud (`mimamori-cloud serve`) with its configuration in `dir/cloud.toml`,
-/// its data in `dir/data` and its log appended to `dir/cloud.log`.
+/// its data in `dir/data` and its log appended to `dir/cloud.log`. Admin calls use the
+/// token of the operator `harness-N`, created with the bootstrap token at the first start
+/// and kept in `dir/operator.token` across restarts.
 pub struct Cloud {
     pub child: Option<Child>,
     pub config: PathBuf,
@@ -276,6 +281,8 @@ pub struct Cloud {
     pub portal: u16,
     pub dir: PathBuf,
     pub place: Place,
+    /// The operator token of [`Cloud::admin`] (empty until the cloud first started).
+    pub token: String,
 }
 
 impl Cloud {
@@ -324,7 +331,7 @@ impl Cloud {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n{top}[ingest]\nlisten = \"{}:{ingest}\"\nserver_names = {:?}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"test-token\"\n{portal_section}[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n[timing]\n{timing}\n",
+                "data_dir = {:?}\n{top}[ingest]\nlisten = \"{}:{ingest}\"\nserver_names = {:?}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{BOOTSTRAP_TOKEN}\"\n{portal_section}[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n[timing]\n{timing}\n",
                 dir.join("data"),
                 place.ingest_ip.as_deref().unwrap_or("127.0.0.1"),
                 place.server_names,
@@ -339,6 +346,7 @@ impl Cloud {
             portal,
             dir: dir.to_path_buf(),
             place,
+            token: String::new(),
         };
         c.spawn();
         c
@@ -375,6 +383,48 @@ impl Cloud {
             };
             ingest && port_open_in(ns, a) && (p == 0 || port_open_in(ns, p))
         });
+        self.ensure_operator();
+    }
+
+    /// The operator token the harness uses: the one kept in `dir/operator.token` while it
+    /// works, else a new operator made with the bootstrap token.
+    fn ensure_operator(&mut self) {
+        let file = self.dir.join("operator.token");
+        if let Ok(t) = std::fs::read_to_string(&file) {
+            self.token = t.trim().to_string();
+            if self.admin_as(&self.token, &["operator", "list"]).status.success() {
+                return;
+            }
+        }
+        for n in 1..100 {
+            let name = format!("harness-{n}");
+            let out = self.admin_as(BOOTSTRAP_TOKEN, &["operator", "add", "--name", &name]);
+            if !out.status.success() {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(&out.stdout).expect("operator add answers JSON");
+            self.token = v["token"]
+                .as_str()
+                .expect("operator add answers a token")
+                .to_string();
+            std::fs::write(&file, &self.token).expect("writing operator.token");
+            return;
+        }
+        panic!("could not create an operator with the bootstrap token; see cloud.log");
+    }
+
+    /// Run `mimamori-cloud admin --json <args>` with `token`.
+    pub fn admin_as(&self, token: &str, args: &[&str]) -> std::process::Output {
+        run(command_in(self.place.netns.as_deref(), cloud_bin())
+            .args([
+                "admin",
+                "--api",
+                &format!("http://127.0.0.1:{}", self.admin),
+                "--token",
+                token,
+                "--json",
+            ])
+            .args(args))
     }
 
     /// SIGKILL the cloud (nothing flushed, nothing said goodbye).
@@ -388,16 +438,7 @@ impl Cloud {
     }
 
     fn admin_run(&self, args: &[&str]) -> std::process::Output {
-        run(command_in(self.place.netns.as_deref(), cloud_bin())
-            .args([
-                "admin",
-                "--api",
-                &format!("http://127.0.0.1:{}", self.admin),
-                "--token",
-                "test-token",
-                "--json",
-            ])
-            .args(args))
+        self.admin_as(&self.token, args)
     }
 
     /// Run `mimamori-cloud admin --json <args>`; panics when it fails. The JSON answer, or
@@ -513,7 +554,7 @@ pub fn ca_file(c: &Cloud) -> PathBuf {
         "--api",
         &format!("http://127.0.0.1:{}", c.admin),
         "--token",
-        "test-token",
+        &c.token,
         "ops",
         "ca",
     ]));

@@ -468,6 +468,32 @@ async fn portal_in_a_real_browser() {
     b.wait_for_path("/", Duration::from_secs(10)).await;
     wait_text(&b, "本店UTM").await;
 
+    // every change above is in the audit log with its actor, and on the activity page
+    let log = c.admin(&["audit", "list", "--contract", &a.to_string(), "--limit", "1000"]);
+    let me = format!("portal:{USER}");
+    let by = |action: &str, actor: &str| {
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["action"] == action && e["actor_text"] == actor)
+            .count()
+    };
+    for (action, actor, at_least) in [
+        ("contract.recipients", me.as_str(), 3),
+        ("device.command", me.as_str(), 2),
+        ("contract.test_mail", me.as_str(), 1),
+        ("user.password", me.as_str(), 2),
+        ("user.mfa_enrol", me.as_str(), 1),
+        ("portal.login", me.as_str(), 1),
+        ("portal.login_failed", me.as_str(), 5),
+        ("user.add", "operator:harness-1", 1),
+        ("user.reset", "operator:harness-1", 1),
+    ] {
+        assert!(by(action, actor) >= at_least, "{action} by {actor}: {log:#}");
+    }
+    b.goto(&format!("{base}/activity")).await;
+    wait_text(&b, "user.reset").await;
+
     b.close().await;
 }
 

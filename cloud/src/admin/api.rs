@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::audit::{self, Actor, Who};
 use crate::contract::{self, Date};
 use crate::notify;
 use crate::score::Level;
@@ -105,6 +107,9 @@ pub fn router(api: Api) -> Router {
         .route("/v1/ops/daily-check", post(daily_check))
         .route("/v1/ops/status", get(status))
         .route("/v1/ca", get(ca))
+        .route("/v1/operators", get(list_operators).post(add_operator))
+        .route("/v1/operators/{name}/revoke", post(revoke_operator))
+        .route("/v1/audit", get(list_audit))
         .layer(axum::middleware::from_fn_with_state(api.clone(), auth))
         // outside the token layer: monitoring needs no credentials (it reveals no data)
         .route("/healthz", get(healthz))
@@ -116,25 +121,81 @@ async fn healthz(State(api): State<Api>) -> axum::response::Response {
     crate::health::respond(&api.app).await
 }
 
+/// Routes the bootstrap token may use: managing operators, nothing else.
+fn bootstrap_route(path: &str) -> bool {
+    path == "/v1/operators" || path.starts_with("/v1/operators/")
+}
+
+/// Who presents which token: the bootstrap token (operator routes only) or an active
+/// operator's. The request then carries its [`Actor`] (name, client address, time).
 async fn auth(
     State(api): State<Api>,
     headers: HeaderMap,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let ok = headers
+    let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| constant_eq(t.as_bytes(), api.app.admin_token.as_bytes()));
-    if !ok {
-        return ApiError(
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let path = req.uri().path().to_string();
+    let unauthorized = || {
+        tracing::warn!(peer = ?peer, path = %path, "admin API: missing, wrong or revoked token");
+        ApiError(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token".into(),
+            "missing, wrong or revoked bearer token".into(),
+        )
+        .into_response()
+    };
+    let Some(token) = token else {
+        return unauthorized();
+    };
+    let who = if constant_eq(token.as_bytes(), api.app.admin_token.as_bytes()) {
+        Who::Bootstrap
+    } else {
+        match api
+            .app
+            .store
+            .read(|rx| audit::operator_by_token(rx, token))
+        {
+            Ok(Some(o)) => Who::Operator { name: o.name },
+            Ok(None) => return unauthorized(),
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    };
+    if who == Who::Bootstrap && !bootstrap_route(&path) {
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            "the bootstrap token may only add, list and revoke operators; create one with `admin operator add --name NAME` and use its token".into(),
         )
         .into_response();
     }
+    let at_ms = api.app.now();
+    req.extensions_mut().insert(Actor {
+        who,
+        addr: peer,
+        at_ms,
+    });
     next.run(req).await
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Actor {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Actor, ApiError> {
+        parts.extensions.get::<Actor>().cloned().ok_or_else(|| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no authenticated actor".into(),
+            )
+        })
+    }
 }
 
 fn constant_eq(a: &[u8], b: &[u8]) -> bool {
@@ -145,13 +206,18 @@ async fn list_customers(State(api): State<Api>) -> R<Vec<Customer>> {
     Ok(Json(api.app.store.read(|rx| rx.customers())?))
 }
 
-async fn add_customer(State(api): State<Api>, Json(mut c): Json<Customer>) -> R<Customer> {
+async fn add_customer(
+    State(api): State<Api>,
+    actor: Actor,
+    Json(mut c): Json<Customer>,
+) -> R<Customer> {
     if c.company.trim().is_empty() {
         return Err(bad("company must not be empty"));
     }
     let c = api.app.store.write(|tx| {
         c.id = tx.next_id("customer")?;
         tx.put_customer(&c)?;
+        audit::record(tx, &actor, None, "customer.add", &format!("customer {}", c.id), Value::Null, audit::json(&c))?;
         Ok(c)
     })?;
     Ok(Json(c))
@@ -172,6 +238,7 @@ pub struct CustomerUpdate {
 
 async fn update_customer(
     State(api): State<Api>,
+    actor: Actor,
     Path(id): Path<u64>,
     Json(u): Json<CustomerUpdate>,
 ) -> R<Customer> {
@@ -184,6 +251,7 @@ async fn update_customer(
         let mut c = tx
             .customer(id)?
             .ok_or_else(|| StoreError::NotFound(format!("customer {id}")))?;
+        let before = audit::json(&c);
         macro_rules! set {
             ($($f:ident),*) => {$(if let Some(v) = u.$f.clone() { c.$f = v; })*};
         }
@@ -197,6 +265,7 @@ async fn update_customer(
             phone
         );
         tx.put_customer(&c)?;
+        audit::record(tx, &actor, None, "customer.update", &format!("customer {id}"), before, audit::json(&c))?;
         Ok(c)
     })?;
     Ok(Json(c))
@@ -218,7 +287,11 @@ pub struct NewContract {
     recipients: Vec<String>,
 }
 
-async fn add_contract(State(api): State<Api>, Json(n): Json<NewContract>) -> R<Contract> {
+async fn add_contract(
+    State(api): State<Api>,
+    actor: Actor,
+    Json(n): Json<NewContract>,
+) -> R<Contract> {
     let recipients = notify::valid_recipients(&n.recipients).map_err(bad)?;
     let (start, paid_start) = contract::contract_dates(n.application_date, n.start_next_month);
     let c = api.app.store.write(|tx| {
@@ -238,14 +311,19 @@ async fn add_contract(State(api): State<Api>, Json(n): Json<NewContract>) -> R<C
             exceptions: Vec::new(),
         };
         tx.put_contract(&c)?;
+        audit::record(tx, &actor, Some(c.id), "contract.add", &format!("contract {}", c.id), Value::Null, audit::json(&c))?;
         Ok(c)
     })?;
     Ok(Json(c))
 }
 
 /// End a contract: access ends and personal data is deleted (see [`contract::end`]).
-async fn end_contract(State(api): State<Api>, Path(id): Path<u64>) -> R<contract::EndReport> {
-    let report = contract::end(&api.app, id, api.app.now())?;
+async fn end_contract(
+    State(api): State<Api>,
+    actor: Actor,
+    Path(id): Path<u64>,
+) -> R<contract::EndReport> {
+    let report = contract::end(&api.app, id, api.app.now(), &actor)?;
     // connected appliances get their wipe now
     api.app.sessions_closed_for_contract(id);
     for d in &report.revoked_devices {
@@ -262,6 +340,7 @@ pub struct Recipients {
 
 async fn set_recipients(
     State(api): State<Api>,
+    actor: Actor,
     Path(id): Path<u64>,
     Json(r): Json<Recipients>,
 ) -> R<Contract> {
@@ -273,8 +352,10 @@ async fn set_recipients(
         if let Some(e) = c.ended {
             return Err(refused(format!("contract {id} ended on {e}")));
         }
+        let before = audit::json(&c.recipients);
         c.recipients = list.clone();
         tx.put_contract(&c)?;
+        audit::record(tx, &actor, Some(id), "contract.recipients", &format!("contract {id}"), before, audit::json(&c.recipients))?;
         Ok(c)
     })?;
     Ok(Json(c))
@@ -288,6 +369,7 @@ pub struct Exceptions {
 
 async fn set_exceptions(
     State(api): State<Api>,
+    actor: Actor,
     Path(id): Path<u64>,
     Json(e): Json<Exceptions>,
 ) -> R<Contract> {
@@ -303,8 +385,10 @@ async fn set_exceptions(
         let mut c = tx
             .contract(id)?
             .ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
+        let before = audit::json(&c.exceptions);
         c.exceptions = e.exceptions.clone();
         tx.put_contract(&c)?;
+        audit::record(tx, &actor, Some(id), "contract.exceptions", &format!("contract {id}"), before, audit::json(&c.exceptions))?;
         Ok(c)
     })?;
     Ok(Json(c))
@@ -321,6 +405,7 @@ pub struct Isolation {
 
 async fn set_isolation(
     State(api): State<Api>,
+    actor: Actor,
     Path(id): Path<u64>,
     Json(i): Json<Isolation>,
 ) -> R<Contract> {
@@ -329,9 +414,11 @@ async fn set_isolation(
         let mut c = tx
             .contract(id)?
             .ok_or_else(|| StoreError::NotFound(format!("contract {id}")))?;
+        let before = serde_json::json!({"auto": c.auto_isolation, "allow": c.isolation_allow});
         c.auto_isolation = i.auto;
         c.isolation_allow = i.allow.clone();
         tx.put_contract(&c)?;
+        audit::record(tx, &actor, Some(id), "contract.isolation", &format!("contract {id}"), before, serde_json::json!({"auto": c.auto_isolation, "allow": c.isolation_allow}))?;
         Ok(c)
     })?;
     Ok(Json(c))
@@ -435,6 +522,7 @@ fn parse_exception(s: &str) -> Result<protocol::messages::Exception, String> {
 
 async fn device_command(
     State(api): State<Api>,
+    actor: Actor,
     Path(id): Path<String>,
     Json(n): Json<NewCommand>,
 ) -> R<CommandView> {
@@ -514,7 +602,7 @@ async fn device_command(
             )));
         }
     };
-    Ok(Json(command::request(&api.app, &id, kind, "admin")?.into()))
+    Ok(Json(command::request(&api.app, &id, kind, &actor)?.into()))
 }
 
 /// The current bundle and the key appliances must trust.
@@ -529,13 +617,14 @@ async fn rules_state(State(api): State<Api>) -> R<serde_json::Value> {
 /// Publishes a bundle: the body is a postcard `BundleBody` (unsigned; the cloud signs it).
 async fn publish_rules(
     State(api): State<Api>,
+    actor: Actor,
     body: axum::body::Bytes,
 ) -> R<command::bundle::Published> {
     let b: protocol::bundle::BundleBody =
         postcard::from_bytes(&body).map_err(|e| bad(format!("not a bundle body: {e}")))?;
     b.check_files().map_err(|e| bad(e.to_string()))?;
     let app = Arc::clone(&api.app);
-    let p = tokio::task::spawn_blocking(move || command::bundle::publish(&app, b))
+    let p = tokio::task::spawn_blocking(move || command::bundle::publish(&app, b, &actor))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(Json(p))
@@ -545,6 +634,7 @@ async fn publish_rules(
 /// source) to the cloud's rule catalogue; parse errors are counted and listed.
 async fn import_rules(
     State(api): State<Api>,
+    actor: Actor,
     body: axum::body::Bytes,
 ) -> R<crate::score::catalog::ImportReport> {
     let b: protocol::bundle::BundleBody =
@@ -558,6 +648,7 @@ async fn import_rules(
             for e in &entries {
                 tx.put_catalog_rule(e)?;
             }
+            audit::record(tx, &actor, None, "rules.import", &source, Value::Null, audit::json(&report))?;
             Ok(())
         })?;
         tracing::info!(source = %source, rules = report.rules, failed = report.failed, "rules imported into the catalogue");
@@ -607,7 +698,11 @@ pub struct NewDevice {
     activation_code: String,
 }
 
-async fn add_devices(State(api): State<Api>, Json(n): Json<NewDevices>) -> R<Vec<NewDevice>> {
+async fn add_devices(
+    State(api): State<Api>,
+    actor: Actor,
+    Json(n): Json<NewDevices>,
+) -> R<Vec<NewDevice>> {
     if n.count == 0 || n.count > 100_000 {
         return Err(bad("count must be between 1 and 100000"));
     }
@@ -638,6 +733,8 @@ async fn add_devices(State(api): State<Api>, Json(n): Json<NewDevices>) -> R<Vec
                 activation_code: code,
             });
         }
+        let ids: Vec<&str> = out.iter().map(|d| d.device_id.as_str()).collect();
+        audit::record(tx, &actor, Some(c.id), "device.add", &format!("contract {}", c.id), Value::Null, serde_json::json!({"devices": ids, "name": n.name}))?;
         Ok(out)
     })?;
     Ok(Json(out))
@@ -645,7 +742,11 @@ async fn add_devices(State(api): State<Api>, Json(n): Json<NewDevices>) -> R<Vec
 
 /// A new activation code for a device not yet activated (the old ones stop working),
 /// e.g. after its code expired.
-async fn reissue_code(State(api): State<Api>, Path(id): Path<String>) -> R<NewDevice> {
+async fn reissue_code(
+    State(api): State<Api>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> R<NewDevice> {
     let now = api.app.now();
     let out = api.app.store.write(|tx| {
         let d = tx
@@ -664,6 +765,7 @@ async fn reissue_code(State(api): State<Api>, Path(id): Path<String>) -> R<NewDe
         let hash = crate::identity::code_hash(&code);
         tx.put_code(&hash, &id)?;
         tx.put_code_issued(&hash, now)?;
+        audit::record(tx, &actor, Some(d.contract_id), "device.reissue_code", &format!("device {id}"), Value::Null, Value::Null)?;
         Ok(NewDevice {
             device_id: id.clone(),
             activation_code: code,
@@ -672,13 +774,15 @@ async fn reissue_code(State(api): State<Api>, Path(id): Path<String>) -> R<NewDe
     Ok(Json(out))
 }
 
-async fn revoke_device(State(api): State<Api>, Path(id): Path<String>) -> R<Device> {
+async fn revoke_device(State(api): State<Api>, actor: Actor, Path(id): Path<String>) -> R<Device> {
     let d = api.app.store.write(|tx| {
         let mut d = tx
             .device(&id)?
             .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
+        let before = audit::json(&d.status);
         d.status = DeviceStatus::Revoked;
         tx.put_device(&d)?;
+        audit::record(tx, &actor, Some(d.contract_id), "device.revoke", &format!("device {id}"), before, audit::json(&d.status))?;
         Ok(d)
     })?;
     // its live sessions end now (the writer refuses their batches in any case)
@@ -745,6 +849,7 @@ pub struct Rerate {
 
 async fn rerate(
     State(api): State<Api>,
+    actor: Actor,
     Path(id): Path<u64>,
     Json(r): Json<Rerate>,
 ) -> R<crate::store::AlertRecord> {
@@ -772,6 +877,7 @@ async fn rerate(
             r.note
         ));
         tx.put_alert(&a)?;
+        audit::record(tx, &actor, Some(a.contract_id), "alert.rerate", &format!("alert {id}"), audit::json(&old), serde_json::json!({"level": level, "note": r.note}))?;
         if let Some(c) = tx.contract(a.contract_id)? {
             if level.important() {
                 let (s, b) = notify::compose::rerate_mail(&c, &a, old, &r.note, tz);
@@ -795,6 +901,7 @@ pub struct Resolve {
 
 async fn resolve(
     State(api): State<Api>,
+    actor: Actor,
     Path(id): Path<u64>,
     Json(r): Json<Resolve>,
 ) -> R<crate::store::AlertRecord> {
@@ -814,6 +921,7 @@ async fn resolve(
         if a.level != Level::Investigating || a.status == AlertStatus::Resolved {
             return Err(refused(format!("alert {id} is not an open 調査中 alert")));
         }
+        audit::record(tx, &actor, Some(a.contract_id), "alert.resolve", &format!("alert {id}"), audit::json(&a.level), serde_json::json!({"level": level, "result": r.result}))?;
         a.level = level;
         a.status = AlertStatus::Resolved;
         a.history.push(format!(
@@ -949,7 +1057,11 @@ pub struct ResetUser {
 
 /// A forgotten password, a lock or a lost phone: a new temporary password by mail; the
 /// user's logins end.
-async fn reset_user(State(api): State<Api>, Json(r): Json<ResetUser>) -> R<UserView> {
+async fn reset_user(
+    State(api): State<Api>,
+    actor: Actor,
+    Json(r): Json<ResetUser>,
+) -> R<UserView> {
     let email = r.email.trim().to_ascii_lowercase();
     let now = api.app.now();
     let (temp, hash) = temporary().await?;
@@ -981,6 +1093,7 @@ async fn reset_user(State(api): State<Api>, Json(r): Json<ResetUser>) -> R<UserV
             u.recovery_hashes.clear();
         }
         tx.put_user(&u)?;
+        audit::record(tx, &actor, Some(c.id), "user.reset", &format!("user {}", u.id), Value::Null, serde_json::json!({"email": u.email, "mfa_removed": r.mfa}))?;
         queue_account_mail(tx, now, &portal, c.id, &c.name, &email, &temp, true)?;
         Ok(u)
     })?;
@@ -990,7 +1103,7 @@ async fn reset_user(State(api): State<Api>, Json(r): Json<ResetUser>) -> R<UserV
 
 /// A portal user for a contract: a temporary password is mailed to the address; the
 /// first login must change it.
-async fn add_user(State(api): State<Api>, Json(n): Json<NewUser>) -> R<UserView> {
+async fn add_user(State(api): State<Api>, actor: Actor, Json(n): Json<NewUser>) -> R<UserView> {
     let email = n.email.trim().to_ascii_lowercase();
     notify::valid_address(&email).map_err(bad)?;
     let now = api.app.now();
@@ -1019,6 +1132,7 @@ async fn add_user(State(api): State<Api>, Json(n): Json<NewUser>) -> R<UserView>
             ..Default::default()
         };
         tx.put_user(&u)?;
+        audit::record(tx, &actor, Some(c.id), "user.add", &format!("user {}", u.id), Value::Null, serde_json::json!({"id": u.id, "email": u.email}))?;
         queue_account_mail(tx, now, &portal, c.id, &c.name, &email, &temp, false)?;
         Ok(u)
     })?;
@@ -1034,7 +1148,11 @@ pub struct UserRef {
 
 /// Disable a portal user: its logins end at their next request and every new login is
 /// refused (with the answer of a wrong password).
-async fn disable_user(State(api): State<Api>, Json(r): Json<UserRef>) -> R<UserView> {
+async fn disable_user(
+    State(api): State<Api>,
+    actor: Actor,
+    Json(r): Json<UserRef>,
+) -> R<UserView> {
     let email = r.email.trim().to_ascii_lowercase();
     let now = api.app.now();
     let u = api.app.store.write(|tx| {
@@ -1042,6 +1160,7 @@ async fn disable_user(State(api): State<Api>, Json(r): Json<UserRef>) -> R<UserV
             .user_by_email(&email)?
             .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
         contract::disable_user(tx, &mut u)?;
+        audit::record(tx, &actor, Some(u.contract_id), "user.disable", &format!("user {}", u.id), Value::Null, serde_json::json!({"email": u.email}))?;
         Ok(u)
     })?;
     tracing::info!(user = u.id, "portal user disabled");
@@ -1049,7 +1168,11 @@ async fn disable_user(State(api): State<Api>, Json(r): Json<UserRef>) -> R<UserV
 }
 
 /// Enable a disabled portal user again (not for users of an ended contract: they are gone).
-async fn enable_user(State(api): State<Api>, Json(r): Json<UserRef>) -> R<UserView> {
+async fn enable_user(
+    State(api): State<Api>,
+    actor: Actor,
+    Json(r): Json<UserRef>,
+) -> R<UserView> {
     let email = r.email.trim().to_ascii_lowercase();
     let now = api.app.now();
     let u = api.app.store.write(|tx| {
@@ -1058,6 +1181,7 @@ async fn enable_user(State(api): State<Api>, Json(r): Json<UserRef>) -> R<UserVi
             .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
         u.disabled = false;
         tx.put_user(&u)?;
+        audit::record(tx, &actor, Some(u.contract_id), "user.enable", &format!("user {}", u.id), Value::Null, serde_json::json!({"email": u.email}))?;
         Ok(u)
     })?;
     tracing::info!(user = u.id, "portal user enabled");
@@ -1071,7 +1195,11 @@ pub struct Removed {
 }
 
 /// Remove a portal user: its logins end and the account and its e-mail index are deleted.
-async fn remove_user(State(api): State<Api>, Json(r): Json<UserRef>) -> R<Removed> {
+async fn remove_user(
+    State(api): State<Api>,
+    actor: Actor,
+    Json(r): Json<UserRef>,
+) -> R<Removed> {
     let email = r.email.trim().to_ascii_lowercase();
     let u = api.app.store.write(|tx| {
         let mut u = tx
@@ -1079,6 +1207,7 @@ async fn remove_user(State(api): State<Api>, Json(r): Json<UserRef>) -> R<Remove
             .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
         contract::disable_user(tx, &mut u)?;
         tx.remove_user(&u)?;
+        audit::record(tx, &actor, Some(u.contract_id), "user.remove", &format!("user {}", u.id), serde_json::json!({"email": u.email}), Value::Null)?;
         Ok(u)
     })?;
     tracing::info!(user = u.id, "portal user removed");
@@ -1122,7 +1251,11 @@ async fn failed_mails(State(api): State<Api>) -> R<Vec<FailedMail>> {
     ))
 }
 
-async fn add_notice(State(api): State<Api>, Json(n): Json<NewNotice>) -> R<MaintenanceNotice> {
+async fn add_notice(
+    State(api): State<Api>,
+    actor: Actor,
+    Json(n): Json<NewNotice>,
+) -> R<MaintenanceNotice> {
     let tz = api.app.cfg.utc_offset_secs();
     let now = api.app.now();
     let starts = Date::parse(n.starts.split(' ').next().unwrap_or("")).map_err(bad)?;
@@ -1147,6 +1280,7 @@ async fn add_notice(State(api): State<Api>, Json(n): Json<NewNotice>) -> R<Maint
             created_ms: now,
         };
         tx.put_notice(&n)?;
+        audit::record(tx, &actor, None, "maintenance.add", &format!("notice {}", n.id), Value::Null, audit::json(&n))?;
         Ok(n)
     })?;
     Ok(Json(notice))
@@ -1168,6 +1302,7 @@ fn default_apply() -> String {
 
 async fn announce_firmware(
     State(api): State<Api>,
+    actor: Actor,
     Json(f): Json<Firmware>,
 ) -> R<serde_json::Value> {
     let now = api.app.now();
@@ -1179,6 +1314,7 @@ async fn announce_firmware(
                 n += notify::queue_to_contract(tx, now, c.id, &s, &b, "firmware")?;
             }
         }
+        audit::record(tx, &actor, None, "firmware.announce", &format!("firmware {}", f.version), Value::Null, serde_json::json!({"version": f.version, "notes": f.notes, "mails_queued": n}))?;
         Ok(n)
     })?;
     api.app.mail_queued.notify_one();
@@ -1243,6 +1379,7 @@ pub struct NewDispatch {
 
 async fn add_dispatch(
     State(api): State<Api>,
+    actor: Actor,
     Path(id): Path<u64>,
     Json(n): Json<NewDispatch>,
 ) -> R<Dispatch> {
@@ -1277,6 +1414,7 @@ async fn add_dispatch(
             note: n.note.clone(),
         };
         tx.put_dispatch(&d)?;
+        audit::record(tx, &actor, Some(id), "insurance.dispatch", &format!("dispatch {}", d.id), Value::Null, audit::json(&d))?;
         Ok(d)
     })?;
     Ok(Json(d))
@@ -1284,7 +1422,7 @@ async fn add_dispatch(
 
 /// Anonymized export (SPEC §5.5): no customer identifiers, IPs pseudonymized, URLs reduced
 /// to the domain. One JSON object per line.
-async fn export(State(api): State<Api>) -> Result<Response, ApiError> {
+async fn export(State(api): State<Api>, actor: Actor) -> Result<Response, ApiError> {
     use sha2::{Digest, Sha256};
     let salt = api.app.store.write(|tx| {
         if let Some(s) = tx.meta("export_salt")? {
@@ -1335,6 +1473,8 @@ async fn export(State(api): State<Api>) -> Result<Response, ApiError> {
         out.push_str(&line.to_string());
         out.push('\n');
     }
+    let lines = out.lines().count();
+    audit::record_alone(&api.app.store, &actor, None, "export", "alerts", serde_json::json!({"lines": lines}))?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
         out,
@@ -1342,7 +1482,8 @@ async fn export(State(api): State<Api>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-async fn daily_check(State(api): State<Api>) -> R<serde_json::Value> {
+async fn daily_check(State(api): State<Api>, actor: Actor) -> R<serde_json::Value> {
+    audit::record_alone(&api.app.store, &actor, None, "ops.daily_check", "daily check", Value::Null)?;
     api.force_daily.notify_one();
     Ok(Json(serde_json::json!({ "daily_check": "triggered" })))
 }
@@ -1377,4 +1518,85 @@ async fn ca(State(api): State<Api>) -> Result<Response, ApiError> {
         api.app.identity.ca_pem.clone(),
     )
         .into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// Operators and the audit log
+// ---------------------------------------------------------------------------------------
+
+async fn list_operators(State(api): State<Api>) -> R<Vec<audit::OperatorView>> {
+    let ops = api.app.store.read(|rx| rx.operators())?;
+    Ok(Json(ops.iter().map(audit::OperatorView::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOperator {
+    name: String,
+}
+
+/// An operator and its token (shown this once; only its hash is kept).
+#[derive(Serialize)]
+pub struct OperatorCreated {
+    #[serde(flatten)]
+    operator: audit::OperatorView,
+    token: String,
+}
+
+async fn add_operator(
+    State(api): State<Api>,
+    actor: Actor,
+    Json(n): Json<NewOperator>,
+) -> R<OperatorCreated> {
+    let (o, token) = api
+        .app
+        .store
+        .write(|tx| audit::add_operator(tx, &actor, n.name.trim()))?;
+    Ok(Json(OperatorCreated {
+        operator: audit::OperatorView::from(&o),
+        token,
+    }))
+}
+
+async fn revoke_operator(
+    State(api): State<Api>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> R<audit::OperatorView> {
+    let o = api
+        .app
+        .store
+        .write(|tx| audit::revoke_operator(tx, &actor, &name))?;
+    Ok(Json(audit::OperatorView::from(&o)))
+}
+
+#[derive(Deserialize, Default)]
+pub struct AuditQuery {
+    contract: Option<u64>,
+    operator: Option<String>,
+    /// `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]` (service time zone), or a duration back
+    /// from now (`24h`, `7d`).
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `admin audit list`: entries newest first (read only: no route changes or deletes one).
+async fn list_audit(State(api): State<Api>, Query(q): Query<AuditQuery>) -> R<Vec<audit::Entry>> {
+    let since_ms = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            audit::parse_since(s, api.app.now(), api.app.cfg.utc_offset_secs()).ok_or_else(|| {
+                bad(format!(
+                    "since `{s}` must be YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS] or a duration such as 24h"
+                ))
+            })?,
+        ),
+        None => None,
+    };
+    let f = audit::Filter {
+        contract: q.contract,
+        operator: q.operator,
+        since_ms,
+        limit: q.limit,
+    };
+    Ok(Json(api.app.store.read(|rx| audit::list(rx, &f))?))
 }

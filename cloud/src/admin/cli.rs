@@ -14,7 +14,9 @@ pub struct Target {
     /// API base URL (default: from --config, else http://127.0.0.1:7080).
     #[arg(long, global = true)]
     pub api: Option<String>,
-    /// Bearer token (default: from --config or `<data_dir>/admin.token`, or $MIMAMORI_ADMIN_TOKEN).
+    /// Bearer token: an operator's (`admin operator add`), or the bootstrap token for
+    /// `admin operator …` (default: $MIMAMORI_ADMIN_TOKEN, else the bootstrap token from
+    /// --config or `<data_dir>/admin.token`).
     #[arg(long, global = true, env = "MIMAMORI_ADMIN_TOKEN")]
     pub token: Option<String>,
     /// Print JSON instead of a table.
@@ -84,12 +86,51 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: MailCmd,
     },
+    /// Operators: named admin credentials (the bootstrap token may only manage these).
+    Operator {
+        #[command(subcommand)]
+        cmd: OperatorCmd,
+    },
+    /// The audit log: every change, who made it, when and from where.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum MailCmd {
     /// Mails given up after failing for `timing.mail_give_up` (never retried).
     Failed,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCmd {
+    /// Add an operator; its token is printed once (only its hash is stored).
+    Add {
+        #[arg(long)]
+        name: String,
+    },
+    List,
+    /// Revoke an operator: its token is refused from now on (the name is not reused).
+    Revoke { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Entries, newest first.
+    List {
+        #[arg(long)]
+        contract: Option<u64>,
+        /// Entries made by this operator.
+        #[arg(long)]
+        operator: Option<String>,
+        /// YYYY-MM-DD, "YYYY-MM-DD HH:MM[:SS]" (service time zone) or a duration (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -437,6 +478,8 @@ fn resolve_target(t: &Target) -> anyhow::Result<(String, String)> {
         Some(c) => format!("http://{}", c.admin.listen),
         None => "http://127.0.0.1:7080".into(),
     });
+    // the bootstrap token of --config only manages operators: $MIMAMORI_ADMIN_TOKEN or
+    // --token (an operator's) come first
     let token = match (&t.token, &cfg) {
         (Some(t), _) => t.clone(),
         (None, Some(c)) if !c.admin.token.is_empty() => c.admin.token.clone(),
@@ -586,6 +629,19 @@ fn show_device(v: &Value, json: bool) {
         false,
         &["id", "what", "origin", "state", "message"],
     );
+}
+
+/// Percent-encodes a query or path value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Run one admin command.
@@ -770,6 +826,35 @@ pub async fn run(t: Target, cmd: Cmd) -> anyhow::Result<()> {
             let text = c.call(M::GET, "/v1/export", None).await?.text().await?;
             print!("{text}");
         }
+        Cmd::Operator { cmd } => match cmd {
+            OperatorCmd::Add { name } => {
+                let v = c.json(M::POST, "/v1/operators", Some(json!({"name": name}))).await?;
+                if !j {
+                    eprintln!("operator {} added; its token (shown only now):", v["name"].as_str().unwrap_or(""));
+                    println!("{}", v["token"].as_str().unwrap_or(""));
+                } else {
+                    print(&v, true, &[]);
+                }
+            }
+            OperatorCmd::List => print(&c.json(M::GET, "/v1/operators", None).await?, j, &["name", "created_ms", "created_by", "revoked_ms"]),
+            OperatorCmd::Revoke { name } => print(&c.json(M::POST, &format!("/v1/operators/{}/revoke", urlencode(&name)), None).await?, j, &[]),
+        },
+        Cmd::Audit { cmd } => match cmd {
+            AuditCmd::List { contract, operator, since, limit } => {
+                let mut q = vec![format!("limit={limit}")];
+                if let Some(x) = contract {
+                    q.push(format!("contract={x}"));
+                }
+                if let Some(x) = operator {
+                    q.push(format!("operator={}", urlencode(&x)));
+                }
+                if let Some(x) = since {
+                    q.push(format!("since={}", urlencode(&x)));
+                }
+                let v = c.json(M::GET, &format!("/v1/audit?{}", q.join("&")), None).await?;
+                print(&v, j, &["id", "time_ms", "actor_text", "addr", "contract", "action", "target"]);
+            }
+        },
         Cmd::Ops { cmd } => match cmd {
             OpsCmd::RunDailyCheck => print(&c.json(M::POST, "/v1/ops/daily-check", None).await?, j, &[]),
             OpsCmd::Status => print(&c.json(M::GET, "/v1/ops/status", None).await?, true, &[]),

@@ -90,7 +90,11 @@ pub fn valid_version(v: &str) -> Result<(), StoreError> {
 
 /// Signs `body`, stores the file and makes it current: every appliance is offered it on
 /// its connection (woken now). A version can be published once.
-pub fn publish(app: &App, mut body: BundleBody) -> Result<Published, StoreError> {
+pub fn publish(
+    app: &App,
+    mut body: BundleBody,
+    actor: &crate::audit::Actor,
+) -> Result<Published, StoreError> {
     let now = app.now();
     if body.version.is_empty() {
         let t = time::OffsetDateTime::from_unix_timestamp(now / 1000)
@@ -147,7 +151,10 @@ pub fn publish(app: &App, mut body: BundleBody) -> Result<Published, StoreError>
         for e in &entries {
             tx.put_catalog_rule(e)?;
         }
-        tx.set_meta(CURRENT, &json)
+        let before = tx.meta(CURRENT)?.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        tx.set_meta(CURRENT, &json)?;
+        crate::audit::record(tx, actor, None, "rules.publish", &format!("bundle {}", p.version), before.unwrap_or_default(), crate::audit::json(&p))?;
+        Ok(())
     })?;
     if report.failed > 0 {
         tracing::warn!(version = %p.version, failed = report.failed, first = ?report.errors.first(), "rules of the bundle that did not parse are not catalogued");

@@ -118,14 +118,17 @@ pub fn isolate_kind(host: HostRef, allow: &[String]) -> CommandKind {
     }
 }
 
-/// Queues a command for an active device and wakes its session.
+/// Queues a command for an active device and wakes its session; `actor` (an operator or
+/// a portal user) is its origin and is recorded in the audit log with it.
 pub fn request(
     app: &App,
     device: &str,
     kind: CommandKind,
-    origin: &str,
+    actor: &crate::audit::Actor,
 ) -> Result<CommandRecord, StoreError> {
     let now = app.now();
+    let origin = actor.to_string();
+    let origin = origin.as_str();
     let rec = app.store.write(|tx| {
         let d = tx
             .device(device)?
@@ -136,7 +139,9 @@ pub fn request(
                 d.status
             )));
         }
-        tx.queue_command(&d, kind.clone(), origin, now)
+        let c = tx.queue_command(&d, kind.clone(), origin, now)?;
+        crate::audit::record(tx, actor, Some(d.contract_id), "device.command", &format!("device {device}"), serde_json::Value::Null, serde_json::json!({"command": c.id, "what": describe(&c.kind)}))?;
+        Ok(c)
     })?;
     tracing::info!(device, id = rec.id, command = %describe(&rec.kind), origin, "command queued");
     app.commands_changed(Some(device));
@@ -160,12 +165,13 @@ pub fn auto_isolate(
     if isolated_hosts(&cmds).iter().any(|(h, _)| *h == host) {
         return Ok(false);
     }
-    tx.queue_command(
+    let c = tx.queue_command(
         &d,
         isolate_kind(host, allow),
         &format!("auto-isolation (alert {alert_id})"),
         now,
     )?;
+    crate::audit::record(tx, &crate::audit::Actor::system("auto-isolation", now), Some(d.contract_id), "device.command", &format!("device {device}"), serde_json::Value::Null, serde_json::json!({"command": c.id, "what": describe(&c.kind), "alert": alert_id}))?;
     Ok(true)
 }
 
@@ -236,7 +242,9 @@ pub fn outgoing(
             tx.put_command(c)?;
         }
         if let Some(cur) = offer {
-            cmds.push(tx.queue_command(&d, cur.command()?, "rules publish", now)?);
+            let c = tx.queue_command(&d, cur.command()?, "rules publish", now)?;
+            crate::audit::record(tx, &crate::audit::Actor::system("bundle", now), Some(d.contract_id), "device.command", &format!("device {device}"), serde_json::Value::Null, serde_json::json!({"command": c.id, "what": describe(&c.kind)}))?;
+            cmds.push(c);
         }
         let mut out = Vec::new();
         for mut c in cmds {

@@ -169,6 +169,15 @@ texts! {
     users_of_contract: "このご契約のポータル利用者", "Portal users of this contract";
     contract: "ご契約", "Contract";
     lang_label: "言語", "Language";
+    activity_title: "操作履歴", "Activity";
+    activity_intro: "このご契約に対する変更とログインの記録です（新しい順、最大200件）。", "Changes to this contract and logins, newest first (at most 200).";
+    activity_link: "操作履歴を見る", "See the activity log";
+    activity_time: "日時", "Time";
+    activity_actor: "操作者", "By";
+    activity_addr: "接続元", "From";
+    activity_action: "操作", "Action";
+    activity_target: "対象", "Target";
+    activity_change: "変更内容", "Change";
 }
 
 impl Tr {

@@ -111,18 +111,27 @@ pub async fn login(ctx: Ctx, CsrfForm(f): CsrfForm<LoginForm>) -> R {
     };
     let user = match p.password_attempt(&email, f.password, None).await? {
         Attempt::Ok(u) => u,
-        Attempt::Locked => return Ok(fail(&ctx, ctx.t.locked, email)),
-        Attempt::Wrong | Attempt::Gone => return Ok(fail(&ctx, ctx.t.login_failed, email)),
+        Attempt::Locked => {
+            ctx.audit_login(&email, "portal.login_failed", "locked");
+            return Ok(fail(&ctx, ctx.t.locked, email));
+        }
+        Attempt::Wrong | Attempt::Gone => {
+            ctx.audit_login(&email, "portal.login_failed", "password");
+            return Ok(fail(&ctx, ctx.t.login_failed, email));
+        }
     };
     // told only to whoever knows the password
     if user.must_change_password && user.temp_expires_ms != 0 && now > user.temp_expires_ms {
+        ctx.audit_login(&email, "portal.login_failed", "temporary password expired");
         return Ok(fail(&ctx, ctx.t.temp_expired, email));
     }
     // the second factor's lock holds across logins: a new login cannot reset it
     if super::guard::code_locked(&user, now) {
         tracing::info!(user = user.id, "portal login refused: codes locked");
+        ctx.audit_login(&email, "portal.login_failed", "second factor locked");
         return Ok(fail(&ctx, ctx.t.code_locked, email));
     }
+    ctx.audit_login(&email, "portal.login_password", "password accepted");
     let stage = if user.must_change_password {
         Stage::ChangePassword
     } else if user.totp_secret.is_none() {
@@ -175,6 +184,7 @@ pub async fn totp(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
             return Ok(to_login());
         }
         Attempt::Locked => {
+            ctx.audit_login(&ctx.session.email, "portal.login_failed", "locked (second factor)");
             p.sessions.remove(&ctx.sid);
             return Ok(render(&LoginPage {
                 c: ctx.chrome("login"),
@@ -183,12 +193,14 @@ pub async fn totp(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
             }));
         }
         Attempt::Wrong => {
+            ctx.audit_login(&ctx.session.email, "portal.login_failed", "second factor");
             return Ok(render(&TotpPage {
                 c: ctx.chrome("login"),
                 error: Some(ctx.t.totp_wrong.into()),
             }));
         }
     };
+    ctx.audit_login(&ctx.session.email, "portal.login", if used_recovery { "recovery code" } else { "authenticator code" });
     if used_recovery {
         ctx.flash(
             true,
@@ -266,6 +278,7 @@ pub(super) async fn set_password(
         .map_err(|e| PortalError::Internal(e.to_string()))?;
     let (id, epoch) = (u.id, u.epoch);
     let now = p.app.now();
+    let actor = ctx.actor();
     let saved = p.app.store.write(|tx| {
         // re-read: an operator may have reset the account meanwhile
         let Some(mut u) = tx.user(id)? else {
@@ -280,6 +293,7 @@ pub(super) async fn set_password(
         // other logins of this user end with the old password; this one goes on
         u.epoch += 1;
         tx.put_user(&u)?;
+        crate::audit::record(tx, &actor, Some(u.contract_id), "user.password", &format!("user {id}"), serde_json::Value::Null, serde_json::Value::Null)?;
         Ok(Some(u))
     })?;
     let Some(u) = saved else {
@@ -384,6 +398,7 @@ pub async fn enroll(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
         .await?
         .map_err(|e| PortalError::Internal(e.to_string()))?;
     let (id, epoch) = (ctx.session.user, ctx.session.epoch);
+    let actor = ctx.actor();
     let saved = p.app.store.write(|tx| {
         let Some(mut u) = tx.user(id)? else {
             return Ok(None);
@@ -397,6 +412,7 @@ pub async fn enroll(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
         // a new authenticator: other logins end
         u.epoch += 1;
         tx.put_user(&u)?;
+        crate::audit::record(tx, &actor, Some(u.contract_id), "user.mfa_enrol", &format!("user {id}"), serde_json::Value::Null, serde_json::Value::Null)?;
         Ok(Some(u))
     })?;
     let Some(u) = saved else {

@@ -6,6 +6,7 @@
 //! [`Ctx`] (any visitor) or [`Authed`] (logged in: carries the contract [`query::Scope`]) →
 //! forms through [`CsrfForm`] (refused without the session's token) → a template.
 
+mod activity;
 pub mod auth;
 pub mod chart;
 mod guard;
@@ -47,6 +48,9 @@ pub struct Portal {
     unknown: guard::UnknownLockouts,
     /// Last test mail per contract (Unix ms).
     pub(crate) test_mail_at: std::sync::Mutex<std::collections::HashMap<u64, i64>>,
+    /// `[portal] trusted_proxy_header` and the proxies it is believed from.
+    proxy_header: Option<String>,
+    trusted_proxies: Vec<crate::audit::Net>,
 }
 
 type P = Arc<Portal>;
@@ -63,7 +67,6 @@ impl Portal {
         let idle = app.cfg.portal.idle_minutes.max(1) as i64 * 60_000;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Arc::new(Portal {
-            app,
             sessions: Sessions::new(idle),
             csrf_key: rand::random(),
             secure,
@@ -71,6 +74,15 @@ impl Portal {
             argon_slots: guard::ArgonGate::new(2 * cores),
             unknown: Default::default(),
             test_mail_at: Default::default(),
+            proxy_header: app.cfg.portal.trusted_proxy_header.clone(),
+            trusted_proxies: app
+                .cfg
+                .portal
+                .trusted_proxies
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+            app,
         })
     }
 
@@ -118,6 +130,7 @@ pub fn routes(portal: Arc<Portal>) -> Router {
         .route("/account", get(pages::account))
         .route("/account/password", post(pages::account_password))
         .route("/account/recovery", post(pages::account_recovery))
+        .route("/activity", get(activity::activity))
         .route("/static/portal.css", get(stylesheet))
         .fallback(not_found_route)
         .layer(middleware::from_fn_with_state(
@@ -147,6 +160,10 @@ async fn not_found_route() -> Response {
 /// The session id of this request (set by [`session_layer`]).
 #[derive(Clone)]
 struct Sid(String);
+
+/// The client's address of this request (set by [`session_layer`]).
+#[derive(Clone, Copy)]
+struct ClientAddr(Option<std::net::IpAddr>);
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -191,6 +208,17 @@ async fn session_layer(State(p): State<P>, mut req: Request, next: Next) -> Resp
         }
         None => (auth::new_session_id(), Session::anonymous(now), true),
     };
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let addr = crate::audit::client_addr(
+        peer,
+        req.headers(),
+        p.proxy_header.as_deref(),
+        &p.trusted_proxies,
+    );
+    req.extensions_mut().insert(ClientAddr(addr));
     req.extensions_mut().insert(Sid(sid.clone()));
     req.extensions_mut().insert(sess);
     let mut resp = next.run(req).await;
@@ -232,6 +260,8 @@ pub struct Ctx {
     pub session: Session,
     pub t: &'static Tr,
     pub path: String,
+    /// The client's address (the trusted proxy's header, else the peer).
+    pub addr: Option<std::net::IpAddr>,
 }
 
 impl FromRequestParts<P> for Ctx {
@@ -252,12 +282,14 @@ impl FromRequestParts<P> for Ctx {
             .uri
             .path_and_query()
             .map_or("/".to_string(), |pq| pq.as_str().to_string());
+        let addr = parts.extensions.get::<ClientAddr>().and_then(|a| a.0);
         Ok(Ctx {
             p: Arc::clone(p),
             sid,
             session,
             t,
             path,
+            addr,
         })
     }
 }

@@ -498,10 +498,10 @@ async fn isolation_command(a: Authed, id: &str, isolate: bool) -> R {
     } else {
         protocol::messages::CommandKind::ReleaseHost { host }
     };
-    let origin = format!("portal:{}", ctx.session.email);
+    let actor = ctx.actor();
     let app = std::sync::Arc::clone(&ctx.p.app);
     let device = rec.device.clone();
-    blocking(move || Ok(crate::command::request(&app, &device, kind, &origin)?)).await?;
+    blocking(move || Ok(crate::command::request(&app, &device, kind, &actor)?)).await?;
     ctx.flash(
         true,
         if isolate {
@@ -751,6 +751,7 @@ pub async fn address_add(a: Authed, CsrfForm(f): CsrfForm<AddressForm>) -> R {
     let (ctx, scope) = (a.ctx, a.scope);
     let t = ctx.t;
     let addr = f.address.trim().to_string();
+    let actor = ctx.actor();
     let res = ctx.p.app.store.write(|tx| {
         let mut c = tx
             .contract(scope.contract())?
@@ -764,8 +765,10 @@ pub async fn address_add(a: Authed, CsrfForm(f): CsrfForm<AddressForm>) -> R {
         if c.recipients.iter().any(|x| x.eq_ignore_ascii_case(&addr)) {
             return Ok(Err(Refusal::Duplicate));
         }
+        let before = crate::audit::json(&c.recipients);
         c.recipients.push(addr.clone());
         tx.put_contract(&c)?;
+        crate::audit::record(tx, &actor, Some(c.id), "contract.recipients", &format!("contract {}", c.id), before, crate::audit::json(&c.recipients))?;
         Ok(Ok(()))
     })?;
     match res {
@@ -785,16 +788,19 @@ pub async fn address_add(a: Authed, CsrfForm(f): CsrfForm<AddressForm>) -> R {
 
 pub async fn address_remove(a: Authed, CsrfForm(f): CsrfForm<AddressForm>) -> R {
     let (ctx, scope) = (a.ctx, a.scope);
+    let actor = ctx.actor();
     let removed = ctx.p.app.store.write(|tx| {
         let mut c = tx
             .contract(scope.contract())?
             .ok_or_else(|| StoreError::NotFound("contract".into()))?;
+        let old = crate::audit::json(&c.recipients);
         let before = c.recipients.len();
         c.recipients
             .retain(|x| !x.eq_ignore_ascii_case(f.address.trim()));
         let removed = c.recipients.len() != before;
         if removed {
             tx.put_contract(&c)?;
+            crate::audit::record(tx, &actor, Some(c.id), "contract.recipients", &format!("contract {}", c.id), old, crate::audit::json(&c.recipients))?;
         }
         Ok(removed)
     })?;
@@ -821,6 +827,7 @@ pub async fn address_test(a: Authed, CsrfForm(_): CsrfForm<Empty>) -> R {
         }
         last.insert(scope.contract(), now);
     }
+    let actor = ctx.actor();
     let sent = ctx.p.app.store.write(|tx| {
         let c = tx
             .contract(scope.contract())?
@@ -833,6 +840,7 @@ pub async fn address_test(a: Authed, CsrfForm(_): CsrfForm<Empty>) -> R {
         for to in &c.recipients {
             crate::notify::queue(tx, now, to, "【Mimamori】テストメール", &body, "test")?;
         }
+        crate::audit::record(tx, &actor, Some(c.id), "contract.test_mail", &format!("contract {}", c.id), serde_json::Value::Null, crate::audit::json(&c.recipients))?;
         Ok(c.recipients.len())
     })?;
     ctx.p.app.mail_queued.notify_one();
@@ -931,10 +939,12 @@ pub async fn account_recovery(a: Authed, CsrfForm(f): CsrfForm<CodeForm>) -> R {
         .await?
         .map_err(|e| PortalError::Internal(e.to_string()))?;
     let (id, epoch) = (ctx.session.user, ctx.session.epoch);
+    let actor = ctx.actor();
     ctx.p.app.store.write(|tx| {
         if let Some(mut u) = tx.user(id)?.filter(|u| u.epoch == epoch) {
             u.recovery_hashes = hashes.clone();
             tx.put_user(&u)?;
+            crate::audit::record(tx, &actor, Some(u.contract_id), "user.recovery_codes", &format!("user {id}"), serde_json::Value::Null, serde_json::Value::Null)?;
         }
         Ok(())
     })?;

@@ -20,6 +20,18 @@ impl Scope {
         self.contract
     }
 
+    /// The audit log's entries of this contract, newest first.
+    pub fn activity(&self, rx: &Rx, limit: usize) -> Result<Vec<crate::audit::Entry>> {
+        crate::audit::list(
+            rx,
+            &crate::audit::Filter {
+                contract: Some(self.contract),
+                limit: Some(limit),
+                ..Default::default()
+            },
+        )
+    }
+
     /// One alert of this contract.
     pub fn alert(&self, rx: &Rx, id: u64) -> Result<Option<AlertRecord>> {
         Ok(rx.alert(id)?.filter(|a| a.contract_id == self.contract))

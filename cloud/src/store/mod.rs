@@ -5,6 +5,7 @@
 //! see keys or encodings.
 
 pub mod datadir;
+mod audit_log;
 pub mod model;
 pub mod secrets;
 
@@ -179,6 +180,9 @@ impl Store {
             t.open_table(TRAFFIC)?;
             t.open_table(COMMANDS)?;
             t.open_table(FAILED_MAILS)?;
+            t.open_table(audit_log::AUDIT)?;
+            t.open_table(audit_log::AUDIT_BY_CONTRACT)?;
+            t.open_table(audit_log::OPERATORS)?;
             Ok(())
         })?;
         s.migrate()?;
@@ -1082,6 +1086,9 @@ pub fn dump(data_dir: &Path) -> Result<Vec<DumpRow>> {
         FAILED_MAILS.name(),
         CODE_ISSUED.name(),
         RULE_CATALOG.name(),
+        audit_log::AUDIT.name(),
+        audit_log::AUDIT_BY_CONTRACT.name(),
+        audit_log::OPERATORS.name(),
     ];
     for h in rx.list_tables()? {
         if !known.contains(&h.name()) {
@@ -1116,6 +1123,9 @@ pub fn dump(data_dir: &Path) -> Result<Vec<DumpRow>> {
     bytes_table!(FAILED_MAILS);
     other_table!(CODE_ISSUED);
     bytes_table!(RULE_CATALOG);
+    bytes_table!(audit_log::AUDIT);
+    other_table!(audit_log::AUDIT_BY_CONTRACT);
+    bytes_table!(audit_log::OPERATORS);
     Ok(out)
 }
 

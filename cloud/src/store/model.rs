@@ -428,7 +428,7 @@ pub struct CommandRecord {
     pub device: String,
     pub contract_id: u64,
     pub kind: protocol::messages::CommandKind,
-    /// Who asked: `admin`, `portal:<e-mail>`, `auto-isolation (alert N)`, `rules publish`.
+    /// Who asked: `operator:<name>`, `portal:<e-mail>`, `auto-isolation (alert N)`, `rules publish`.
     pub origin: String,
     pub created_ms: i64,
     pub state: CommandState,
