@@ -668,7 +668,7 @@ mod test {
         fn contract_end_removes_every_kind_and_keeps_others() {
             let app = app("end");
             seed(&app);
-            let r = end(&app, 1, app.now()).unwrap();
+            let r = end(&app, 1, app.now(), &crate::audit::Actor::system("test", app.now())).unwrap();
             assert_eq!(r.users_removed, 1);
             assert_eq!(r.revoked_devices, vec!["d1".to_string(), "d1p".to_string()]);
             assert_eq!(r.wipes_queued, 1);
@@ -725,9 +725,9 @@ mod test {
                 })
                 .unwrap();
             // twice: refused; the customer's last open contract: its record goes
-            assert!(matches!(end(&app, 1, app.now()), Err(StoreError::Refused(_))));
-            assert!(matches!(end(&app, 9, app.now()), Err(StoreError::NotFound(_))));
-            let r = end(&app, 2, app.now()).unwrap();
+            assert!(matches!(end(&app, 1, app.now(), &crate::audit::Actor::system("test", app.now())), Err(StoreError::Refused(_))));
+            assert!(matches!(end(&app, 9, app.now(), &crate::audit::Actor::system("test", app.now())), Err(StoreError::NotFound(_))));
+            let r = end(&app, 2, app.now(), &crate::audit::Actor::system("test", app.now())).unwrap();
             assert!(r.customer_removed);
             assert!(app.store.read(|rx| rx.customer(1)).unwrap().is_none());
             assert!(app.store.read(|rx| rx.customer(2)).unwrap().is_some());

@@ -1185,6 +1185,8 @@ mod test {
             attempts: 0,
             last_error: None,
             kind: "account".into(),
+            contract: None,
+            given_up_ms: None,
         }
     }
 
