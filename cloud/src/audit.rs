@@ -347,6 +347,63 @@ pub fn anonymise_contract(tx: &mut Tx, contract: u64) -> Result<usize> {
     Ok(n)
 }
 
+/// Rewrites the entries of a removed portal user's contract that name the user: its
+/// e-mail address becomes the placeholder and its actor keeps only the user id. The
+/// contract's other entries (and the client addresses) stay as they are.
+pub fn anonymise_user(tx: &mut Tx, user: &crate::store::PortalUser) -> Result<usize> {
+    let email = user.email.to_lowercase();
+    if email.trim().is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::new();
+    tx.scan_audit(&mut |e: Entry| {
+        let names = matches!(&e.actor, Who::Portal { user: u, .. } if *u == user.id)
+            || e.target.to_lowercase().contains(&email)
+            || e.before.to_string().to_lowercase().contains(&email)
+            || e.after.to_string().to_lowercase().contains(&email);
+        if e.contract == Some(user.contract_id) && names {
+            ids.push(e.id);
+        }
+        true
+    })?;
+    let known = [user.email.clone(), email.clone()];
+    let mut n = 0;
+    for id in ids {
+        let Some(mut e) = tx.audit_entry(id)? else {
+            continue;
+        };
+        if let Who::Portal { user: u, email } = &mut e.actor
+            && *u == user.id
+        {
+            *email = EMAIL_PLACEHOLDER.into();
+            e.actor_text = format!("portal:user-{u}");
+        }
+        e.target = e.target.replace(known[0].as_str(), EMAIL_PLACEHOLDER);
+        e.target = e.target.replace(known[1].as_str(), EMAIL_PLACEHOLDER);
+        replace_value(&mut e.before, &known);
+        replace_value(&mut e.after, &known);
+        tx.rewrite_audit(&e)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Every string of `v` with the `known` texts replaced by the e-mail placeholder.
+fn replace_value(v: &mut Value, known: &[String]) {
+    match v {
+        Value::String(s) => {
+            for k in known {
+                if s.contains(k.as_str()) {
+                    *s = s.replace(k.as_str(), EMAIL_PLACEHOLDER);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| replace_value(x, known)),
+        Value::Object(m) => m.values_mut().for_each(|x| replace_value(x, known)),
+        _ => {}
+    }
+}
+
 fn scrub_value(v: &mut Value, known: &[String]) {
     match v {
         Value::String(s) => *s = scrub_str(s, known),

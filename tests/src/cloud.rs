@@ -388,7 +388,7 @@ impl Cloud {
 
     /// The operator token the harness uses: the one kept in `dir/operator.token` while it
     /// works, else a new operator made with the bootstrap token.
-    fn ensure_operator(&mut self) {
+    pub fn ensure_operator(&mut self) {
         let file = self.dir.join("operator.token");
         if let Ok(t) = std::fs::read_to_string(&file) {
             self.token = t.trim().to_string();

@@ -478,7 +478,7 @@ fn a_newline_in_the_sni_forges_no_line_in_the_alert_mail() {
     );
     // the export (JSON lines) shows the same escaped domain, never a raw line break
     let export = Command::new("curl")
-        .args(["-sS", "-H", "Authorization: Bearer test-token"])
+        .args(["-sS", "-H", &format!("Authorization: Bearer {}", c.token)])
         .arg(format!("http://127.0.0.1:{}/v1/export", c.admin))
         .output()
         .expect("curl export");

@@ -46,6 +46,8 @@ fn spawn_umask022(c: &mut Cloud) {
     wait_for("the cloud to listen", Duration::from_secs(30), || {
         port_open(i) && port_open(a)
     });
+    // a fresh data folder has no operator yet
+    c.ensure_operator();
 }
 
 /// Start it and expect it to refuse: its exit code and what it logged.

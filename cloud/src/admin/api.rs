@@ -1207,7 +1207,9 @@ async fn remove_user(
             .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
         contract::disable_user(tx, &mut u)?;
         tx.remove_user(&u)?;
-        audit::record(tx, &actor, Some(u.contract_id), "user.remove", &format!("user {}", u.id), serde_json::json!({"email": u.email}), Value::Null)?;
+        // the log keeps that the user was removed, not its address
+        audit::anonymise_user(tx, &u)?;
+        audit::record(tx, &actor, Some(u.contract_id), "user.remove", &format!("user {}", u.id), Value::Null, Value::Null)?;
         Ok(u)
     })?;
     tracing::info!(user = u.id, "portal user removed");

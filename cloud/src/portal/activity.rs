@@ -75,8 +75,8 @@ impl Ctx {
     }
 
     /// Records a login event (`portal.login`, `portal.login_failed`, ...) of the account
-    /// `email` (any case; a visitor when no account has it). Never fails the request: a
-    /// store error is logged.
+    /// `email` (any case; a visitor, without the address, when no account has it). Never
+    /// fails the request: a store error is logged.
     pub fn audit_login(&self, email: &str, action: &str, why: &str) {
         let now = self.p.app.now();
         let email = email.trim().to_lowercase();
@@ -91,18 +91,24 @@ impl Ctx {
                 ),
                 None => (Who::Visitor, None),
             };
+            // an address without an account is not written down: it may be a person's
+            // (a mistyped one, or a user of an ended contract) and no contract end could
+            // find it again; the client address says where the attempts come from
+            let target = match &who {
+                Who::Visitor => "login (an address without an account)".to_string(),
+                _ => format!("login {}", email.chars().take(100).collect::<String>()),
+            };
             let actor = Actor {
                 who,
                 addr: self.addr,
                 at_ms: now,
             };
-            let target: String = email.chars().take(100).collect();
             audit::record(
                 tx,
                 &actor,
                 contract,
                 action,
-                &format!("login {target}"),
+                &target,
                 Value::Null,
                 serde_json::json!({ "result": why }),
             )
