@@ -69,6 +69,27 @@ pub fn port_open_in(netns: Option<&str>, p: u16) -> bool {
     }
 }
 
+/// The temporary passwords of the account mails to `to`, oldest first; waits (60 s at
+/// most) until there are at least `at_least`.
+pub fn temporary_passwords(smtp: &Smtp, to: &str, at_least: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    wait_for("the account mail", Duration::from_secs(60), || {
+        found = smtp
+            .mails()
+            .into_iter()
+            .filter(|(rcpt, _)| rcpt == to)
+            .filter_map(|(_, m)| {
+                body_of(&m)
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("仮パスワード: ").map(str::to_string))
+            })
+            .map(|p| p.trim().to_string())
+            .collect();
+        found.len() >= at_least
+    });
+    found
+}
+
 /// The SMTP server (aiosmtpd), one .eml file per delivered (message, recipient).
 pub struct Smtp {
     pub child: Option<Child>,

@@ -161,21 +161,7 @@ const WRONG: &str = "メールアドレスまたはパスワードが正しく�
 
 /// The temporary password of the newest account mail to `to`.
 fn temporary_password(smtp: &Smtp, to: &str) -> String {
-    let mut found = None;
-    wait_for("the account mail", Duration::from_secs(30), || {
-        found = smtp
-            .mails()
-            .into_iter()
-            .filter(|(rcpt, _)| rcpt == to)
-            .filter_map(|(_, m)| {
-                body_of(&m)
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("仮パスワード: ").map(str::to_string))
-            })
-            .last();
-        found.is_some()
-    });
-    found.expect("temporary password").trim().to_string()
+    temporary_passwords(smtp, to, 1).pop().expect("a temporary password")
 }
 
 /// Log in with the password only: the answer of the login form.

@@ -56,21 +56,7 @@ async fn shot(b: &Browser, dir: &Path, name: &str) -> PathBuf {
 
 /// The temporary password of the `nth` (from 1) account mail to `to`.
 fn temporary_password(smtp: &Smtp, to: &str, nth: usize) -> String {
-    let mut found = Vec::new();
-    wait_for("the account mail", Duration::from_secs(30), || {
-        found = smtp
-            .mails()
-            .into_iter()
-            .filter(|(rcpt, _)| rcpt == to)
-            .map(|(_, m)| body_of(&m))
-            .filter_map(|body| {
-                body.lines()
-                    .find_map(|l| l.trim().strip_prefix("仮パスワード: ").map(str::to_string))
-            })
-            .collect();
-        found.len() >= nth
-    });
-    found[nth - 1].clone()
+    temporary_passwords(smtp, to, nth)[nth - 1].clone()
 }
 
 /// Alerts and traffic for two contracts through real uplinks; returns (A's alerts, B's

@@ -113,20 +113,7 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 
 /// The temporary password of the first account mail to `to`.
 fn temporary_password(smtp: &Smtp, to: &str) -> String {
-    let mut found = None;
-    wait_for("the account mail", Duration::from_secs(60), || {
-        found = smtp
-            .mails()
-            .into_iter()
-            .filter(|(rcpt, _)| rcpt == to)
-            .map(|(_, m)| body_of(&m))
-            .find_map(|body| {
-                body.lines()
-                    .find_map(|l| l.trim().strip_prefix("仮パスワード: ").map(str::to_string))
-            });
-        found.is_some()
-    });
-    found.expect("found")
+    temporary_passwords(smtp, to, 1).swap_remove(0)
 }
 
 /// A curl session against the portal (cookie jar in `dir`).
