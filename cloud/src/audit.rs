@@ -248,7 +248,11 @@ pub fn parse_since(s: &str, now_ms: i64, tz_secs: i64) -> Option<i64> {
         Some(x) => x.parse().ok()?,
         None => 0,
     };
-    if it.next().is_some() || !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..60).contains(&sec) {
+    if it.next().is_some()
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&m)
+        || !(0..60).contains(&sec)
+    {
         return None;
     }
     Some(midnight + (h * 3600 + m * 60 + sec) * 1000)
@@ -316,8 +320,7 @@ pub fn anonymise_contract(tx: &mut Tx, contract: u64) -> Result<usize> {
     known.dedup();
     let mut ids = Vec::new();
     tx.scan_audit(&mut |e: Entry| {
-        if e.contract == Some(contract) || customer_target.as_deref() == Some(e.target.as_str())
-        {
+        if e.contract == Some(contract) || customer_target.as_deref() == Some(e.target.as_str()) {
             ids.push(e.id);
         }
         true
@@ -691,7 +694,8 @@ mod test {
     use super::*;
 
     fn store(name: &str) -> (crate::store::Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("mimamori-audit-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("mimamori-audit-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         (crate::store::Store::open(&dir).unwrap(), dir)
     }
@@ -702,9 +706,33 @@ mod test {
         let alice = Actor::operator("alice", Some("127.0.0.1".parse().unwrap()), 1000);
         let bob = Actor::operator("bob", None, 2000);
         s.write(|tx| {
-            record(tx, &alice, Some(1), "contract.add", "contract 1", Value::Null, json(&1))?;
-            record(tx, &bob, Some(2), "contract.add", "contract 2", Value::Null, json(&2))?;
-            record(tx, &alice, None, "customer.add", "customer 1", Value::Null, Value::Null)?;
+            record(
+                tx,
+                &alice,
+                Some(1),
+                "contract.add",
+                "contract 1",
+                Value::Null,
+                json(&1),
+            )?;
+            record(
+                tx,
+                &bob,
+                Some(2),
+                "contract.add",
+                "contract 2",
+                Value::Null,
+                json(&2),
+            )?;
+            record(
+                tx,
+                &alice,
+                None,
+                "customer.add",
+                "customer 1",
+                Value::Null,
+                Value::Null,
+            )?;
             Ok(())
         })
         .unwrap();
@@ -733,7 +761,11 @@ mod test {
             ..Default::default()
         };
         let late = s.read(|rx| list(rx, &f)).unwrap();
-        assert_eq!(late.len(), 1, "only bob's entry is that late, though not the newest");
+        assert_eq!(
+            late.len(),
+            1,
+            "only bob's entry is that late, though not the newest"
+        );
         assert_eq!(late[0].actor_text, "operator:bob");
         // a failed change leaves no entry
         let r: Result<()> = s.write(|tx| {
@@ -749,7 +781,12 @@ mod test {
     fn anonymisation_removes_personal_data_and_keeps_the_record() {
         let (s, dir) = store("anon");
         let op = Actor::operator("alice", Some("10.0.0.9".parse().unwrap()), 1000);
-        let user = Actor::portal(7, "taro@yamada.example", Some("203.0.113.5".parse().unwrap()), 2000);
+        let user = Actor::portal(
+            7,
+            "taro@yamada.example",
+            Some("203.0.113.5".parse().unwrap()),
+            2000,
+        );
         s.write(|tx| {
             tx.put_customer(&crate::store::Customer {
                 id: 4,
@@ -807,7 +844,10 @@ mod test {
         let e = &all[4];
         assert_eq!(e.action, "customer.update");
         assert!(e.anonymised);
-        let u = all.iter().find(|e| e.action == "contract.recipients").unwrap();
+        let u = all
+            .iter()
+            .find(|e| e.action == "contract.recipients")
+            .unwrap();
         assert_eq!(u.actor_text, "portal:user-7");
         assert_eq!(u.contract, Some(3));
         // another contract's entries are untouched
@@ -823,8 +863,14 @@ mod test {
         assert_eq!(crate::clock::format_local(day, jst), "2026-12-04 00:00:00");
         let t = parse_since("2026-12-04 15:30", 0, jst).unwrap();
         assert_eq!(t - day, (15 * 3600 + 30 * 60) * 1000);
-        assert_eq!(parse_since("2026-12-04T15:30:05", 0, jst).unwrap(), t + 5000);
-        assert_eq!(parse_since("24h", 100_000_000, jst), Some(100_000_000 - 86_400_000));
+        assert_eq!(
+            parse_since("2026-12-04T15:30:05", 0, jst).unwrap(),
+            t + 5000
+        );
+        assert_eq!(
+            parse_since("24h", 100_000_000, jst),
+            Some(100_000_000 - 86_400_000)
+        );
         assert!(parse_since("2026-12-04 25:00", 0, jst).is_none());
         assert!(parse_since("yesterday", 0, jst).is_none());
     }
@@ -844,10 +890,21 @@ mod test {
         assert!(s.write(|tx| add_operator(tx, &boot, "bad name")).is_err());
         let found = s.read(|rx| operator_by_token(rx, &token)).unwrap();
         assert_eq!(found.map(|o| o.name), Some("alice".into()));
-        assert!(s.read(|rx| operator_by_token(rx, "nope")).unwrap().is_none());
+        assert!(
+            s.read(|rx| operator_by_token(rx, "nope"))
+                .unwrap()
+                .is_none()
+        );
         s.write(|tx| revoke_operator(tx, &boot, "alice")).unwrap();
-        assert!(s.read(|rx| operator_by_token(rx, &token)).unwrap().is_none());
-        assert!(s.write(|tx| add_operator(tx, &boot, "alice")).is_err(), "names are not reused");
+        assert!(
+            s.read(|rx| operator_by_token(rx, &token))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.write(|tx| add_operator(tx, &boot, "alice")).is_err(),
+            "names are not reused"
+        );
         let log = s.read(|rx| list(rx, &Filter::default())).unwrap();
         assert_eq!(log[0].action, "operator.revoke");
         assert_eq!(log[1].action, "operator.add");
@@ -859,7 +916,10 @@ mod test {
     fn proxy_header_only_from_trusted_peers() {
         use axum::http::HeaderMap;
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "198.51.100.7, 203.0.113.9".parse().unwrap());
+        h.insert(
+            "x-forwarded-for",
+            "198.51.100.7, 203.0.113.9".parse().unwrap(),
+        );
         let trusted: Vec<Net> = vec!["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()];
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "192.0.2.1".parse().unwrap();
@@ -868,12 +928,38 @@ mod test {
             Some("203.0.113.9".parse().unwrap()),
             "the entry the trusted proxy appended"
         );
-        assert_eq!(client_addr(Some(other), &h, Some("X-Forwarded-For"), &trusted), Some(other));
+        assert_eq!(
+            client_addr(Some(other), &h, Some("X-Forwarded-For"), &trusted),
+            Some(other)
+        );
         assert_eq!(client_addr(Some(local), &h, None, &trusted), Some(local));
-        assert_eq!(client_addr(Some(local), &HeaderMap::new(), Some("X-Forwarded-For"), &trusted), Some(local));
+        assert_eq!(
+            client_addr(
+                Some(local),
+                &HeaderMap::new(),
+                Some("X-Forwarded-For"),
+                &trusted
+            ),
+            Some(local)
+        );
         assert!("10.0.0.0/33".parse::<Net>().is_err());
-        assert!("10.1.2.3/8".parse::<Net>().unwrap().contains("10.200.0.1".parse().unwrap()));
-        assert!(!"10.1.2.3/8".parse::<Net>().unwrap().contains("11.0.0.1".parse().unwrap()));
-        assert!("0.0.0.0/0".parse::<Net>().unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(
+            "10.1.2.3/8"
+                .parse::<Net>()
+                .unwrap()
+                .contains("10.200.0.1".parse().unwrap())
+        );
+        assert!(
+            !"10.1.2.3/8"
+                .parse::<Net>()
+                .unwrap()
+                .contains("11.0.0.1".parse().unwrap())
+        );
+        assert!(
+            "0.0.0.0/0"
+                .parse::<Net>()
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
     }
 }

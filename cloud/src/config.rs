@@ -456,7 +456,12 @@ impl Config {
                 ),
             });
         }
-        if self.admin.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if self
+            .admin
+            .token
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(ConfigError::Invalid {
                 field: "admin.token",
                 reason: "must not contain spaces or control characters".into(),
@@ -563,12 +568,21 @@ mod test {
 
     #[test]
     fn short_admin_tokens_and_bad_proxies_are_refused() {
-        let c: Config = toml::from_str("data_dir = \"/tmp/x\"\n[admin]\ntoken = \"test-token\"\n").unwrap();
+        let c: Config =
+            toml::from_str("data_dir = \"/tmp/x\"\n[admin]\ntoken = \"test-token\"\n").unwrap();
         let e = c.check().unwrap_err().to_string();
         assert!(e.contains("admin.token") && e.contains("32"), "{e}");
-        let ok = format!("data_dir = \"/tmp/x\"\n[admin]\ntoken = \"{}\"\n", "k".repeat(32));
+        let ok = format!(
+            "data_dir = \"/tmp/x\"\n[admin]\ntoken = \"{}\"\n",
+            "k".repeat(32)
+        );
         assert!(toml::from_str::<Config>(&ok).unwrap().check().is_ok());
         let c: Config = toml::from_str("data_dir = \"/tmp/x\"\n[portal]\ntrusted_proxy_header = \"X-Forwarded-For\"\ntrusted_proxies = [\"10.0.0.0/40\"]\n").unwrap();
-        assert!(c.check().unwrap_err().to_string().contains("trusted_proxies"));
+        assert!(
+            c.check()
+                .unwrap_err()
+                .to_string()
+                .contains("trusted_proxies")
+        );
     }
 }

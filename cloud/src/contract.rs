@@ -523,8 +523,11 @@ mod test {
             let _ = std::fs::remove_dir_all(&dir);
             let cfg: crate::config::Config =
                 toml::from_str(&format!("data_dir = {dir:?}\n[admin]\ntoken = \"t\"\n")).unwrap();
-            crate::serve::build(cfg, Arc::new(crate::clock::ManualClock::new(1_790_000_000_000)))
-                .unwrap()
+            crate::serve::build(
+                cfg,
+                Arc::new(crate::clock::ManualClock::new(1_790_000_000_000)),
+            )
+            .unwrap()
         }
 
         fn contract(id: u64, customer: u64, to: &str) -> Contract {
@@ -643,7 +646,10 @@ mod test {
                             note: "called 佐藤さん".into(),
                         })?;
                     }
-                    for (i, (e, k)) in [("u1@a.example", 1), ("u3@b.example", 3)].iter().enumerate() {
+                    for (i, (e, k)) in [("u1@a.example", 1), ("u3@b.example", 3)]
+                        .iter()
+                        .enumerate()
+                    {
                         tx.put_user(&PortalUser {
                             id: i as u64 + 1,
                             contract_id: *k,
@@ -668,7 +674,13 @@ mod test {
         fn contract_end_removes_every_kind_and_keeps_others() {
             let app = app("end");
             seed(&app);
-            let r = end(&app, 1, app.now(), &crate::audit::Actor::system("test", app.now())).unwrap();
+            let r = end(
+                &app,
+                1,
+                app.now(),
+                &crate::audit::Actor::system("test", app.now()),
+            )
+            .unwrap();
             assert_eq!(r.users_removed, 1);
             assert_eq!(r.revoked_devices, vec!["d1".to_string(), "d1p".to_string()]);
             assert_eq!(r.wipes_queued, 1);
@@ -695,7 +707,10 @@ mod test {
                     // the wipe stays until delivered; the rest of the history is gone
                     let cmds = rx.commands_of("d1")?;
                     assert_eq!(cmds.len(), 1);
-                    assert!(matches!(cmds[0].kind, protocol::messages::CommandKind::Wipe));
+                    assert!(matches!(
+                        cmds[0].kind,
+                        protocol::messages::CommandKind::Wipe
+                    ));
                     assert!(rx.commands_of("d1p")?.is_empty());
                     assert!(rx.seen("d1", 1)?.is_none() && rx.seen("d1", 2)?.is_none());
                     assert!(rx.dedup_last("d1|198.18.0.10|sig:1:9")?.is_none());
@@ -725,9 +740,31 @@ mod test {
                 })
                 .unwrap();
             // twice: refused; the customer's last open contract: its record goes
-            assert!(matches!(end(&app, 1, app.now(), &crate::audit::Actor::system("test", app.now())), Err(StoreError::Refused(_))));
-            assert!(matches!(end(&app, 9, app.now(), &crate::audit::Actor::system("test", app.now())), Err(StoreError::NotFound(_))));
-            let r = end(&app, 2, app.now(), &crate::audit::Actor::system("test", app.now())).unwrap();
+            assert!(matches!(
+                end(
+                    &app,
+                    1,
+                    app.now(),
+                    &crate::audit::Actor::system("test", app.now())
+                ),
+                Err(StoreError::Refused(_))
+            ));
+            assert!(matches!(
+                end(
+                    &app,
+                    9,
+                    app.now(),
+                    &crate::audit::Actor::system("test", app.now())
+                ),
+                Err(StoreError::NotFound(_))
+            ));
+            let r = end(
+                &app,
+                2,
+                app.now(),
+                &crate::audit::Actor::system("test", app.now()),
+            )
+            .unwrap();
             assert!(r.customer_removed);
             assert!(app.store.read(|rx| rx.customer(1)).unwrap().is_none());
             assert!(app.store.read(|rx| rx.customer(2)).unwrap().is_some());

@@ -259,16 +259,21 @@ mod test {
     fn cache_reuses_then_expires() {
         let c: Cached = Mutex::new(None);
         let mut calls = 0;
-        assert!(cached(&c, Duration::from_secs(60), || {
-            calls += 1;
-            Err("down".into())
-        })
-        .is_err());
-        assert!(cached(&c, Duration::from_secs(60), || {
-            calls += 1;
-            Ok(())
-        })
-        .is_err(), "cached outcome reused");
+        assert!(
+            cached(&c, Duration::from_secs(60), || {
+                calls += 1;
+                Err("down".into())
+            })
+            .is_err()
+        );
+        assert!(
+            cached(&c, Duration::from_secs(60), || {
+                calls += 1;
+                Ok(())
+            })
+            .is_err(),
+            "cached outcome reused"
+        );
         assert_eq!(calls, 1);
         assert!(cached(&c, Duration::ZERO, || Ok(())).is_ok());
     }

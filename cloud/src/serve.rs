@@ -127,7 +127,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             admin_l,
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-        .await {
+        .await
+        {
             tracing::error!(error = %e, "admin API stopped");
         }
     });
@@ -137,7 +138,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             portal_l,
             portal.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-        .await {
+        .await
+        {
             tracing::error!(error = %e, "portal stopped");
         }
     });

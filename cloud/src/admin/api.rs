@@ -157,11 +157,7 @@ async fn auth(
     let who = if constant_eq(token.as_bytes(), api.app.admin_token.as_bytes()) {
         Who::Bootstrap
     } else {
-        match api
-            .app
-            .store
-            .read(|rx| audit::operator_by_token(rx, token))
-        {
+        match api.app.store.read(|rx| audit::operator_by_token(rx, token)) {
             Ok(Some(o)) => Who::Operator { name: o.name },
             Ok(None) => return unauthorized(),
             Err(e) => return ApiError::from(e).into_response(),
@@ -217,7 +213,15 @@ async fn add_customer(
     let c = api.app.store.write(|tx| {
         c.id = tx.next_id("customer")?;
         tx.put_customer(&c)?;
-        audit::record(tx, &actor, None, "customer.add", &format!("customer {}", c.id), Value::Null, audit::json(&c))?;
+        audit::record(
+            tx,
+            &actor,
+            None,
+            "customer.add",
+            &format!("customer {}", c.id),
+            Value::Null,
+            audit::json(&c),
+        )?;
         Ok(c)
     })?;
     Ok(Json(c))
@@ -265,7 +269,15 @@ async fn update_customer(
             phone
         );
         tx.put_customer(&c)?;
-        audit::record(tx, &actor, None, "customer.update", &format!("customer {id}"), before, audit::json(&c))?;
+        audit::record(
+            tx,
+            &actor,
+            None,
+            "customer.update",
+            &format!("customer {id}"),
+            before,
+            audit::json(&c),
+        )?;
         Ok(c)
     })?;
     Ok(Json(c))
@@ -311,7 +323,15 @@ async fn add_contract(
             exceptions: Vec::new(),
         };
         tx.put_contract(&c)?;
-        audit::record(tx, &actor, Some(c.id), "contract.add", &format!("contract {}", c.id), Value::Null, audit::json(&c))?;
+        audit::record(
+            tx,
+            &actor,
+            Some(c.id),
+            "contract.add",
+            &format!("contract {}", c.id),
+            Value::Null,
+            audit::json(&c),
+        )?;
         Ok(c)
     })?;
     Ok(Json(c))
@@ -355,7 +375,15 @@ async fn set_recipients(
         let before = audit::json(&c.recipients);
         c.recipients = list.clone();
         tx.put_contract(&c)?;
-        audit::record(tx, &actor, Some(id), "contract.recipients", &format!("contract {id}"), before, audit::json(&c.recipients))?;
+        audit::record(
+            tx,
+            &actor,
+            Some(id),
+            "contract.recipients",
+            &format!("contract {id}"),
+            before,
+            audit::json(&c.recipients),
+        )?;
         Ok(c)
     })?;
     Ok(Json(c))
@@ -388,7 +416,15 @@ async fn set_exceptions(
         let before = audit::json(&c.exceptions);
         c.exceptions = e.exceptions.clone();
         tx.put_contract(&c)?;
-        audit::record(tx, &actor, Some(id), "contract.exceptions", &format!("contract {id}"), before, audit::json(&c.exceptions))?;
+        audit::record(
+            tx,
+            &actor,
+            Some(id),
+            "contract.exceptions",
+            &format!("contract {id}"),
+            before,
+            audit::json(&c.exceptions),
+        )?;
         Ok(c)
     })?;
     Ok(Json(c))
@@ -418,7 +454,15 @@ async fn set_isolation(
         c.auto_isolation = i.auto;
         c.isolation_allow = i.allow.clone();
         tx.put_contract(&c)?;
-        audit::record(tx, &actor, Some(id), "contract.isolation", &format!("contract {id}"), before, serde_json::json!({"auto": c.auto_isolation, "allow": c.isolation_allow}))?;
+        audit::record(
+            tx,
+            &actor,
+            Some(id),
+            "contract.isolation",
+            &format!("contract {id}"),
+            before,
+            serde_json::json!({"auto": c.auto_isolation, "allow": c.isolation_allow}),
+        )?;
         Ok(c)
     })?;
     Ok(Json(c))
@@ -734,7 +778,15 @@ async fn add_devices(
             });
         }
         let ids: Vec<&str> = out.iter().map(|d| d.device_id.as_str()).collect();
-        audit::record(tx, &actor, Some(c.id), "device.add", &format!("contract {}", c.id), Value::Null, serde_json::json!({"devices": ids, "name": n.name}))?;
+        audit::record(
+            tx,
+            &actor,
+            Some(c.id),
+            "device.add",
+            &format!("contract {}", c.id),
+            Value::Null,
+            serde_json::json!({"devices": ids, "name": n.name}),
+        )?;
         Ok(out)
     })?;
     Ok(Json(out))
@@ -765,7 +817,15 @@ async fn reissue_code(
         let hash = crate::identity::code_hash(&code);
         tx.put_code(&hash, &id)?;
         tx.put_code_issued(&hash, now)?;
-        audit::record(tx, &actor, Some(d.contract_id), "device.reissue_code", &format!("device {id}"), Value::Null, Value::Null)?;
+        audit::record(
+            tx,
+            &actor,
+            Some(d.contract_id),
+            "device.reissue_code",
+            &format!("device {id}"),
+            Value::Null,
+            Value::Null,
+        )?;
         Ok(NewDevice {
             device_id: id.clone(),
             activation_code: code,
@@ -782,7 +842,15 @@ async fn revoke_device(State(api): State<Api>, actor: Actor, Path(id): Path<Stri
         let before = audit::json(&d.status);
         d.status = DeviceStatus::Revoked;
         tx.put_device(&d)?;
-        audit::record(tx, &actor, Some(d.contract_id), "device.revoke", &format!("device {id}"), before, audit::json(&d.status))?;
+        audit::record(
+            tx,
+            &actor,
+            Some(d.contract_id),
+            "device.revoke",
+            &format!("device {id}"),
+            before,
+            audit::json(&d.status),
+        )?;
         Ok(d)
     })?;
     // its live sessions end now (the writer refuses their batches in any case)
@@ -877,7 +945,15 @@ async fn rerate(
             r.note
         ));
         tx.put_alert(&a)?;
-        audit::record(tx, &actor, Some(a.contract_id), "alert.rerate", &format!("alert {id}"), audit::json(&old), serde_json::json!({"level": level, "note": r.note}))?;
+        audit::record(
+            tx,
+            &actor,
+            Some(a.contract_id),
+            "alert.rerate",
+            &format!("alert {id}"),
+            audit::json(&old),
+            serde_json::json!({"level": level, "note": r.note}),
+        )?;
         if let Some(c) = tx.contract(a.contract_id)? {
             if level.important() {
                 let (s, b) = notify::compose::rerate_mail(&c, &a, old, &r.note, tz);
@@ -921,7 +997,15 @@ async fn resolve(
         if a.level != Level::Investigating || a.status == AlertStatus::Resolved {
             return Err(refused(format!("alert {id} is not an open 調査中 alert")));
         }
-        audit::record(tx, &actor, Some(a.contract_id), "alert.resolve", &format!("alert {id}"), audit::json(&a.level), serde_json::json!({"level": level, "result": r.result}))?;
+        audit::record(
+            tx,
+            &actor,
+            Some(a.contract_id),
+            "alert.resolve",
+            &format!("alert {id}"),
+            audit::json(&a.level),
+            serde_json::json!({"level": level, "result": r.result}),
+        )?;
         a.level = level;
         a.status = AlertStatus::Resolved;
         a.history.push(format!(
@@ -1042,7 +1126,15 @@ fn queue_account_mail(
         },
         next = "ログイン時に新しいパスワードの設定をお願いします（認証アプリ未登録の場合は登録もお願いします）。"
     );
-    notify::queue_for(tx, now, Some(contract_id), email, subject, &body, "portal-user")?;
+    notify::queue_for(
+        tx,
+        now,
+        Some(contract_id),
+        email,
+        subject,
+        &body,
+        "portal-user",
+    )?;
     Ok(())
 }
 
@@ -1057,19 +1149,13 @@ pub struct ResetUser {
 
 /// A forgotten password, a lock or a lost phone: a new temporary password by mail; the
 /// user's logins end.
-async fn reset_user(
-    State(api): State<Api>,
-    actor: Actor,
-    Json(r): Json<ResetUser>,
-) -> R<UserView> {
+async fn reset_user(State(api): State<Api>, actor: Actor, Json(r): Json<ResetUser>) -> R<UserView> {
     let email = r.email.trim().to_ascii_lowercase();
     let now = api.app.now();
     let (temp, hash) = temporary().await?;
     let portal = api.app.cfg.portal_url();
     let user = api.app.store.write(|tx| {
-        let mut u = tx
-            .user_by_email(&email)?
-            .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
+        let mut u = portal_user(tx, &email)?;
         if u.disabled {
             return Err(refused(format!(
                 "portal user {email} is disabled; enable it first"
@@ -1093,7 +1179,15 @@ async fn reset_user(
             u.recovery_hashes.clear();
         }
         tx.put_user(&u)?;
-        audit::record(tx, &actor, Some(c.id), "user.reset", &format!("user {}", u.id), Value::Null, serde_json::json!({"email": u.email, "mfa_removed": r.mfa}))?;
+        audit::record(
+            tx,
+            &actor,
+            Some(c.id),
+            "user.reset",
+            &format!("user {}", u.id),
+            Value::Null,
+            serde_json::json!({"email": u.email, "mfa_removed": r.mfa}),
+        )?;
         queue_account_mail(tx, now, &portal, c.id, &c.name, &email, &temp, true)?;
         Ok(u)
     })?;
@@ -1132,7 +1226,15 @@ async fn add_user(State(api): State<Api>, actor: Actor, Json(n): Json<NewUser>) 
             ..Default::default()
         };
         tx.put_user(&u)?;
-        audit::record(tx, &actor, Some(c.id), "user.add", &format!("user {}", u.id), Value::Null, serde_json::json!({"id": u.id, "email": u.email}))?;
+        audit::record(
+            tx,
+            &actor,
+            Some(c.id),
+            "user.add",
+            &format!("user {}", u.id),
+            Value::Null,
+            serde_json::json!({"id": u.id, "email": u.email}),
+        )?;
         queue_account_mail(tx, now, &portal, c.id, &c.name, &email, &temp, false)?;
         Ok(u)
     })?;
@@ -1146,46 +1248,63 @@ pub struct UserRef {
     email: String,
 }
 
+/// The portal user with this e-mail address (any case).
+fn portal_user(tx: &crate::store::Tx, email: &str) -> Result<crate::store::PortalUser, StoreError> {
+    tx.user_by_email(email)?
+        .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))
+}
+
+/// One change of the portal user `email` and its audit entry `action`, in one write;
+/// `change` returns the entry's value after the change.
+fn change_user(
+    api: &Api,
+    actor: &Actor,
+    email: &str,
+    action: &str,
+    change: impl FnOnce(
+        &mut crate::store::Tx,
+        &mut crate::store::PortalUser,
+    ) -> Result<Value, StoreError>,
+) -> Result<crate::store::PortalUser, StoreError> {
+    api.app.store.write(|tx| {
+        let mut u = portal_user(tx, email)?;
+        let after = change(tx, &mut u)?;
+        let target = format!("user {}", u.id);
+        audit::record(
+            tx,
+            actor,
+            Some(u.contract_id),
+            action,
+            &target,
+            Value::Null,
+            after,
+        )?;
+        Ok(u)
+    })
+}
+
 /// Disable a portal user: its logins end at their next request and every new login is
 /// refused (with the answer of a wrong password).
-async fn disable_user(
-    State(api): State<Api>,
-    actor: Actor,
-    Json(r): Json<UserRef>,
-) -> R<UserView> {
+async fn disable_user(State(api): State<Api>, actor: Actor, Json(r): Json<UserRef>) -> R<UserView> {
     let email = r.email.trim().to_ascii_lowercase();
-    let now = api.app.now();
-    let u = api.app.store.write(|tx| {
-        let mut u = tx
-            .user_by_email(&email)?
-            .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
-        contract::disable_user(tx, &mut u)?;
-        audit::record(tx, &actor, Some(u.contract_id), "user.disable", &format!("user {}", u.id), Value::Null, serde_json::json!({"email": u.email}))?;
-        Ok(u)
+    let u = change_user(&api, &actor, &email, "user.disable", |tx, u| {
+        contract::disable_user(tx, u)?;
+        Ok(serde_json::json!({"email": u.email}))
     })?;
     tracing::info!(user = u.id, "portal user disabled");
-    Ok(Json(UserView::of(&u, now)))
+    Ok(Json(UserView::of(&u, api.app.now())))
 }
 
 /// Enable a disabled portal user again (not for users of an ended contract: they are gone).
-async fn enable_user(
-    State(api): State<Api>,
-    actor: Actor,
-    Json(r): Json<UserRef>,
-) -> R<UserView> {
+async fn enable_user(State(api): State<Api>, actor: Actor, Json(r): Json<UserRef>) -> R<UserView> {
     let email = r.email.trim().to_ascii_lowercase();
-    let now = api.app.now();
-    let u = api.app.store.write(|tx| {
-        let mut u = tx
-            .user_by_email(&email)?
-            .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
+    let u = change_user(&api, &actor, &email, "user.enable", |tx, u| {
         u.disabled = false;
-        tx.put_user(&u)?;
-        audit::record(tx, &actor, Some(u.contract_id), "user.enable", &format!("user {}", u.id), Value::Null, serde_json::json!({"email": u.email}))?;
-        Ok(u)
+        tx.put_user(u)?;
+        Ok(serde_json::json!({"email": u.email}))
     })?;
     tracing::info!(user = u.id, "portal user enabled");
-    Ok(Json(UserView::of(&u, now)))
+    Ok(Json(UserView::of(&u, api.app.now())))
 }
 
 #[derive(Serialize)]
@@ -1195,22 +1314,14 @@ pub struct Removed {
 }
 
 /// Remove a portal user: its logins end and the account and its e-mail index are deleted.
-async fn remove_user(
-    State(api): State<Api>,
-    actor: Actor,
-    Json(r): Json<UserRef>,
-) -> R<Removed> {
+async fn remove_user(State(api): State<Api>, actor: Actor, Json(r): Json<UserRef>) -> R<Removed> {
     let email = r.email.trim().to_ascii_lowercase();
-    let u = api.app.store.write(|tx| {
-        let mut u = tx
-            .user_by_email(&email)?
-            .ok_or_else(|| StoreError::NotFound(format!("portal user {email}")))?;
-        contract::disable_user(tx, &mut u)?;
-        tx.remove_user(&u)?;
+    let u = change_user(&api, &actor, &email, "user.remove", |tx, u| {
+        contract::disable_user(tx, u)?;
+        tx.remove_user(u)?;
         // the log keeps that the user was removed, not its address
-        audit::anonymise_user(tx, &u)?;
-        audit::record(tx, &actor, Some(u.contract_id), "user.remove", &format!("user {}", u.id), Value::Null, Value::Null)?;
-        Ok(u)
+        audit::anonymise_user(tx, u)?;
+        Ok(Value::Null)
     })?;
     tracing::info!(user = u.id, "portal user removed");
     Ok(Json(Removed {
@@ -1282,7 +1393,15 @@ async fn add_notice(
             created_ms: now,
         };
         tx.put_notice(&n)?;
-        audit::record(tx, &actor, None, "maintenance.add", &format!("notice {}", n.id), Value::Null, audit::json(&n))?;
+        audit::record(
+            tx,
+            &actor,
+            None,
+            "maintenance.add",
+            &format!("notice {}", n.id),
+            Value::Null,
+            audit::json(&n),
+        )?;
         Ok(n)
     })?;
     Ok(Json(notice))
@@ -1316,7 +1435,15 @@ async fn announce_firmware(
                 n += notify::queue_to_contract(tx, now, c.id, &s, &b, "firmware")?;
             }
         }
-        audit::record(tx, &actor, None, "firmware.announce", &format!("firmware {}", f.version), Value::Null, serde_json::json!({"version": f.version, "notes": f.notes, "mails_queued": n}))?;
+        audit::record(
+            tx,
+            &actor,
+            None,
+            "firmware.announce",
+            &format!("firmware {}", f.version),
+            Value::Null,
+            serde_json::json!({"version": f.version, "notes": f.notes, "mails_queued": n}),
+        )?;
         Ok(n)
     })?;
     api.app.mail_queued.notify_one();
@@ -1416,7 +1543,15 @@ async fn add_dispatch(
             note: n.note.clone(),
         };
         tx.put_dispatch(&d)?;
-        audit::record(tx, &actor, Some(id), "insurance.dispatch", &format!("dispatch {}", d.id), Value::Null, audit::json(&d))?;
+        audit::record(
+            tx,
+            &actor,
+            Some(id),
+            "insurance.dispatch",
+            &format!("dispatch {}", d.id),
+            Value::Null,
+            audit::json(&d),
+        )?;
         Ok(d)
     })?;
     Ok(Json(d))
@@ -1476,7 +1611,14 @@ async fn export(State(api): State<Api>, actor: Actor) -> Result<Response, ApiErr
         out.push('\n');
     }
     let lines = out.lines().count();
-    audit::record_alone(&api.app.store, &actor, None, "export", "alerts", serde_json::json!({"lines": lines}))?;
+    audit::record_alone(
+        &api.app.store,
+        &actor,
+        None,
+        "export",
+        "alerts",
+        serde_json::json!({"lines": lines}),
+    )?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
         out,
@@ -1485,23 +1627,27 @@ async fn export(State(api): State<Api>, actor: Actor) -> Result<Response, ApiErr
 }
 
 async fn daily_check(State(api): State<Api>, actor: Actor) -> R<serde_json::Value> {
-    audit::record_alone(&api.app.store, &actor, None, "ops.daily_check", "daily check", Value::Null)?;
+    audit::record_alone(
+        &api.app.store,
+        &actor,
+        None,
+        "ops.daily_check",
+        "daily check",
+        Value::Null,
+    )?;
     api.force_daily.notify_one();
     Ok(Json(serde_json::json!({ "daily_check": "triggered" })))
 }
 
 async fn status(State(api): State<Api>) -> R<serde_json::Value> {
-    let (alerts, outbox, devices, failed_mails) = api
-        .app
-        .store
-        .read(|rx| {
-            Ok((
-                rx.alert_count()?,
-                rx.outbox()?.len(),
-                rx.devices()?.len(),
-                rx.failed_mail_count()?,
-            ))
-        })?;
+    let (alerts, outbox, devices, failed_mails) = api.app.store.read(|rx| {
+        Ok((
+            rx.alert_count()?,
+            rx.outbox()?.len(),
+            rx.devices()?.len(),
+            rx.failed_mail_count()?,
+        ))
+    })?;
     let connected: usize = api
         .app
         .connections

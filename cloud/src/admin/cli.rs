@@ -113,7 +113,9 @@ pub enum OperatorCmd {
     },
     List,
     /// Revoke an operator: its token is refused from now on (the name is not reused).
-    Revoke { name: String },
+    Revoke {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

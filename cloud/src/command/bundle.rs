@@ -151,9 +151,19 @@ pub fn publish(
         for e in &entries {
             tx.put_catalog_rule(e)?;
         }
-        let before = tx.meta(CURRENT)?.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        let before = tx
+            .meta(CURRENT)?
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
         tx.set_meta(CURRENT, &json)?;
-        crate::audit::record(tx, actor, None, "rules.publish", &format!("bundle {}", p.version), before.unwrap_or_default(), crate::audit::json(&p))?;
+        crate::audit::record(
+            tx,
+            actor,
+            None,
+            "rules.publish",
+            &format!("bundle {}", p.version),
+            before.unwrap_or_default(),
+            crate::audit::json(&p),
+        )?;
         Ok(())
     })?;
     if report.failed > 0 {

@@ -140,7 +140,15 @@ pub fn request(
             )));
         }
         let c = tx.queue_command(&d, kind.clone(), origin, now)?;
-        crate::audit::record(tx, actor, Some(d.contract_id), "device.command", &format!("device {device}"), serde_json::Value::Null, serde_json::json!({"command": c.id, "what": describe(&c.kind)}))?;
+        crate::audit::record(
+            tx,
+            actor,
+            Some(d.contract_id),
+            "device.command",
+            &format!("device {device}"),
+            serde_json::Value::Null,
+            serde_json::json!({"command": c.id, "what": describe(&c.kind)}),
+        )?;
         Ok(c)
     })?;
     tracing::info!(device, id = rec.id, command = %describe(&rec.kind), origin, "command queued");
@@ -171,7 +179,15 @@ pub fn auto_isolate(
         &format!("auto-isolation (alert {alert_id})"),
         now,
     )?;
-    crate::audit::record(tx, &crate::audit::Actor::system("auto-isolation", now), Some(d.contract_id), "device.command", &format!("device {device}"), serde_json::Value::Null, serde_json::json!({"command": c.id, "what": describe(&c.kind), "alert": alert_id}))?;
+    crate::audit::record(
+        tx,
+        &crate::audit::Actor::system("auto-isolation", now),
+        Some(d.contract_id),
+        "device.command",
+        &format!("device {device}"),
+        serde_json::Value::Null,
+        serde_json::json!({"command": c.id, "what": describe(&c.kind), "alert": alert_id}),
+    )?;
     Ok(true)
 }
 
@@ -243,7 +259,15 @@ pub fn outgoing(
         }
         if let Some(cur) = offer {
             let c = tx.queue_command(&d, cur.command()?, "rules publish", now)?;
-            crate::audit::record(tx, &crate::audit::Actor::system("bundle", now), Some(d.contract_id), "device.command", &format!("device {device}"), serde_json::Value::Null, serde_json::json!({"command": c.id, "what": describe(&c.kind)}))?;
+            crate::audit::record(
+                tx,
+                &crate::audit::Actor::system("bundle", now),
+                Some(d.contract_id),
+                "device.command",
+                &format!("device {device}"),
+                serde_json::Value::Null,
+                serde_json::json!({"command": c.id, "what": describe(&c.kind)}),
+            )?;
             cmds.push(c);
         }
         let mut out = Vec::new();

@@ -27,7 +27,6 @@ pub struct Job {
 #[derive(Clone)]
 pub struct WriterHandle(mpsc::Sender<Job>);
 
-
 impl WriterHandle {
     /// Store a batch; resolves once it is committed.
     pub async fn store(

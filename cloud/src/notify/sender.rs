@@ -257,7 +257,11 @@ mod test {
             contract: None,
             given_up_ms: None,
         };
-        assert!(matches!(after_failure(&t, &m, "e".into(), 59_999), AfterFailure::Retry(r) if r.next_attempt_ms == 59_999 + 10_000));
-        assert!(matches!(after_failure(&t, &m, "e".into(), 60_000), AfterFailure::GiveUp(g) if g.given_up_ms == Some(60_000)));
+        assert!(
+            matches!(after_failure(&t, &m, "e".into(), 59_999), AfterFailure::Retry(r) if r.next_attempt_ms == 59_999 + 10_000)
+        );
+        assert!(
+            matches!(after_failure(&t, &m, "e".into(), 60_000), AfterFailure::GiveUp(g) if g.given_up_ms == Some(60_000))
+        );
     }
 }

@@ -184,7 +184,11 @@ pub async fn totp(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
             return Ok(to_login());
         }
         Attempt::Locked => {
-            ctx.audit_login(&ctx.session.email, "portal.login_failed", "locked (second factor)");
+            ctx.audit_login(
+                &ctx.session.email,
+                "portal.login_failed",
+                "locked (second factor)",
+            );
             p.sessions.remove(&ctx.sid);
             return Ok(render(&LoginPage {
                 c: ctx.chrome("login"),
@@ -200,7 +204,15 @@ pub async fn totp(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
             }));
         }
     };
-    ctx.audit_login(&ctx.session.email, "portal.login", if used_recovery { "recovery code" } else { "authenticator code" });
+    ctx.audit_login(
+        &ctx.session.email,
+        "portal.login",
+        if used_recovery {
+            "recovery code"
+        } else {
+            "authenticator code"
+        },
+    );
     if used_recovery {
         ctx.flash(
             true,
@@ -293,7 +305,15 @@ pub(super) async fn set_password(
         // other logins of this user end with the old password; this one goes on
         u.epoch += 1;
         tx.put_user(&u)?;
-        crate::audit::record(tx, &actor, Some(u.contract_id), "user.password", &format!("user {id}"), serde_json::Value::Null, serde_json::Value::Null)?;
+        crate::audit::record(
+            tx,
+            &actor,
+            Some(u.contract_id),
+            "user.password",
+            &format!("user {id}"),
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+        )?;
         Ok(Some(u))
     })?;
     let Some(u) = saved else {
@@ -412,7 +432,15 @@ pub async fn enroll(ctx: Ctx, CsrfForm(f): CsrfForm<CodeForm>) -> R {
         // a new authenticator: other logins end
         u.epoch += 1;
         tx.put_user(&u)?;
-        crate::audit::record(tx, &actor, Some(u.contract_id), "user.mfa_enrol", &format!("user {id}"), serde_json::Value::Null, serde_json::Value::Null)?;
+        crate::audit::record(
+            tx,
+            &actor,
+            Some(u.contract_id),
+            "user.mfa_enrol",
+            &format!("user {id}"),
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+        )?;
         Ok(Some(u))
     })?;
     let Some(u) = saved else {

@@ -364,10 +364,9 @@ impl FromRequestParts<P> for Authed {
             .store
             .read(|rx| rx.user(id))
             .map_err(|e| PortalError::from(e).into_response())?;
-        let current = user
-            .is_some_and(|u| {
-                u.epoch == ctx.session.epoch && u.contract_id == ctx.session.contract && !u.disabled
-            });
+        let current = user.is_some_and(|u| {
+            u.epoch == ctx.session.epoch && u.contract_id == ctx.session.contract && !u.disabled
+        });
         if !current {
             p.sessions.remove(&ctx.sid);
             return Err(Redirect::to("/login").into_response());

@@ -768,7 +768,15 @@ pub async fn address_add(a: Authed, CsrfForm(f): CsrfForm<AddressForm>) -> R {
         let before = crate::audit::json(&c.recipients);
         c.recipients.push(addr.clone());
         tx.put_contract(&c)?;
-        crate::audit::record(tx, &actor, Some(c.id), "contract.recipients", &format!("contract {}", c.id), before, crate::audit::json(&c.recipients))?;
+        crate::audit::record(
+            tx,
+            &actor,
+            Some(c.id),
+            "contract.recipients",
+            &format!("contract {}", c.id),
+            before,
+            crate::audit::json(&c.recipients),
+        )?;
         Ok(Ok(()))
     })?;
     match res {
@@ -800,7 +808,15 @@ pub async fn address_remove(a: Authed, CsrfForm(f): CsrfForm<AddressForm>) -> R 
         let removed = c.recipients.len() != before;
         if removed {
             tx.put_contract(&c)?;
-            crate::audit::record(tx, &actor, Some(c.id), "contract.recipients", &format!("contract {}", c.id), old, crate::audit::json(&c.recipients))?;
+            crate::audit::record(
+                tx,
+                &actor,
+                Some(c.id),
+                "contract.recipients",
+                &format!("contract {}", c.id),
+                old,
+                crate::audit::json(&c.recipients),
+            )?;
         }
         Ok(removed)
     })?;
@@ -944,7 +960,15 @@ pub async fn account_recovery(a: Authed, CsrfForm(f): CsrfForm<CodeForm>) -> R {
         if let Some(mut u) = tx.user(id)?.filter(|u| u.epoch == epoch) {
             u.recovery_hashes = hashes.clone();
             tx.put_user(&u)?;
-            crate::audit::record(tx, &actor, Some(u.contract_id), "user.recovery_codes", &format!("user {id}"), serde_json::Value::Null, serde_json::Value::Null)?;
+            crate::audit::record(
+                tx,
+                &actor,
+                Some(u.contract_id),
+                "user.recovery_codes",
+                &format!("user {id}"),
+                serde_json::Value::Null,
+                serde_json::Value::Null,
+            )?;
         }
         Ok(())
     })?;

@@ -91,7 +91,9 @@ impl Tx {
         }
         t.insert(e.id, enc(e).as_slice())?;
         if let Some(c) = e.contract {
-            self.0.open_table(AUDIT_BY_CONTRACT)?.insert((c, e.id), ())?;
+            self.0
+                .open_table(AUDIT_BY_CONTRACT)?
+                .insert((c, e.id), ())?;
         }
         Ok(())
     }

@@ -154,8 +154,11 @@ mod test {
         assert_eq!(mode(&data), 0o700);
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(data.join("admin.token"), "x").unwrap();
-        std::fs::set_permissions(data.join("admin.token"), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(
+            data.join("admin.token"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         std::fs::create_dir(data.join("bundles")).unwrap();
         std::fs::write(data.join("bundles/a.bundle"), "x").unwrap();
         std::fs::set_permissions(

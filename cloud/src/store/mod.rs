@@ -4,8 +4,8 @@
 //! and [`Store::read`]. Typed helpers on [`Tx`] / [`Rx`] name each table, so callers never
 //! see keys or encodings.
 
-pub mod datadir;
 mod audit_log;
+pub mod datadir;
 pub mod model;
 pub mod secrets;
 
@@ -46,7 +46,9 @@ impl StoreError {
     pub fn is_io(&self) -> bool {
         matches!(
             self,
-            StoreError::Db(redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed)
+            StoreError::Db(
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            )
         )
     }
 }
@@ -147,8 +149,8 @@ impl Store {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| StoreError::Refused(format!("opening {}: {e}", path.display())))?;
-        let db = Database::builder()
-            .create_with_backend(redb::backends::FileBackend::new(file)?)?;
+        let db =
+            Database::builder().create_with_backend(redb::backends::FileBackend::new(file)?)?;
         let sealer = Store::key_for(&db, key_path)?;
         let s = Store {
             db,
@@ -229,7 +231,9 @@ impl Store {
                         .recursive(true)
                         .mode(0o700)
                         .create(dir)
-                        .map_err(|e| StoreError::Refused(format!("creating {}: {e}", dir.display())))?;
+                        .map_err(|e| {
+                            StoreError::Refused(format!("creating {}: {e}", dir.display()))
+                        })?;
                 }
                 let k = secrets::Sealer::create(key_path)?;
                 tracing::warn!(path = %shown, key = %k.id, "created the secrets key; back it up (the TOTP enrolments and queued mails cannot be read without it)");
@@ -263,7 +267,10 @@ impl Store {
             let users: Vec<PortalUser> = all(tx, USERS, "portal_users")?;
             let mut n = 0;
             for u in users {
-                if u.totp_secret.as_deref().is_some_and(|t| !t.starts_with(secrets::PREFIX)) {
+                if u.totp_secret
+                    .as_deref()
+                    .is_some_and(|t| !t.starts_with(secrets::PREFIX))
+                {
                     // put_user seals; the record as stored is the plain one
                     tx.put_user(&u)?;
                     n += 1;
@@ -277,7 +284,10 @@ impl Store {
                 }
             }
             if n > 0 {
-                tracing::info!(records = n, "sealed secrets stored in clear by an older version");
+                tracing::info!(
+                    records = n,
+                    "sealed secrets stored in clear by an older version"
+                );
             }
             Ok(())
         })
@@ -1058,7 +1068,12 @@ pub fn dump(data_dir: &Path) -> Result<Vec<DumpRow>> {
             for e in t.iter()? {
                 let (k, v) = e?;
                 let val = format!("{:?}", v.value());
-                push(&mut out, $def.name(), format!("{:?}", k.value()), val.as_bytes());
+                push(
+                    &mut out,
+                    $def.name(),
+                    format!("{:?}", k.value()),
+                    val.as_bytes(),
+                );
             }
         }};
     }
@@ -1099,7 +1114,9 @@ pub fn dump(data_dir: &Path) -> Result<Vec<DumpRow>> {
         }
     }
     if rx.list_multimap_tables()?.next().is_some() {
-        return Err(StoreError::Refused("multimap tables cannot be dumped".into()));
+        return Err(StoreError::Refused(
+            "multimap tables cannot be dumped".into(),
+        ));
     }
     bytes_table!(META);
     bytes_table!(CUSTOMERS);
@@ -1211,9 +1228,17 @@ mod test {
             })
             .unwrap();
             // callers see plain values
-            let u = s.read(|rx| rx.user_by_email("a@example.com")).unwrap().unwrap();
+            let u = s
+                .read(|rx| rx.user_by_email("a@example.com"))
+                .unwrap()
+                .unwrap();
             assert_eq!(u.totp_secret.as_deref(), Some(TOTP));
-            assert_eq!(s.read(|rx| rx.users_of(1)).unwrap()[0].totp_secret.as_deref(), Some(TOTP));
+            assert_eq!(
+                s.read(|rx| rx.users_of(1)).unwrap()[0]
+                    .totp_secret
+                    .as_deref(),
+                Some(TOTP)
+            );
             assert_eq!(s.read(|rx| rx.outbox()).unwrap()[0].body, BODY);
             // an old version's records in clear
             s.write(|tx| {
@@ -1246,11 +1271,26 @@ mod test {
                 .unwrap();
             assert_eq!(raw.len(), 4);
             for r in &raw {
-                assert!(!r.contains(TOTP) && !r.contains("Temp-Pass") && !r.contains("Zx81"), "{r}");
+                assert!(
+                    !r.contains(TOTP) && !r.contains("Temp-Pass") && !r.contains("Zx81"),
+                    "{r}"
+                );
                 assert!(r.contains(secrets::PREFIX), "{r}");
             }
-            assert_eq!(s.read(|rx| rx.user(2)).unwrap().unwrap().totp_secret.as_deref(), Some(TOTP));
-            let bodies: Vec<String> = s.read(|rx| rx.outbox()).unwrap().into_iter().map(|m| m.body).collect();
+            assert_eq!(
+                s.read(|rx| rx.user(2))
+                    .unwrap()
+                    .unwrap()
+                    .totp_secret
+                    .as_deref(),
+                Some(TOTP)
+            );
+            let bodies: Vec<String> = s
+                .read(|rx| rx.outbox())
+                .unwrap()
+                .into_iter()
+                .map(|m| m.body)
+                .collect();
             assert!(bodies.contains(&"plain old body Zx81".to_string()));
         }
         // the key is required: missing or another one refuses the open, and no new key is made
@@ -1258,7 +1298,10 @@ mod test {
         let aside = dir.join("key.aside");
         std::fs::rename(&key, &aside).unwrap();
         let e = Store::open(&dir).err().expect("refused without its key");
-        assert!(e.to_string().contains("does not exist") && e.to_string().contains("restore"), "{e}");
+        assert!(
+            e.to_string().contains("does not exist") && e.to_string().contains("restore"),
+            "{e}"
+        );
         assert!(!key.exists());
         secrets::Sealer::create(&key).unwrap();
         let e = Store::open(&dir).err().expect("refused with another key");
@@ -1268,9 +1311,17 @@ mod test {
         // the files are the owner's only
         use std::os::unix::fs::PermissionsExt;
         for f in [&db, &key] {
-            assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600, "{}", f.display());
+            assert_eq!(
+                std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{}",
+                f.display()
+            );
         }
-        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1284,9 +1335,17 @@ mod test {
         // a logic error is not a storage failure
         let _ = s.write(|_| -> Result<()> { Err(StoreError::Refused("no".into())) });
         assert!(s.failure().is_none());
-        let r: Result<()> = s.write(|_| Err(StoreError::Db(redb::Error::Io(std::io::Error::from_raw_os_error(28)))));
+        let r: Result<()> = s.write(|_| {
+            Err(StoreError::Db(redb::Error::Io(
+                std::io::Error::from_raw_os_error(28),
+            )))
+        });
         assert!(r.is_err());
-        assert!(s.failure().is_some_and(|f| f.contains("No space")), "{:?}", s.failure());
+        assert!(
+            s.failure().is_some_and(|f| f.contains("No space")),
+            "{:?}",
+            s.failure()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

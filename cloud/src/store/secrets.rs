@@ -152,15 +152,26 @@ mod test {
         let a = s.seal("users:totp:1", "JBSWY3DPEHPK3PXP");
         assert!(a.starts_with(PREFIX));
         assert!(!a.contains("JBSWY3DPEHPK3PXP"));
-        assert_ne!(a, s.seal("users:totp:1", "JBSWY3DPEHPK3PXP"), "random nonce");
+        assert_ne!(
+            a,
+            s.seal("users:totp:1", "JBSWY3DPEHPK3PXP"),
+            "random nonce"
+        );
         assert_eq!(s.open("users:totp:1", &a).unwrap(), "JBSWY3DPEHPK3PXP");
         // another record's associated data, another key, a flipped bit: refused
         assert!(s.open("users:totp:2", &a).is_err());
-        assert!(Sealer::from_bytes(&[8; 32]).open("users:totp:1", &a).is_err());
+        assert!(
+            Sealer::from_bytes(&[8; 32])
+                .open("users:totp:1", &a)
+                .is_err()
+        );
         let mut b = a.clone().into_bytes();
         let last = b.len() - 1;
         b[last] = if b[last] == b'0' { b'1' } else { b'0' };
-        assert!(s.open("users:totp:1", &String::from_utf8(b).unwrap()).is_err());
+        assert!(
+            s.open("users:totp:1", &String::from_utf8(b).unwrap())
+                .is_err()
+        );
         // plain (not yet migrated) values pass through
         assert_eq!(s.open("x", "plain").unwrap(), "plain");
     }
