@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 pub mod browser;
 pub mod cloud;
+pub mod system;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
