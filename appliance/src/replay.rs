@@ -78,6 +78,7 @@ impl Settings {
     pub fn new(prevent: bool) -> Settings {
         let mut s = Settings::default();
         s.worker.prevent = prevent;
+        s.worker.tcp.stream.inline = prevent;
         s
     }
 
@@ -102,12 +103,19 @@ impl Settings {
         match k {
             "stream.midstream" => self.worker.tcp.midstream = parse_bool(k, v)?,
             "stream.reassembly.depth" => self.worker.tcp.stream.depth = parse_size(k, v)?,
+            "stream.checksum-validation" => self.worker.checksum_validation = parse_bool(k, v)?,
+            // `auto` (and anything not a boolean) keeps the default: inline in prevent mode
+            "stream.inline" => {
+                if let Ok(b) = parse_bool(k, v) {
+                    self.worker.tcp.stream.inline = b;
+                }
+            }
             "flow.memcap-flows" | "flow.max-flows" => {
                 self.worker.flow.max_flows = parse_size(k, v)?.max(1) as usize;
             }
-            // checksums are not validated; inline stream mode is how the engine always
-            // inspects (data is inspected as soon as it is in order)
-            "checksum-checks" | "stream.inline" | "runmode" => {}
+            // capture checksums are not validated (`stream.checksum-validation` does);
+            // data is always inspected as soon as it is in order
+            "checksum-checks" | "runmode" => {}
             _ => self.ignored.push(k.to_string()),
         }
         Ok(())

@@ -118,6 +118,9 @@ pub fn build(
         None => cfg.mode == ConfigMode::Prevent,
     };
     let mut settings = Settings::new(prevent);
+    // inline: what the receiver would discard for its checksum is not inspected as data
+    // (`stream.checksum-validation=no` in inspection.settings turns it off)
+    settings.worker.checksum_validation = true;
     if let Some(h) = &cfg.inspection.home_net {
         settings
             .apply(&format!("vars.address-groups.HOME_NET={h}"))

@@ -101,6 +101,8 @@ struct Job {
     buf: Vec<u8>,
     in_port: u8,
     out_mask: u16,
+    /// The kernel says the transport checksum is not filled in yet (offload).
+    csum_partial: bool,
 }
 
 /// Everything the threads share.
@@ -253,6 +255,7 @@ impl Bridge {
                     "queued": w.queue.len(), "packets": c.packets, "bytes": c.bytes, "alerts": c.alerts,
                     "drops": c.drops + c.flow_dropped_packets, "injected": ld(&w.injected), "tx_errors": ld(&w.tx_errors),
                     "events_dropped": ld(&w.events_dropped), "lost": ld(&w.lost), "bad_files": c.bad_files, "category_blocks": c.category_blocks,
+                    "bad_checksum": c.bad_checksum, "overlap_drops": c.overlap_drops,
                 })
             })
             .collect();
@@ -625,6 +628,7 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
                             buf,
                             in_port: me as u8,
                             out_mask: mask,
+                            csum_partial: batch.checksum_partial(i),
                         }) {
                             Ok(()) => {
                                 bump(&c.to_workers, 1);
@@ -809,7 +813,14 @@ fn worker_loop(
             }
             cnt += 1;
             let frame = &job.buf[..];
-            let forward = worker.process(LINKTYPE_ETHERNET, frame, ts, cnt, &mut records);
+            let forward = worker.process_frame(
+                LINKTYPE_ETHERNET,
+                frame,
+                ts,
+                cnt,
+                &mut records,
+                job.csum_partial,
+            );
             if forward {
                 txs.queue(job.out_mask, frame);
             } else if worker.block != Block::None && worker.block != Block::Drop {

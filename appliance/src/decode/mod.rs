@@ -3,6 +3,7 @@
 //! ICMP, ICMPv6. Header slices come from etherparse; anomalies become [`Events`] on the
 //! packet, never panics. No allocation: the packet borrows the frame.
 
+pub mod checksum;
 pub mod defrag;
 pub mod events;
 
@@ -125,6 +126,8 @@ pub struct Packet<'a> {
     pub payload: &'a [u8],
     pub ip_hdr: &'a [u8],
     pub l4_hdr: &'a [u8],
+    /// The TCP or UDP segment (header and data, as far as its checksum covers).
+    pub l4_seg: &'a [u8],
     pub frag: Option<FragInfo>,
     /// The IP packet (header onwards), for defragmentation.
     pub ip_packet: &'a [u8],
@@ -146,6 +149,13 @@ impl Packet<'_> {
     }
     pub fn is_tcp(&self) -> bool {
         matches!(self.l4, L4::Tcp { .. })
+    }
+    /// The IPv4 header with its options (empty for IPv6).
+    pub fn ip_hdr_v4(&self) -> &[u8] {
+        match self.ip {
+            Some(ip) if !ip.v6 => self.ip_hdr,
+            _ => &[],
+        }
     }
 }
 
@@ -713,6 +723,7 @@ fn tcp<'a>(d: &'a [u8], p: &mut Packet<'a>) {
         window: h.window_size(),
     };
     p.l4_hdr = &d[..hlen];
+    p.l4_seg = d;
     p.payload = &d[hlen..];
 }
 
@@ -783,6 +794,7 @@ fn udp<'a>(d: &'a [u8], p: &mut Packet<'a>, depth: u8) {
     let (sport, dport) = (h.source_port(), h.destination_port());
     p.l4 = L4::Udp { sport, dport };
     p.l4_hdr = &d[..8];
+    p.l4_seg = &d[..len];
     p.payload = &d[8..len];
     if depth < MAX_DEPTH {
         let pl = p.payload;

@@ -45,6 +45,9 @@ pub struct TcpUpdate {
     /// In-order bytes past the reassembly depth at the end of the payload (for the
     /// application layer only).
     pub past_depth: usize,
+    /// Inline: the segment overlapped accepted data with different bytes and was not
+    /// taken into the stream; it must not be forwarded.
+    pub rejected: bool,
 }
 
 /// Update a flow with one TCP segment.
@@ -103,6 +106,7 @@ pub fn update(
         u.new_bytes = out.new_bytes;
         u.retransmission = out.retransmission;
         u.past_depth = out.past_depth;
+        u.rejected = out.rejected;
         if out.overlap_different {
             events.set(Event::StreamReassemblyOverlapDifferentData);
         }

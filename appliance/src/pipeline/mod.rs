@@ -25,6 +25,10 @@ pub struct WorkerConfig {
     pub tcp: tcp::TcpConfig,
     pub flow: FlowConfig,
     pub defrag: defrag::DefragConfig,
+    /// Validate IPv4 header, TCP and UDP checksums: a frame with a bad one is neither
+    /// inspected nor (prevent mode) forwarded. The bridge turns it on; capture files
+    /// often carry frames whose checksums were left to offload, so replay leaves it off.
+    pub checksum_validation: bool,
 }
 
 /// What kind of record.
@@ -108,6 +112,11 @@ pub struct WorkerCounters {
     pub tls_parse_errors: u64,
     pub dns_messages: u64,
     pub dns_parse_errors: u64,
+    /// Frames with a bad IPv4, TCP or UDP checksum: not inspected, dropped in prevent mode.
+    pub bad_checksum: u64,
+    /// TCP segments dropped (prevent mode) for overlapping accepted stream data with
+    /// different bytes.
+    pub overlap_drops: u64,
 }
 
 /// A copy of every byte range detection scans (packet payloads, new stream bytes), for
@@ -164,7 +173,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(rs: Arc<Ruleset>, cfg: WorkerConfig) -> Result<Worker, String> {
+    pub fn new(rs: Arc<Ruleset>, mut cfg: WorkerConfig) -> Result<Worker, String> {
+        // rejecting overlapping segments only makes sense where they can be dropped
+        cfg.tcp.stream.inline &= cfg.prevent;
         Ok(Worker {
             det: Detector::new(Arc::clone(&rs), cfg.prevent)?,
             flows: FlowTable::new(cfg.flow),
@@ -240,6 +251,21 @@ impl Worker {
         pcap_cnt: u64,
         out: &mut Vec<Record>,
     ) -> bool {
+        self.process_frame(linktype, frame, ts_us, pcap_cnt, out, false)
+    }
+
+    /// [`process`](Self::process) for a frame whose transport checksum the kernel says is
+    /// not filled in yet (`csum_partial`: sent with checksum offload by a sender on this
+    /// host); such a checksum is not judged.
+    pub fn process_frame(
+        &mut self,
+        linktype: u32,
+        frame: &[u8],
+        ts_us: u64,
+        pcap_cnt: u64,
+        out: &mut Vec<Record>,
+        csum_partial: bool,
+    ) -> bool {
         self.counters.packets += 1;
         self.counters.bytes += frame.len() as u64;
         if self.block != Block::None {
@@ -247,6 +273,13 @@ impl Worker {
         }
         self.newest_us = self.newest_us.max(ts_us);
         let mut p = decode::decode(linktype, frame);
+        if self.cfg.checksum_validation
+            && decode::checksum::check(&p, csum_partial) != decode::checksum::Check::Ok
+        {
+            // what the receiver throws away is not inspected as data (TCP insertion)
+            self.counters.bad_checksum += 1;
+            return !self.cfg.prevent;
+        }
         if p.frag.is_none() {
             return self.handle(&p, ts_us, pcap_cnt, out);
         }
@@ -263,7 +296,15 @@ impl Worker {
             let mut whole = decode::decode_ip(&buf);
             whole.eth = p.eth;
             whole.vlan = p.vlan;
-            forward &= self.handle(&whole, ts_us, pcap_cnt, out);
+            if self.cfg.checksum_validation
+                && decode::checksum::check(&whole, csum_partial) != decode::checksum::Check::Ok
+            {
+                // the datagram's transport checksum is bad: its last fragment is dropped
+                self.counters.bad_checksum += 1;
+                forward &= !self.cfg.prevent;
+            } else {
+                forward &= self.handle(&whole, ts_us, pcap_cnt, out);
+            }
         }
         self.defrag_buf = buf;
         forward
@@ -347,6 +388,7 @@ impl Worker {
         let mut events = p.events;
         let mut tracked = false;
         let mut past_depth = 0;
+        let mut rejected = false;
         let app_known_before = flow.app_proto.is_some() || flow.app_failed;
         if let L4::Tcp {
             seq,
@@ -370,6 +412,7 @@ impl Worker {
             );
             tracked = u.tracked;
             past_depth = u.past_depth;
+            rejected = u.rejected;
             let st = std::mem::take(&mut flow.streams[dir.idx()]);
             if let Some((w, n)) = st.window() {
                 if n == 0 && st.window_offset() == 0 {
@@ -572,6 +615,22 @@ impl Worker {
         let forward = !v.drop;
         self.emit(pkt, &v, Some(fc), dir, ts_us, pcap_cnt, out);
         self.verdict = v;
+        if rejected && forward {
+            // inline: different bytes over accepted stream data are not passed on, so the
+            // receiver only ever gets what was inspected
+            self.counters.overlap_drops += 1;
+            out.push(record(
+                RecordKind::Drop,
+                pkt,
+                fc,
+                dir,
+                ts_us,
+                pcap_cnt,
+                None,
+                true,
+            ));
+            return false;
+        }
         forward
     }
 

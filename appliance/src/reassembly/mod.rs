@@ -3,6 +3,12 @@
 //! segments (held, bounded) and gaps (skipped when the peer acknowledges past them or the
 //! flow ends). Sans-IO: segments in, contiguous bytes out.
 //!
+//! Inline ([`StreamConfig::inline`], the bridge in prevent mode): a segment whose bytes
+//! overlap data already accepted (delivered, or queued out of order) with different
+//! content is rejected whole — the caller drops it — so the receiver can only ever get
+//! the bytes that were inspected, whatever its own overlap policy (Suricata's
+//! `stream.inline` with the `reassembly_overlap_different_data` event).
+//!
 //! Detection inspects a window made of the last [`RETAIN`] bytes already inspected plus
 //! the newly contiguous bytes, so patterns that straddle segments are found.
 
@@ -21,6 +27,9 @@ pub struct StreamConfig {
     pub max_ooo_bytes: usize,
     /// Out-of-order segments held per direction.
     pub max_ooo_segments: usize,
+    /// Inline: reject (for the caller to drop) a segment that overlaps accepted data with
+    /// different bytes, instead of keeping the first copy and passing the segment on.
+    pub inline: bool,
 }
 
 impl Default for StreamConfig {
@@ -29,6 +38,7 @@ impl Default for StreamConfig {
             depth: 1 << 20,
             max_ooo_bytes: 256 * 1024,
             max_ooo_segments: 512,
+            inline: false,
         }
     }
 }
@@ -46,6 +56,9 @@ pub struct SegmentOutcome {
     pub queued: bool,
     /// It was discarded (queue full or beyond depth).
     pub discarded: bool,
+    /// Inline only: it overlapped accepted data with different bytes and was not taken;
+    /// the caller must not forward it.
+    pub rejected: bool,
     /// A hole was skipped to release queued data.
     pub gap: bool,
     /// In-order bytes past the reassembly depth at the end of this segment: not kept for
@@ -60,6 +73,8 @@ pub struct ReassemblyCounters {
     pub segments: u64,
     pub retransmissions: u64,
     pub overlaps_different: u64,
+    /// Inline: segments rejected for overlapping accepted data with different bytes.
+    pub overlaps_rejected: u64,
     pub ooo_queued: u64,
     pub ooo_discarded: u64,
     pub gaps: u64,
@@ -160,6 +175,10 @@ impl Stream {
             if self.differs(off, data) {
                 out.overlap_different = true;
                 c.overlaps_different += 1;
+                if cfg.inline {
+                    out.rejected = true;
+                    c.overlaps_rejected += 1;
+                }
             }
             return out;
         }
@@ -168,9 +187,25 @@ impl Stream {
             if self.differs(off, &data[..skip]) {
                 out.overlap_different = true;
                 c.overlaps_different += 1;
+                if cfg.inline {
+                    out.rejected = true;
+                    c.overlaps_rejected += 1;
+                    return out;
+                }
             }
             data = &data[skip..];
             off = self.next;
+        }
+        if !self.depth_reached && self.ooo_differs(off, data) {
+            // different bytes than a queued out-of-order segment at the same place: which
+            // copy the receiver keeps depends on its stack
+            out.overlap_different = true;
+            c.overlaps_different += 1;
+            if cfg.inline {
+                out.rejected = true;
+                c.overlaps_rejected += 1;
+                return out;
+            }
         }
         if self.depth_reached {
             // past the depth: bytes exactly in order go on to the application layer
@@ -203,11 +238,21 @@ impl Stream {
                     return out;
                 }
             } else {
-                // first data wins for overlapping queued segments
-                self.ooo.entry(off).or_insert_with(|| {
-                    self.ooo_bytes += data.len();
-                    data.to_vec()
-                });
+                // first data wins for overlapping queued segments; a longer one at the
+                // same place adds its tail (inline, its head was checked above)
+                match self.ooo.entry(off) {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        self.ooo_bytes += data.len();
+                        v.insert(data.to_vec());
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut o) => {
+                        let have = o.get().len();
+                        if have < data.len() {
+                            self.ooo_bytes += data.len() - have;
+                            o.get_mut().extend_from_slice(&data[have..]);
+                        }
+                    }
+                }
                 out.queued = true;
                 c.ooo_queued += 1;
                 return out;
@@ -221,6 +266,24 @@ impl Stream {
             self.past_lost = true;
         }
         out
+    }
+
+    /// Whether `data` at `off` differs from a queued out-of-order segment it overlaps.
+    /// Only segments starting at most 64 KiB before `off` can reach it (a segment is at
+    /// most that long), so the scan is bounded by the queue's segment limit.
+    fn ooo_differs(&self, off: u64, data: &[u8]) -> bool {
+        if self.ooo.is_empty() {
+            return false;
+        }
+        let end = off + data.len() as u64;
+        let from = off.saturating_sub(u16::MAX as u64 + 1);
+        self.ooo.range(from..end).any(|(&s, seg)| {
+            let e = s + seg.len() as u64;
+            let (lo, hi) = (s.max(off), e.min(end));
+            lo < hi
+                && seg[(lo - s) as usize..(hi - s) as usize]
+                    != data[(lo - off) as usize..(hi - off) as usize]
+        })
     }
 
     /// Whether `data` at `off` differs from what was already delivered (as far as the

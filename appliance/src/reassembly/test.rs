@@ -100,3 +100,70 @@ fn retained_window_is_bounded() {
     }
     assert!(window(&st).is_empty());
 }
+
+fn inline(isn: u32) -> (Stream, StreamConfig, ReassemblyCounters) {
+    let (st, mut cfg, c) = s(isn);
+    cfg.inline = true;
+    (st, cfg, c)
+}
+
+#[test]
+fn inline_rejects_a_retransmission_with_different_bytes() {
+    let (mut st, cfg, mut c) = inline(0);
+    assert_eq!(st.add(1, b"GET /index", &cfg, &mut c).new_bytes, 10);
+    st.consume();
+    // same bytes again: an ordinary retransmission, accepted
+    let o = st.add(1, b"GET /index", &cfg, &mut c);
+    assert!(o.retransmission && !o.overlap_different && !o.rejected);
+    // different bytes over accepted data, wholly old or with a new tail: rejected whole
+    let o = st.add(1, b"GET /c2/be", &cfg, &mut c);
+    assert!(o.overlap_different && o.rejected);
+    let o = st.add(6, b"c2/beacon HTTP/1.1", &cfg, &mut c);
+    assert!(o.overlap_different && o.rejected && o.new_bytes == 0);
+    assert_eq!(st.delivered(), 10);
+    assert_eq!(c.overlaps_rejected, 2);
+    // the same tail after matching bytes is fine
+    let o = st.add(6, b"index HTTP", &cfg, &mut c);
+    assert!(!o.rejected && o.new_bytes == 5);
+}
+
+#[test]
+fn inline_rejects_different_bytes_over_a_queued_segment() {
+    let (mut st, cfg, mut c) = inline(0);
+    st.add(1, b"G", &cfg, &mut c);
+    st.consume();
+    // hole at 2; a decoy is queued at 3 ...
+    assert!(st.add(3, b"T /ok", &cfg, &mut c).queued);
+    // ... a longer segment at the same place with other bytes (a receiver that keeps the
+    // longer copy would see it): rejected
+    let o = st.add(3, b"T /c2/beacon", &cfg, &mut c);
+    assert!(o.overlap_different && o.rejected);
+    // a segment filling the hole and running over the queued bytes differently: rejected
+    let o = st.add(2, b"ET /c2", &cfg, &mut c);
+    assert!(o.rejected);
+    // the real continuation is accepted and the queued copy released
+    let o = st.add(2, b"E", &cfg, &mut c);
+    assert_eq!(o.new_bytes, 6);
+    assert_eq!(window(&st), b"GET /ok");
+}
+
+#[test]
+fn queued_segment_grows_when_resent_longer() {
+    let (mut st, cfg, mut c) = inline(0);
+    st.add(1, b"a", &cfg, &mut c);
+    assert!(st.add(3, b"cd", &cfg, &mut c).queued);
+    assert!(!st.add(3, b"cdef", &cfg, &mut c).rejected);
+    assert_eq!(st.add(2, b"b", &cfg, &mut c).new_bytes, 5);
+    assert_eq!(window(&st), b"abcdef");
+}
+
+#[test]
+fn detect_mode_keeps_the_first_copy_and_flags_it() {
+    let (mut st, cfg, mut c) = s(0);
+    st.add(1, b"a", &cfg, &mut c);
+    st.add(3, b"ok", &cfg, &mut c);
+    let o = st.add(3, b"XY", &cfg, &mut c);
+    assert!(o.overlap_different && !o.rejected);
+    st.add(2, b"b", &cfg, &mut c);
+    assert_eq!(window(&st), b"abok");
+}
