@@ -68,7 +68,17 @@ pub fn check(p: &Packet<'_>, l4_partial: bool) -> Check {
     if !ip.v6 && !ipv4_header_ok(p.ip_hdr_v4()) {
         return Check::BadIpv4;
     }
-    if l4_partial || p.frag.is_some() || p.l4_seg.is_empty() {
+    if l4_partial {
+        return Check::Ok;
+    }
+    check_transport(p)
+}
+
+/// Check only the TCP or UDP checksum of `p` (a datagram rebuilt from fragments, whose
+/// IPv4 header was rewritten).
+pub fn check_transport(p: &Packet<'_>) -> Check {
+    let Some(ip) = p.ip else { return Check::Ok };
+    if p.frag.is_some() || p.l4_seg.is_empty() {
         return Check::Ok;
     }
     let (proto, bad) = match p.l4 {

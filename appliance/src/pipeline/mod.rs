@@ -297,7 +297,8 @@ impl Worker {
             whole.eth = p.eth;
             whole.vlan = p.vlan;
             if self.cfg.checksum_validation
-                && decode::checksum::check(&whole, csum_partial) != decode::checksum::Check::Ok
+                && !csum_partial
+                && decode::checksum::check_transport(&whole) != decode::checksum::Check::Ok
             {
                 // the datagram's transport checksum is bad: its last fragment is dropped
                 self.counters.bad_checksum += 1;
@@ -1232,5 +1233,159 @@ mod swap_test {
         new.carry_dropped(carried);
         assert!(!new.process(1, &frame(b"more", 16), t + 20, 3, &mut out));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod insertion_test {
+    use super::*;
+
+    const C2: &str = "drop http any any -> any any (msg:\"beacon\"; flow:to_server,established; http.uri; content:\"/c2/beacon\"; sid:1; rev:1;)\nalert tcp any any -> any any (msg:\"overlap\"; stream-event:reassembly_overlap_different_data; sid:2; rev:1;)\n";
+
+    fn worker(prevent: bool) -> Worker {
+        let dir = std::env::temp_dir().join(format!(
+            "mimamori-ins-{}-{prevent}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rules = dir.join("t.rules");
+        std::fs::write(&rules, C2).unwrap();
+        let mut settings = crate::replay::Settings::new(prevent);
+        settings.worker.checksum_validation = true;
+        let loaded = crate::replay::load_rules(&[rules], settings.vars.clone()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        Worker::new(Arc::clone(&loaded.ruleset), settings.worker).unwrap()
+    }
+
+    fn seg(payload: &[u8], seq: u32, flags: u8, to_server: bool) -> Vec<u8> {
+        let (a, b) = ([198, 18, 0, 10], [198, 18, 0, 82]);
+        let (src, dst, sp, dp) = if to_server {
+            (a, b, 40_000, 80)
+        } else {
+            (b, a, 80, 40_000)
+        };
+        let mut t = etherparse::TcpHeader::new(sp, dp, seq, 64_000);
+        t.syn = flags & decode::tcp_flags::SYN != 0;
+        t.ack = flags & decode::tcp_flags::ACK != 0;
+        t.psh = !payload.is_empty();
+        t.acknowledgment_number = if t.ack { if to_server { 5001 } else { 1001 } } else { 0 };
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .tcp_header(t);
+        let mut v = Vec::new();
+        b.write(&mut v, payload).expect("frame");
+        v
+    }
+
+    /// A worker with a handshake done (client ISN 1000, server ISN 5000).
+    fn connected(w: &mut Worker, out: &mut Vec<Record>) {
+        use decode::tcp_flags::{ACK, SYN};
+        let t = 1_700_000_000_000_000;
+        assert!(w.process(1, &seg(b"", 1000, SYN, true), t, 1, out));
+        assert!(w.process(1, &seg(b"", 5000, SYN | ACK, false), t + 1, 2, out));
+        assert!(w.process(1, &seg(b"", 1001, ACK, true), t + 2, 3, out));
+    }
+
+    const REAL: &[u8] = b"GET /c2/beacon HTTP/1.1\r\nHost: c2.lab.test\r\n\r\n";
+    const DECOY: &[u8] = b"GET /c2/images HTTP/1.1\r\nHost: c2.lab.test\r\n\r\n";
+
+    #[test]
+    fn a_bad_checksum_decoy_is_not_inspected_nor_forwarded_and_the_real_bytes_are() {
+        let mut w = worker(true);
+        let mut out = Vec::new();
+        connected(&mut w, &mut out);
+        let mut decoy = seg(DECOY, 1001, decode::tcp_flags::ACK, true);
+        let n = decoy.len();
+        decoy[n - 30] ^= 0x01; // payload changed, checksum not fixed
+        assert!(!w.process(1, &decoy, 1_700_000_000_100_000, 4, &mut out));
+        assert_eq!(w.counters.bad_checksum, 1);
+        let real = seg(REAL, 1001, decode::tcp_flags::ACK, true);
+        assert!(!w.process(1, &real, 1_700_000_000_200_000, 5, &mut out), "beacon dropped");
+        assert!(out.iter().any(|r| r.kind == RecordKind::Alert && r.rule.is_some()));
+        // detect mode: forwarded, still not inspected
+        let mut w = worker(false);
+        connected(&mut w, &mut out);
+        assert!(w.process(1, &decoy, 1_700_000_000_100_000, 4, &mut out));
+        assert_eq!(w.counters.bad_checksum, 1);
+        assert_eq!(w.flows().iter().next().map(|f| f.streams[0].delivered()), Some(0));
+    }
+
+    #[test]
+    fn different_bytes_over_inspected_data_are_dropped_in_prevent_mode_both_ways() {
+        use decode::tcp_flags::ACK;
+        let mut w = worker(true);
+        let mut out = Vec::new();
+        connected(&mut w, &mut out);
+        let t = 1_700_000_000_100_000;
+        assert!(w.process(1, &seg(DECOY, 1001, ACK, true), t, 4, &mut out));
+        // the same bytes again: an ordinary retransmission passes
+        assert!(w.process(1, &seg(DECOY, 1001, ACK, true), t + 1, 5, &mut out));
+        out.clear();
+        assert!(!w.process(1, &seg(REAL, 1001, ACK, true), t + 2, 6, &mut out));
+        assert_eq!(w.counters.overlap_drops, 1);
+        assert!(out.iter().any(|r| r.kind == RecordKind::Drop));
+        assert!(out.iter().any(|r| r.kind == RecordKind::Alert && r.rule.is_some()));
+        // server to client: a queued segment, then other bytes at the same place
+        let body = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nokok";
+        let mut evil = body.to_vec();
+        evil[9..12].copy_from_slice(b"666");
+        assert!(w.process(1, &seg(&body[1..20], 5002, ACK, false), t + 3, 7, &mut out));
+        assert!(!w.process(1, &seg(&evil[1..], 5002, ACK, false), t + 4, 8, &mut out));
+        // part of the queued bytes again, unchanged: passes
+        assert!(w.process(1, &seg(&body[1..15], 5002, ACK, false), t + 5, 9, &mut out));
+        assert_eq!(w.counters.overlap_drops, 2);
+        // detect mode keeps the first copy and forwards
+        let mut w = worker(false);
+        connected(&mut w, &mut out);
+        assert!(w.process(1, &seg(DECOY, 1001, ACK, true), t, 4, &mut out));
+        assert!(w.process(1, &seg(REAL, 1001, ACK, true), t + 2, 6, &mut out));
+        assert_eq!(w.counters.overlap_drops, 0);
+    }
+
+    #[test]
+    fn fragmented_datagrams_with_good_checksums_pass() {
+        let payload: Vec<u8> = (0..64u8).collect();
+        let ip = etherparse::Ipv4Header::new(
+            8 + payload.len() as u16,
+            64,
+            etherparse::IpNumber::UDP,
+            [198, 18, 0, 10],
+            [198, 18, 0, 1],
+        )
+        .unwrap();
+        let udp = etherparse::UdpHeader::with_ipv4_checksum(1000, 2000, &ip, &payload).unwrap();
+        let mut l4 = Vec::new();
+        udp.write(&mut l4).unwrap();
+        l4.extend_from_slice(&payload);
+        let frag = |off: usize, data: &[u8], more: bool| {
+            let mut h = etherparse::Ipv4Header::new(
+                data.len() as u16,
+                64,
+                etherparse::IpNumber::UDP,
+                [198, 18, 0, 10],
+                [198, 18, 0, 1],
+            )
+            .unwrap();
+            h.identification = 77;
+            h.more_fragments = more;
+            h.fragment_offset = etherparse::IpFragOffset::try_new((off / 8) as u16).unwrap();
+            let mut v = Vec::new();
+            h.write(&mut v).unwrap();
+            v.extend_from_slice(data);
+            v
+        };
+        let mut w = worker(true);
+        let mut out = Vec::new();
+        let t = 1_700_000_000_000_000;
+        assert!(w.process(decode::linktype::RAW, &frag(0, &l4[..40], true), t, 1, &mut out));
+        assert!(w.process(decode::linktype::RAW, &frag(40, &l4[40..], false), t, 2, &mut out));
+        assert_eq!(w.counters.bad_checksum, 0);
+        // the same datagram with a wrong UDP checksum: its last fragment is dropped
+        let mut bad = l4.clone();
+        bad[8] ^= 0xff;
+        let mut w = worker(true);
+        assert!(w.process(decode::linktype::RAW, &frag(0, &bad[..40], true), t, 1, &mut out));
+        assert!(!w.process(decode::linktype::RAW, &frag(40, &bad[40..], false), t, 2, &mut out));
+        assert_eq!(w.counters.bad_checksum, 1);
     }
 }
