@@ -62,6 +62,7 @@ fn depth_and_bounds() {
         depth: 4,
         max_ooo_bytes: 4,
         max_ooo_segments: 2,
+        inline: false,
     };
     assert_eq!(st.add(1, b"abcdef", &cfg, &mut c).new_bytes, 4);
     assert!(st.add(7, b"x", &cfg, &mut c).discarded);
