@@ -6,8 +6,8 @@
 //! the cloud's alert and `admin device show`), and another host's pages still load.
 //! Needs root (CI is root); skipped otherwise.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mimamori_tests::corpus;
@@ -69,24 +69,26 @@ fn sum(stats: &Value, key: &str) -> u64 {
 #[test]
 fn a_lan_flood_is_shed_never_bypassed() {
     let et = corpus().join("et-open/rules");
-    let Some(s) = System::up_with(
-        "flood",
-        "",
-        false,
-        &[et],
-        "[bridge]\nworkers = 1\n",
-    ) else {
+    let Some(s) = System::up_with("flood", "", false, &[et], "[bridge]\nworkers = 1\n") else {
         return;
     };
     let lab = &s.lab;
     let mac = lan_mac(lab);
     // the legitimate path before the flood
     let r = lab.curl("s1", 10, &["http://www.lab.test/"]);
-    assert!(r.stdout.contains("a normal page"), "s1 before the flood: {} {}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("a normal page"),
+        "s1 before the flood: {} {}",
+        r.stdout,
+        r.stderr
+    );
 
     // the flood, bounded in time (stopped as soon as the fetches are done)
     let secs = "120";
-    let mut flood = lab.spawn("lan", &["python3", "-c", FLOOD_PY, "198.18.0.82", secs, "50000000"]);
+    let mut flood = lab.spawn(
+        "lan",
+        &["python3", "-c", FLOOD_PY, "198.18.0.82", secs, "50000000"],
+    );
     let started = Instant::now();
     // let the queue fill up
     std::thread::sleep(Duration::from_secs(3));
@@ -118,7 +120,14 @@ fn a_lan_flood_is_shed_never_bypassed() {
         std::thread::spawn(move || {
             let script = "for i in $(seq 20); do curl -s --max-time 3 http://phish.lab.test/; echo; echo '=====mimamori====='; done";
             let o = std::process::Command::new("ip")
-                .args(["netns", "exec", &format!("{prefix}-lan"), "sh", "-c", script])
+                .args([
+                    "netns",
+                    "exec",
+                    &format!("{prefix}-lan"),
+                    "sh",
+                    "-c",
+                    script,
+                ])
                 .output()
                 .expect("curl loop");
             String::from_utf8_lossy(&o.stdout).to_string()
@@ -146,15 +155,25 @@ fn a_lan_flood_is_shed_never_bypassed() {
         port(&during, "lan"),
         port(&stats, "lan")
     );
-    assert!(flood_still_on, "the fetches outlasted the flood: the test proves nothing");
+    assert!(
+        flood_still_on,
+        "the fetches outlasted the flood: the test proves nothing"
+    );
     assert_eq!(
-        eicar_delivered, 0,
+        eicar_delivered,
+        0,
         "EICAR got through the appliance during the flood (uninspected frames: bypass_full {}, bypass_stalled {})",
         sum(&stats, "bypass_full"),
         sum(&stats, "bypass_stalled")
     );
-    assert_eq!(phish_delivered, 0, "the phishing page got through during the flood");
-    assert_eq!(ok, 10, "s1's pages did not load during the flood ({ok} of {tries})");
+    assert_eq!(
+        phish_delivered, 0,
+        "the phishing page got through during the flood"
+    );
+    assert_eq!(
+        ok, 10,
+        "s1's pages did not load during the flood ({ok} of {tries})"
+    );
 
     // the flood was shed, not bypassed, and the flooding host is named
     let lan = port(&stats, "lan");
@@ -162,7 +181,11 @@ fn a_lan_flood_is_shed_never_bypassed() {
         lan["shed"].as_u64().unwrap_or(0) > 0,
         "the flooding host was not shed: {lan}"
     );
-    assert_eq!(sum(&stats, "bypass_full"), 0, "frames of a full queue bypassed: {stats}");
+    assert_eq!(
+        sum(&stats, "bypass_full"),
+        0,
+        "frames of a full queue bypassed: {stats}"
+    );
     assert_eq!(
         lan["shed_top"]["ip"], LAN_IP,
         "the most shed host is not the flooding host: {lan}"
@@ -180,7 +203,8 @@ fn a_lan_flood_is_shed_never_bypassed() {
         .collect();
     assert!(!said.is_empty(), "no shedding alert in EVE");
     assert!(
-        said.iter().any(|e| e["load"]["host_ip"] == LAN_IP && e["load"]["port"] == "lan"),
+        said.iter()
+            .any(|e| e["load"]["host_ip"] == LAN_IP && e["load"]["port"] == "lan"),
         "the EVE alert does not name the flooding host: {said:?}"
     );
     wait("the cloud gets the shedding alert", 60, || {
@@ -195,7 +219,15 @@ fn a_lan_flood_is_shed_never_bypassed() {
     assert_eq!(d["counters"]["bridge_bypass_full"], 0, "{d}");
     // after the flood, everything is inspected and delivered as usual again
     let r = lab.curl("lan", 10, &["http://www.lab.test/"]);
-    assert!(r.stdout.contains("a normal page"), "lan after the flood: {} {}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("a normal page"),
+        "lan after the flood: {} {}",
+        r.stdout,
+        r.stderr
+    );
     let r = lab.curl("lan", 10, &["http://www.lab.test/eicar.com"]);
-    assert!(!r.stdout.contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE"), "EICAR after the flood");
+    assert!(
+        !r.stdout.contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE"),
+        "EICAR after the flood"
+    );
 }

@@ -110,8 +110,7 @@ impl ShedCounters {
             | u128::from(self.top_ip[1].load(Ordering::Relaxed));
         let ip = (ip != 0).then(|| {
             let v6 = std::net::Ipv6Addr::from(ip);
-            v6.to_ipv4_mapped()
-                .map_or(IpAddr::V6(v6), IpAddr::V4)
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
         });
         Some((Sender { mac, ip }, self.top_shed.load(Ordering::Relaxed)))
     }
