@@ -41,6 +41,8 @@ pub struct Liveness {
     pub firmware: String,
     pub rules_version: String,
     pub dirty: bool,
+    /// The inspection counters of the last heartbeat (names starting `bridge_`).
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 /// Everything the service's tasks share.
@@ -156,12 +158,32 @@ impl App {
                     if !l.rules_version.is_empty() {
                         d.rules_version = l.rules_version.clone();
                     }
+                    if !l.counters.is_empty() {
+                        d.counters = l.counters.clone();
+                    }
                 }
                 let online = d.status == store::DeviceStatus::Active
                     && d.last_heartbeat_ms.is_some_and(|t| now - t <= stop);
                 (d, online)
             })
             .collect()
+    }
+
+    /// Keeps the inspection counters of a heartbeat (`bridge_*`: frames shed for load or
+    /// forwarded uninspected), shown with the device.
+    pub fn heartbeat_counters(&self, device: &str, counters: &[protocol::messages::Counter]) {
+        let kept: std::collections::BTreeMap<String, u64> = counters
+            .iter()
+            .filter(|c| c.name.as_str().starts_with("bridge_"))
+            .map(|c| (c.name.as_str().to_string(), c.value))
+            .collect();
+        if kept.is_empty() {
+            return;
+        }
+        let mut m = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        let e = m.entry(device.to_string()).or_default();
+        e.counters = kept;
+        e.dirty = true;
     }
 
     /// Record a heartbeat (or any sign of life) of a device.

@@ -136,8 +136,13 @@ pub struct Output {
 pub struct Watchdog {
     /// A worker with queued frames and no progress for this long is stalled.
     pub stall_ms: u64,
-    /// Frames queued per worker before new frames bypass (or, fail-closed, drop).
+    /// Frames queued per worker; a frame that finds the queue full is dropped (counted
+    /// `shed_full`), never forwarded uninspected.
     pub queue: usize,
+    /// Percent of `queue` above which the frames of the heaviest senders (the MAC on
+    /// office ports, the IP address on the WAN port) are dropped (counted `shed`) so that
+    /// everyone else keeps being inspected; 1 to 100.
+    pub shed_percent: u8,
 }
 
 impl Default for Watchdog {
@@ -145,6 +150,7 @@ impl Default for Watchdog {
         Watchdog {
             stall_ms: 500,
             queue: 4096,
+            shed_percent: 50,
         }
     }
 }
@@ -434,6 +440,9 @@ impl Config {
         }
         if !(64..=1 << 20).contains(&self.watchdog.queue) {
             return bad("watchdog.queue: must be 64 to 1048576 frames".into());
+        }
+        if !(1..=100).contains(&self.watchdog.shed_percent) {
+            return bad("watchdog.shed_percent: must be 1 to 100".into());
         }
         for (i, e) in self.exceptions.iter().enumerate() {
             let n = [

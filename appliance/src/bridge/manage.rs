@@ -299,6 +299,10 @@ impl crate::uplink::Appliance for Manager {
             .clone()
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.bridge.load_counters()
+    }
+
     fn mode(&self) -> Mode {
         if self.bridge.engine().worker.prevent {
             Mode::Prevent

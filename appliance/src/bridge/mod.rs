@@ -3,11 +3,16 @@
 //!
 //! ```text
 //!  port rx thread (one per port)                 worker (cores − 1)            port
-//!  AF_PACKET ─▶ learn src MAC ─▶ out ports ─▶ isolation ─▶ hash ─▶ queue ─▶ pipeline ─▶ tx / inject
-//!                                                         │ stalled, full queue
+//!  AF_PACKET ─▶ learn src MAC ─▶ out ports ─▶ isolation ─▶ hash ─▶ shed ─▶ queue ─▶ pipeline ─▶ tx / inject
+//!                                                         │        │ heaviest senders above the
+//!                                                         │        │ high-water mark, full queue
+//!                                                         │        └─▶ drop (counted `shed`, `shed_full`)
+//!                                                         │ worker stalled or dead
 //!                                                         └─▶ forward uninspected (fail-open)
 //!                                                             or drop (fail_closed)
 //! ```
+//!
+//! [`shed`]: load never makes traffic bypass inspection; only a stalled or dead worker does.
 //!
 //! [`engine`] builds what the workers inspect with from the configuration and the cloud's
 //! changes; [`manage`] carries out the cloud's commands and rule bundles (a new engine is
@@ -22,6 +27,7 @@ pub mod isolate;
 pub mod manage;
 pub mod port;
 pub mod run;
+pub mod shed;
 pub mod steer;
 pub mod switch;
 

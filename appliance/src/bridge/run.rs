@@ -60,7 +60,8 @@ pub struct PortCounters {
     pub isolated_drops: AtomicU64,
     /// Forwarded uninspected: the worker was stalled or dead.
     pub bypass_stalled: AtomicU64,
-    /// Forwarded uninspected: the worker's queue was full.
+    /// Forwarded uninspected: the worker's queue was full. No longer counted: load never
+    /// bypasses inspection (see `shed`); kept at 0 for readers of `ctl stats`.
     pub bypass_full: AtomicU64,
     /// Dropped because inspection failed and `fail_closed` is set.
     pub fail_closed_drops: AtomicU64,
@@ -72,6 +73,8 @@ pub struct PortCounters {
     /// Longer than a receive slot (9,216 bytes): dropped.
     pub oversize: AtomicU64,
     pub tx_errors: AtomicU64,
+    /// Frames dropped for load ahead of the worker queues ([`super::shed`]).
+    pub shed: super::shed::ShedCounters,
 }
 
 /// A worker's shared state: its queue, health and test hooks.
@@ -227,6 +230,22 @@ impl Bridge {
         }
     }
 
+    /// The bridge's counters of frames not inspected normally, summed over the ports,
+    /// as heartbeats carry them: shed for load, dropped on a full queue, forwarded
+    /// uninspected (stalled worker), dropped fail-closed.
+    pub fn load_counters(&self) -> Vec<(&'static str, u64)> {
+        let sum = |f: &dyn Fn(&PortCounters) -> u64| self.port_counters.iter().map(f).sum::<u64>();
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("bridge_rx", sum(&|c| ld(&c.rx))),
+            ("bridge_shed", sum(&|c| ld(&c.shed.shed))),
+            ("bridge_shed_full", sum(&|c| ld(&c.shed.shed_full))),
+            ("bridge_bypass_stalled", sum(&|c| ld(&c.bypass_stalled))),
+            ("bridge_bypass_full", sum(&|c| ld(&c.bypass_full))),
+            ("bridge_fail_closed_drops", sum(&|c| ld(&c.fail_closed_drops))),
+        ]
+    }
+
     /// Counters as JSON (for `ctl stats`).
     pub fn stats_json(&self) -> serde_json::Value {
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -242,6 +261,10 @@ impl Bridge {
                     "bypass_stalled": ld(&c.bypass_stalled), "bypass_full": ld(&c.bypass_full),
                     "fail_closed_drops": ld(&c.fail_closed_drops), "exempt": ld(&c.exempt), "runt": ld(&c.runt), "mgmt": ld(&c.mgmt), "oversize": ld(&c.oversize),
                     "tx_errors": ld(&c.tx_errors),
+                    "shed": ld(&c.shed.shed), "shed_full": ld(&c.shed.shed_full),
+                    "shed_top": c.shed.top().map(|(w, n)| serde_json::json!({
+                        "mac": crate::events::eve::mac(w.mac), "ip": w.ip.map(|ip| ip.to_string()), "shed": n,
+                    })),
                 })
             })
             .collect();
@@ -398,21 +421,30 @@ pub fn run(
                 .spawn(move || worker_thread(&b, w, txs, evs))?,
         );
     }
+    // the watchdog reports shedding and bypass as alerts
+    let load_tx = ev_tx.clone();
     drop(ev_tx);
     let mut rx_threads = Vec::new();
     for (i, (rx, txs)) in rx_socks.into_iter().enumerate() {
         let b = Arc::clone(&bridge);
+        // the WAN port's frames all carry the router's MAC: its senders are told apart by IP
+        let shed = super::shed::Shedder::new(
+            cfg.watchdog.queue,
+            cfg.watchdog.shed_percent,
+            bridge.ports[i].0 == Role::Wan,
+        );
         rx_threads.push(
             std::thread::Builder::new()
                 .name(format!("rx-{}", bridge.ports[i].0.as_str()))
-                .spawn(move || rx_thread(&b, i, rx, txs))?,
+                .spawn(move || rx_thread(&b, i, rx, txs, shed))?,
         );
     }
     let wd = {
         let b = Arc::clone(&bridge);
+        let evs = load_tx;
         std::thread::Builder::new()
             .name("watchdog".into())
-            .spawn(move || watchdog(&b))?
+            .spawn(move || watchdog(&b, evs))?
     };
     let ctl = match &cfg.output.control {
         Some(path) => {
@@ -535,11 +567,13 @@ fn bump(a: &AtomicU64, n: u64) {
     a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
-fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
+fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs, mut shed: super::shed::Shedder) {
     let c = &b.port_counters[me];
     let (pool_tx, pool_rx) = &b.pools[me];
     let mut allocated = 0usize;
     let mut batch = RxBatch::default();
+    // queue lengths of the workers, read once per batch and counted up while queueing
+    let mut queued = vec![0usize; b.workers.len()];
     while !b.stopping() {
         let n = match rx.recv(&mut batch, 50) {
             Ok(n) => n,
@@ -554,8 +588,18 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
             continue;
         }
         // ageing is in seconds: the clock is read once per batch
-        let now_s = b.now_ms() / 1000 + 1;
+        let now_ms = b.now_ms();
+        let now_s = now_ms / 1000 + 1;
         bump(&c.rx, n as u64);
+        for (q, w) in queued.iter_mut().zip(&b.workers) {
+            *q = w.queue.len();
+        }
+        shed.begin_batch(
+            now_ms,
+            queued.iter().copied().max().unwrap_or(0),
+            b.port_counters.iter().map(|p| p.shed.peak.load(Ordering::Relaxed)),
+            &c.shed,
+        );
         for i in 0..n {
             let Some(frame) = batch.frame(i) else {
                 bump(&c.oversize, 1);
@@ -611,6 +655,12 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
             let failed = if slot.stalled.load(Ordering::Relaxed) {
                 Some(&c.bypass_stalled)
             } else {
+                // load an attacker chooses never bypasses: the heaviest senders are shed,
+                // and a frame that finds the queue full is dropped
+                if shed.judge(frame, queued[w], &c.shed) == super::shed::Verdict::Shed {
+                    bump(&c.shed.shed, 1);
+                    continue;
+                }
                 let buf = match pool_rx.try_recv() {
                     Ok(buf) => Some(buf),
                     Err(_) if allocated < POOL => {
@@ -620,7 +670,10 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
                     Err(_) => None,
                 };
                 match buf {
-                    None => Some(&c.bypass_full),
+                    None => {
+                        bump(&c.shed.shed_full, 1);
+                        continue;
+                    }
                     Some(mut buf) => {
                         buf.clear();
                         buf.extend_from_slice(frame);
@@ -632,11 +685,13 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs) {
                         }) {
                             Ok(()) => {
                                 bump(&c.to_workers, 1);
+                                queued[w] += 1;
                                 None
                             }
                             Err(TrySendError::Full(j)) | Err(TrySendError::Disconnected(j)) => {
                                 let _ = pool_tx.try_send(j.buf);
-                                Some(&c.bypass_full)
+                                bump(&c.shed.shed_full, 1);
+                                continue;
                             }
                         }
                     }
@@ -921,8 +976,10 @@ fn is_rst(frame: &[u8]) -> bool {
     )
 }
 
-fn watchdog(b: &Bridge) {
+fn watchdog(b: &Bridge, events: Sender<(Arc<Engine>, Vec<Record>)>) {
     let mut last_sweep = Instant::now();
+    let mut load = super::shed::LoadReporter::new(b.ports.len());
+    let mut last_load = Instant::now();
     while !b.stopping() {
         std::thread::sleep(Duration::from_millis(10));
         let now = b.now_ms();
@@ -942,6 +999,13 @@ fn watchdog(b: &Bridge) {
                 } else {
                     tracing::info!(worker = i, "inspection worker recovered");
                 }
+            }
+        }
+        if last_load.elapsed() >= Duration::from_secs(1) {
+            last_load = Instant::now();
+            let recs = load.look(&b.ports, &b.port_counters, wall_us());
+            if !recs.is_empty() {
+                let _ = events.try_send((b.engine(), recs));
             }
         }
         if last_sweep.elapsed() >= Duration::from_secs(10) {

@@ -8,13 +8,19 @@ use serde::Serialize;
 use rules::classification::Classifications;
 use rules::compile::Ruleset;
 
-use super::meta::{DnsMeta, EventMeta, FileMeta, HttpMeta, TlsMeta, TrafficMeta, UtmMeta};
+use super::meta::{
+    DnsMeta, EventMeta, FileMeta, HttpMeta, LoadMeta, TlsMeta, TrafficMeta, UtmMeta,
+};
 use crate::pipeline::{Record, RecordKind};
 
 /// Signature id and generator of alerts raised by the URL-category policy and by file
 /// verdicts (no rule behind them).
 pub const CATEGORY_SID: u32 = 9_000_001;
 pub const FILE_SID: u32 = 9_000_002;
+/// Alerts of the bridge itself: it began shedding the heaviest senders' frames for load,
+/// or forwarding a stalled worker's frames uninspected.
+pub const SHED_SID: u32 = 9_000_003;
+pub const BYPASS_SID: u32 = 9_000_004;
 pub const MIMAMORI_GID: u32 = 9000;
 
 #[derive(Serialize)]
@@ -83,6 +89,8 @@ struct Eve<'a> {
     mimamori: Option<&'a UtmMeta>,
     #[serde(skip_serializing_if = "Option::is_none")]
     traffic: Option<&'a TrafficMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load: Option<&'a LoadMeta>,
 }
 
 /// Suricata's protocol names.
@@ -114,7 +122,7 @@ pub fn ip_str(ip: IpAddr) -> String {
     }
 }
 
-fn mac(m: [u8; 6]) -> String {
+pub fn mac(m: [u8; 6]) -> String {
     format!(
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         m[0], m[1], m[2], m[3], m[4], m[5]
@@ -148,6 +156,34 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Signature id, message and category of a load alert (EVE and the uplink alike).
+pub fn load_signature(l: &LoadMeta) -> (u32, String, &'static str) {
+    if l.kind == "bypass" {
+        (
+            BYPASS_SID,
+            format!(
+                "Mimamori inspection bypass: a stalled worker's frames from port {} forwarded uninspected",
+                l.port
+            ),
+            "Inspection bypass",
+        )
+    } else {
+        let host = l
+            .host_ip
+            .as_deref()
+            .or(l.host_mac.as_deref())
+            .unwrap_or("unknown");
+        (
+            SHED_SID,
+            format!(
+                "Mimamori inspection overload: shedding the heaviest sender's frames on port {} (host {host})",
+                l.port
+            ),
+            "Inspection overload",
+        )
+    }
 }
 
 /// Writes records as EVE lines.
@@ -189,7 +225,9 @@ impl<W: Write> EveWriter<W> {
         // alerts without a rule: the category policy or a file verdict decided
         let alert = match (alert, rec.kind, meta) {
             (None, RecordKind::Alert, Some(m)) => {
-                let (sid, msg, category) = if let Some(f) = m.fileinfo.as_ref() {
+                let (sid, msg, category) = if let Some(l) = m.load.as_ref() {
+                    load_signature(l)
+                } else if let Some(f) = m.fileinfo.as_ref() {
                     (
                         FILE_SID,
                         format!(
@@ -272,6 +310,7 @@ impl<W: Write> EveWriter<W> {
             fileinfo: meta.and_then(|m| m.fileinfo.as_ref()),
             mimamori: meta.and_then(|m| m.utm.as_ref()),
             traffic: meta.and_then(|m| m.traffic.as_ref()),
+            load: meta.and_then(|m| m.load.as_ref()),
         };
         serde_json::to_writer(&mut self.out, &eve)?;
         self.out.write_all(b"\n")

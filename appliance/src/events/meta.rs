@@ -173,6 +173,33 @@ pub struct EventMeta {
     pub fileinfo: Option<FileMeta>,
     pub utm: Option<UtmMeta>,
     pub traffic: Option<TrafficMeta>,
+    /// The bridge shed or bypassed frames for load (an alert of the appliance's own).
+    pub load: Option<LoadMeta>,
+}
+
+/// Load on the inspection queues (EVE key `load` of a `gid` 9000 alert): the bridge began
+/// shedding the heaviest senders' frames, or forwarding a stalled worker's frames
+/// uninspected. Written at most once a minute per port and kind.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct LoadMeta {
+    /// `shed` (frames dropped, never forwarded uninspected) or `bypass` (forwarded
+    /// uninspected: a stalled or dead worker).
+    pub kind: &'static str,
+    /// The port the frames came in on (`wan`, `lan`, ...).
+    pub port: String,
+    /// The sender shed from most (MAC), when shedding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_mac: Option<String>,
+    /// Its IP address, when its frames carry one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// Frames of that sender shed so far.
+    pub host_shed: u64,
+    /// Totals on the port so far: heaviest senders shed, dropped on a full queue,
+    /// forwarded uninspected because the worker was stalled.
+    pub shed: u64,
+    pub shed_full: u64,
+    pub bypass_stalled: u64,
 }
 
 /// Bytes from the wire as a JSON string (lossy UTF-8, like Suricata's escaping of

@@ -123,6 +123,36 @@ impl<'a> AlertConverter<'a> {
         }
         let meta = rec.meta.as_deref()?;
         let (flow, in_home_net) = flow_ref(rec, self.home_net);
+        if let Some(l) = meta.load.as_ref() {
+            // the bridge's own alert: shedding for load, or a bypass
+            let (sid, msg, _) = crate::events::eve::load_signature(l);
+            self.counters.alerts += 1;
+            return Some(Event::Alert(Alert {
+                time: UnixMs(rec.ts_us / 1000),
+                flow,
+                detection: Detection::Signature(Signature {
+                    gid: crate::events::eve::MIMAMORI_GID,
+                    sid,
+                    rev: 1,
+                    msg: Text::truncated(&msg),
+                    classtype: Some(Name::truncated(if l.kind == "bypass" {
+                        "inspection-bypass"
+                    } else {
+                        "inspection-overload"
+                    })),
+                    severity: 2,
+                    metadata: Vec::new(),
+                }),
+                url: None,
+                sni: None,
+                dns_name: None,
+                action: if l.kind == "bypass" {
+                    Action::Allowed
+                } else {
+                    Action::Blocked
+                },
+            }));
+        }
         if !in_home_net {
             self.counters.outside_home_net += 1;
         }

@@ -61,6 +61,11 @@ pub trait Appliance: Send + Sync + 'static {
     fn rules_version(&self) -> String;
     /// The inspection mode now in force.
     fn mode(&self) -> protocol::messages::Mode;
+    /// More counters for heartbeats (the bridge's shed and bypassed frames); none by
+    /// default.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Firmware version announced in `Hello` and heartbeats.

@@ -694,6 +694,17 @@ impl Session<'_> {
 
     async fn heartbeat(&mut self) -> Result<(), SessionError> {
         let snapshot = self.shared.snapshot().await;
+        let mut counters = snapshot.heartbeat_counters();
+        if let Some(a) = &self.opts.appliance {
+            for (name, value) in a.counters() {
+                if counters.len() < protocol::limits::MAX_COUNTERS {
+                    counters.push(protocol::messages::Counter {
+                        name: protocol::bounded::Name::truncated(name),
+                        value,
+                    });
+                }
+            }
+        }
         let hb = Heartbeat {
             uptime_s: self.shared.started.elapsed().as_secs(),
             firmware: self.opts.firmware.clone(),
@@ -704,7 +715,7 @@ impl Session<'_> {
                 .as_ref()
                 .map(|a| a.mode())
                 .unwrap_or(self.opts.mode),
-            counters: snapshot.heartbeat_counters(),
+            counters,
         };
         self.send(UpMsg::Heartbeat(hb)).await?;
         add(&self.shared.counters.heartbeats_sent, 1);

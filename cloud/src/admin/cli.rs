@@ -596,6 +596,14 @@ fn show_device(v: &Value, json: bool) {
     ] {
         println!("{k:18}{}", s(k));
     }
+    // the inspection counters of the last heartbeat: frames shed for load or uninspected
+    if let Some(m) = v["counters"].as_object().filter(|m| !m.is_empty()) {
+        let line: Vec<String> = m
+            .iter()
+            .map(|(k, n)| format!("{}={n}", k.trim_start_matches("bridge_")))
+            .collect();
+        println!("{:18}{}", "inspection", line.join(" "));
+    }
     match &v["bundle"] {
         Value::Null => println!("{:18}-", "bundle"),
         b => println!(

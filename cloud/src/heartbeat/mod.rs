@@ -49,6 +49,9 @@ pub fn pass(
                 if !l.rules_version.is_empty() {
                     d.rules_version = l.rules_version.clone();
                 }
+                if !l.counters.is_empty() {
+                    d.counters = l.counters.clone();
+                }
                 l.dirty = false;
                 changed = true;
             }

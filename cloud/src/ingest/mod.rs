@@ -406,6 +406,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 app.alive(&cert_device, None, None);
             }
             UpMsg::Heartbeat(h) => {
+                app.heartbeat_counters(&cert_device, &h.counters);
                 app.alive(
                     &cert_device,
                     Some(h.firmware.as_str()),

@@ -153,6 +153,7 @@ texts! {
     release_requested: "隔離の解除を機器に指示しました。", "The appliance was told to release the host.";
     commands_title: "機器への指示", "Commands to the appliance";
     isolated_hosts: "隔離中の端末", "Isolated hosts";
+    inspection_counters: "検査の負荷 (起動以降のフレーム数)", "Inspection load (frames since start)";
     cmd_pending: "送信待ち（機器の接続を待っています）", "Waiting for the appliance to connect";
     cmd_sent: "送信済み（応答待ち）", "Sent, awaiting the answer";
     cmd_done: "実施済み", "Carried out";

@@ -653,6 +653,8 @@ struct AppliancePage {
     isolated: Vec<(String, &'static str)>,
     /// (time, what, who, state, answer), newest first
     commands: Vec<(String, String, String, &'static str, String)>,
+    /// Inspection counters of the last heartbeat (shed, uninspected frames).
+    counters: Vec<(String, u64)>,
 }
 
 pub async fn appliance_detail(a: Authed, Path(id): Path<String>) -> R {
@@ -694,6 +696,18 @@ pub async fn appliance_detail(a: Authed, Path(id): Path<String>) -> R {
             )
         })
         .collect();
+    let (dev, _) = ctx
+        .p
+        .app
+        .with_liveness(vec![dev])
+        .pop()
+        .ok_or(PortalError::NotFound)?;
+    // reported by the appliance: names cleaned like every field it sends
+    let counters = dev
+        .counters
+        .iter()
+        .map(|(k, v)| (sanitize::field(k.trim_start_matches("bridge_")), *v))
+        .collect();
     let d = device_rows(&ctx, vec![dev])
         .pop()
         .ok_or(PortalError::NotFound)?;
@@ -702,6 +716,7 @@ pub async fn appliance_detail(a: Authed, Path(id): Path<String>) -> R {
         rows,
         isolated,
         commands,
+        counters,
         c: ctx.chrome("appliances"),
     };
     Ok(render(&page))

@@ -87,6 +87,10 @@ pub struct Device {
     /// The appliance's last rule-bundle report.
     #[serde(default)]
     pub bundle: Option<BundleReport>,
+    /// Inspection counters of the last heartbeat (`bridge_shed`, `bridge_bypass_stalled`,
+    /// ...: frames shed for load or forwarded uninspected since the appliance started).
+    #[serde(default)]
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 impl Device {
@@ -112,6 +116,7 @@ impl Device {
             stopped_since_ms: None,
             last_seq: 0,
             bundle: None,
+            counters: Default::default(),
         }
     }
 
