@@ -173,6 +173,8 @@ pub struct EventMeta {
     pub fileinfo: Option<FileMeta>,
     pub utm: Option<UtmMeta>,
     pub traffic: Option<TrafficMeta>,
+    /// A summary of alerts held back by the default alert budget: how many.
+    pub suppressed: Option<u64>,
 }
 
 /// Bytes from the wire as a JSON string (lossy UTF-8, like Suricata's escaping of

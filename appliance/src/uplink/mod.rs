@@ -61,6 +61,11 @@ pub trait Appliance: Send + Sync + 'static {
     fn rules_version(&self) -> String;
     /// The inspection mode now in force.
     fn mode(&self) -> protocol::messages::Mode;
+    /// The appliance's own counters sent with each heartbeat (alerts suppressed, EVE lines
+    /// not written, …), as (name, value).
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Firmware version announced in `Hello` and heartbeats.

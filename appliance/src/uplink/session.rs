@@ -704,7 +704,20 @@ impl Session<'_> {
                 .as_ref()
                 .map(|a| a.mode())
                 .unwrap_or(self.opts.mode),
-            counters: snapshot.heartbeat_counters(),
+            counters: {
+                let mut c = snapshot.heartbeat_counters();
+                if let Some(a) = self.opts.appliance.as_ref() {
+                    for (name, value) in a.counters() {
+                        if c.len() < protocol::limits::MAX_COUNTERS {
+                            c.push(protocol::messages::Counter {
+                                name: protocol::bounded::Name::truncated(name),
+                                value,
+                            });
+                        }
+                    }
+                }
+                c
+            },
         };
         self.send(UpMsg::Heartbeat(hb)).await?;
         add(&self.shared.counters.heartbeats_sent, 1);
