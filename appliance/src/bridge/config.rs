@@ -128,6 +128,80 @@ pub struct Output {
     pub eve: Option<PathBuf>,
     /// Unix socket for `mimamori-appliance ctl` (isolate, release, stats).
     pub control: Option<PathBuf>,
+    /// Bounds of the EVE file (`[output.eve_limits]`).
+    pub eve_limits: EveLimits,
+}
+
+/// How much disk EVE output may take. On disk it is at most `(keep + 1) × max_bytes`:
+/// `eve.json` is renamed to `eve.json.1` (`.1` to `.2`, …, the oldest removed) when the next
+/// line would take it past `max_bytes`. SIGHUP reopens the file (after an outside
+/// `logrotate`). Below `min_free_bytes` of free space on its file system EVE lines are not
+/// written (counted in `ctl stats`), while detection, blocking and the uplink's spool go on.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EveLimits {
+    /// Size at which `eve.json` is rotated (default 100 MiB; at least 64 KiB).
+    pub max_bytes: u64,
+    /// Rotated files kept: `eve.json.1` … `eve.json.<keep>` (default 5; 1 to 100).
+    pub keep: u32,
+    /// Free space kept on the file system of the EVE file (default 128 MiB; 0: no floor).
+    pub min_free_bytes: u64,
+}
+
+impl Default for EveLimits {
+    fn default() -> Self {
+        EveLimits {
+            max_bytes: 100 << 20,
+            keep: 5,
+            min_free_bytes: 128 << 20,
+        }
+    }
+}
+
+/// Alert budgets against floods, in the spirit of Suricata's thresholds, for every rule
+/// without a `threshold` of its own. An alert is written while its (rule, source) and
+/// (rule, destination) budgets (`per_host`) and its rule's budget (`per_rule`) have room in
+/// the period; the rest are counted as suppressed (`ctl stats`, heartbeat) and written once
+/// per rule and source at the end of the period as an alert with `"suppressed": <count>`.
+/// Only the logging is limited: a `drop` rule drops every packet it matches.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// Limit alerts (default true).
+    pub limit: bool,
+    /// Alerts per rule and source, and per rule and destination, per period (default 20).
+    pub per_host: u32,
+    /// Alerts per rule per period, all hosts together (default 200).
+    pub per_rule: u32,
+    /// Period in seconds (default 60; 1 to 3600).
+    pub period_secs: u32,
+    /// (rule, host) budgets tracked per worker, a fixed table (default 8192; 64 to 1048576).
+    pub table: usize,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            limit: true,
+            per_host: 20,
+            per_rule: 200,
+            period_secs: 60,
+            table: 8192,
+        }
+    }
+}
+
+impl Alerts {
+    /// The budgets the workers apply.
+    pub fn limit(&self) -> crate::detect::AlertLimit {
+        crate::detect::AlertLimit {
+            enabled: self.limit,
+            per_host: self.per_host,
+            per_rule: self.per_rule,
+            period_secs: self.period_secs,
+            table: self.table,
+        }
+    }
 }
 
 /// Inspection health (fail-open).
@@ -207,10 +281,21 @@ pub struct RunUplink {
     /// Seconds between heartbeats.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
+    /// Most events the spool holds while the cloud is unreachable (default 1,000,000; at
+    /// least 10). Near the bound, ordinary alerts are refused first and important events
+    /// (file verdicts, ★★★-severity alerts, traffic records) take the place of the oldest
+    /// ordinary alerts; what is dropped is counted (heartbeat `spool_evicted`,
+    /// `spool_refused`).
+    #[serde(default = "default_spool_max")]
+    pub spool_max_events: u64,
 }
 
 fn default_heartbeat() -> u64 {
     60
+}
+
+fn default_spool_max() -> u64 {
+    crate::uplink::spool::DEFAULT_MAX_EVENTS
 }
 
 /// The appliance's own address for the in-band uplink.
@@ -308,6 +393,9 @@ pub struct Config {
     pub management: Management,
     #[serde(default)]
     pub debug: Debug,
+    /// Alert budgets against floods.
+    #[serde(default)]
+    pub alerts: Alerts,
 }
 
 /// A unicast MAC address `aa:bb:cc:dd:ee:ff`.
@@ -425,6 +513,9 @@ impl Config {
             if u.heartbeat_secs == 0 || u.heartbeat_secs > 3600 {
                 return bad("uplink.heartbeat_secs: must be 1 to 3600".into());
             }
+            if u.spool_max_events < 10 {
+                return bad("uplink.spool_max_events: must be at least 10".into());
+            }
             if u.mode == UplinkMode::Inband {
                 let m = &self.management;
                 crate::mgmt::Addressing::parse(&m.address, m.gateway.as_deref(), &m.dns)
@@ -434,6 +525,23 @@ impl Config {
                         .map_err(|e| ConfigError::Invalid(format!("management.mac: {e}")))?;
                 }
             }
+        }
+        let a = &self.alerts;
+        if a.per_host == 0 || a.per_rule == 0 {
+            return bad("alerts.per_host, alerts.per_rule: must be at least 1 (alerts.limit = false turns limiting off)".into());
+        }
+        if !(1..=3600).contains(&a.period_secs) {
+            return bad("alerts.period_secs: must be 1 to 3600".into());
+        }
+        if !(64..=1 << 20).contains(&a.table) {
+            return bad("alerts.table: must be 64 to 1048576".into());
+        }
+        let e = &self.output.eve_limits;
+        if e.max_bytes < 64 << 10 {
+            return bad("output.eve_limits.max_bytes: must be at least 65536".into());
+        }
+        if !(1..=100).contains(&e.keep) {
+            return bad("output.eve_limits.keep: must be 1 to 100".into());
         }
         if self.watchdog.stall_ms < 10 {
             return bad("watchdog.stall_ms: must be at least 10".into());
@@ -558,5 +666,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("isolation.hosts"), "{e}");
+    }
+
+    #[test]
+    fn flood_bounds_default_on_and_are_checked() {
+        let c = Config::parse("[ports]\nwan = \"a\"\nlan = \"b\"\n").unwrap();
+        assert!(c.alerts.limit().enabled);
+        assert_eq!(c.output.eve_limits.keep, 5);
+        assert!(c.output.eve_limits.max_bytes > 0 && c.output.eve_limits.min_free_bytes > 0);
+        let c = Config::parse(
+            "[ports]\nwan = \"a\"\nlan = \"b\"\n[output]\neve = \"e.json\"\n[alerts]\nper_host = 3\n[output.eve_limits]\nmax_bytes = 100000\n",
+        )
+        .unwrap();
+        assert_eq!((c.alerts.per_host, c.output.eve_limits.max_bytes), (3, 100_000));
+        for (bad, key) in [
+            ("[alerts]\nper_host = 0\n", "alerts.per_host"),
+            ("[alerts]\nperiod_secs = 0\n", "alerts.period_secs"),
+            ("[output.eve_limits]\nmax_bytes = 10\n", "output.eve_limits.max_bytes"),
+            ("[output.eve_limits]\nkeep = 0\n", "output.eve_limits.keep"),
+        ] {
+            let e = Config::parse(&format!("[ports]\nwan = \"a\"\nlan = \"b\"\n{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 }

@@ -131,6 +131,8 @@ pub fn build(
     }
     // a bridge sees connections that were open before it started
     settings.worker.tcp.midstream = true;
+    // the live bridge limits alert floods (replay writes every alert, as Suricata)
+    settings.worker.alert_limit = cfg.alerts.limit();
     let i = &cfg.inspection;
     let in_bundle = |name: &str| bundle.map(|b| b.join(name)).filter(|p| p.exists());
     let categories = in_bundle(layout::CATEGORIES).or_else(|| i.categories.clone());

@@ -299,16 +299,18 @@ impl crate::uplink::Appliance for Manager {
             .clone()
     }
 
-    fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.bridge.load_counters()
-    }
-
     fn mode(&self) -> Mode {
         if self.bridge.engine().worker.prevent {
             Mode::Prevent
         } else {
             Mode::Detect
         }
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut c = self.bridge.load_counters();
+        c.extend(self.bridge.flood_counters());
+        c
     }
 }
 
@@ -360,7 +362,7 @@ impl CloudLink {
         std::fs::create_dir_all(&u.state_dir)
             .with_context(|| format!("creating {}", u.state_dir.display()))?;
         let spool =
-            crate::uplink::RedbSpool::open(&u.state_dir, crate::uplink::spool::DEFAULT_MAX_EVENTS)
+            crate::uplink::RedbSpool::open(&u.state_dir, u.spool_max_events)
                 .with_context(|| format!("spool in {}", u.state_dir.display()))?;
         Ok(CloudLink {
             spool: Arc::new(spool),
@@ -372,6 +374,8 @@ impl CloudLink {
     pub fn sink(&self, home_net: rules::addr::AddrSet) -> super::run::RecordSink {
         let spool: Arc<dyn Spool> = self.spool.clone();
         let cell = Arc::clone(&self.handle);
+        // a flood makes every batch fail: one line per ten seconds at most
+        let mut last_error: Option<std::time::Instant> = None;
         Box::new(move |engine: &Engine, records: &[Record]| {
             let mut conv = AlertConverter::new(&engine.ruleset, &engine.classes, &home_net);
             // one event the protocol would refuse must not cost the batch
@@ -390,7 +394,10 @@ impl CloudLink {
                 return;
             }
             if let Err(e) = spool.append_batch(&events) {
-                tracing::error!(error = %e, events = events.len(), "events not spooled");
+                if last_error.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10)) {
+                    last_error = Some(std::time::Instant::now());
+                    tracing::error!(error = %e, events = events.len(), refused_total = spool.refused(), "events not spooled");
+                }
             }
             if let Some(h) = cell.get() {
                 h.notify_spooled();

@@ -129,6 +129,8 @@ pub struct Bridge {
     pub mgmt: OnceLock<crate::mgmt::Mgmt>,
     /// Stop reason asked by a command: `reboot` or `wipe`.
     pub exit_request: Mutex<Option<&'static str>>,
+    /// The EVE file's counters (rotations, lines not written below the disk floor).
+    pub eve: Arc<crate::events::eve::EveCounters>,
 }
 
 /// Where a run's records go besides EVE, called on the event thread with each batch and
@@ -155,11 +157,19 @@ extern "C" fn on_signal(sig: libc::c_int) {
     unsafe { libc::signal(sig, libc::SIG_DFL) };
 }
 
+/// Set by SIGHUP: the event thread reopens the EVE file (after `logrotate`).
+static REOPEN_EVE: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_hup(_sig: libc::c_int) {
+    REOPEN_EVE.store(true, Ordering::Relaxed);
+}
+
 fn install_signals() {
-    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    // SAFETY: the handlers only store to an atomic (async-signal-safe).
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
     }
 }
 
@@ -246,6 +256,25 @@ impl Bridge {
         ]
     }
 
+    /// What alert and EVE bounds held back (heartbeat counters): alerts suppressed by the
+    /// alert budgets, drops not logged because of them, EVE lines not written and rotations.
+    pub fn flood_counters(&self) -> Vec<(&'static str, u64)> {
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (mut suppressed, mut unlogged) = (0, 0);
+        for w in &self.workers {
+            let c = w.counters.lock().map(|c| *c).unwrap_or_default();
+            suppressed += c.alerts_suppressed;
+            unlogged += c.drops_unlogged;
+        }
+        vec![
+            ("alerts_suppressed", suppressed),
+            ("drops_unlogged", unlogged),
+            ("eve_dropped_low_disk", ld(&self.eve.dropped_low_disk)),
+            ("eve_dropped_errors", ld(&self.eve.dropped_errors)),
+            ("eve_rotations", ld(&self.eve.rotations)),
+        ]
+    }
+
     /// Counters as JSON (for `ctl stats`).
     pub fn stats_json(&self) -> serde_json::Value {
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -279,6 +308,7 @@ impl Bridge {
                     "drops": c.drops + c.flow_dropped_packets, "injected": ld(&w.injected), "tx_errors": ld(&w.tx_errors),
                     "events_dropped": ld(&w.events_dropped), "lost": ld(&w.lost), "bad_files": c.bad_files, "category_blocks": c.category_blocks,
                     "bad_checksum": c.bad_checksum, "overlap_drops": c.overlap_drops,
+                    "alerts_suppressed": c.alerts_suppressed, "drops_unlogged": c.drops_unlogged,
                 })
             })
             .collect();
@@ -292,6 +322,10 @@ impl Bridge {
             "isolated": self.switch.isolation.hosts(),
             "ports": ports,
             "workers": workers,
+            "eve": {
+                "lines": ld(&self.eve.lines), "rotations": ld(&self.eve.rotations), "reopens": ld(&self.eve.reopens),
+                "dropped_low_disk": ld(&self.eve.dropped_low_disk), "dropped_errors": ld(&self.eve.dropped_errors),
+            },
         })
     }
 }
@@ -363,6 +397,7 @@ pub fn run(
         engine_gen: AtomicU64::new(0),
         mgmt: OnceLock::new(),
         exit_request: Mutex::new(None),
+        eve: Arc::new(crate::events::eve::EveCounters::default()),
     });
 
     // open every socket first: a missing interface is reported before anything runs
@@ -407,9 +442,16 @@ pub fn run(
     let (ev_tx, ev_rx) = bounded::<(Arc<Engine>, Vec<Record>)>(EVENT_BATCHES);
     let eve_path = cfg.output.eve.clone();
     let sink = opts.sink.take();
+    let l = cfg.output.eve_limits;
+    let bounds = crate::events::eve::EveBounds {
+        max_bytes: l.max_bytes,
+        keep: l.keep,
+        min_free_bytes: l.min_free_bytes,
+    };
+    let eve_counters = Arc::clone(&bridge.eve);
     let events = std::thread::Builder::new()
         .name("events".into())
-        .spawn(move || write_events(eve_path, ev_rx, sink))?;
+        .spawn(move || write_events(eve_path, bounds, eve_counters, ev_rx, sink))?;
 
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     for (w, txs) in worker_txs.into_iter().enumerate() {
@@ -1015,30 +1057,58 @@ fn watchdog(b: &Bridge, events: Sender<(Arc<Engine>, Vec<Record>)>) {
     }
 }
 
+/// Where EVE lines go: the bounded file, or standard output.
+enum EveOut {
+    File(crate::events::eve::EveFile),
+    Stdout(io::BufWriter<io::Stdout>),
+}
+
+impl io::Write for EveOut {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            EveOut::File(f) => f.write(b),
+            EveOut::Stdout(s) => s.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            EveOut::File(f) => f.flush(),
+            EveOut::Stdout(s) => s.flush(),
+        }
+    }
+}
+
 fn write_events(
     path: Option<std::path::PathBuf>,
+    bounds: crate::events::eve::EveBounds,
+    counters: Arc<crate::events::eve::EveCounters>,
     rx: Receiver<(Arc<Engine>, Vec<Record>)>,
     mut sink: Option<RecordSink>,
 ) {
-    use std::io::Write;
-    let out: Box<dyn Write + Send> = match &path {
-        Some(p) if p.as_os_str() != "-" => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-        {
-            Ok(f) => Box::new(io::BufWriter::new(f)),
-            Err(e) => {
-                tracing::error!(file = %p.display(), error = %e, "cannot open the EVE file; events go to standard output");
-                Box::new(io::BufWriter::new(io::stdout()))
+    let out = match &path {
+        Some(p) if p.as_os_str() != "-" => {
+            match crate::events::eve::EveFile::open(p, bounds, counters) {
+                Ok(f) => EveOut::File(f),
+                Err(e) => {
+                    tracing::error!(file = %p.display(), error = %e, "cannot open the EVE file; events go to standard output");
+                    EveOut::Stdout(io::BufWriter::new(io::stdout()))
+                }
             }
-        },
-        _ => Box::new(io::BufWriter::new(io::stdout())),
+        }
+        _ => EveOut::Stdout(io::BufWriter::new(io::stdout())),
     };
     let mut eve = crate::events::eve::EveWriter::new(out, Default::default());
     let mut current: Option<Arc<Engine>> = None;
     let mut failed = false;
     loop {
+        if REOPEN_EVE.swap(false, Ordering::Relaxed) {
+            if let EveOut::File(f) = eve.get_mut() {
+                match f.reopen() {
+                    Ok(()) => tracing::info!("EVE file reopened (SIGHUP)"),
+                    Err(e) => tracing::error!(error = %e, "reopening the EVE file"),
+                }
+            }
+        }
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok((engine, batch)) => {
                 if let Some(s) = sink.as_mut() {

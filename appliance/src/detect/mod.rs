@@ -8,6 +8,7 @@
 mod threshold;
 
 pub use threshold::State as ThresholdState;
+pub use threshold::{AlertLimit, AlertLimiter, Suppressed};
 
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub struct Hit {
     pub rule: u32,
     /// Whether an alert is written (not `noalert`, not held back by a threshold).
     pub alert: bool,
+    /// The alert was held back by the default alert budget ([`AlertLimit`]).
+    pub suppressed: bool,
 }
 
 /// The outcome for one packet.
@@ -114,6 +117,8 @@ pub struct Detector {
     pkt_by_port: Vec<(u16, Vec<u32>)>,
     cand: Vec<u32>,
     thresholds: Thresholds,
+    /// Default alert budgets against floods (rules without a threshold of their own).
+    limiter: AlertLimiter,
     prevent: bool,
     pub counters: DetectCounters,
     /// Some rule inspects packet payloads of reassembled TCP too.
@@ -267,11 +272,27 @@ impl Detector {
             pkt_by_port,
             cand: Vec::with_capacity(256),
             thresholds: Thresholds::default(),
+            limiter: AlertLimiter::new(AlertLimit::default()),
             prevent,
             counters: DetectCounters::default(),
             packet_payload_rules,
             hdr_buffers,
         })
+    }
+
+    /// Use these default alert budgets from now on (allocates the fixed table once).
+    pub fn set_alert_limit(&mut self, limit: AlertLimit) {
+        self.limiter = AlertLimiter::new(limit);
+    }
+
+    /// The default alert budgets and what they suppressed.
+    pub fn limiter(&mut self) -> &mut AlertLimiter {
+        &mut self.limiter
+    }
+
+    /// Alerts suppressed by the default budgets since start.
+    pub fn alerts_suppressed(&self) -> u64 {
+        self.limiter.suppressed
     }
 
     pub fn ruleset(&self) -> &Arc<Ruleset> {
@@ -442,6 +463,17 @@ impl Detector {
                     self.counters.thresholded += 1;
                 }
             }
+            // the default budget: only for rules without a threshold of their own; it
+            // decides about the alert only, never about the verdict below
+            let mut suppressed = false;
+            if alert && r.threshold.is_none() && self.limiter.enabled() {
+                if let Some(ip) = inp.pkt.ip {
+                    if !self.limiter.allow(id, ip.src, ip.dst, ip.proto, inp.now_us) {
+                        alert = false;
+                        suppressed = true;
+                    }
+                }
+            }
             match r.action {
                 Action::Pass => {
                     v.pass = true;
@@ -449,6 +481,7 @@ impl Detector {
                     v.hits.push(Hit {
                         rule: id,
                         alert: false,
+                        suppressed: false,
                     });
                     return;
                 }
@@ -458,7 +491,11 @@ impl Detector {
                 }
                 _ => {}
             }
-            v.hits.push(Hit { rule: id, alert });
+            v.hits.push(Hit {
+                rule: id,
+                alert,
+                suppressed,
+            });
         }
     }
 

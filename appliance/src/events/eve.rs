@@ -38,6 +38,9 @@ struct Alert<'a> {
     signature: &'a str,
     category: &'a str,
     severity: u8,
+    /// A summary: alerts of this rule and source held back by the alert budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppressed: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -186,15 +189,26 @@ pub fn load_signature(l: &LoadMeta) -> (u32, String, &'static str) {
     }
 }
 
-/// Writes records as EVE lines.
+/// Writes records as EVE lines: each line reaches `out` in one `write_all` (an
+/// [`EveFile`] rotates between lines, never inside one).
 pub struct EveWriter<W: Write> {
     out: W,
     classes: Classifications,
+    line: Vec<u8>,
 }
 
 impl<W: Write> EveWriter<W> {
     pub fn new(out: W, classes: Classifications) -> Self {
-        EveWriter { out, classes }
+        EveWriter {
+            out,
+            classes,
+            line: Vec::with_capacity(1024),
+        }
+    }
+
+    /// The output (to rotate or reopen it).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
     }
 
     /// Uses other classtypes from now on (a new rule set was swapped in).
@@ -220,6 +234,7 @@ impl<W: Write> EveWriter<W> {
                 signature: &r.msg,
                 category,
                 severity: r.priority.unwrap_or(prio),
+                suppressed: meta.and_then(|m| m.suppressed),
             }
         });
         // alerts without a rule: the category policy or a file verdict decided
@@ -256,6 +271,7 @@ impl<W: Write> EveWriter<W> {
                     signature: &own_msg,
                     category,
                     severity: 1,
+                    suppressed: None,
                 })
             }
             (a, _, _) => a,
@@ -312,8 +328,10 @@ impl<W: Write> EveWriter<W> {
             traffic: meta.and_then(|m| m.traffic.as_ref()),
             load: meta.and_then(|m| m.load.as_ref()),
         };
-        serde_json::to_writer(&mut self.out, &eve)?;
-        self.out.write_all(b"\n")
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &eve)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {
@@ -321,8 +339,299 @@ impl<W: Write> EveWriter<W> {
     }
 }
 
+/// Counters of an [`EveFile`] (shown by `ctl stats`).
+#[derive(Debug, Default)]
+pub struct EveCounters {
+    /// Lines written.
+    pub lines: std::sync::atomic::AtomicU64,
+    /// Lines not written: free space below the floor.
+    pub dropped_low_disk: std::sync::atomic::AtomicU64,
+    /// Lines not written: the file could not be written or opened.
+    pub dropped_errors: std::sync::atomic::AtomicU64,
+    /// Size rotations.
+    pub rotations: std::sync::atomic::AtomicU64,
+    /// Reopens asked by SIGHUP.
+    pub reopens: std::sync::atomic::AtomicU64,
+}
+
+/// Bounds of an [`EveFile`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EveBounds {
+    /// Rotate before the file would pass this size.
+    pub max_bytes: u64,
+    /// Rotated files kept (`.1` … `.keep`).
+    pub keep: u32,
+    /// Stop writing while the file system has less free space than this.
+    pub min_free_bytes: u64,
+}
+
+/// The EVE file: size-based rotation (`eve.json` → `eve.json.1` …, `keep` kept, so at most
+/// `(keep + 1) × max_bytes` on disk), reopen on request (SIGHUP after `logrotate`) and a
+/// free-space floor. Files are created 0600 (they hold URLs). Each `write` is one EVE line.
+pub struct EveFile {
+    path: std::path::PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    size: u64,
+    bounds: EveBounds,
+    counters: std::sync::Arc<EveCounters>,
+    /// Time of the last free-space check and its outcome.
+    checked: Option<std::time::Instant>,
+    low_disk: bool,
+    /// Bytes written since the last free-space check.
+    since_check: u64,
+}
+
+/// Free bytes for unprivileged users on the file system holding `path` (statvfs).
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path, `st` a buffer statvfs fills on success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)]
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+impl EveFile {
+    /// Opens (appends to) `path`, creating it 0600.
+    pub fn open(
+        path: &std::path::Path,
+        bounds: EveBounds,
+        counters: std::sync::Arc<EveCounters>,
+    ) -> std::io::Result<EveFile> {
+        let mut f = EveFile {
+            path: path.to_path_buf(),
+            file: None,
+            size: 0,
+            bounds,
+            counters,
+            checked: None,
+            low_disk: false,
+            since_check: 0,
+        };
+        f.open_file()?;
+        Ok(f)
+    }
+
+    fn open_file(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)?;
+        self.size = file.metadata().map_or(0, |m| m.len());
+        self.file = Some(std::io::BufWriter::new(file));
+        Ok(())
+    }
+
+    fn rotated(&self, n: u32) -> std::path::PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        p.into()
+    }
+
+    /// Closes the file and opens it again by name (after an outside rotation).
+    pub fn reopen(&mut self) -> std::io::Result<()> {
+        self.counters.reopens.fetch_add(1, Relaxed);
+        if let Some(mut f) = self.file.take() {
+            let _ = f.flush();
+        }
+        self.open_file()
+    }
+
+    /// `eve.json.(k)` → `.(k+1)`, the oldest removed, `eve.json` → `.1`, a new `eve.json`.
+    pub fn rotate(&mut self) -> std::io::Result<()> {
+        if let Some(mut f) = self.file.take() {
+            let _ = f.flush();
+        }
+        let keep = self.bounds.keep.max(1);
+        let _ = std::fs::remove_file(self.rotated(keep));
+        for n in (1..keep).rev() {
+            let _ = std::fs::rename(self.rotated(n), self.rotated(n + 1));
+        }
+        std::fs::rename(&self.path, self.rotated(1))?;
+        self.counters.rotations.fetch_add(1, Relaxed);
+        self.open_file()
+    }
+
+    /// Whether the file system has room above the floor (checked at most once a second
+    /// and after every MiB written).
+    fn room(&mut self, now: std::time::Instant) -> bool {
+        if self.bounds.min_free_bytes == 0 {
+            return true;
+        }
+        let due = self
+            .checked
+            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1))
+            || self.since_check >= 1 << 20;
+        if due {
+            self.checked = Some(now);
+            self.since_check = 0;
+            let dir = self
+                .path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let low = free_bytes(dir).is_some_and(|f| f < self.bounds.min_free_bytes);
+            if low != self.low_disk {
+                self.low_disk = low;
+                if low {
+                    tracing::warn!(file = %self.path.display(), floor = self.bounds.min_free_bytes, "free disk space below the floor: EVE output paused (detection and the uplink go on)");
+                } else {
+                    tracing::info!(file = %self.path.display(), "free disk space above the floor again: EVE output resumed");
+                }
+            }
+        }
+        !self.low_disk
+    }
+}
+
+use std::sync::atomic::Ordering::Relaxed;
+
+impl Write for EveFile {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        if !self.room(std::time::Instant::now()) {
+            self.counters.dropped_low_disk.fetch_add(1, Relaxed);
+            return Ok(line.len());
+        }
+        let n = line.len() as u64;
+        if self.size > 0 && self.size + n > self.bounds.max_bytes {
+            if let Err(e) = self.rotate() {
+                tracing::warn!(file = %self.path.display(), error = %e, "rotating the EVE file");
+            }
+        }
+        if self.file.is_none() {
+            // a failed rotation or reopen: try again, else the line is lost (counted)
+            if self.open_file().is_err() {
+                self.counters.dropped_errors.fetch_add(1, Relaxed);
+                return Ok(line.len());
+            }
+        }
+        let Some(f) = self.file.as_mut() else {
+            return Ok(line.len());
+        };
+        f.write_all(line)?;
+        self.size += n;
+        self.since_check += n;
+        self.counters.lines.fetch_add(1, Relaxed);
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod test {
+    use super::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("mimamori-eve-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn total(dir: &std::path::Path) -> (u64, usize) {
+        let mut bytes = 0;
+        let mut files = 0;
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            bytes += e.metadata().unwrap().len();
+            files += 1;
+        }
+        (bytes, files)
+    }
+
+    #[test]
+    fn rotation_keeps_eve_under_its_cap() {
+        let d = tmp("rotate");
+        let path = d.join("eve.json");
+        let c = std::sync::Arc::new(EveCounters::default());
+        let bounds = EveBounds {
+            max_bytes: 1000,
+            keep: 3,
+            min_free_bytes: 0,
+        };
+        let mut f = EveFile::open(&path, bounds, c.clone()).unwrap();
+        let line = [b'x'; 99];
+        let mut line = line.to_vec();
+        line.push(b'\n');
+        for _ in 0..500 {
+            f.write_all(&line).unwrap();
+        }
+        f.flush().unwrap();
+        let (bytes, files) = total(&d);
+        assert_eq!(files, 4, "eve.json and three rotated files");
+        assert!(bytes <= 4 * 1000, "{bytes}");
+        assert!(c.rotations.load(Relaxed) >= 40);
+        assert_eq!(c.lines.load(Relaxed), 500);
+        // whole lines in every file
+        for n in ["eve.json", "eve.json.1", "eve.json.3"] {
+            let t = std::fs::read(d.join(n)).unwrap();
+            assert!(
+                !t.is_empty() && t.len() % 100 == 0 && t.ends_with(b"\n"),
+                "{n}"
+            );
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn reopen_follows_an_outside_rotation() {
+        let d = tmp("reopen");
+        let path = d.join("eve.json");
+        let c = std::sync::Arc::new(EveCounters::default());
+        let bounds = EveBounds {
+            max_bytes: 1 << 20,
+            keep: 2,
+            min_free_bytes: 0,
+        };
+        let mut f = EveFile::open(&path, bounds, c.clone()).unwrap();
+        f.write_all(b"one\n").unwrap();
+        f.flush().unwrap();
+        std::fs::rename(&path, d.join("eve.json.old")).unwrap();
+        f.reopen().unwrap();
+        f.write_all(b"two\n").unwrap();
+        f.flush().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
+        assert_eq!(std::fs::read(d.join("eve.json.old")).unwrap(), b"one\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn below_the_disk_floor_nothing_is_written_and_it_is_counted() {
+        let d = tmp("floor");
+        let path = d.join("eve.json");
+        let c = std::sync::Arc::new(EveCounters::default());
+        let bounds = EveBounds {
+            max_bytes: 1 << 20,
+            keep: 2,
+            min_free_bytes: u64::MAX,
+        };
+        let mut f = EveFile::open(&path, bounds, c.clone()).unwrap();
+        for _ in 0..10 {
+            f.write_all(b"line\n").unwrap();
+        }
+        f.flush().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert_eq!(c.dropped_low_disk.load(Relaxed), 10);
+        assert!(free_bytes(&d).is_some_and(|b| b > 0));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     #[test]
     fn timestamps() {
         assert_eq!(super::timestamp(0), "1970-01-01T00:00:00.000000+0000");

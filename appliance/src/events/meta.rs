@@ -173,6 +173,8 @@ pub struct EventMeta {
     pub fileinfo: Option<FileMeta>,
     pub utm: Option<UtmMeta>,
     pub traffic: Option<TrafficMeta>,
+    /// A summary of alerts held back by the default alert budget: how many.
+    pub suppressed: Option<u64>,
     /// The bridge shed or bypassed frames for load (an alert of the appliance's own).
     pub load: Option<LoadMeta>,
 }

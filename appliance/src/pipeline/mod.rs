@@ -29,6 +29,8 @@ pub struct WorkerConfig {
     /// inspected nor (prevent mode) forwarded. The bridge turns it on; capture files
     /// often carry frames whose checksums were left to offload, so replay leaves it off.
     pub checksum_validation: bool,
+    /// Default alert budgets against floods (off by default: replay matches Suricata).
+    pub alert_limit: crate::detect::AlertLimit,
 }
 
 /// What kind of record.
@@ -117,6 +119,10 @@ pub struct WorkerCounters {
     /// TCP segments dropped (prevent mode) for overlapping accepted stream data with
     /// different bytes.
     pub overlap_drops: u64,
+    /// Alerts held back by the default alert budgets (written as summaries).
+    pub alerts_suppressed: u64,
+    /// Packets dropped by a rule whose alert was suppressed: no `drop` record either.
+    pub drops_unlogged: u64,
 }
 
 /// A copy of every byte range detection scans (packet payloads, new stream bytes), for
@@ -176,8 +182,12 @@ impl Worker {
     pub fn new(rs: Arc<Ruleset>, mut cfg: WorkerConfig) -> Result<Worker, String> {
         // rejecting overlapping segments only makes sense where they can be dropped
         cfg.tcp.stream.inline &= cfg.prevent;
+        let mut det = Detector::new(Arc::clone(&rs), cfg.prevent)?;
+        if cfg.alert_limit.enabled {
+            det.set_alert_limit(cfg.alert_limit);
+        }
         Ok(Worker {
-            det: Detector::new(Arc::clone(&rs), cfg.prevent)?,
+            det,
             flows: FlowTable::new(cfg.flow),
             defrag: defrag::Defrag::new(cfg.defrag),
             verdict: Verdict::default(),
@@ -281,7 +291,9 @@ impl Worker {
             return !self.cfg.prevent;
         }
         if p.frag.is_none() {
-            return self.handle(&p, ts_us, pcap_cnt, out);
+            let forward = self.handle(&p, ts_us, pcap_cnt, out);
+            self.suppression_summaries(ts_us, out);
+            return forward;
         }
         // a fragment: add it first so its anomalies (overlap, too large) are on the
         // fragment itself; then the fragment and, when complete, the datagram are inspected
@@ -308,7 +320,55 @@ impl Worker {
             }
         }
         self.defrag_buf = buf;
+        self.suppression_summaries(ts_us, out);
         forward
+    }
+
+    /// Summaries of alerts held back by the default budgets whose period ended: one alert
+    /// record per (rule, source) with the number suppressed (`alert.suppressed` in EVE).
+    fn suppression_summaries(&mut self, ts_us: u64, out: &mut Vec<Record>) {
+        let lim = self.det.limiter();
+        if !lim.enabled() {
+            return;
+        }
+        lim.sweep(ts_us);
+        self.counters.alerts_suppressed = lim.suppressed;
+        if lim.summaries().is_empty() {
+            return;
+        }
+        let sums = std::mem::take(lim.summaries());
+        for s in &sums {
+            let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+            out.push(Record {
+                kind: RecordKind::Alert,
+                ts_us: s.ts_us.min(ts_us),
+                pcap_cnt: 0,
+                rule: Some(s.rule),
+                blocked: false,
+                src: s.src,
+                dst: if s.dst.is_ipv4() == s.src.is_ipv4() { s.dst } else { unspecified },
+                sport: 0,
+                dport: 0,
+                proto: s.proto,
+                icmp: None,
+                flow_id: 0,
+                dir: Dir::ToServer,
+                app_proto: None,
+                app_failed: false,
+                eth: None,
+                vlan: [0; 2],
+                ttl: 0,
+                ip_len: 0,
+                meta: Some(Box::new(EventMeta {
+                    suppressed: Some(s.count),
+                    ..EventMeta::default()
+                })),
+            });
+        }
+        // the buffer goes back: its capacity is kept, nothing is allocated per packet
+        let mut sums = sums;
+        sums.clear();
+        *self.det.limiter().summaries() = sums;
     }
 
     fn handle(&mut self, p: &Packet<'_>, ts_us: u64, pcap_cnt: u64, out: &mut Vec<Record>) -> bool {
@@ -649,12 +709,16 @@ impl Worker {
         let fc = fc.unwrap_or_default();
         let blocked = v.drop;
         let mut drop_rule = None;
+        // a drop whose every blocking alert was held back by the alert budget is not
+        // logged either (the packet is still dropped, and counted)
+        let mut drop_logged = false;
         for h in &v.hits {
             let r = &self.det.ruleset().rules[h.rule as usize].rule;
             let is_block = blocked && r.action.blocks();
             if is_block && drop_rule.is_none() {
                 drop_rule = Some(h.rule);
             }
+            drop_logged |= is_block && !h.suppressed;
             if h.alert {
                 self.counters.alerts += 1;
                 let mut rec = record(
@@ -674,7 +738,10 @@ impl Worker {
                 out.push(rec);
             }
         }
-        if blocked {
+        if blocked && drop_rule.is_some() && !drop_logged {
+            self.counters.drops += 1;
+            self.counters.drops_unlogged += 1;
+        } else if blocked {
             self.counters.drops += 1;
             out.push(record(
                 RecordKind::Drop,

@@ -177,6 +177,7 @@ impl Shared {
         let mut s = self.counters.snapshot();
         s.spool_len = spool_len;
         s.spool_refused = self.spool.refused();
+        s.spool_evicted = self.spool.evicted();
         s.last_error = lock(&self.last_error).clone();
         s.stopped = lock(&self.stopped).clone();
         s

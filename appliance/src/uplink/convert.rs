@@ -118,6 +118,12 @@ impl<'a> AlertConverter<'a> {
             self.counters.not_alerts += 1;
             return None;
         }
+        // a summary of suppressed alerts stays local (EVE); the cloud gets the count in the
+        // heartbeat (`alerts_suppressed`), not another alert
+        if rec.meta.as_deref().is_some_and(|m| m.suppressed.is_some()) {
+            self.counters.not_alerts += 1;
+            return None;
+        }
         if rec.rule.is_some() {
             return self.convert(rec).map(Event::Alert);
         }

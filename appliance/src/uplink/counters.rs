@@ -22,6 +22,8 @@ macro_rules! counters {
             pub spool_len: u64,
             /// Events refused because the spool was full.
             pub spool_refused: u64,
+            /// Ordinary events removed from a full spool to make room for important ones.
+            pub spool_evicted: u64,
             /// The last connection error, if any.
             pub last_error: Option<String>,
             /// Why the uplink stopped for good (refused as unknown device or ended contract).
@@ -41,6 +43,7 @@ macro_rules! counters {
                 let mut out = vec![ $( counter(stringify!($name), self.$name), )* ];
                 out.push(counter("spool_len", self.spool_len));
                 out.push(counter("spool_refused", self.spool_refused));
+                out.push(counter("spool_evicted", self.spool_evicted));
                 out
             }
         }

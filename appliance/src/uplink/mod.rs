@@ -61,8 +61,8 @@ pub trait Appliance: Send + Sync + 'static {
     fn rules_version(&self) -> String;
     /// The inspection mode now in force.
     fn mode(&self) -> protocol::messages::Mode;
-    /// More counters for heartbeats (the bridge's shed and bypassed frames); none by
-    /// default.
+    /// The appliance's own counters sent with each heartbeat (shed and bypassed frames,
+    /// alerts suppressed, EVE lines not written, …), as (name, value).
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }

@@ -7,6 +7,14 @@
 //! would be taken for a duplicate and the new event lost. A new spool starts from the clock
 //! ([`initial_seq`]) for the same reason.
 //!
+//! Near its bound the spool keeps what matters (see [`important`]): ordinary alerts may fill
+//! it only up to nine tenths ([`ordinary_room`]); important events (file verdicts, the most
+//! severe alerts, category blocks, traffic records) take the rest and, when the spool is
+//! full, the place of the oldest ordinary alerts, which are removed and counted
+//! ([`Spool::evicted`]). An alert flood therefore never makes the spool refuse a file
+//! verdict; only a spool full of important events refuses one (counted in
+//! [`Spool::refused`]).
+//!
 //! [`RedbSpool`] is the durable spool (`<state-dir>/spool.redb`); [`MemorySpool`] has the same
 //! behaviour without durability, for load tests of the cloud (`simulate --memory-spool`).
 
@@ -33,6 +41,73 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The sequence number the next appended event gets.
 const NEXT_SEQ: &str = "next_seq";
+/// seq of every spooled ordinary event (see [`important`]): the ones that may be evicted,
+/// oldest first.
+const ORDINARY: TableDefinition<u64, ()> = TableDefinition::new("ordinary");
+
+/// Whether an event is kept at the expense of ordinary alerts when the spool is full: file
+/// verdicts, traffic records, category blocks and alerts of the highest severity (Suricata
+/// priority 1, or `signature_severity` Critical/Major — the ★★★ of the default scoring).
+pub fn important(event: &Event) -> bool {
+    use protocol::messages::Detection;
+    match event {
+        Event::FileVerdict(_) | Event::TrafficSummary(_) => true,
+        Event::Alert(a) => match &a.detection {
+            Detection::Category { .. } => true,
+            Detection::Signature(sig) => {
+                sig.severity <= 1
+                    || matches!(sig.meta("signature_severity"), Some("Critical" | "Major"))
+            }
+        },
+    }
+}
+
+/// Events of the spool's bound that ordinary events may take: nine tenths (all of a spool
+/// of fewer than ten); the rest is kept for important events.
+pub fn ordinary_room(max_events: u64) -> u64 {
+    max_events - max_events / 10
+}
+
+/// What to do with each event of a batch, given the spool's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Store,
+    /// Store after evicting the oldest ordinary event.
+    Evict,
+    Refuse,
+}
+
+/// Decides where each event of a batch goes (`len`: stored now, `ordinary`: of which
+/// ordinary).
+fn plan(events: &[Event], mut len: u64, mut ordinary: u64, max_events: u64) -> Vec<(Place, bool)> {
+    let limit = ordinary_room(max_events);
+    events
+        .iter()
+        .map(|e| {
+            let imp = important(e);
+            let place = if imp {
+                if len < max_events {
+                    Place::Store
+                } else if ordinary > 0 {
+                    ordinary -= 1;
+                    len -= 1;
+                    Place::Evict
+                } else {
+                    Place::Refuse
+                }
+            } else if len < limit {
+                Place::Store
+            } else {
+                Place::Refuse
+            };
+            if place != Place::Refuse {
+                len += 1;
+                ordinary += u64::from(!imp);
+            }
+            (place, imp)
+        })
+        .collect()
+}
 
 /// The first sequence number of a new spool: the current time in microseconds since the
 /// Unix epoch (at least 1, so `Ack { upto_seq: 0 }` acknowledges nothing).
@@ -127,6 +202,11 @@ pub trait Spool: Send + Sync + 'static {
     /// Events refused because the spool was full, since it was opened.
     fn refused(&self) -> u64;
 
+    /// Ordinary events removed to make room for important ones, since it was opened.
+    fn evicted(&self) -> u64 {
+        0
+    }
+
     /// Whether calls block on disk I/O (async callers then move them off the runtime).
     fn is_blocking(&self) -> bool;
 }
@@ -141,17 +221,13 @@ fn validate_all(events: &[Event]) -> Result<(), SpoolError> {
     Ok(())
 }
 
-/// How many of `wanted` new events fit next to `len` stored ones.
-fn room(len: u64, max_events: u64, wanted: usize) -> usize {
-    usize::try_from(max_events.saturating_sub(len)).map_or(wanted, |free| free.min(wanted))
-}
-
 /// The durable spool in a redb file.
 pub struct RedbSpool {
     db: Database,
     path: PathBuf,
     max_events: u64,
     refused: AtomicU64,
+    evicted: AtomicU64,
 }
 
 impl RedbSpool {
@@ -170,10 +246,12 @@ impl RedbSpool {
             path,
             max_events: max_events.max(1),
             refused: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
         };
-        // create both tables so that readers never see them missing
+        // create the tables so that readers never see them missing
         spool.write(|txn| {
             txn.open_table(EVENTS)?;
+            txn.open_table(ORDINARY)?;
             let mut meta = txn.open_table(META)?;
             if meta.get(NEXT_SEQ)?.is_none() {
                 meta.insert(NEXT_SEQ, initial_seq())?;
@@ -229,18 +307,35 @@ impl Spool for RedbSpool {
             encoded.push(bytes);
         }
         let max_events = self.max_events;
-        let (first, last, stored) = self.write(|txn| {
+        let (first, last, stored, evicted) = self.write(|txn| {
             let mut table = txn.open_table(EVENTS)?;
+            let mut ordinary = txn.open_table(ORDINARY)?;
             let mut meta = txn.open_table(META)?;
             let first = meta.get(NEXT_SEQ)?.map_or(1, |v| v.value());
-            let stored = room(table.len()?, max_events, encoded.len());
-            for (i, bytes) in encoded[..stored].iter().enumerate() {
-                table.insert(first + i as u64, bytes.as_slice())?;
+            let places = plan(events, table.len()?, ordinary.len()?, max_events);
+            let mut next = first;
+            let mut evicted = 0u64;
+            for ((place, imp), bytes) in places.into_iter().zip(&encoded) {
+                if place == Place::Refuse {
+                    continue;
+                }
+                if place == Place::Evict {
+                    let old = ordinary.pop_first()?.map(|(k, _)| k.value());
+                    if let Some(old) = old {
+                        table.remove(old)?;
+                        evicted += 1;
+                    }
+                }
+                table.insert(next, bytes.as_slice())?;
+                if !imp {
+                    ordinary.insert(next, ())?;
+                }
+                next += 1;
             }
-            let next = first + stored as u64;
             meta.insert(NEXT_SEQ, next)?;
-            Ok((first, next - 1, stored))
+            Ok((first, next - 1, (next - first) as usize, evicted))
         })?;
+        self.evicted.fetch_add(evicted, Ordering::Relaxed);
         finish_append(events.len(), stored, max_events, &self.refused)?;
         Ok((first, last))
     }
@@ -272,6 +367,7 @@ impl Spool for RedbSpool {
             let mut table = txn.open_table(EVENTS)?;
             let before = table.len()?;
             table.retain_in(..=upto, |_, _| false)?;
+            txn.open_table(ORDINARY)?.retain_in(..=upto, |_, _| false)?;
             Ok(before - table.len()?)
         })
     }
@@ -279,9 +375,11 @@ impl Spool for RedbSpool {
     fn discard(&self, seqs: &[u64]) -> Result<u64, SpoolError> {
         self.write(|txn| {
             let mut table = txn.open_table(EVENTS)?;
+            let mut ordinary = txn.open_table(ORDINARY)?;
             let mut removed = 0;
             for seq in seqs {
                 removed += u64::from(table.remove(seq)?.is_some());
+                ordinary.remove(seq)?;
             }
             Ok(removed)
         })
@@ -295,6 +393,10 @@ impl Spool for RedbSpool {
 
     fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     fn is_blocking(&self) -> bool {
@@ -326,10 +428,13 @@ pub struct MemorySpool {
     inner: Mutex<MemoryInner>,
     max_events: u64,
     refused: AtomicU64,
+    evicted: AtomicU64,
 }
 
 struct MemoryInner {
     events: BTreeMap<u64, Event>,
+    /// seq of the ordinary events, oldest first.
+    ordinary: std::collections::BTreeSet<u64>,
     next_seq: u64,
 }
 
@@ -339,10 +444,12 @@ impl MemorySpool {
         MemorySpool {
             inner: Mutex::new(MemoryInner {
                 events: BTreeMap::new(),
+                ordinary: std::collections::BTreeSet::new(),
                 next_seq: initial_seq(),
             }),
             max_events: max_events.max(1),
             refused: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
         }
     }
 
@@ -358,12 +465,31 @@ impl Spool for MemorySpool {
         let (first, stored) = {
             let mut inner = self.lock();
             let first = inner.next_seq;
-            let stored = room(inner.events.len() as u64, self.max_events, events.len());
-            for (i, event) in events[..stored].iter().enumerate() {
-                inner.events.insert(first + i as u64, event.clone());
+            let places = plan(
+                events,
+                inner.events.len() as u64,
+                inner.ordinary.len() as u64,
+                self.max_events,
+            );
+            let mut next = first;
+            for ((place, imp), event) in places.into_iter().zip(events) {
+                if place == Place::Refuse {
+                    continue;
+                }
+                if place == Place::Evict {
+                    if let Some(old) = inner.ordinary.pop_first() {
+                        inner.events.remove(&old);
+                        self.evicted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                inner.events.insert(next, event.clone());
+                if !imp {
+                    inner.ordinary.insert(next);
+                }
+                next += 1;
             }
-            inner.next_seq = first + stored as u64;
-            (first, stored)
+            inner.next_seq = next;
+            (first, (next - first) as usize)
         };
         finish_append(events.len(), stored, self.max_events, &self.refused)?;
         Ok((first, first + stored as u64 - 1))
@@ -393,11 +519,19 @@ impl Spool for MemorySpool {
         };
         let removed = inner.events.len() as u64;
         inner.events = kept;
+        let kept_ordinary = match upto.checked_add(1) {
+            Some(from) => inner.ordinary.split_off(&from),
+            None => Default::default(),
+        };
+        inner.ordinary = kept_ordinary;
         Ok(removed)
     }
 
     fn discard(&self, seqs: &[u64]) -> Result<u64, SpoolError> {
         let mut inner = self.lock();
+        for s in seqs {
+            inner.ordinary.remove(s);
+        }
         Ok(seqs
             .iter()
             .filter(|s| inner.events.remove(s).is_some())
@@ -410,6 +544,10 @@ impl Spool for MemorySpool {
 
     fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     fn is_blocking(&self) -> bool {
@@ -541,6 +679,78 @@ mod test {
                 "room again after an ack"
             );
         }
+    }
+
+    /// An ordinary alert (severity 3, no Major/Critical) of number `i`.
+    fn ordinary(i: u32) -> Event {
+        let mut a = sample_alert(i);
+        if let protocol::messages::Detection::Signature(sig) = &mut a.detection {
+            sig.severity = 3;
+            sig.metadata.retain(|m| m.key != "signature_severity");
+        }
+        Event::Alert(a)
+    }
+
+    #[test]
+    fn a_flood_of_ordinary_alerts_never_costs_an_important_event() {
+        let dir = TempDir::new("spool-prio");
+        let redb = RedbSpool::open(dir.path(), 20).unwrap();
+        let mem = MemorySpool::new(20);
+        for spool in [&redb as &dyn Spool, &mem] {
+            assert!(!important(&ordinary(0)) && important(&events(1)[0]));
+            // the flood fills the ordinary part (18 of 20) and is refused beyond it
+            let flood: Vec<Event> = (0..50).map(ordinary).collect();
+            match spool.append_batch(&flood) {
+                Err(SpoolError::Full {
+                    stored: 18,
+                    refused: 32,
+                    ..
+                }) => {}
+                other => panic!("expected Full, got {other:?}"),
+            }
+            // important events take the reserve, then the place of the oldest ordinary ones
+            let s = spool.pending(0, 1).unwrap()[0].seq;
+            let (a, b) = spool.append_batch(&events(5)).unwrap();
+            assert_eq!(b - a, 4, "all five important events stored");
+            assert_eq!(spool.len().unwrap(), 20);
+            assert_eq!(spool.evicted(), 3);
+            let left = seqs(&spool.pending(0, 100).unwrap());
+            assert_eq!(
+                left[0],
+                s + 3,
+                "the three oldest ordinary alerts went first"
+            );
+            assert!(left.ends_with(&(a..=b).collect::<Vec<_>>()));
+            // more ordinary alerts are refused, not evicting anything
+            assert!(spool.append_batch(&[ordinary(99)]).is_err());
+            assert_eq!(spool.refused(), 33);
+            // acked ordinary events are no longer candidates for eviction
+            spool.ack(s + 16).unwrap();
+            assert_eq!(spool.len().unwrap(), 6);
+            spool.append_batch(&events(14)).unwrap();
+            assert_eq!(spool.len().unwrap(), 20);
+            spool.append_batch(&events(1)).unwrap();
+            assert_eq!(spool.evicted(), 4, "the last ordinary one made room");
+            // a spool full of important events refuses (counted) rather than grow
+            assert!(matches!(
+                spool.append_batch(&events(1)),
+                Err(SpoolError::Full { refused: 1, .. })
+            ));
+            assert_eq!(spool.len().unwrap(), 20);
+        }
+    }
+
+    #[test]
+    fn eviction_index_survives_reopen() {
+        let dir = TempDir::new("spool-prio-reopen");
+        {
+            let spool = RedbSpool::open(dir.path(), 10).unwrap();
+            let _ = spool.append_batch(&(0..9).map(ordinary).collect::<Vec<_>>());
+        }
+        let spool = RedbSpool::open(dir.path(), 10).unwrap();
+        spool.append_batch(&events(4)).unwrap();
+        assert_eq!(spool.len().unwrap(), 10);
+        assert_eq!(spool.evicted(), 3);
     }
 
     #[test]
