@@ -215,7 +215,11 @@ async fn mgmt_dhcp_dns_ping_tcp_against_real_servers() {
         addressing: Addressing::Dhcp,
         hostname: Some(HOSTNAME.into()),
     };
-    let m = Mgmt::spawn(cfg, Box::new(move |f| drop(tx.send_to(f, None)))).expect("spawn");
+    let m = Mgmt::spawn(
+        cfg,
+        Box::new(move |f: &[u8], _: Option<u8>| drop(tx.send_to(f, None))),
+    )
+    .expect("spawn");
     let stop = Arc::new(AtomicBool::new(false));
     let shuttle = std::thread::spawn({
         let (m, stop) = (m.clone(), stop.clone());

@@ -311,6 +311,11 @@ pub struct Management {
     /// The appliance's MAC; default: a locally administered address kept in the state
     /// folder.
     pub mac: Option<String>,
+    /// The port role the management stack belongs to (`wan`, `lan`, `ssid1`, `ssid2`;
+    /// default `wan`, the router's side). DHCP, ARP and DNS are believed only from frames
+    /// that arrived on this port, and the stack's frames go out only there; from the
+    /// other ports the appliance answers only ARP requests for its address and pings.
+    pub side: Option<String>,
 }
 
 impl Default for Management {
@@ -320,6 +325,7 @@ impl Default for Management {
             gateway: None,
             dns: Vec::new(),
             mac: None,
+            side: None,
         }
     }
 }
@@ -472,6 +478,16 @@ impl Config {
         }
     }
 
+    /// The index (in [`Ports::list`]) of the port the management stack belongs to:
+    /// `management.side`, default `wan`; `None` when that port is not configured.
+    pub fn management_port(&self) -> Option<usize> {
+        let side = self.management.side.as_deref().unwrap_or("wan").trim();
+        self.ports
+            .list()
+            .iter()
+            .position(|(r, _)| r.as_str().eq_ignore_ascii_case(side))
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         let ports = self.ports.list();
@@ -524,6 +540,12 @@ impl Config {
                     parse_mac(mac)
                         .map_err(|e| ConfigError::Invalid(format!("management.mac: {e}")))?;
                 }
+                if self.management_port().is_none() {
+                    return bad(format!(
+                        "management.side: `{}` is not a configured port (wan, lan, ssid1, ssid2)",
+                        m.side.as_deref().unwrap_or("wan")
+                    ));
+                }
             }
         }
         let a = &self.alerts;
@@ -542,6 +564,12 @@ impl Config {
         }
         if !(1..=100).contains(&e.keep) {
             return bad("output.eve_limits.keep: must be 1 to 100".into());
+        }
+        if self.management.side.is_some() && self.management_port().is_none() {
+            return bad(format!(
+                "management.side: `{}` is not a configured port (wan, lan, ssid1, ssid2)",
+                self.management.side.as_deref().unwrap_or_default()
+            ));
         }
         if self.watchdog.stall_ms < 10 {
             return bad("watchdog.stall_ms: must be at least 10".into());

@@ -412,25 +412,15 @@ pub fn run(
         worker_txs.push(open_txs(&bridge.ports, None)?);
     }
 
-    // the management stack sends on every port, towards where the FDB learnt the
-    // destination (flooding broadcasts and unknown destinations)
+    // the management stack sends its own frames out its side only (a MAC the office
+    // spoofs cannot draw them there); answers to office ARP requests and pings go back
+    // out the port they came from
+    let mgmt_port = cfg.management_port().unwrap_or(0);
     if let Some(mcfg) = opts.mgmt.take() {
         let txs = open_txs(&bridge.ports, None)?;
-        let b = Arc::clone(&bridge);
-        let all = ((1u32 << bridge.ports.len()) - 1) as u16;
-        let tx = Box::new(move |frame: &[u8]| {
-            let Some(dst) = frame.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) else {
-                return;
-            };
-            let mask = if dst[0] & 1 != 0 {
-                all
-            } else {
-                b.switch
-                    .fdb
-                    .lookup(&dst, b.now_ms() / 1000 + 1)
-                    .map_or(all, |p| 1 << p)
-            };
-            txs.send_now(mask, frame);
+        let tx = Box::new(move |frame: &[u8], port: Option<u8>| {
+            let p = port.map_or(mgmt_port, usize::from);
+            txs.send_now(1 << p, frame);
         });
         let m = crate::mgmt::Mgmt::spawn(mcfg, tx).context("management stack")?;
         let _ = bridge.mgmt.set(m);
@@ -478,7 +468,7 @@ pub fn run(
         rx_threads.push(
             std::thread::Builder::new()
                 .name(format!("rx-{}", bridge.ports[i].0.as_str()))
-                .spawn(move || rx_thread(&b, i, rx, txs, shed))?,
+                .spawn(move || rx_thread(&b, i, i == mgmt_port, rx, txs, shed))?,
         );
     }
     let wd = {
@@ -609,8 +599,17 @@ fn bump(a: &AtomicU64, n: u64) {
     a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
-fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs, mut shed: super::shed::Shedder) {
+fn rx_thread(
+    b: &Bridge,
+    me: usize,
+    mgmt_side: bool,
+    rx: RxPort,
+    mut txs: Txs,
+    mut shed: super::shed::Shedder,
+) {
     let c = &b.port_counters[me];
+    // this port's guard in front of the management stack (its own source table)
+    let mut gate = b.mgmt.get().map(|m| m.gate(me as u8, mgmt_side));
     let (pool_tx, pool_rx) = &b.pools[me];
     let mut allocated = 0usize;
     let mut batch = RxBatch::default();
@@ -648,16 +647,17 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs, mut shed: super::s
                 continue;
             };
             bump(&c.rx_bytes, frame.len() as u64);
-            if let Some(m) = b.mgmt.get()
+            if let Some(g) = gate.as_mut()
                 && let Some(dst) = frame.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok())
-                && m.wants(&dst)
+                && g.wants(&dst)
             {
-                if batch.checksum_partial(i) {
-                    m.deliver_checksum_partial(frame);
-                } else {
-                    m.deliver(frame);
-                }
-                if dst == m.mac() {
+                g.offer(
+                    frame,
+                    batch.checksum_partial(i),
+                    mgmt_isolated(b, frame, &dst),
+                    b.now_ms(),
+                );
+                if dst == g.mac() {
                     // the appliance's own traffic: not bridged
                     bump(&c.mgmt, 1);
                     continue;
@@ -754,6 +754,22 @@ fn rx_thread(b: &Bridge, me: usize, rx: RxPort, mut txs: Txs, mut shed: super::s
             bump(&c.tx_errors, e);
         }
     }
+}
+
+/// Whether a frame for the management stack comes from an isolated host (outside its
+/// allow-list): it is not given to the stack (ARP included).
+fn mgmt_isolated(b: &Bridge, frame: &[u8], dst: &[u8; 6]) -> bool {
+    let iso = &b.switch.isolation;
+    if !iso.active() {
+        return false;
+    }
+    let src: [u8; 6] = frame
+        .get(6..12)
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or_default();
+    let mut key = super::steer::frame_key(frame);
+    key.link_control = false;
+    !iso.permits(&src, dst, &key)
 }
 
 /// The frames injected for a block: (to the sender's port, to the receiver's ports).

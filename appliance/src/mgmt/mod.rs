@@ -20,8 +20,13 @@
 //!   moved data or changed a connection's state.
 //! - ARP and ping replies come from smoltcp itself; DHCPv4 (renew, rebind, loss and
 //!   re-acquisition) is smoltcp's client socket, DNS its query socket.
+//! - The stack belongs to the management side (the `wan` port unless configured): each
+//!   receive thread hands frames over through its [`Gate`] (see `guard`), which keeps
+//!   office-side frames, isolated hosts and floods away from smoltcp; the stack's own
+//!   frames go out the management side only.
 
 mod config;
+mod guard;
 mod stack;
 mod tcp;
 #[cfg(test)]
@@ -38,13 +43,16 @@ use smoltcp::socket::dns::{self, GetQueryResultError, StartQueryError};
 use smoltcp::wire::{DnsQueryType, Ipv4Cidr};
 
 pub use config::{Addressing, ConfigError, MAX_DNS_SERVERS, MgmtConfig};
+pub use guard::Gate;
 use stack::{Input, Shared, Stack};
 pub use tcp::{TCP_BUFFER, TcpStream};
 
 const BROADCAST: [u8; 6] = [0xff; 6];
 
 /// Sends a frame the stack made: called on the stack thread, must not block for long.
-pub type FrameSink = Box<dyn FnMut(&[u8]) + Send>;
+/// The port is `None` for the stack's own frames (out the management side) and
+/// `Some(port)` for an answer to an office frame received on that port.
+pub type FrameSink = Box<dyn FnMut(&[u8], Option<u8>) + Send>;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,6 +91,11 @@ pub(crate) struct Counters {
     rx_dropped: AtomicU64,
     dhcp_leases: AtomicU64,
     dhcp_lost: AtomicU64,
+    office_dropped: AtomicU64,
+    office_answered: AtomicU64,
+    isolated_dropped: AtomicU64,
+    rate_limited: AtomicU64,
+    broadcast_limited: AtomicU64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -98,6 +111,20 @@ pub struct MgmtCounters {
     pub dhcp_leases: u64,
     /// Leases lost (expired without renewal): the address was removed.
     pub dhcp_lost: u64,
+    /// Frames for the stack from a port other than the management side (DHCP, DNS, ARP
+    /// replies, TCP, broadcasts of the office): never given to it.
+    pub office_dropped: u64,
+    /// ARP requests for the management address and pings to it from the office side,
+    /// answered without the stack.
+    pub office_answered: u64,
+    /// Frames for the stack from an isolated host: dropped.
+    pub isolated_dropped: u64,
+    /// Frames over their source's rate (unicast on the management side; ARP requests and
+    /// pings from the office side): dropped.
+    pub rate_limited: u64,
+    /// Broadcasts over their source's rate, or over their share of the input queue:
+    /// dropped.
+    pub broadcast_limited: u64,
 }
 
 /// Where the management address stands.
@@ -158,6 +185,9 @@ impl Mgmt {
             kicked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             counters,
+            ipv4: std::sync::atomic::AtomicU32::new(stack::addr_bits(&state)),
+            broadcasts: Default::default(),
+            office: Default::default(),
             state: tokio::sync::watch::Sender::new(state),
         });
         let thread = std::thread::Builder::new().name("mgmt".into()).spawn({
@@ -178,12 +208,19 @@ impl Mgmt {
         self.inner.mac
     }
 
+    /// The guard for a receive thread of `port`; `side`: the port is the management side.
+    pub fn gate(&self, port: u8, side: bool) -> Gate {
+        Gate::new(self.clone(), port, side)
+    }
+
     /// Whether a frame to `dst` is for the stack: its own MAC or broadcast.
     pub fn wants(&self, dst: &[u8; 6]) -> bool {
         *dst == self.inner.mac || *dst == BROADCAST
     }
 
-    /// Hands over a received Ethernet frame. Never blocks: a full queue drops and counts.
+    /// Hands over a received Ethernet frame (the bridge goes through [`Gate::offer`]).
+    /// Never blocks: a full queue drops and counts; broadcasts fill at most
+    /// `guard::BROADCAST_SHARE` of the queue.
     pub fn deliver(&self, frame: &[u8]) {
         self.enqueue(frame.to_vec());
     }
@@ -199,15 +236,40 @@ impl Mgmt {
     }
 
     fn enqueue(&self, frame: Vec<u8>) {
-        let c = &self.inner.shared.counters;
-        let ok = (14..=stack::MTU).contains(&frame.len())
-            && self
-                .inner
-                .shared
-                .input
-                .try_send(Input::Frame(frame))
-                .is_ok();
+        let shared = &self.inner.shared;
+        let c = &shared.counters;
+        if !(14..=stack::MTU).contains(&frame.len()) {
+            c.rx_dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let broadcast = frame[0] & 1 != 0;
+        if broadcast && !take_share(&shared.broadcasts, guard::BROADCAST_SHARE) {
+            c.broadcast_limited.fetch_add(1, Relaxed);
+            return;
+        }
+        let ok = shared.input.try_send(Input::Frame(frame)).is_ok();
+        if !ok && broadcast {
+            shared.broadcasts.fetch_sub(1, Relaxed);
+        }
         if ok { &c.rx_frames } else { &c.rx_dropped }.fetch_add(1, Relaxed);
+    }
+
+    /// Queues an office frame the guard answers (ARP request, ping) from `port`.
+    fn enqueue_office(&self, frame: &[u8], port: u8) {
+        let shared = &self.inner.shared;
+        let c = &shared.counters;
+        if frame.len() > stack::MTU || !take_share(&shared.office, guard::OFFICE_SHARE) {
+            c.rate_limited.fetch_add(1, Relaxed);
+            return;
+        }
+        if shared
+            .input
+            .try_send(Input::Office(frame.to_vec(), port))
+            .is_err()
+        {
+            shared.office.fetch_sub(1, Relaxed);
+            c.rx_dropped.fetch_add(1, Relaxed);
+        }
     }
 
     pub fn status(&self) -> MgmtStatus {
@@ -225,6 +287,11 @@ impl Mgmt {
                 rx_dropped: c.rx_dropped.load(Relaxed),
                 dhcp_leases: c.dhcp_leases.load(Relaxed),
                 dhcp_lost: c.dhcp_lost.load(Relaxed),
+                office_dropped: c.office_dropped.load(Relaxed),
+                office_answered: c.office_answered.load(Relaxed),
+                isolated_dropped: c.isolated_dropped.load(Relaxed),
+                rate_limited: c.rate_limited.load(Relaxed),
+                broadcast_limited: c.broadcast_limited.load(Relaxed),
             },
         }
     }
@@ -362,6 +429,12 @@ impl Drop for Query<'_> {
                 .cancel_query(h);
         }
     }
+}
+
+/// Takes one of `max` places counted by `n`; false when all are taken.
+fn take_share(n: &std::sync::atomic::AtomicUsize, max: usize) -> bool {
+    n.fetch_update(Relaxed, Relaxed, |v| (v < max).then_some(v + 1))
+        .is_ok()
 }
 
 fn mac_text(m: &[u8; 6]) -> String {

@@ -35,6 +35,8 @@ const DHCP_OPTION_HOSTNAME: u8 = 12;
 
 pub(super) enum Input {
     Frame(Vec<u8>),
+    /// An office frame to answer (ARP request, ping), received on that port.
+    Office(Vec<u8>, u8),
     /// A caller queued or consumed bytes, or the stack must stop: poll now.
     Kick,
 }
@@ -71,7 +73,7 @@ impl phy::TxToken for TxToken<'_> {
         q.buf.clear();
         q.buf.resize(len, 0);
         let r = f(&mut q.buf);
-        (q.tx)(&q.buf);
+        (q.tx)(&q.buf, None);
         q.counters.tx_frames.fetch_add(1, Relaxed);
         r
     }
@@ -144,6 +146,7 @@ pub(super) struct Stack {
     pub next_port: u16,
     pub stopped: bool,
     start: StdInstant,
+    mac: [u8; 6],
 }
 
 /// What the thread and the handles share.
@@ -153,12 +156,36 @@ pub(super) struct Shared {
     pub kicked: std::sync::atomic::AtomicBool,
     pub stop: std::sync::atomic::AtomicBool,
     pub counters: Arc<Counters>,
+    /// The management address (0: none), for the guard on the receive threads.
+    pub ipv4: std::sync::atomic::AtomicU32,
+    /// Broadcast frames and office frames waiting in the input queue.
+    pub broadcasts: std::sync::atomic::AtomicUsize,
+    pub office: std::sync::atomic::AtomicUsize,
     pub state: watch::Sender<AddrState>,
+}
+
+/// The address of `s` as the bits of [`Shared::ipv4`].
+pub(super) fn addr_bits(s: &AddrState) -> u32 {
+    s.ipv4.map_or(0, |c| u32::from(c.address()))
 }
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, Stack> {
         self.stack.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The management address now.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        match self.ipv4.load(Relaxed) {
+            0 => None,
+            a => Some(Ipv4Addr::from(a)),
+        }
+    }
+
+    /// Publishes a new address state.
+    fn publish(&self, state: AddrState) {
+        self.ipv4.store(addr_bits(&state), Relaxed);
+        self.state.send_replace(state);
     }
 
     /// Makes the thread poll soon; at most one kick waits in the queue.
@@ -210,6 +237,7 @@ impl Stack {
             next_port: rand::random_range(super::tcp::EPHEMERAL),
             stopped: false,
             start,
+            mac: cfg.mac,
         };
         let mut state = AddrState::default();
         if let Addressing::Static { cidr, gateway, dns } = cfg.addressing.clone() {
@@ -331,7 +359,7 @@ impl Stack {
         self.reap(now);
         self.poll_iface(now);
         if let Some(state) = self.dhcp_event(&shared.counters) {
-            shared.state.send_replace(state);
+            shared.publish(state);
         }
         let cap = if self.orphans.is_empty() {
             IDLE_WAIT
@@ -353,6 +381,34 @@ impl Stack {
         self.poll_iface(self.now()); // sends the resets
         self.stopped = true;
     }
+
+    /// Takes one input from the queue: a frame for smoltcp, or an office frame answered
+    /// at once (never given to smoltcp).
+    fn take(&mut self, input: Input, shared: &Shared) {
+        match input {
+            Input::Frame(f) => {
+                if f[0] & 1 != 0 {
+                    shared.broadcasts.fetch_sub(1, Relaxed);
+                }
+                self.dev.rx.push_back(f);
+            }
+            Input::Office(f, port) => {
+                shared.office.fetch_sub(1, Relaxed);
+                let mac = self.mac;
+                let q = &mut self.dev;
+                if let Some(ours) = self.iface.ipv4_addr()
+                    && super::guard::answer(&f, &mac, ours, &mut q.buf)
+                {
+                    (q.tx)(&q.buf, Some(port));
+                    q.counters.tx_frames.fetch_add(1, Relaxed);
+                    q.counters.office_answered.fetch_add(1, Relaxed);
+                } else {
+                    q.counters.office_dropped.fetch_add(1, Relaxed);
+                }
+            }
+            Input::Kick => {}
+        }
+    }
 }
 
 /// The thread's body: poll, then wait on the input queue for as long as smoltcp allows.
@@ -362,19 +418,20 @@ pub(super) fn run(shared: Arc<Shared>, input: Receiver<Input>) {
         let wait = {
             let mut st = shared.lock();
             shared.kicked.store(false, Relaxed);
-            st.dev.rx.extend(carry.take());
+            if let Some(i) = carry.take() {
+                st.take(i, &shared);
+            }
             while st.dev.rx.len() < INPUT_QUEUE {
                 match input.try_recv() {
-                    Ok(Input::Frame(f)) => st.dev.rx.push_back(f),
-                    Ok(Input::Kick) => {}
+                    Ok(i) => st.take(i, &shared),
                     Err(_) => break,
                 }
             }
             st.poll(&shared)
         };
         match input.recv_timeout(wait) {
-            Ok(Input::Frame(f)) => carry = Some(f),
-            Ok(Input::Kick) | Err(RecvTimeoutError::Timeout) => {}
+            Ok(i) => carry = Some(i),
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }

@@ -41,7 +41,7 @@ fn pair() -> (Mgmt, Mgmt) {
             },
             hostname: None,
         };
-        let tx = Box::new(move |f: &[u8]| match peer.get() {
+        let tx = Box::new(move |f: &[u8], _: Option<u8>| match peer.get() {
             Some(p) if !p.wants(&f[..6].try_into().unwrap_or([0; 6])) => {}
             Some(p) if mac == 1 => {
                 let mut f = f.to_vec();
@@ -168,7 +168,7 @@ fn spawn_refuses_a_multicast_mac() {
         addressing: Addressing::Dhcp,
         hostname: None,
     };
-    let e = Mgmt::spawn(cfg, Box::new(|_| {})).expect_err("error");
+    let e = Mgmt::spawn(cfg, Box::new(|_: &[u8], _: Option<u8>| {})).expect_err("error");
     assert!(e.to_string().contains("not unicast"), "{e}");
 }
 
@@ -184,7 +184,7 @@ fn status_serializes_the_address_as_text() {
         },
         hostname: None,
     };
-    let m = Mgmt::spawn(cfg, Box::new(|_| {})).expect("spawn");
+    let m = Mgmt::spawn(cfg, Box::new(|_: &[u8], _: Option<u8>| {})).expect("spawn");
     let v = serde_json::to_value(m.status()).unwrap();
     assert_eq!(v["ipv4"], "198.18.9.10/24");
     assert_eq!(v["gateway"], "198.18.9.1");
