@@ -336,7 +336,9 @@ impl Default for Management {
 pub struct Isolation {
     /// Hosts isolated at start: MAC (`02:00:5e:00:00:01`) or IP.
     pub hosts: Vec<String>,
-    /// What an isolated host may still reach: `IP` or `IP:PORT` (`[v6]:port`).
+    /// What every isolated host may still reach: `IP` or `IP:PORT` (`[v6]:port`). Each
+    /// isolated host gets this list plus the entries of the command that isolated it
+    /// (removed when it is released).
     pub allow: Vec<String>,
 }
 
@@ -347,6 +349,10 @@ pub struct BridgeOpts {
     pub mac_ageing_secs: u32,
     /// Inspection workers; default: cores − 1, at least 1.
     pub workers: Option<usize>,
+    /// Stations (source MAC addresses) each port may hold in the MAC table; beyond it
+    /// the port learns no new station until some age out (counted as `learn_refused`).
+    /// Stops a flood of random MACs from one port filling the table (16 to 65,536).
+    pub mac_limit_per_port: u32,
 }
 
 impl Default for BridgeOpts {
@@ -354,6 +360,7 @@ impl Default for BridgeOpts {
         BridgeOpts {
             mac_ageing_secs: 300,
             workers: None,
+            mac_limit_per_port: crate::bridge::switch::DEFAULT_MAC_LIMIT,
         }
     }
 }
@@ -516,6 +523,9 @@ impl Config {
         }
         if self.bridge.mac_ageing_secs == 0 || self.bridge.mac_ageing_secs > 3600 {
             return bad("bridge.mac_ageing_secs: must be 1 to 3600".into());
+        }
+        if !(16..=65_536).contains(&self.bridge.mac_limit_per_port) {
+            return bad("bridge.mac_limit_per_port: must be 16 to 65536".into());
         }
         if let Some(u) = &self.uplink {
             if let Some(k) = &u.bundle_key {

@@ -87,7 +87,7 @@ pub fn handle(b: &Bridge, line: &str) -> Value {
     match words.as_slice() {
         ["stats"] => json!({"ok": true, "stats": b.stats_json()}),
         ["isolated"] => {
-            json!({"ok": true, "isolated": b.switch.isolation.hosts()})
+            json!({"ok": true, "isolated": b.switch.isolation.hosts(), "isolation": b.switch.isolation.details()})
         }
         ["isolate", h] => match HostId::parse(h) {
             Ok(id) => {

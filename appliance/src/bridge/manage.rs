@@ -74,8 +74,10 @@ impl Manager {
         // isolation and exception hosts set by earlier commands
         let rt = m.lock();
         for (h, allow) in &rt.isolated {
-            m.bridge.switch.isolation.allow(&allow_entries(allow));
-            m.bridge.switch.isolation.isolate(host_id(h));
+            m.bridge
+                .switch
+                .isolation
+                .isolate_with(host_id(h), &allow_entries(allow));
         }
         m.bridge
             .switch
@@ -157,9 +159,7 @@ impl crate::uplink::Appliance for Manager {
         let iso = &self.bridge.switch.isolation;
         match cmd {
             CommandKind::IsolateHost { host, allow } => {
-                let entries = allow_entries(allow);
-                iso.allow(&entries);
-                let new = iso.isolate(host_id(host));
+                let new = iso.isolate_with(host_id(host), &allow_entries(allow));
                 st.isolated.retain(|(h, _)| h != host);
                 st.isolated.push((*host, allow.clone()));
                 self.save(&st)?;
@@ -172,7 +172,10 @@ impl crate::uplink::Appliance for Manager {
             }
             CommandKind::ReleaseHost { host } => {
                 let was = iso.release(host_id(host));
-                st.isolated.retain(|(h, _)| h != host);
+                // a release by MAC also ends an isolation by the IP that MAC was using
+                let left = iso.hosts();
+                st.isolated
+                    .retain(|(h, _)| h != host && left.contains(&host_id(h).to_string()));
                 self.save(&st)?;
                 tracing::warn!(host = %host_id(host), "host released by the cloud");
                 Ok(if was {

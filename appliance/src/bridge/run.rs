@@ -282,8 +282,9 @@ impl Bridge {
             .ports
             .iter()
             .zip(&self.port_counters)
-            .map(|((r, n), c)| {
-                serde_json::json!({
+            .enumerate()
+            .map(|(i, ((r, n), c))| {
+                let mut j = serde_json::json!({
                     "role": r.as_str(), "interface": n, "rx": ld(&c.rx), "rx_bytes": ld(&c.rx_bytes),
                     "rx_errors": ld(&c.rx_errors), "to_workers": ld(&c.to_workers), "same_port": ld(&c.same_port),
                     "flooded": ld(&c.flooded), "isolated_drops": ld(&c.isolated_drops),
@@ -294,7 +295,9 @@ impl Bridge {
                     "shed_top": c.shed.top().map(|(w, n)| serde_json::json!({
                         "mac": crate::events::eve::mac(w.mac), "ip": w.ip.map(|ip| ip.to_string()), "shed": n,
                     })),
-                })
+                });
+                switch_port_stats(&self.switch, i, &mut j);
+                j
             })
             .collect();
         let workers: Vec<_> = self
@@ -320,6 +323,7 @@ impl Bridge {
             "fail_closed": self.fail_closed,
             "stations": self.switch.fdb.len(self.now_ms() / 1000),
             "isolated": self.switch.isolation.hosts(),
+            "mac_limit_per_port": self.switch.fdb.limit(),
             "ports": ports,
             "workers": workers,
             "eve": {
@@ -327,6 +331,28 @@ impl Bridge {
                 "dropped_low_disk": ld(&self.eve.dropped_low_disk), "dropped_errors": ld(&self.eve.dropped_errors),
             },
         })
+    }
+}
+
+/// The guest ports (SSID2): bit i set when port i is one.
+fn guest_ports(ports: &[(Role, String)]) -> u16 {
+    ports
+        .iter()
+        .enumerate()
+        .filter(|(_, (r, _))| *r == Role::Ssid2)
+        .fold(0, |m, (i, _)| m | 1 << i)
+}
+
+/// A port's MAC-table figures for `ctl stats`: stations it holds, new ones refused at
+/// its limit, unknown unicast from it not flooded to the guest network.
+fn switch_port_stats(sw: &Switch, port: usize, j: &mut serde_json::Value) {
+    if let Some(o) = j.as_object_mut() {
+        o.insert("stations".into(), sw.fdb.held(port).into());
+        o.insert("learn_refused".into(), sw.fdb.refused(port).into());
+        o.insert(
+            "unknown_unicast_not_to_guest".into(),
+            sw.guest_pruned(port).into(),
+        );
     }
 }
 
@@ -383,7 +409,9 @@ pub fn run(
             cfg.bridge.mac_ageing_secs,
             iso,
             cfg.exceptions.iter().filter_map(|e| e.host).collect(),
-        ),
+        )
+        .with_mac_limit(cfg.bridge.mac_limit_per_port, cfg.bridge.mac_ageing_secs)
+        .with_guest(guest_ports(&ports)),
         workers: slots,
         port_counters: ports.iter().map(|_| PortCounters::default()).collect(),
         pools: ports.iter().map(|_| bounded(POOL)).collect(),

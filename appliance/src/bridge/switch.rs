@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::fdb::Fdb;
+use super::fdb::{Fdb, MAX_PORTS};
 use super::isolate::{Isolation, IsolationSet};
 use super::steer;
 
@@ -39,9 +39,18 @@ pub struct Switch {
     any_exempt: std::sync::atomic::AtomicBool,
     /// Ports on the office side (LAN, SSIDs): exceptions name hosts there.
     internal: u16,
+    /// Guest ports (SSID2): unicast to a destination not learnt there is not flooded
+    /// to them.
+    guest: u16,
+    /// Unknown-unicast frames from each port not flooded to the guest ports (written by
+    /// the port's receive thread).
+    guest_pruned: [std::sync::atomic::AtomicU64; MAX_PORTS],
     nports: usize,
     nworkers: usize,
 }
+
+/// Stations a port may hold by default (`bridge.mac_limit_per_port`).
+pub const DEFAULT_MAC_LIMIT: u32 = 4096;
 
 impl Switch {
     /// `internal`: bit i set when port i is on the office side.
@@ -54,14 +63,38 @@ impl Switch {
         exempt_hosts: Vec<IpAddr>,
     ) -> Switch {
         Switch {
-            fdb: Fdb::new(16_384, ageing_secs),
+            fdb: Fdb::new(nports, DEFAULT_MAC_LIMIT, ageing_secs),
             isolation: Isolation::new(isolation),
             any_exempt: std::sync::atomic::AtomicBool::new(!exempt_hosts.is_empty()),
             exempt_hosts: arc_swap::ArcSwap::from_pointee(exempt_hosts),
             internal,
+            guest: 0,
+            guest_pruned: Default::default(),
             nports: nports.clamp(1, 15),
             nworkers: nworkers.max(1),
         }
+    }
+
+    /// The same switch with guest ports (`guest`: bit i set when port i is a guest
+    /// network): they get broadcast and multicast, and unicast only to the stations
+    /// learnt on them.
+    pub fn with_guest(mut self, guest: u16) -> Switch {
+        self.guest = guest;
+        self
+    }
+
+    /// The same switch with a new (empty) MAC table where each port may hold `limit`
+    /// stations.
+    pub fn with_mac_limit(mut self, limit: u32, ageing_secs: u32) -> Switch {
+        self.fdb = Fdb::new(self.nports, limit, ageing_secs);
+        self
+    }
+
+    /// Unknown-unicast frames from `port` not flooded to the guest ports.
+    pub fn guest_pruned(&self, port: usize) -> u64 {
+        self.guest_pruned
+            .get(port)
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Replaces the exception hosts.
@@ -88,6 +121,16 @@ impl Switch {
             match self.fdb.lookup(&dst, now_s) {
                 Some(p) if usize::from(p) == in_port => return Decision::SamePort,
                 Some(p) if usize::from(p) < self.nports => (1 << p, false),
+                // unknown: flooded, but never to a guest network, where it could
+                // only be a station not learnt (a table full of a flood's MACs)
+                _ if others & self.guest != 0 => {
+                    let c = &self.guest_pruned[in_port];
+                    c.store(
+                        c.load(std::sync::atomic::Ordering::Relaxed).wrapping_add(1),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    (others & !self.guest, true)
+                }
                 _ => (others, true),
             }
         };
@@ -95,6 +138,9 @@ impl Switch {
             return Decision::NoPort;
         }
         let key = steer::frame_key(frame);
+        if self.internal & (1 << in_port) != 0 {
+            self.isolation.observe(&src, &key, frame);
+        }
         if !self.isolation.permits(&src, &dst, &key) {
             return Decision::Isolated;
         }
@@ -201,5 +247,39 @@ mod tests {
             ),
             Decision::Inspect { .. }
         ));
+    }
+
+    #[test]
+    fn unknown_unicast_is_not_flooded_to_the_guest_port() {
+        // wan 0, lan 1, ssid1 2, ssid2 3 (guest)
+        let sw = Switch::new(4, 0b1110, 1, 300, IsolationSet::default(), vec![])
+            .with_mac_limit(16, 300)
+            .with_guest(0b1000);
+        let (lan, guest) = ([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0x5]);
+        let f = frame(lan, [2, 0, 0, 0, 0, 0x77], [198, 18, 0, 10], [198, 18, 0, 77]);
+        assert!(matches!(
+            sw.decide(1, &f, 1),
+            Decision::Inspect { mask: 0b0101, flooded: true, .. }
+        ));
+        assert_eq!(sw.guest_pruned(1), 1);
+        // broadcast still reaches the guests
+        let b = frame(lan, [0xff; 6], [198, 18, 0, 10], [255, 255, 255, 255]);
+        assert!(matches!(sw.decide(1, &b, 1), Decision::Inspect { mask: 0b1101, .. }));
+        // a guest heard on ssid2 gets its unicast
+        sw.decide(3, &frame(guest, [0xff; 6], [198, 18, 0, 12], [255, 255, 255, 255]), 1);
+        let f = frame(lan, guest, [198, 18, 0, 10], [198, 18, 0, 12]);
+        assert!(matches!(sw.decide(1, &f, 1), Decision::Inspect { mask: 0b1000, flooded: false, .. }));
+        // a flood of MACs from ssid2 stops at its limit; LAN stations stay known
+        for i in 0..1000u16 {
+            let [x, y] = i.to_be_bytes();
+            sw.decide(3, &frame([2, 9, 9, 9, x, y], [0xff; 6], [198, 18, 0, 12], [198, 18, 0, 1]), 2);
+        }
+        assert_eq!(sw.fdb.held(3), 16);
+        assert!(sw.fdb.refused(3) >= 1000 - 16);
+        let to_lan = frame([2, 0, 0, 0, 0, 1], lan, [198, 18, 0, 80], [198, 18, 0, 10]);
+        assert!(matches!(sw.decide(0, &to_lan, 2), Decision::Inspect { mask: 0b0010, .. }));
+        // unknown unicast from the guest port itself floods to the others as before
+        let f = frame(guest, [2, 0, 0, 0, 0, 0x78], [198, 18, 0, 12], [198, 18, 0, 78]);
+        assert!(matches!(sw.decide(3, &f, 2), Decision::Inspect { mask: 0b0111, .. }));
     }
 }
