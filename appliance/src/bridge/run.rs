@@ -947,11 +947,8 @@ fn write_events(
 ) {
     use std::io::Write;
     let out: Box<dyn Write + Send> = match &path {
-        Some(p) if p.as_os_str() != "-" => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-        {
+        // 0600 (URLs, hosts); an existing file is made 0600 too; a link is refused
+        Some(p) if p.as_os_str() != "-" => match crate::perms::open_private(p, true) {
             Ok(f) => Box::new(io::BufWriter::new(f)),
             Err(e) => {
                 tracing::error!(file = %p.display(), error = %e, "cannot open the EVE file; events go to standard output");
