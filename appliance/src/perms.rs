@@ -323,9 +323,21 @@ pub struct Wipe {
     pub bytes: u64,
     /// What could not be removed.
     pub errors: Vec<String>,
+    /// One line per part wiped: what, where, how many files.
+    pub parts: Vec<String>,
 }
 
 impl Wipe {
+    /// Runs one step of the wipe and notes it for the summary (`state folder /var/lib/…:
+    /// 12 files`).
+    pub fn part(&mut self, what: &str, path: &Path, step: impl FnOnce(&mut Wipe)) {
+        let before = self.files.len();
+        step(self);
+        let n = self.files.len() - before;
+        self.parts
+            .push(format!("{what} {}: {n} file{}", path.display(), if n == 1 { "" } else { "s" }));
+    }
+
     /// Overwrite `p`'s contents with zeros (synced) and unlink it; a link is only unlinked.
     /// Missing: nothing.
     pub fn file(&mut self, p: &Path) {
@@ -445,10 +457,10 @@ impl Wipe {
             }
         );
         let tail = "; stopping";
-        for (i, f) in self.files.iter().enumerate() {
-            let item = format!(" {}", f.display());
-            if s.len() + item.len() + tail.len() + 12 > max {
-                s.push_str(&format!(" …{} more", self.files.len() - i));
+        for (i, p) in self.parts.iter().enumerate() {
+            let item = format!("{} {p}", if i == 0 { "" } else { ";" });
+            if s.len() + item.len() + tail.len() + 16 > max {
+                s.push_str(&format!(" …{} more", self.parts.len() - i));
                 break;
             }
             s.push_str(&item);
@@ -602,9 +614,11 @@ mod test {
         )
         .unwrap();
         let mut w = Wipe::default();
-        w.contents(&state);
-        w.with_rotations(&dir.join("eve.json"));
-        w.config(&cfg);
+        w.part("state folder", &state, |w| w.contents(&state));
+        w.part("EVE", &dir.join("eve.json"), |w| {
+            w.with_rotations(&dir.join("eve.json"))
+        });
+        w.part("configuration", &cfg, |w| w.config(&cfg));
         assert!(w.errors.is_empty(), "{:?}", w.errors);
         assert_eq!(w.files.len(), 5, "{w:?}");
         assert_eq!(w.dirs, 2);
@@ -621,6 +635,8 @@ mod test {
         assert!(text.contains("state_dir") && text.contains("[ports]"), "{text}");
         let s = w.summary(200);
         assert!(s.len() <= 200 && s.starts_with("wiped 5 files"), "{s}");
+        assert!(s.contains("EVE ") && s.contains("eve.json: 2 files"), "{s}");
+        assert!(s.contains("a.toml: 1 file;"), "{s}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -221,7 +221,7 @@ fn files_are_private_and_the_wipe_leaves_nothing_of_the_customer() {
         .unwrap_or_default();
     assert_eq!(wiped["state"], "done", "{dev}");
     let report = wiped.to_string();
-    for want in ["wiped", "eve.json", "hostapd-ssid1.conf", "test.toml"] {
+    for want in ["wiped", "state folder", "eve.json", "hostapd", "test.toml"] {
         assert!(report.contains(want), "the wipe's report lacks {want}: {report}");
     }
     let log = s.lab.log();
@@ -258,10 +258,16 @@ fn files_are_private_and_the_wipe_leaves_nothing_of_the_customer() {
 
 fn config(dir: &Path, extra: &str, perm: u32) -> PathBuf {
     let p = dir.join("a.toml");
+    let rules = dir.join("r.rules");
+    std::fs::write(
+        &rules,
+        "alert tcp any any -> any 80 (msg:\"x\"; content:\"GET\"; sid:1;)\n",
+    )
+    .expect("rules");
     std::fs::write(
         &p,
         format!(
-            "[ports]\nwan = \"mmfnone0\"\nlan = \"mmfnone1\"\n[output]\neve = \"{}/eve.json\"\n{extra}",
+            "[ports]\nwan = \"mmfnone0\"\nlan = \"mmfnone1\"\n[inspection]\nrules = [{rules:?}]\n[output]\neve = \"{}/eve.json\"\n{extra}",
             dir.display()
         ),
     )

@@ -127,17 +127,19 @@ impl Manager {
     /// The result (sent to the cloud, logged) says what was removed.
     fn wipe(&self) -> Result<String, String> {
         let mut w = crate::perms::Wipe::default();
-        w.contents(&self.state_dir);
+        w.part("state folder", &self.state_dir, |w| w.contents(&self.state_dir));
         if let Some(eve) = self.cfg.output.eve.as_ref().filter(|p| p.as_os_str() != "-") {
-            w.with_rotations(eve);
+            w.part("EVE", eve, |w| w.with_rotations(eve));
         }
         if let Some(d) = &self.cfg.output.hostapd_dir {
-            for n in ["hostapd-ssid1.conf", "hostapd-ssid2.conf"] {
-                w.file(&d.join(n));
-            }
+            w.part("hostapd", d, |w| {
+                for n in ["hostapd-ssid1.conf", "hostapd-ssid2.conf"] {
+                    w.file(&d.join(n));
+                }
+            });
         }
         if let Some(c) = &self.cfg.source {
-            w.config(c);
+            w.part("configuration (rewritten without secrets)", c, |w| w.config(c));
         }
         for f in &w.files {
             tracing::warn!(file = %f.display(), "wiped");
