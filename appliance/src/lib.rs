@@ -18,6 +18,7 @@ pub mod events;
 pub mod file;
 pub mod flow;
 pub mod mgmt;
+pub mod perms;
 pub mod pipeline;
 pub mod reassembly;
 pub mod replay;

@@ -350,6 +350,11 @@ pub mod lab {
             text.push_str(extra);
             let cfg = self.dir.join("test.toml");
             std::fs::write(&cfg, text).expect("writing the config");
+            // it may hold secrets (the activation code): the appliance refuses a
+            // configuration with secrets every user can read
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod 600 the config");
             let _ = std::fs::remove_file(self.dir.join("eve.json"));
             let _ = std::fs::remove_file(self.dir.join("appliance.log"));
             self.respawn();

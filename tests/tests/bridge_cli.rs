@@ -9,6 +9,8 @@ use mimamori_tests::{appliance, run, tempdir};
 fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("writing a test file");
+    // configurations with passphrases must not be readable by everyone (or are refused)
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     p
 }
 

@@ -206,6 +206,8 @@ enum RulesCmd {
 }
 
 fn main() -> ExitCode {
+    // every file and folder the appliance creates is its owner's only (explicit modes too)
+    mimamori_appliance::perms::private_umask();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -455,6 +457,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd: SsidCmd::Render { config, out_dir },
         } => {
             let cfg = Config::load(&config)?;
+            mimamori_appliance::perms::check_config(
+                &config,
+                &mimamori_appliance::perms::config_secrets(&cfg),
+            )?;
+            let out_dir = out_dir.or_else(|| cfg.output.hostapd_dir.clone());
             let mut any = false;
             for (role, name, s) in [
                 (SsidRole::Ssid1, "ssid1", &cfg.ssid1),
@@ -465,17 +472,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let text = mimamori_appliance::ssid::render(role, s)?;
                 match &out_dir {
                     Some(d) => {
-                        std::fs::create_dir_all(d)
+                        mimamori_appliance::perms::create_dir_private(d)
                             .with_context(|| format!("creating {}", d.display()))?;
                         let p = d.join(format!("hostapd-{name}.conf"));
-                        // the file carries the passphrase or RADIUS secret: owner only
-                        use std::os::unix::fs::OpenOptionsExt;
-                        let mut f = std::fs::OpenOptions::new()
-                            .write(true)
-                            .create(true)
-                            .truncate(true)
-                            .mode(0o600)
-                            .open(&p)
+                        // the file carries the passphrase or RADIUS secret: owner only, an
+                        // existing file too (fchmod; a link at `p` is refused)
+                        let mut f = mimamori_appliance::perms::create_private(&p)
                             .with_context(|| format!("writing {}", p.display()))?;
                         f.write_all(text.as_bytes())
                             .with_context(|| format!("writing {}", p.display()))?;
@@ -585,6 +587,7 @@ fn run_bridge(path: &std::path::Path, check_only: bool) -> anyhow::Result<ExitCo
     use mimamori_appliance::bridge::manage::{self, CloudLink, UplinkStart};
     use mimamori_appliance::bridge::run::RunOptions;
     let cfg = Config::load(path)?;
+    prepare_files(&cfg, path, check_only)?;
     let mut runtime = match &cfg.uplink {
         Some(u) => Runtime::load(&u.state_dir)?,
         None => Runtime::default(),
@@ -689,6 +692,25 @@ fn run_bridge(path: &std::path::Path, check_only: bool) -> anyhow::Result<ExitCo
         }
         None => ExitCode::SUCCESS,
     })
+}
+
+/// The local files before anything is read or opened (issue 21): the configuration's
+/// owner and mode (it holds secrets), the state folder (0700, its files 0600, no links,
+/// no other user's files) and the control socket's folder. `--check` only checks the
+/// configuration.
+fn prepare_files(cfg: &Config, path: &std::path::Path, check_only: bool) -> anyhow::Result<()> {
+    use mimamori_appliance::perms;
+    perms::check_config(path, &perms::config_secrets(cfg))?;
+    if check_only {
+        return Ok(());
+    }
+    if let Some(u) = &cfg.uplink {
+        perms::prepare_dir(&u.state_dir).context("state folder (uplink.state_dir)")?;
+    }
+    if let Some(c) = &cfg.output.control {
+        perms::check_socket_dir(c).context("control socket folder (output.control)")?;
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

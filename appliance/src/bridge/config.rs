@@ -126,10 +126,15 @@ impl Default for Inspection {
 pub struct Output {
     /// EVE-JSON lines; `-` or absent: standard output.
     pub eve: Option<PathBuf>,
-    /// Unix socket for `mimamori-appliance ctl` (isolate, release, stats).
+    /// Unix socket for `mimamori-appliance ctl` (isolate, release, stats). Its folder is
+    /// created 0700 when missing; an existing one must not be a link, must belong to root
+    /// or the appliance's user and must not be writable by others.
     pub control: Option<PathBuf>,
     /// Bounds of the EVE file (`[output.eve_limits]`).
     pub eve_limits: EveLimits,
+    /// Folder `ssid render` writes `hostapd-ssid1.conf` / `hostapd-ssid2.conf` to when no
+    /// `--out-dir` is given (mode 0600: they hold the passphrase); a wipe removes them.
+    pub hostapd_dir: Option<PathBuf>,
 }
 
 /// How much disk EVE output may take. On disk it is at most `(keep + 1) × max_bytes`:
@@ -409,6 +414,10 @@ pub struct Config {
     /// Alert budgets against floods.
     #[serde(default)]
     pub alerts: Alerts,
+    /// The file this configuration was read from (`Config::load`); a wipe rewrites it
+    /// without its secrets.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// A unicast MAC address `aa:bb:cc:dd:ee:ff`.
@@ -443,6 +452,7 @@ impl Config {
         if let Some(dir) = path.parent() {
             cfg.resolve_paths(dir);
         }
+        cfg.source = Some(path.into());
         Ok(cfg)
     }
 
@@ -471,6 +481,7 @@ impl Config {
             &mut i.file_signatures,
             &mut self.output.eve,
             &mut self.output.control,
+            &mut self.output.hostapd_dir,
         ]
         .into_iter()
         .flatten()

@@ -38,12 +38,13 @@ impl Control {
 }
 
 /// Listen on `path` (a stale socket file is replaced; only root may connect: mode 0600).
+/// The folder is created 0700 and checked ([`crate::perms::check_socket_dir`]); anything
+/// but a socket at `path` (a link, a file) is refused, never followed.
 pub fn serve(path: &Path, bridge: Arc<Bridge>) -> std::io::Result<Control> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    if path.exists() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    crate::perms::check_socket_dir(path).map_err(std::io::Error::other)?;
+    // (checked: nothing, or a socket, is at `path`)
+    if std::fs::symlink_metadata(path).is_ok() {
         if UnixStream::connect(path).is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
@@ -53,7 +54,18 @@ pub fn serve(path: &Path, bridge: Arc<Bridge>) -> std::io::Result<Control> {
         std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    // the umask (077) already made it owner-only; chmod only what was just checked to be
+    // the socket (not a link) in a folder no one else can write
+    let m = std::fs::symlink_metadata(path)?;
+    if !m.file_type().is_socket() {
+        return Err(std::io::Error::other(format!(
+            "{} was replaced while binding",
+            path.display()
+        )));
+    }
+    if m.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let st = Arc::clone(&stop);
     let thread = std::thread::Builder::new()

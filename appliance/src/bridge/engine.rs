@@ -77,7 +77,7 @@ impl Runtime {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = crate::perms::create_private(&tmp)?;
             f.write_all(&json)?;
             f.sync_all()?;
         }

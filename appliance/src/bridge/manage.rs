@@ -121,35 +121,42 @@ impl Manager {
             });
     }
 
+    /// Back to factory state: everything that names the customer or holds a secret is
+    /// overwritten with zeros and unlinked — the whole state folder (identity and key,
+    /// spool, `runtime.json`, bundles, `mgmt.mac`, temporary files), the EVE file and its
+    /// rotations, the rendered hostapd files — and the configuration is rewritten without
+    /// its secrets, SSIDs, name, exceptions and isolated hosts. Then the appliance stops.
+    /// The result (sent to the cloud, logged) says what was removed.
     fn wipe(&self) -> Result<String, String> {
-        let mut removed = 0;
-        use crate::uplink::identity::{
-            CERT_FILE, CLOUD_CA_FILE, DEVICE_CA_FILE, IDENTITY_FILE, KEY_FILE,
-        };
-        let files = [
-            IDENTITY_FILE,
-            KEY_FILE,
-            CERT_FILE,
-            CLOUD_CA_FILE,
-            DEVICE_CA_FILE,
-            crate::uplink::spool::SPOOL_FILE,
-        ]
-        .map(|f| self.state_dir.join(f));
-        for p in files.iter().chain([&Runtime::path(&self.state_dir)]) {
-            if p.exists() {
-                std::fs::remove_file(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                removed += 1;
-            }
+        let mut w = crate::perms::Wipe::default();
+        w.part("state folder", &self.state_dir, |w| w.contents(&self.state_dir));
+        if let Some(eve) = self.cfg.output.eve.as_ref().filter(|p| p.as_os_str() != "-") {
+            w.part("EVE", eve, |w| w.with_rotations(eve));
         }
-        let bundles = Runtime::bundles_dir(&self.state_dir);
-        if bundles.exists() {
-            std::fs::remove_dir_all(&bundles).map_err(|e| format!("{}: {e}", bundles.display()))?;
+        if let Some(d) = &self.cfg.output.hostapd_dir {
+            w.part("hostapd", d, |w| {
+                for n in ["hostapd-ssid1.conf", "hostapd-ssid2.conf"] {
+                    w.file(&d.join(n));
+                }
+            });
         }
-        tracing::warn!(dir = %self.state_dir.display(), "wiped: identity, spool and settings erased; stopping");
+        if let Some(c) = &self.cfg.source {
+            w.part("configuration (rewritten without secrets)", c, |w| w.config(c));
+        }
+        for f in &w.files {
+            tracing::warn!(file = %f.display(), "wiped");
+        }
+        for e in &w.errors {
+            tracing::error!(error = %e, "wipe");
+        }
+        let summary = w.summary(protocol::limits::MAX_TEXT_LEN);
+        tracing::warn!(dir = %self.state_dir.display(), "{summary}");
         self.exit_soon("wipe");
-        Ok(format!(
-            "wiped {removed} files and the rule bundles; stopping"
-        ))
+        if w.errors.is_empty() {
+            Ok(summary)
+        } else {
+            Err(format!("{}; {}", w.errors.join("; "), summary))
+        }
     }
 }
 
@@ -326,14 +333,15 @@ fn unpack(body: &protocol::bundle::BundleBody, dir: &Path) -> Result<(), String>
     for f in &body.files {
         let p = dir.join(&f.path);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            crate::perms::create_dir_private(parent)
+                .map_err(|e| format!("{}: {e}", parent.display()))?;
             dirs.insert(parent.to_path_buf());
         }
         // on disk before runtime.json names the bundle: a power cut cannot leave a
         // half-written rule set behind a saved state
         let write = || -> std::io::Result<()> {
             use std::io::Write;
-            let mut file = std::fs::File::create(&p)?;
+            let mut file = crate::perms::create_private(&p)?;
             file.write_all(&f.data)?;
             file.sync_all()
         };
@@ -362,7 +370,7 @@ impl CloudLink {
     /// whether the cloud is reachable or not.
     pub fn open(u: &super::config::RunUplink) -> anyhow::Result<CloudLink> {
         use anyhow::Context;
-        std::fs::create_dir_all(&u.state_dir)
+        crate::perms::create_dir_private(&u.state_dir)
             .with_context(|| format!("creating {}", u.state_dir.display()))?;
         let spool =
             crate::uplink::RedbSpool::open(&u.state_dir, u.spool_max_events)
@@ -435,8 +443,10 @@ pub fn management_mac(cfg: &Config, state_dir: &Path) -> anyhow::Result<[u8; 6]>
     let mut m: [u8; 6] = rand::random();
     m[0] = (m[0] & 0xfc) | 0x02;
     let text = protocol::messages::Mac(m).to_string();
-    std::fs::create_dir_all(state_dir).ok();
-    std::fs::write(&p, &text).with_context(|| format!("writing {}", p.display()))?;
+    crate::perms::create_dir_private(state_dir).ok();
+    crate::perms::create_private(&p)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        .with_context(|| format!("writing {}", p.display()))?;
     Ok(m)
 }
 

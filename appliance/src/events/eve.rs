@@ -419,12 +419,8 @@ impl EveFile {
     }
 
     fn open_file(&mut self) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)?;
+        // 0600 (URLs, hosts); an existing file is made 0600 too; a link is refused
+        let file = crate::perms::open_private(&self.path, true)?;
         self.size = file.metadata().map_or(0, |m| m.len());
         self.file = Some(std::io::BufWriter::new(file));
         Ok(())

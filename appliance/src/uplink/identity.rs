@@ -186,14 +186,14 @@ impl StateDir {
 
     /// Writes everything activation produced; `identity.toml` last.
     pub fn store(&self, stored: &StoredIdentity<'_>) -> Result<(), IdentityError> {
-        std::fs::create_dir_all(&self.root).map_err(|cause| IdentityError::Io {
+        crate::perms::create_dir_private(&self.root).map_err(|cause| IdentityError::Io {
             path: self.root.clone(),
             cause,
         })?;
-        self.write(KEY_FILE, stored.key_pem.as_bytes(), true)?;
-        self.write(CERT_FILE, stored.cert_pem.as_bytes(), false)?;
-        self.write(CLOUD_CA_FILE, stored.cloud_ca_pem, false)?;
-        self.write(DEVICE_CA_FILE, stored.device_ca_pem.as_bytes(), false)?;
+        self.write(KEY_FILE, stored.key_pem.as_bytes())?;
+        self.write(CERT_FILE, stored.cert_pem.as_bytes())?;
+        self.write(CLOUD_CA_FILE, stored.cloud_ca_pem)?;
+        self.write(DEVICE_CA_FILE, stored.device_ca_pem.as_bytes())?;
         let file = IdentityFile {
             device: stored.device.to_string(),
             cloud: stored.cloud.to_string(),
@@ -206,26 +206,20 @@ impl StateDir {
             problem: e.to_string(),
         })?;
         let text = format!("# Written by `mimamori-appliance activate`.\n{text}");
-        self.write(IDENTITY_FILE, text.as_bytes(), false)
+        self.write(IDENTITY_FILE, text.as_bytes())
     }
 
-    /// Writes a file atomically (temporary file, fsync, rename); `secret` files get mode 0600.
-    fn write(&self, name: &str, data: &[u8], secret: bool) -> Result<(), IdentityError> {
+    /// Writes a file atomically (temporary file, fsync, rename), mode 0600: the key, and
+    /// the files that name the device and its cloud.
+    fn write(&self, name: &str, data: &[u8]) -> Result<(), IdentityError> {
         let path = self.file(name);
         let tmp = self.file(&format!(".{name}.tmp"));
         let io = |cause| IdentityError::Io {
             path: path.clone(),
             cause,
         };
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(if secret { 0o600 } else { 0o644 });
-        }
         let _ = std::fs::remove_file(&tmp);
-        let mut f = opts.open(&tmp).map_err(io)?;
+        let mut f = crate::perms::create_private(&tmp).map_err(io)?;
         f.write_all(data).map_err(io)?;
         f.sync_all().map_err(io)?;
         drop(f);

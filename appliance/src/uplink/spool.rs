@@ -234,6 +234,25 @@ impl RedbSpool {
     /// Opens (or creates) `<state_dir>/spool.redb`.
     pub fn open(state_dir: &Path, max_events: u64) -> Result<RedbSpool, SpoolError> {
         let path = state_dir.join(SPOOL_FILE);
+        // created 0600 (and an existing one made 0600) before redb opens it: it holds the
+        // office's alerts; an empty file is initialised by redb
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| SpoolError::Db {
+                    path: path.clone(),
+                    cause: redb::Error::Io(e),
+                })?;
+            use std::os::unix::fs::PermissionsExt;
+            if f.metadata().is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+            }
+        }
         let db = Database::create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => SpoolError::InUse { path: path.clone() },
             e => SpoolError::Db {
