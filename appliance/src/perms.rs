@@ -636,7 +636,9 @@ mod test {
         let s = w.summary(200);
         assert!(s.len() <= 200 && s.starts_with("wiped 5 files"), "{s}");
         assert!(s.contains("EVE ") && s.contains("eve.json: 2 files"), "{s}");
-        assert!(s.contains("a.toml: 1 file;"), "{s}");
+        assert!(s.contains("…1 more"), "{s}");
+        let s = w.summary(512);
+        assert!(s.contains("a.toml: 1 file"), "{s}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
