@@ -322,8 +322,9 @@ fn a_configuration_with_secrets_readable_by_everyone_is_refused() {
     let (code, err) = appliance_run(&["run", "--check"], &plain);
     assert_eq!(code, Some(1), "a world-writable config was accepted: {err}");
 
-    // ssid render with --out-dir: an existing 0644 file becomes 0600
-    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // ssid render with --out-dir: an existing 0644 file becomes 0600 (the config with the
+    // SSID again: the plain one above was written to the same file)
+    let cfg = config(&dir, &ssid, 0o600);
     let out = dir.join("out");
     std::fs::create_dir_all(&out).expect("out");
     std::fs::write(out.join("hostapd-ssid1.conf"), "old").expect("old");
