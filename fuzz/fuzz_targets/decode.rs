@@ -106,6 +106,7 @@ fn config(opts: u8) -> WorkerConfig {
             depth: 4096,
             max_ooo_bytes: 1024,
             max_ooo_segments: 4,
+            ..cfg.tcp.stream
         };
     }
     cfg
